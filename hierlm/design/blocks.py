@@ -1,0 +1,125 @@
+"""Matrix blocks of a mixed model: the fixed-effect matrix and one block per bar.
+
+These records are the only thing the engines (``hierlm.lmm``, ``hierlm.bayes``)
+see of the data. A random-effect block is stored per level, never as a dense
+``n x (levels * q)`` matrix: row ``i`` of the data contributes ``z[i]`` to the
+effects of level ``codes[i]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["RandomBlock", "Design"]
+
+
+@dataclass(frozen=True, eq=False)
+class RandomBlock:
+    """One random-effect bar after expansion, e.g. ``(Days | Subject)``.
+
+    Attributes
+    ----------
+    group : str
+        Name of the grouping factor, ``"Subject"`` or ``"batch:cask"`` for an
+        interaction of factors.
+    columns : tuple of str
+        Names of the block's columns, e.g. ``("Intercept", "Days")``.
+    correlated : bool
+        True when the block has correlation parameters (more than one column
+        from one correlated bar). Bars from ``||`` give one-column blocks.
+    levels : tuple of str
+        Labels of the grouping levels, in the order used by ``codes``.
+    codes : numpy.ndarray
+        Integer array of length n: the level of each observation.
+    z : numpy.ndarray
+        Float array of shape (n, q): the raw model matrix of the bar's left side.
+    """
+
+    group: str
+    columns: tuple[str, ...]
+    correlated: bool
+    levels: tuple[str, ...]
+    codes: np.ndarray
+    z: np.ndarray
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        """Number of columns (coefficients per level)."""
+        return len(self.columns)
+
+    @property
+    def term(self) -> str:
+        """The block written back as an lme4 bar, e.g. ``"1 + Days | Subject"``."""
+        lhs = " + ".join("1" if c == "Intercept" else c for c in self.columns)
+        if "Intercept" not in self.columns:
+            lhs = "0 + " + lhs
+        return f"{lhs} | {self.group}"
+
+    def sparse_z(self) -> sp.csc_matrix:
+        """Return the block's Z as a sparse ``n x (n_levels * q)`` matrix (level-major)."""
+        n, q = self.z.shape
+        rows = np.repeat(np.arange(n), q)
+        cols = (self.codes[:, None] * q + np.arange(q)[None, :]).ravel()
+        return sp.csc_matrix((self.z.ravel(), (rows, cols)), shape=(n, self.n_levels * q))
+
+    def as_dict(self) -> dict[str, object]:
+        """Summary used by ``Model.random_terms``."""
+        return {
+            "group": self.group,
+            "columns": list(self.columns),
+            "correlated": self.correlated,
+            "n_levels": self.n_levels,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Response, fixed-effect matrix and random-effect blocks of one data set.
+
+    Attributes
+    ----------
+    y : numpy.ndarray
+        Response, length n.
+    X : numpy.ndarray
+        Fixed-effect model matrix, shape (n, p).
+    fixed_names : tuple of str
+        Column names of ``X`` (lme4 style: ``"Intercept"``, ``"Days"``, ``"recipeB"``).
+    blocks : tuple of RandomBlock
+        Random-effect blocks in lme4's order (terms reordered by decreasing
+        number of levels exactly when lme4 reorders them).
+    response : str
+        Name of the response column.
+    row_index : numpy.ndarray
+        Index labels of the rows of the input frame that were used.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    blocks: tuple[RandomBlock, ...]
+    response: str
+    row_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+
+    @property
+    def n(self) -> int:
+        """Number of observations."""
+        return int(self.X.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effect columns."""
+        return int(self.X.shape[1])
+
+    def sparse_z(self) -> sp.csc_matrix:
+        """Return the full Z = [Z_1 ... Z_k] as a sparse matrix (for tests and small problems)."""
+        if not self.blocks:
+            return sp.csc_matrix((self.n, 0))
+        return sp.hstack([b.sparse_z() for b in self.blocks], format="csc")

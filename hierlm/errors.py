@@ -1,0 +1,90 @@
+"""Exception and warning classes raised by hierlm.
+
+Every error a user can trigger with bad input is one of these classes, so that
+callers can catch hierlm's complaints without catching unrelated bugs. Each
+subclasses the matching builtin (``ValueError``, ``KeyError``, ``TypeError``)
+so ordinary ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HierlmError",
+    "FormulaError",
+    "DataError",
+    "ColumnNotFoundError",
+    "InputTypeError",
+    "RankDeficientError",
+    "NewLevelError",
+    "PriorError",
+    "FitError",
+    "IncompatibleFileError",
+    "HierlmWarning",
+    "MissingDataWarning",
+    "SingularFitWarning",
+    "ConvergenceWarning",
+    "SamplingWarning",
+]
+
+
+class HierlmError(Exception):
+    """Base class of every error hierlm raises on purpose."""
+
+
+class FormulaError(HierlmError, ValueError):
+    """A formula that cannot be parsed or does not make sense for the data."""
+
+
+class DataError(HierlmError, ValueError):
+    """Data that cannot be used as given (missing, non-finite, too few levels...)."""
+
+
+class ColumnNotFoundError(HierlmError, KeyError):
+    """A formula names a column the data frame does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class InputTypeError(HierlmError, TypeError):
+    """An argument of the wrong type (e.g. data that is not a DataFrame)."""
+
+
+class RankDeficientError(HierlmError, ValueError):
+    """Fixed-effect columns that are linear combinations of other columns."""
+
+
+class NewLevelError(HierlmError, ValueError):
+    """New data holds grouping levels the model never saw, where that is not allowed."""
+
+
+class PriorError(HierlmError, ValueError):
+    """An unknown prior name or impossible prior parameters."""
+
+
+class FitError(HierlmError, ValueError):
+    """Bad arguments to a fit (unknown method, draws=0, ...)."""
+
+
+class IncompatibleFileError(HierlmError, ValueError):
+    """A saved fit written by an incompatible version of hierlm."""
+
+
+class HierlmWarning(UserWarning):
+    """Base class of hierlm's warnings."""
+
+
+class MissingDataWarning(HierlmWarning):
+    """Rows were dropped because of missing values."""
+
+
+class SingularFitWarning(HierlmWarning):
+    """A variance component is estimated at (or next to) zero."""
+
+
+class ConvergenceWarning(HierlmWarning):
+    """An optimiser stopped without meeting its convergence criteria."""
+
+
+class SamplingWarning(HierlmWarning):
+    """MCMC diagnostics flag a problem (divergences, R-hat, low ESS, tree depth)."""
