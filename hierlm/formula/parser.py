@@ -1,0 +1,230 @@
+"""Parse lme4 model formulas into a response, a fixed part and random-effect bars.
+
+The fixed part is kept as text and handed to formulaic, which implements the
+Wilkinson operators (``+ - * : 0 + I() np.log()``). The random part, the
+parenthesised ``(expr | group)`` and ``(expr || group)`` terms, is what this
+module understands itself. The parser knows no data: it never looks at columns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hierlm.errors import FormulaError
+
+__all__ = ["Bar", "ParsedFormula", "parse_formula", "syntax_error"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One random-effect term as written, before expansion.
+
+    Attributes
+    ----------
+    expr : str
+        The left side of the bar, e.g. ``"1 + Days"`` or ``"0 + x"``.
+    group : tuple of tuple of str
+        The grouping expression as a ``/``-separated sequence of ``:``-joined
+        factor names: ``a/b:c`` is ``(("a",), ("b", "c"))``.
+    double : bool
+        True for ``||`` (uncorrelated terms).
+    text : str
+        The bar as written, for messages.
+    """
+
+    expr: str
+    group: tuple[tuple[str, ...], ...]
+    double: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """A formula split into its parts.
+
+    Attributes
+    ----------
+    text : str
+        The formula as written.
+    response : str or None
+        Left side of ``~`` (None for a one-sided formula).
+    fixed : str
+        The fixed part as a formulaic right-hand side, e.g. ``"1 + Days"``.
+    bars : tuple of Bar
+        Random-effect bars in the order written.
+    """
+
+    text: str
+    response: str | None
+    fixed: str
+    bars: tuple[Bar, ...]
+
+
+def syntax_error(text: str, position: int, problem: str, fix: str = "") -> FormulaError:
+    """Build a FormulaError that points at ``position`` in ``text`` with a caret."""
+    pointer = " " * position + "^"
+    message = f"{problem}\n    {text}\n    {pointer}"
+    if fix:
+        message += f"\n{fix}"
+    return FormulaError(message)
+
+
+def _top_level_split(text: str, offset: int, full: str) -> list[tuple[str, str, int]]:
+    """Split ``text`` on ``+``/``-`` outside parentheses: (sign, chunk, start) triples."""
+    chunks: list[tuple[str, str, int]] = []
+    depth = 0
+    sign = "+"
+    start = 0
+    for i, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+            if depth < 0:
+                raise syntax_error(full, offset + i, "Unmatched ')' in formula.",
+                                   "Remove it or add the matching '('.")
+        elif char in "+-" and depth == 0:
+            # a sign that follows an operator (``x * -1``) or exponent is not a term break
+            before = text[:i].rstrip()
+            if before and before[-1] in "*/:^(~+-":
+                continue
+            chunks.append((sign, text[start:i], offset + start))
+            sign = char
+            start = i + 1
+    if depth > 0:
+        position = offset + text.rfind("(")
+        raise syntax_error(full, position, "Unclosed '(' in formula.", "Add the missing ')'.")
+    chunks.append((sign, text[start:], offset + start))
+    return chunks
+
+
+def _bar_split(inner: str) -> tuple[str, str, bool] | None:
+    """Split the inside of ``( ... )`` at a depth-0 ``|`` or ``||``; None if there is none."""
+    depth = 0
+    for i, char in enumerate(inner):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            if inner[i + 1 : i + 2] == "|":
+                return inner[:i], inner[i + 2 :], True
+            return inner[:i], inner[i + 1 :], False
+    return None
+
+
+def _parse_group(text: str, full: str, position: int) -> tuple[tuple[str, ...], ...]:
+    """Parse ``a``, ``a:b``, ``a/b``, ``a/b:c`` into nested factor-name tuples."""
+    stripped = text.strip()
+    if stripped.startswith("(") and stripped.endswith(")"):
+        stripped = stripped[1:-1].strip()
+    if not stripped:
+        raise syntax_error(full, position, "A bar has no grouping factor after '|'.",
+                           "Write e.g. '(1 | Subject)'.")
+    levels: list[tuple[str, ...]] = []
+    for part in stripped.split("/"):
+        names = tuple(name.strip().strip("`") for name in part.split(":"))
+        for name in names:
+            if not _IDENTIFIER.match(name):
+                raise syntax_error(
+                    full, position,
+                    f"Grouping factor {name!r} is not a column name.",
+                    "The right side of '|' must be column names joined by ':' or '/', "
+                    "e.g. '(1 | school/class)' or '(1 | rater:target)'.",
+                )
+        levels.append(names)
+    return tuple(levels)
+
+
+def parse_formula(text: str) -> ParsedFormula:
+    """Split an lme4 formula into response, fixed part and bars.
+
+    Parameters
+    ----------
+    text : str
+        A formula such as ``"Reaction ~ Days + (Days | Subject)"``.
+
+    Returns
+    -------
+    ParsedFormula
+        The response name, the fixed part as formulaic text and the bars.
+
+    Raises
+    ------
+    FormulaError
+        On syntax errors, with a caret under the offending position.
+    """
+    if not isinstance(text, str):
+        raise FormulaError(f"A formula must be a string, not {type(text).__name__}.")
+    if text.count("~") != 1:
+        where = text.find("~", text.find("~") + 1) if text.count("~") > 1 else len(text)
+        raise syntax_error(text, max(where, 0),
+                           "A formula needs exactly one '~' between response and predictors.",
+                           "Write it as 'response ~ predictors', e.g. 'y ~ x + (1 | g)'.")
+    lhs, rhs = text.split("~")
+    response = lhs.strip() or None
+    if response is None:
+        raise syntax_error(text, 0, "The formula has no response on the left of '~'.",
+                           "Write it as 'response ~ predictors'.")
+    offset = len(lhs) + 1
+    if not rhs.strip():
+        raise syntax_error(text, len(text), "The formula has nothing on the right of '~'.",
+                           "Add predictors, or '1' for an intercept-only model.")
+    fixed_parts: list[str] = []
+    bars: list[Bar] = []
+    for sign, chunk, start in _top_level_split(rhs, offset, text):
+        stripped = chunk.strip()
+        if not stripped:
+            if sign == "+" and start == offset:  # a leading sign, as in '~ -1 + x'
+                continue
+            raise syntax_error(text, start, "Empty term: two operators in a row, or a trailing '+'.",
+                               "Remove the extra operator.")
+        bar = _as_bar(stripped, text, start + (len(chunk) - len(chunk.lstrip())))
+        if bar is None:
+            fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
+            continue
+        if sign == "-":
+            raise syntax_error(text, start, "A random-effect bar cannot be subtracted.",
+                               "Use '+ (expr | group)'.")
+        bars.append(bar)
+    fixed = " ".join(fixed_parts).strip()
+    if not fixed:
+        fixed = "1"
+    elif fixed.startswith("-"):
+        fixed = "1 " + fixed
+    return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars))
+
+
+def _as_bar(chunk: str, full: str, position: int) -> Bar | None:
+    """Return the Bar when ``chunk`` is ``( expr | group )``, None when it holds no bar."""
+    if "|" not in chunk:
+        return None
+    if not (chunk.startswith("(") and chunk.endswith(")")) or _closing_paren(chunk) != len(chunk) - 1:
+        raise syntax_error(full, position,
+                           f"'|' may only appear inside a parenthesised bar: {chunk!r}.",
+                           "Write random effects as separate terms, e.g. 'y ~ x + (x | g)'.")
+    split = _bar_split(chunk[1:-1])
+    if split is None:
+        return None
+    expr, group_text, double = split
+    if not expr.strip():
+        raise syntax_error(full, position + 1, "A bar has nothing on the left of '|'.",
+                           "Write '(1 | g)' for a random intercept.")
+    group = _parse_group(group_text, full, position + chunk.find("|") + 1)
+    return Bar(expr=expr.strip(), group=group, double=double, text=chunk)
+
+
+def _closing_paren(chunk: str) -> int:
+    """Index of the parenthesis that closes the one at position 0."""
+    depth = 0
+    for i, char in enumerate(chunk):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1

@@ -1,0 +1,189 @@
+"""The user's entry point: ``Model(formula, data)`` and its ``fit``.
+
+A Model parses the formula, learns a frozen spec from the data and builds the
+design once. ``fit`` hands the design to an engine: ``hierlm.lmm`` for
+``"ml"``/``"reml"``, ``hierlm.bayes`` for ``"map"``/``"nuts"``. Engines are
+imported on first use so a frequentist fit never imports PyMC.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from hierlm.design.blocks import Design
+from hierlm.design.spec import ModelSpec, build_spec
+from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
+from hierlm.formula import parse_formula
+
+__all__ = ["Model", "RandomTerm", "FIT_METHODS"]
+
+FIT_METHODS = ("reml", "ml", "map", "nuts")
+_FAMILIES = ("gaussian",)
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effect bar after expansion, as listed by ``Model.random_terms``.
+
+    Attributes
+    ----------
+    group : str
+        Grouping factor, e.g. ``"Subject"`` or ``"batch:cask"``.
+    columns : list of str
+        Coefficients that vary by group, e.g. ``["Intercept", "Days"]``.
+    correlated : bool
+        Whether the coefficients have correlation parameters.
+    n_levels : int
+        Number of levels of the grouping factor in the data.
+    """
+
+    group: str
+    columns: list[str]
+    correlated: bool
+    n_levels: int
+
+    def __repr__(self) -> str:
+        return (f"RandomTerm(group={self.group!r}, columns={self.columns!r}, "
+                f"correlated={self.correlated}, n_levels={self.n_levels})")
+
+
+class Model:
+    """A linear mixed model given by an lme4 formula and a data frame.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame
+        The data; columns named in the formula must be present.
+    family : str
+        Response family; only ``"gaussian"`` is supported so far.
+    priors : dict, "flat" or None
+        Prior overrides for Bayesian fits (see ``hierlm.bayes.priors``).
+    na_action : {"omit", "raise"}
+        Drop rows with missing values (with a warning, as lme4's ``na.omit``)
+        or raise.
+    reference : dict, optional
+        Column -> level to use as treatment-contrast reference, e.g.
+        ``{"Machine": "B"}``.
+
+    Examples
+    --------
+    >>> import hierlm as hl
+    >>> m = hl.Model("Reaction ~ Days + (Days | Subject)", hl.datasets.load("sleepstudy"))
+    >>> m.random_terms
+    [RandomTerm(group='Subject', columns=['Intercept', 'Days'], correlated=True, n_levels=18)]
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        family: str = "gaussian",
+        priors: Mapping[str, Any] | str | None = None,
+        na_action: str = "omit",
+        reference: Mapping[str, object] | None = None,
+    ) -> None:
+        if family not in _FAMILIES:
+            raise InputTypeError(
+                f"family={family!r} is not supported; hierlm fits {', '.join(_FAMILIES)} models."
+            )
+        if priors is not None and not isinstance(priors, (Mapping, str)):
+            raise InputTypeError(
+                f"priors must be a dict of Prior objects or 'flat', not {type(priors).__name__}."
+            )
+        self.formula = formula
+        self.family = family
+        self.parsed = parse_formula(formula)
+        self.spec: ModelSpec
+        self.design: Design
+        self.spec, self.design = build_spec(self.parsed, data, na_action=na_action,
+                                            reference=reference)
+        self.data = data.loc[self.design.row_index]
+        self.user_priors = priors
+        if priors is not None:
+            self.priors  # noqa: B018 - validate prior names and parameters early
+
+    @property
+    def random_terms(self) -> list[RandomTerm]:
+        """One entry per random-effect block after expansion, in lme4 order."""
+        return [RandomTerm(b.group, list(b.columns), b.correlated, b.n_levels)
+                for b in self.design.blocks]
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used (after dropping incomplete rows)."""
+        return self.design.n
+
+    @property
+    def fixed_names(self) -> list[str]:
+        """Names of the fixed-effect coefficients."""
+        return list(self.design.fixed_names)
+
+    @property
+    def priors(self) -> Any:
+        """Table of the priors a Bayesian fit will use (defaults plus overrides)."""
+        from hierlm.bayes.priors import resolve_priors
+
+        return resolve_priors(self.design, self.user_priors)
+
+    def build(self, formulation: str = "auto") -> Any:
+        """Build (without sampling) the PyMC model a Bayesian fit would use."""
+        from hierlm.bayes import build_model
+
+        return build_model(self, formulation=formulation)
+
+    def fit(self, method: str = "reml", **options: Any) -> Any:
+        """Fit the model.
+
+        Parameters
+        ----------
+        method : {"reml", "ml", "map", "nuts"}
+            ``"reml"``/``"ml"``: exact restricted / full maximum likelihood (lme4's
+            criteria). ``"map"``: posterior mode. ``"nuts"``: posterior sampling.
+        **options
+            Passed to the engine (e.g. ``draws``, ``chains``, ``random_seed`` for NUTS).
+
+        Returns
+        -------
+        LmmResult or BayesResult
+        """
+        if method not in FIT_METHODS:
+            raise FitError(f"Unknown fit method {method!r}; choose one of {', '.join(FIT_METHODS)}.")
+        if method in ("reml", "ml"):
+            from hierlm.lmm import fit_lmm
+
+            return fit_lmm(self.design, reml=(method == "reml"), model=self, **options)
+        from hierlm.bayes import fit_bayes
+
+        return fit_bayes(self, method=method, **options)
+
+    def new_design(self, data: pd.DataFrame, with_response: bool = False,
+                   allow_new_levels: bool = True) -> Design:
+        """Build the design of new data with this model's spec.
+
+        Grouping levels the model never saw get code -1 (population-level
+        prediction); they are reported with a warning, or raise
+        :class:`~hierlm.errors.NewLevelError` when ``allow_new_levels=False``.
+        """
+        design, new_levels = self.spec.design_for(data, with_response=with_response)
+        if new_levels:
+            detail = "; ".join(
+                f"{group}: {', '.join(levels[:5])}{' ...' if len(levels) > 5 else ''} "
+                f"({len(levels)} new)" for group, levels in new_levels.items()
+            )
+            if not allow_new_levels:
+                raise NewLevelError(f"New data has grouping levels the model never saw: {detail}.")
+            warnings.warn(f"New grouping levels get population-level predictions: {detail}.",
+                          HierlmWarning, stacklevel=2)
+        return design
+
+    def __repr__(self) -> str:
+        terms = ", ".join(f"({' + '.join(t.columns)} | {t.group})" for t in self.random_terms)
+        return (f"Model({self.formula!r}, nobs={self.nobs}, fixed={self.fixed_names}, "
+                f"random=[{terms}])")
