@@ -1,0 +1,53 @@
+"""Post-fit quantities as pure functions over a fit's draws.
+
+Every function takes a fit (or its :class:`~hierlm.results.draws.FitDraws`)
+and works the same on Bayesian fits (a posterior per quantity) and on
+ML/REML/MAP fits (a point value): :func:`icc`, :func:`r2`, :func:`shrinkage`,
+:func:`predict`, :func:`waic`, :func:`loo`, :func:`compare` and
+:func:`compare_estimates`.
+
+The names are loaded on first use, so importing ``hierlm.results.draws`` (as
+the engines do) does not import ArviZ.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__all__ = [
+    "FitDraws",
+    "icc",
+    "r2",
+    "shrinkage",
+    "predict",
+    "waic",
+    "loo",
+    "compare",
+    "compare_estimates",
+    "summarize",
+]
+
+_HOME = {
+    "FitDraws": "hierlm.results.draws",
+    "icc": "hierlm.results.icc",
+    "r2": "hierlm.results.r2",
+    "shrinkage": "hierlm.results.shrinkage",
+    "predict": "hierlm.results.predict",
+    "waic": "hierlm.results.ic",
+    "loo": "hierlm.results.ic",
+    "compare": "hierlm.results.compare",
+    "compare_estimates": "hierlm.results.estimates",
+    "summarize": "hierlm.results.summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` when it is first asked for."""
+    if name in _HOME:
+        return getattr(import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'hierlm.results' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,223 @@
+"""Intraclass correlation: how much of the variance the grouping factors explain.
+
+For a random-intercept model ``y_ij = x_ij' beta + b_j + e_ij`` with
+``b_j ~ N(0, tau^2)`` and ``e_ij ~ N(0, sigma^2)``, two observations of the
+same group have correlation
+
+    ICC = tau^2 / (tau^2 + sigma^2),
+
+which is also the share of the (conditional-on-X) variance that lies between
+groups. With several grouping factors every block k contributes a variance
+``v_k`` and
+
+    share_k = v_k / (sum_m v_m + sigma^2)
+
+while two observations that share the levels of a set of factors have
+correlation ``sum_{k shared} v_k / (sum_m v_m + sigma^2)``. Sharing a level of
+a nested factor (a cask) implies sharing the level of the factor it is nested
+in (its batch), so those blocks are shared too; nesting is read off the data.
+
+With random slopes the variance a block adds depends on the row's covariates,
+``z_i' G z_i``. The *adjusted ICC* of Nakagawa, Johnson & Schielzeth (2017, J.
+R. Soc. Interface 14: 20170213) uses its mean over the observed rows,
+``v_k = mean_i z_i' G_k z_i``; ``at={"Days": 0}`` evaluates ``z' G_k z`` at
+chosen covariate values instead (the correlation of two observations of one
+group that both have those values).
+
+All of this is computed per draw, so a Bayesian fit gets the posterior of each
+ICC and a frequentist fit the plug-in estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hierlm.design.blocks import Design
+from hierlm.errors import ColumnNotFoundError, DataError, InputTypeError
+from hierlm.results.common import (
+    as_draws,
+    block_labels,
+    chains_of,
+    mean_random_variance,
+    random_variance_at,
+)
+from hierlm.results.summary import point_or_posterior
+
+__all__ = ["IccResult", "icc", "nesting_matrix"]
+
+
+def _nested(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """True when every level of ``inner`` occurs within a single level of ``outer``."""
+    pairs = np.unique(np.stack([inner, outer]), axis=1)
+    return pairs.shape[1] == np.unique(inner).size
+
+
+def nesting_matrix(design: Design) -> np.ndarray:
+    """Which blocks' grouping factors are nested in which.
+
+    Parameters
+    ----------
+    design : Design
+        The model's design.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (K, K): entry ``[a, b]`` is True when each level of block a's
+        factor lies inside one level of block b's factor (always True on the
+        diagonal and between blocks on the same factor).
+    """
+    blocks = design.blocks
+    out = np.zeros((len(blocks), len(blocks)), dtype=bool)
+    for a, inner in enumerate(blocks):
+        for b, outer in enumerate(blocks):
+            out[a, b] = a == b or _nested(np.asarray(inner.codes), np.asarray(outer.codes))
+    return out
+
+
+@dataclass(frozen=True)
+class IccResult:
+    """Intraclass correlations and variance shares of a fit.
+
+    Attributes
+    ----------
+    correlations : pandas.DataFrame
+        One row per set of shared grouping factors: the correlation of two
+        observations in the same level(s). Column ``blocks`` lists the
+        variance components counted as shared; the other columns are the
+        estimate (point fits) or posterior summary (Bayesian fits).
+    components : pandas.DataFrame
+        One row per variance component (each block, then ``Residual``): its
+        variance (``variance``: estimate or posterior mean) and its share of
+        the total variance (estimate or posterior summary).
+    adjusted : bool
+        True when some block has random slopes, so the variances are
+        design-averaged (or evaluated at ``at``).
+    at : dict or None
+        The covariate values used instead of the design average, if any.
+    """
+
+    correlations: pd.DataFrame
+    components: pd.DataFrame
+    adjusted: bool
+    at: dict[str, float] | None = field(default=None)
+
+    @property
+    def value(self) -> float:
+        """The single ICC (estimate or posterior mean) of a one-factor model.
+
+        Raises
+        ------
+        DataError
+            If the model has more than one set of shared factors; read
+            :attr:`correlations` then.
+        """
+        if len(self.correlations) != 1:
+            raise DataError(
+                f"The fit has {len(self.correlations)} ICCs ({', '.join(self.correlations.index)}); "
+                "read them from .correlations."
+            )
+        row = self.correlations.iloc[0]
+        return float(row["estimate"] if "estimate" in row else row["mean"])
+
+    def __repr__(self) -> str:
+        kind = "Intraclass correlation"
+        if self.at is not None:
+            kind += f" at {self.at}"
+        elif self.adjusted:
+            kind += " (adjusted: random-slope variance averaged over the observed rows)"
+        with pd.option_context("display.width", 120, "display.precision", 4):
+            return (f"{kind}\n{self.correlations.to_string()}\n\n"
+                    f"Variance components and their shares\n{self.components.to_string()}")
+
+
+def _shared_sets(design: Design,
+                 shared: Iterable[str | Iterable[str]] | None) -> list[tuple[str, list[int]]]:
+    """Resolve the requested sets of shared factors to (row label, block indices)."""
+    nested = nesting_matrix(design)
+    groups = [block.group for block in design.blocks]
+    if shared is None:
+        requested: list[tuple[str, ...]] = [(g,) for g in dict.fromkeys(groups)]
+    else:
+        if isinstance(shared, str):
+            raise InputTypeError(
+                f"shared= takes a list of factor sets, e.g. shared=[({shared!r},)], "
+                f"not the string {shared!r}."
+            )
+        requested = [(item,) if isinstance(item, str) else tuple(item) for item in shared]
+    out = []
+    for factors in requested:
+        unknown = [f for f in factors if f not in groups]
+        if unknown or not factors:
+            raise ColumnNotFoundError(
+                f"shared= names {unknown or factors}, which are not grouping factors of the model; "
+                f"its grouping factors are {sorted(set(groups))}."
+            )
+        members = [k for k, g in enumerate(groups) if g in factors]
+        included = sorted({b for a in members for b in range(len(groups)) if nested[a, b]})
+        out.append((" & ".join(factors), included))
+    return out
+
+
+def icc(
+    fit: object,
+    shared: Iterable[str | Iterable[str]] | None = None,
+    at: Mapping[str, float] | None = None,
+    prob: float | None = None,
+) -> IccResult:
+    """Intraclass correlation(s) and variance shares of a fit.
+
+    Parameters
+    ----------
+    fit : FitDraws or fit result
+        Any hierlm fit (or its draws).
+    shared : list of str or of tuples of str, optional
+        Sets of grouping factors two observations share, e.g.
+        ``[("plate", "sample")]``; each set gives one row of
+        ``correlations``. Default: one row per grouping factor.
+    at : dict, optional
+        Values of the random-slope columns at which to evaluate the variance
+        (``{"Days": 0}``) instead of averaging over the observed rows.
+    prob : float, optional
+        Interval probability for Bayesian fits (ArviZ default when None).
+
+    Returns
+    -------
+    IccResult
+
+    Raises
+    ------
+    DataError
+        If the model has no random effects.
+    """
+    draws = as_draws(fit)
+    design = draws.design
+    if not design.blocks:
+        raise DataError("The model has no random effects, so it has no intraclass correlation.")
+    labels = block_labels(design)
+    if at is None:
+        variances = mean_random_variance(draws)
+    else:
+        variances = random_variance_at(draws, at)
+    residual = draws.sigma**2
+    total = variances.sum(axis=1) + residual
+    chains = chains_of(draws)
+
+    sets = _shared_sets(design, shared)
+    correlation_draws = np.column_stack([variances[:, idx].sum(axis=1) / total for _, idx in sets])
+    correlations = point_or_posterior(correlation_draws, draws.point, chains=chains, prob=prob)
+    correlations.insert(0, "blocks", [" + ".join(labels[k] for k in idx) for _, idx in sets])
+    correlations.index = pd.Index([name for name, _ in sets], name="shared")
+
+    all_variances = np.column_stack([variances, residual])
+    shares = point_or_posterior(all_variances / total[:, None], draws.point, chains=chains, prob=prob)
+    shares.insert(0, "variance", all_variances.mean(axis=0))
+    shares.insert(0, "term", [block.term for block in design.blocks] + [""])
+    shares.index = pd.Index(labels + ["Residual"], name="component")
+    adjusted = any(column != "Intercept" for block in design.blocks for column in block.columns)
+    return IccResult(correlations=correlations, components=shares, adjusted=adjusted,
+                     at=None if at is None else dict(at))
