@@ -104,7 +104,9 @@ class Model:
         self.design: Design
         self.spec, self.design = build_spec(self.parsed, data, na_action=na_action,
                                             reference=reference)
-        self.data = data.loc[self.design.row_index]
+        # rows kept by build_spec (those complete in the model's columns); a boolean mask, not
+        # the index labels, so that a frame with duplicate index labels keeps its n rows
+        self.data = data.loc[data[self.spec.variables()].notna().all(axis=1).to_numpy()]
         self.user_priors = priors
         if priors is not None:
             self.priors  # noqa: B018 - validate prior names and parameters early

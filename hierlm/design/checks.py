@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
 from hierlm.errors import (
     ColumnNotFoundError,
@@ -145,6 +144,9 @@ def apply_reference_levels(data: pd.DataFrame, reference: Mapping[str, object]) 
             levels = [c for c in column.cat.categories if column.eq(c).any()]
         else:
             levels = sorted(column.dropna().unique().tolist(), key=_sort_key)
+        if level not in levels:  # accept the label as text, e.g. "185" for the level 185
+            matches = [v for v in levels if str(v) == str(level)]
+            level = matches[0] if len(matches) == 1 else level
         if level not in levels:
             shown = ", ".join(repr(v) for v in levels[:20])
             raise DataError(
@@ -163,17 +165,27 @@ def _sort_key(value: object) -> tuple[int, object]:
 
 
 def aliased_columns(matrix: np.ndarray, names: tuple[str, ...]) -> list[str]:
-    """Names of columns that are linear combinations of earlier columns (pivoted QR)."""
-    if matrix.shape[1] == 0:
-        return []
-    _, r_factor, pivot = scipy.linalg.qr(matrix, mode="economic", pivoting=True)
-    diagonal = np.abs(np.diag(r_factor))
-    tolerance = 1e-7 * max(diagonal.max(), 1.0) if diagonal.size else 0.0
-    rank = int((diagonal > tolerance).sum())
-    if rank == matrix.shape[1]:
-        return []
-    dropped = sorted(pivot[rank:])
-    return [names[i] for i in dropped]
+    """Names of columns that are linear combinations of earlier columns.
+
+    Columns are taken in order, as R's ``qr`` (LINPACK ``dqrdc2``) and lme4 do:
+    a column is aliased when its residual after projection on the earlier
+    kept columns is below ``1e-7`` of its own norm, so in ``x + 2*x`` it is
+    the second column that is named.
+    """
+    aliased: list[str] = []
+    basis = np.empty((matrix.shape[0], 0))
+    for j in range(matrix.shape[1]):
+        column = matrix[:, j].astype(float)
+        norm = float(np.linalg.norm(column))
+        residual = column
+        for _ in range(2):  # project twice: classical Gram-Schmidt with re-orthogonalisation
+            residual = residual - basis @ (basis.T @ residual)
+        size = float(np.linalg.norm(residual))
+        if norm == 0.0 or size <= 1e-7 * norm:
+            aliased.append(names[j])
+            continue
+        basis = np.column_stack([basis, residual / size])
+    return aliased
 
 
 def check_rank(matrix: np.ndarray, names: tuple[str, ...]) -> None:

@@ -25,6 +25,7 @@ from hierlm.design.blocks import Design, RandomBlock
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import DataError, FormulaError
 from hierlm.formula import BarTerm, ParsedFormula, expand_bars
+from hierlm.formula.parser import describe_formulaic_error
 
 __all__ = ["GroupingSpec", "ModelSpec", "build_spec", "lme4_names", "group_labels"]
 
@@ -75,19 +76,16 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def _plain(error: Exception) -> str:
-    """Error text without formulaic's colour codes."""
-    text = str(error)
-    for code in ("\x1b[1;31m", "\x1b[0m", "⧛", "⧚"):
-        text = text.replace(code, "")
-    return text.strip()
+def _plain(error: BaseException) -> str:
+    """Error text without formulaic's colour codes, with a caret line under the culprit."""
+    return describe_formulaic_error(error)
 
 
 def _materialize(formula: str, data: pd.DataFrame, where: str) -> Any:
     """Run formulaic on ``formula`` with hierlm's transforms, translating its errors."""
     try:
         return model_matrix(formula, data, context=FORMULA_CONTEXT, na_action="ignore")
-    except FormulaicError as error:
+    except (FormulaicError, SyntaxError) as error:
         raise FormulaError(f"Cannot build {where} from {formula!r}: {_plain(error)}") from None
 
 
@@ -166,7 +164,11 @@ class ModelSpec:
                 f"(columns {[c for c in names if data[c].isna().any()]}); predictions need complete rows."
             )
         checks.require_finite(data, names)
-        data = checks.apply_reference_levels(data, self.reference)
+        # The reference levels are frozen in the formulaic specs (their level order), so they
+        # are not re-applied: new data need not contain the reference level.
+        _require_known_categories(data, self.fixed_spec, "the fixed part")
+        for grouping in self.groupings:
+            _require_known_categories(data, grouping.formulaic_spec, f"the bar {grouping.term.source}")
         try:
             fixed = self.fixed_spec.get_model_matrix(data, context=FORMULA_CONTEXT)
         except FormulaicError as error:
@@ -195,6 +197,44 @@ class ModelSpec:
         return design, new_levels
 
 
+def _require_known_categories(data: pd.DataFrame, spec: FormulaicSpec, where: str) -> None:
+    """Raise a DataError naming a categorical predictor whose new data has unseen levels.
+
+    formulaic would only warn and encode such rows as all-zero (the reference level).
+    """
+    for name, (kind, state) in spec.encoder_state.items():
+        if getattr(kind, "value", kind) != "categorical" or name not in data.columns:
+            continue
+        categories = list(state.get("categories", ()))
+        known = set(categories)
+        unseen = [value for value in pd.unique(data[name].dropna()) if value not in known]
+        if unseen:
+            shown = ", ".join(repr(v) for v in unseen[:10])
+            raise DataError(
+                f"New data has level(s) {shown} of column {name!r} in {where} that the model "
+                f"never saw; known levels: {', '.join(repr(v) for v in categories[:20])}."
+            )
+
+
+def _drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Drop categories no row uses, as lme4's model frame does (``drop.unused.levels``).
+
+    Otherwise an empty first category would become the treatment reference and
+    its dummy columns would be all zero.
+    """
+    unused = [
+        name for name in names
+        if isinstance(data[name].dtype, pd.CategoricalDtype)
+        and len(data[name].cat.categories) > data[name].nunique(dropna=True)
+    ]
+    if not unused:
+        return data
+    data = data.copy()
+    for name in unused:
+        data[name] = data[name].cat.remove_unused_categories()
+    return data
+
+
 def _variables(formula: ParsedFormula, terms: list[BarTerm]) -> list[str]:
     """Every data column a formula reads, response first, without duplicates."""
     context = set(FORMULA_CONTEXT)
@@ -203,7 +243,7 @@ def _variables(formula: ParsedFormula, terms: list[BarTerm]) -> list[str]:
         texts = [formula.fixed] + [term.expr for term in terms]
         for text in texts:
             found.extend(sorted(str(v) for v in Formula(text).required_variables))
-    except FormulaicError as error:
+    except (FormulaicError, SyntaxError) as error:
         raise FormulaError(f"Cannot parse the formula {formula.text!r}: {_plain(error)}") from None
     for term in terms:
         found.extend(term.factors)
@@ -285,6 +325,7 @@ def build_spec(
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
     y = checks.require_numeric_response(data, formula.response)
+    data = _drop_unused_categories(data, variables)
     reference = dict(reference or {})
     data = checks.apply_reference_levels(data, reference)
 

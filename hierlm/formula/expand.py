@@ -15,7 +15,7 @@ from formulaic import Formula
 from formulaic.errors import FormulaicError
 
 from hierlm.errors import FormulaError
-from hierlm.formula.parser import Bar
+from hierlm.formula.parser import Bar, describe_formulaic_error
 
 __all__ = ["BarTerm", "expand_bars", "bar_term_parts"]
 
@@ -54,21 +54,14 @@ def bar_term_parts(expr: str, source: str) -> tuple[bool, list[str]]:
     """
     try:
         terms = list(Formula(expr))
-    except FormulaicError as error:
+    except (FormulaicError, SyntaxError) as error:
         raise FormulaError(
-            f"Cannot parse the left side {expr!r} of the bar {source}: {_plain(error)}"
+            f"Cannot parse the left side {expr!r} of the bar {source}: "
+            f"{describe_formulaic_error(error)}"
         ) from None
     has_intercept = any(str(term) == "1" for term in terms)
     others = [str(term) for term in terms if str(term) != "1"]
     return has_intercept, others
-
-
-def _plain(error: Exception) -> str:
-    """Error text without terminal colour codes."""
-    text = str(error)
-    for code in ("\x1b[1;31m", "\x1b[0m", "⧛", "⧚"):
-        text = text.replace(code, "")
-    return text.strip()
 
 
 def _nested_factor_sets(group: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hierlm.errors import FormulaError
 
-__all__ = ["Bar", "ParsedFormula", "parse_formula", "syntax_error"]
+__all__ = ["Bar", "ParsedFormula", "parse_formula", "syntax_error", "describe_formulaic_error"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -72,17 +72,44 @@ def syntax_error(text: str, position: int, problem: str, fix: str = "") -> Formu
     return FormulaError(message)
 
 
+def describe_formulaic_error(error: BaseException) -> str:
+    """Text of an error from formulaic (or Python's parser), with a caret line under the culprit.
+
+    formulaic marks the offending span as ``⧛span⧚`` (and colours it); a Python
+    ``SyntaxError`` from a term such as ``I(x**)`` carries its text and offset.
+    Both become the expression on one line and ``^`` marks under the span.
+    """
+    if isinstance(error, SyntaxError) and error.text:
+        line = error.text.rstrip("\n")
+        column = max((error.offset or 1) - 1, 0)
+        return f"{error.msg}\n    {line}\n    {' ' * column}^"
+    text = str(error).replace("\x1b[1;31m", "").replace("\x1b[0m", "")
+    lines = []
+    for line in text.splitlines():
+        start, end = line.find("⧛"), line.find("⧚")
+        if 0 <= start < end:
+            plain = line.replace("⧛", "").replace("⧚", "")
+            lines.append(f"    {plain}\n    {' ' * start}{'^' * max(end - start - 1, 1)}")
+        elif line.strip():
+            lines.append(line)
+    return "\n".join(lines).strip()
+
+
 def _top_level_split(text: str, offset: int, full: str) -> list[tuple[str, str, int]]:
     """Split ``text`` on ``+``/``-`` outside parentheses: (sign, chunk, start) triples."""
     chunks: list[tuple[str, str, int]] = []
+    opened: list[int] = []  # positions of the parentheses not closed yet
     depth = 0
     sign = "+"
     start = 0
     for i, char in enumerate(text):
         if char in "([":
             depth += 1
+            opened.append(i)
         elif char in ")]":
             depth -= 1
+            if opened:
+                opened.pop()
             if depth < 0:
                 raise syntax_error(full, offset + i, "Unmatched ')' in formula.",
                                    "Remove it or add the matching '('.")
@@ -95,7 +122,7 @@ def _top_level_split(text: str, offset: int, full: str) -> list[tuple[str, str, 
             sign = char
             start = i + 1
     if depth > 0:
-        position = offset + text.rfind("(")
+        position = offset + opened[-1]
         raise syntax_error(full, position, "Unclosed '(' in formula.", "Add the missing ')'.")
     chunks.append((sign, text[start:], offset + start))
     return chunks
@@ -180,14 +207,14 @@ def parse_formula(text: str) -> ParsedFormula:
         if not stripped:
             if sign == "+" and start == offset:  # a leading sign, as in '~ -1 + x'
                 continue
-            raise syntax_error(text, start, "Empty term: two operators in a row, or a trailing '+'.",
+            raise syntax_error(text, start - 1, "Empty term: two operators in a row, or a trailing '+'.",
                                "Remove the extra operator.")
         bar = _as_bar(stripped, text, start + (len(chunk) - len(chunk.lstrip())))
         if bar is None:
             fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
             continue
         if sign == "-":
-            raise syntax_error(text, start, "A random-effect bar cannot be subtracted.",
+            raise syntax_error(text, start - 1, "A random-effect bar cannot be subtracted.",
                                "Use '+ (expr | group)'.")
         bars.append(bar)
     fixed = " ".join(fixed_parts).strip()
@@ -211,7 +238,7 @@ def _as_bar(chunk: str, full: str, position: int) -> Bar | None:
         return None
     expr, group_text, double = split
     if not expr.strip():
-        raise syntax_error(full, position + 1, "A bar has nothing on the left of '|'.",
+        raise syntax_error(full, position + chunk.find("|"), "A bar has nothing on the left of '|'.",
                            "Write '(1 | g)' for a random intercept.")
     group = _parse_group(group_text, full, position + chunk.find("|") + 1)
     return Bar(expr=expr.strip(), group=group, double=double, text=chunk)
