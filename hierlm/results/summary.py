@@ -124,9 +124,12 @@ def summarize(
     prob, kind : optional
         Interval probability and kind (ArviZ defaults when None).
     diagnostics : bool
-        Add ess_bulk, ess_tail and r_hat (rank-normalised split R-hat of
-        Vehtari et al. 2021, as computed by ``arviz_stats``). R-hat needs at
-        least two chains and is NaN otherwise.
+        Add ess_bulk, ess_tail and r_hat (Vehtari, Gelman, Simpson, Carpenter
+        & Buerkner 2021, computed by ``arviz_stats``): bulk ESS of the
+        rank-normalised draws, tail ESS as the smaller ESS of the 5% and 95%
+        quantiles (the definition of R's ``posterior`` package), and
+        rank-normalised split R-hat, which needs at least two chains (NaN
+        otherwise).
 
     Returns
     -------
@@ -160,7 +163,8 @@ def summarize(
         enough = n_draws // chains >= 4
         with np.errstate(invalid="ignore", divide="ignore"):
             table["ess_bulk"] = array_stats.ess(per_chain, method="bulk") if enough else np.nan
-            table["ess_tail"] = array_stats.ess(per_chain, method="tail") if enough else np.nan
+            table["ess_tail"] = (array_stats.ess(per_chain, method="tail", prob=(0.05, 0.95))
+                                 if enough else np.nan)
             table["r_hat"] = array_stats.rhat(per_chain) if enough and chains > 1 else np.nan
     return table
 

@@ -1,0 +1,216 @@
+"""Predictions from a fit: the mean of the response, or new responses.
+
+For draw s and row i the mean is ``mu_i^s = x_i' beta^s + sum_k z_ki' b_k^s[level]``
+(``include_random=False`` drops the group effects: the population-level
+prediction). ``kind="response"`` adds residual noise ``e ~ N(0, sigma_s^2)``,
+giving draws of the posterior predictive distribution.
+
+Rows whose grouping level the model never saw (code -1 in a design from
+``Model.new_design``):
+
+* Bayesian fits draw the new level's effects from the population,
+  ``b_new^s ~ N(0, G^s)``, one draw per new level and posterior draw (seeded),
+  so the prediction carries the between-group spread. Rows of the same new
+  level share the draw when ``new_level_labels`` says which rows belong
+  together; otherwise every such row is its own new level (the per-row
+  summaries are the same either way, only the joint draws differ).
+  ``new_levels="population"`` uses ``b = 0`` instead.
+* Point fits (ML/REML/MAP) predict at ``b = 0``, the population prediction.
+  Their ``kind="response"`` interval is the plug-in normal interval
+  ``mu_i +- z * sqrt(sigma^2 + v_i)``, with ``v_i = sum_k z_ki' G_k z_ki`` over
+  the blocks whose level is new (0 for known levels). It ignores the
+  estimation uncertainty of beta, G and sigma.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from hierlm.design.blocks import Design
+from hierlm.errors import DataError, InputTypeError
+from hierlm.results.common import as_draws, row_random_variance
+from hierlm.results.draws import FitDraws
+from hierlm.results.grouped import covariance_root
+from hierlm.results.summary import interval_spec, summarize
+
+__all__ = ["predict", "predictive_draws"]
+
+
+def _check_compatible(draws: FitDraws, design: Design) -> None:
+    """Raise DataError unless ``design`` was built with the fit's spec."""
+    fitted = draws.design
+    if tuple(design.fixed_names) != tuple(fitted.fixed_names):
+        raise DataError(
+            f"The new design has fixed-effect columns {list(design.fixed_names)}, the fit "
+            f"{list(fitted.fixed_names)}; build it with model.new_design(new_data)."
+        )
+    same_blocks = len(design.blocks) == len(fitted.blocks) and all(
+        a.group == b.group and a.columns == b.columns and a.levels == b.levels
+        for a, b in zip(design.blocks, fitted.blocks, strict=False)
+    )
+    if not same_blocks:
+        raise DataError(
+            "The new design's random-effect blocks (groups, columns or levels) differ from the "
+            "fit's; build it with model.new_design(new_data)."
+        )
+
+
+def _new_level_ids(codes: np.ndarray, labels: Sequence[object] | None, group: str) -> np.ndarray:
+    """Index of the new level of each unknown row (-1 for known rows)."""
+    unknown = codes < 0
+    ids = np.full(codes.size, -1)
+    if labels is None:
+        ids[unknown] = np.arange(int(unknown.sum()))
+        return ids
+    values = np.asarray(labels, dtype=object)
+    if values.shape != codes.shape:
+        raise InputTypeError(
+            f"new_level_labels[{group!r}] has {values.size} entries; the new data has {codes.size} rows."
+        )
+    _, inverse = np.unique(values[unknown].astype(str), return_inverse=True)
+    ids[unknown] = inverse
+    return ids
+
+
+def predictive_draws(
+    fit: object,
+    design: Design | None = None,
+    include_random: bool = True,
+    kind: str = "mean",
+    new_levels: str = "sample",
+    new_level_labels: Mapping[str, Sequence[object]] | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Draws of the predicted mean or of new responses, shape (S, n).
+
+    Parameters
+    ----------
+    fit : FitDraws or fit result
+        A hierlm fit or its draws.
+    design : Design, optional
+        Rows to predict (``model.new_design(new_data)``); the fit's own rows when None.
+    include_random : bool
+        Add the group effects (True) or predict at the population level.
+    kind : {"mean", "response"}
+        The mean ``mu``, or ``mu`` plus residual noise (posterior predictive).
+    new_levels : {"sample", "population"}
+        For rows of unseen levels: draw their effects from N(0, G) (Bayesian
+        fits only) or use 0.
+    new_level_labels : dict, optional
+        Grouping factor -> label of each row, so rows of one new level share
+        their effect draw.
+    seed : int or numpy.random.Generator, optional
+        Seed of the random draws (new levels, residual noise).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (S, n). For point fits with ``kind="response"`` this is the
+        mean (S = 1); use :func:`predict` for the plug-in interval.
+
+    Raises
+    ------
+    InputTypeError
+        If ``kind`` or ``new_levels`` is unknown.
+    DataError
+        If ``design`` was not built with the fit's spec.
+    """
+    if kind not in ("mean", "response"):
+        raise InputTypeError(f"kind must be 'mean' or 'response', got {kind!r}.")
+    if new_levels not in ("sample", "population"):
+        raise InputTypeError(f"new_levels must be 'sample' or 'population', got {new_levels!r}.")
+    draws = as_draws(fit)
+    target = draws.design if design is None else design
+    if design is not None:
+        _check_compatible(draws, target)
+    rng = np.random.default_rng(seed)
+    mean = draws.linear_predictor(target, include_random=include_random)
+    if draws.point:
+        return mean
+    labels = dict(new_level_labels or {})
+    if include_random and new_levels == "sample":
+        for block, covariance in zip(target.blocks, draws.covariances, strict=True):
+            codes = np.asarray(block.codes)
+            if not (codes < 0).any():
+                continue
+            ids = _new_level_ids(codes, labels.get(block.group), block.group)
+            unknown = ids >= 0
+            n_new = int(ids.max()) + 1
+            innovations = rng.standard_normal((draws.n_draws, n_new, block.q))
+            effects = np.einsum("sqr,slr->slq", covariance_root(covariance), innovations)
+            z = np.asarray(block.z, dtype=float)[unknown]
+            mean[:, unknown] += np.einsum("snq,nq->sn", effects[:, ids[unknown], :], z)
+    if kind == "response":
+        mean = mean + draws.sigma[:, None] * rng.standard_normal(mean.shape)
+    return mean
+
+
+def predict(
+    fit: object,
+    design: Design | None = None,
+    include_random: bool = True,
+    kind: str = "mean",
+    summary: bool = True,
+    prob: float | None = None,
+    new_levels: str = "sample",
+    new_level_labels: Mapping[str, Sequence[object]] | None = None,
+    seed: int | np.random.Generator | None = None,
+) -> pd.DataFrame | np.ndarray:
+    """Predict the mean response or new responses, summarised per row.
+
+    Parameters
+    ----------
+    fit : FitDraws or fit result
+        A hierlm fit or its draws.
+    design : Design, optional
+        Rows to predict (``model.new_design(new_data)``); the fit's own rows when None.
+    include_random : bool
+        Include group effects (conditional prediction) or not (population level).
+    kind : {"mean", "response"}
+        Predict the mean or a new observation.
+    summary : bool
+        Return a per-row table (True) or the draws, shape (S, n) (False).
+    prob : float, optional
+        Interval probability (ArviZ default when None).
+    new_levels : {"sample", "population"}
+        Treatment of unseen grouping levels for Bayesian fits (module docstring).
+    new_level_labels : dict, optional
+        Grouping factor -> label of each row, for shared new-level draws.
+    seed : int or numpy.random.Generator, optional
+        Seed of the random draws.
+
+    Returns
+    -------
+    pandas.DataFrame or numpy.ndarray
+        Indexed by the rows of the design. Bayesian fits: mean, sd, median
+        and the interval bounds. Point fits: ``estimate``, plus the plug-in
+        interval bounds for ``kind="response"``.
+    """
+    draws = as_draws(fit)
+    target = draws.design if design is None else design
+    values = predictive_draws(draws, design, include_random, kind, new_levels, new_level_labels, seed)
+    if not summary:
+        return values
+    index = pd.Index(target.row_index if len(target.row_index) == target.n else np.arange(target.n))
+    if not draws.point:
+        table = summarize(values, prob=prob, diagnostics=False)
+        table.index = index
+        return table
+    table = pd.DataFrame({"estimate": values[0]}, index=index)
+    if kind == "response":
+        spec = interval_spec(prob, "eti")
+        variance = np.full(target.n, draws.sigma[0] ** 2)
+        if include_random:
+            for block, covariance in zip(target.blocks, draws.covariances, strict=True):
+                unknown = np.asarray(block.codes) < 0
+                if unknown.any():
+                    z = np.asarray(block.z, dtype=float)[unknown]
+                    variance[unknown] += row_random_variance(covariance, z)[0]
+        half = norm.ppf(0.5 + spec.prob / 2) * np.sqrt(variance)
+        table[spec.lower] = values[0] - half
+        table[spec.upper] = values[0] + half
+    return table
