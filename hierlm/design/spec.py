@@ -29,6 +29,7 @@ from hierlm.formula.parser import describe_formulaic_error
 
 __all__ = ["GroupingSpec", "ModelSpec", "build_spec", "lme4_names", "group_labels"]
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _TREATMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\[(?:T\.)?(.+)\]$")
 
 
@@ -155,7 +156,9 @@ class ModelSpec:
             Grouping factor -> labels in the new data that the model never saw.
         """
         data = checks.require_frame(data)
-        names = [v for v in self.variables() if with_response or v != self.response]
+        response_only = set(_response_variables(self.response)) - set(
+            _variables(self.formula, [g.term for g in self.groupings], with_response=False))
+        names = [v for v in self.variables() if with_response or v not in response_only]
         checks.require_columns(data, names, "the model (new data)")
         missing = data[names].isna().any(axis=1)
         if missing.any():
@@ -189,7 +192,7 @@ class ModelSpec:
             if unseen:
                 new_levels[grouping.term.group] = unseen
             blocks.append(_block(grouping, codes, np.asarray(z, dtype=float)))
-        y = (checks.require_numeric_response(data, self.response) if with_response
+        y = (_response_values(data, self.response) if with_response
              else np.full(len(data), np.nan))
         design = Design(y=y, X=np.asarray(fixed, dtype=float), fixed_names=self.fixed_names,
                         blocks=tuple(blocks), response=self.response,
@@ -235,10 +238,38 @@ def _drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFram
     return data
 
 
-def _variables(formula: ParsedFormula, terms: list[BarTerm]) -> list[str]:
+def _response_variables(response: str) -> list[str]:
+    """Data columns the response reads: itself, or those of an expression like ``log(y)``."""
+    if _IDENTIFIER.match(response):
+        return [response]
+    try:
+        names = sorted(str(v) for v in Formula(f"0 + I({response})").required_variables)
+    except (FormulaicError, SyntaxError) as error:
+        raise FormulaError(f"Cannot parse the response {response!r}: {_plain(error)}") from None
+    return [name for name in names if name not in FORMULA_CONTEXT]
+
+
+def _response_values(data: pd.DataFrame, response: str) -> np.ndarray:
+    """The response as floats: a numeric column, or a transform of numeric columns."""
+    if response in data.columns:
+        return checks.require_numeric_response(data, response)
+    for name in _response_variables(response):
+        checks.require_numeric_response(data, name)
+    with np.errstate(all="ignore"):
+        matrix = _materialize(f"0 + I({response})", data, "the response")
+    values = np.asarray(matrix, dtype=float).ravel()
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(f"The response {response!r} is not finite in {int(bad.sum())} row(s) "
+                        f"(first at row {data.index[np.argmax(bad)]!r}); check the transform's domain.")
+    return values
+
+
+def _variables(formula: ParsedFormula, terms: list[BarTerm], with_response: bool = True) -> list[str]:
     """Every data column a formula reads, response first, without duplicates."""
     context = set(FORMULA_CONTEXT)
-    found: list[str] = [formula.response] if formula.response else []
+    found: list[str] = (list(_response_variables(formula.response))
+                        if formula.response and with_response else [])
     try:
         texts = [formula.fixed] + [term.expr for term in terms]
         for text in texts:
@@ -320,11 +351,11 @@ def build_spec(
     if formula.response is None:
         raise FormulaError("The formula has no response.")
     variables = _variables(formula, terms)
-    checks.require_columns(data, [formula.response], "the response")
+    checks.require_columns(data, _response_variables(formula.response), "the response")
     checks.require_columns(data, variables, f"the formula {formula.text!r}")
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
-    y = checks.require_numeric_response(data, formula.response)
+    y = _response_values(data, formula.response)
     data = _drop_unused_categories(data, variables)
     reference = dict(reference or {})
     data = checks.apply_reference_levels(data, reference)

@@ -76,4 +76,14 @@ def within(values: Any, groups: Any, _state: dict | None = None) -> np.ndarray:
     return np.asarray(values, dtype=float) - _means_for(values, groups, state)
 
 
-FORMULA_CONTEXT: dict[str, Any] = {"within": within, "between": between, "np": np}
+# R spellings of common transforms so lme4 formulas such as ``log(y) ~ x`` work as written.
+FORMULA_CONTEXT: dict[str, Any] = {
+    "within": within,
+    "between": between,
+    "np": np,
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+}
