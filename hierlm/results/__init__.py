@@ -30,13 +30,13 @@ __all__ = [
 
 _HOME = {
     "FitDraws": "hierlm.results.draws",
-    "icc": "hierlm.results.icc",
-    "r2": "hierlm.results.r2",
-    "shrinkage": "hierlm.results.shrinkage",
-    "predict": "hierlm.results.predict",
+    "icc": "hierlm.results.intraclass",
+    "r2": "hierlm.results.explained",
+    "shrinkage": "hierlm.results.pooling",
+    "predict": "hierlm.results.prediction",
     "waic": "hierlm.results.ic",
     "loo": "hierlm.results.ic",
-    "compare": "hierlm.results.compare",
+    "compare": "hierlm.results.comparison",
     "compare_estimates": "hierlm.results.estimates",
     "summarize": "hierlm.results.summary",
 }

@@ -3,7 +3,7 @@
 One row per parameter, in lme4's vocabulary: every fixed effect, then per
 random-effect block the SD of each term and the correlation of each pair, then
 the residual SD (``sigma``), and the intraclass correlation (``icc``, adjusted
-for random slopes, see :mod:`hierlm.results.icc`). Columns:
+for random slopes, see :mod:`hierlm.results.intraclass`). Columns:
 
 * posterior: ``post_mean``, ``post_sd`` and the interval (ArviZ default
   probability, named ``eti89_lb``/``eti89_ub``), plus ``r_hat`` when the

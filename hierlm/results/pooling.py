@@ -90,10 +90,14 @@ class ShrinkageResult:
         """One sentence per coefficient summarising the shrinkage across levels."""
         out = []
         for coefficient, row in self.summary.iterrows():
+            levels = int(row["levels"])
+            if np.isclose(row["min_factor"], row["max_factor"], rtol=1e-6, atol=0.0):
+                factor = f"shrinkage factor {row['mean_factor']:.3g} for each of {levels} levels"
+            else:
+                factor = (f"shrinkage factor {row['mean_factor']:.3g} on average (from "
+                          f"{row['min_factor']:.3g} to {row['max_factor']:.3g}) over {levels} levels")
             out.append(
-                f"{self.group} / {coefficient}: shrinkage factor {row['mean_factor']:.3g} on average "
-                f"(from {row['min_factor']:.3g} to {row['max_factor']:.3g}) "
-                f"over {int(row['levels'])} levels; partial pooling keeps a median "
+                f"{self.group} / {coefficient}: {factor}; partial pooling keeps a median "
                 f"{100 * row['median_pull']:.0f}% of the no-pooling deviations; "
                 f"SD across levels {row['sd_no_pooling']:.4g} (no pooling) -> "
                 f"{row['sd_partial_pooling']:.4g} (partial pooling)."

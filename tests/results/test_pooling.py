@@ -8,7 +8,7 @@ import pytest
 
 from hierlm.errors import ColumnNotFoundError, InputTypeError
 from hierlm.results.draws import FitDraws
-from hierlm.results.shrinkage import shrinkage
+from hierlm.results.pooling import shrinkage
 
 
 def vc(fix, grp, var1="(Intercept)", var2=None):

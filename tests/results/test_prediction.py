@@ -12,7 +12,7 @@ from scipy.stats import norm
 import hierlm as hl
 from hierlm.errors import DataError, HierlmWarning, InputTypeError
 from hierlm.results.draws import FitDraws
-from hierlm.results.predict import predict
+from hierlm.results.prediction import predict
 
 
 def new_design(model, frame):

@@ -10,7 +10,7 @@ from arviz_stats import loo as arviz_loo
 from scipy.stats import norm
 
 from hierlm.errors import DataError, InputTypeError
-from hierlm.results.compare import compare, pseudo_bma_weights, stacking_weights
+from hierlm.results.comparison import compare, pseudo_bma_weights, stacking_weights
 from hierlm.results.ic import loo, waic
 
 

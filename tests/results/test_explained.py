@@ -8,7 +8,7 @@ from arviz_stats.base.array import array_stats
 
 from hierlm.errors import InputTypeError
 from hierlm.results.draws import FitDraws
-from hierlm.results.r2 import bayes_r2_draws, r2
+from hierlm.results.explained import bayes_r2_draws, r2
 
 
 def vc(fix, grp, var1="(Intercept)", var2=None):

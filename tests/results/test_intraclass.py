@@ -7,7 +7,7 @@ import pytest
 
 from hierlm.errors import ColumnNotFoundError, DataError
 from hierlm.results.draws import FitDraws
-from hierlm.results.icc import icc, nesting_matrix
+from hierlm.results.intraclass import icc, nesting_matrix
 
 
 def vc(fix, grp, var1="(Intercept)", var2=None):
