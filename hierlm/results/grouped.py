@@ -38,10 +38,11 @@ from hierlm.design.blocks import Design
 from hierlm.errors import ColumnNotFoundError
 from hierlm.results.draws import FitDraws
 
-__all__ = ["FactorSplit", "split_factor", "covariance_root", "level_loadings", "group_loglik"]
+__all__ = ["FactorSplit", "nested_in", "split_factor", "covariance_root", "level_loadings", "group_loglik"]
 
 
-def _nested(inner: np.ndarray, outer: np.ndarray) -> bool:
+def nested_in(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """True when every level of the ``inner`` codes occurs within a single level of ``outer``."""
     pairs = np.unique(np.stack([inner, outer]), axis=1)
     return pairs.shape[1] == np.unique(inner).size
 
@@ -108,7 +109,7 @@ def split_factor(design: Design, group: str) -> FactorSplit:
     codes = np.asarray(design.blocks[own[0]].codes)
     nested = tuple(
         k for k, block in enumerate(design.blocks)
-        if k not in own and _nested(np.asarray(block.codes), codes)
+        if k not in own and nested_in(np.asarray(block.codes), codes)
     )
     other = tuple(k for k in range(len(design.blocks)) if k not in own and k not in nested)
     n_levels = design.blocks[own[0]].n_levels

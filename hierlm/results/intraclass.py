@@ -45,15 +45,10 @@ from hierlm.results.common import (
     mean_random_variance,
     random_variance_at,
 )
+from hierlm.results.grouped import nested_in
 from hierlm.results.summary import point_or_posterior
 
 __all__ = ["IccResult", "icc", "nesting_matrix"]
-
-
-def _nested(inner: np.ndarray, outer: np.ndarray) -> bool:
-    """True when every level of ``inner`` occurs within a single level of ``outer``."""
-    pairs = np.unique(np.stack([inner, outer]), axis=1)
-    return pairs.shape[1] == np.unique(inner).size
 
 
 def nesting_matrix(design: Design) -> np.ndarray:
@@ -75,7 +70,7 @@ def nesting_matrix(design: Design) -> np.ndarray:
     out = np.zeros((len(blocks), len(blocks)), dtype=bool)
     for a, inner in enumerate(blocks):
         for b, outer in enumerate(blocks):
-            out[a, b] = a == b or _nested(np.asarray(inner.codes), np.asarray(outer.codes))
+            out[a, b] = a == b or nested_in(np.asarray(inner.codes), np.asarray(outer.codes))
     return out
 
 

@@ -174,7 +174,7 @@ def point_or_posterior(
     point: bool,
     chains: int = 1,
     prob: float | None = None,
-    diagnostics: bool = False,
+    diagnostics: bool | None = None,
 ) -> pd.DataFrame:
     """Summarise per-draw values the way the fit calls for.
 
@@ -185,8 +185,11 @@ def point_or_posterior(
     point : bool
         True for a point fit (S = 1): the table has the single column
         ``estimate``. False: a posterior summary (:func:`summarize`).
-    chains, prob, diagnostics
+    chains, prob
         Passed to :func:`summarize` for posterior draws.
+    diagnostics : bool, optional
+        Add ess_bulk, ess_tail, r_hat; by default when the draws come from
+        more than one chain.
 
     Returns
     -------
@@ -197,4 +200,6 @@ def point_or_posterior(
     if point:
         flat = values.reshape(values.shape[0], -1) if values.ndim > 1 else values[:, None]
         return pd.DataFrame({"estimate": flat[0]})
+    if diagnostics is None:
+        diagnostics = chains > 1
     return summarize(values, chains=chains, prob=prob, diagnostics=diagnostics)
