@@ -1,0 +1,334 @@
+"""Minimise lme4's profiled criterion over theta and keep a record of how.
+
+``fit_lmm`` does three things only: form the cross-products once, minimise the
+kernel of :mod:`hierlm.lmm.objective` over theta under lme4's box constraints
+(0 below every diagonal entry), and wrap the optimum in an
+:class:`~hierlm.lmm.result.LmmResult` together with a :class:`FitRecord`.
+
+The default optimiser is L-BFGS-B with the kernel's exact gradient, started
+at lme4's values (1 on template diagonals, 0 elsewhere). Two polishing steps
+follow: diagonal entries that ended next to their bound are tried at exactly
+0 (kept there when the criterion does not get worse), so singular fits are
+exactly singular as in lme4; and the optimiser is restarted from the result
+to confirm that it does not move.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from hierlm.design.blocks import Design
+from hierlm.design.crossprod import crossproducts
+from hierlm.errors import ConvergenceWarning, FitError, SingularFitWarning
+from hierlm.lmm.objective import LmmObjective
+
+if TYPE_CHECKING:
+    from hierlm.lmm.result import LmmResult
+
+__all__ = ["FitRecord", "fit_lmm", "minimize_theta", "singular_components", "SINGULAR_TOL"]
+
+SINGULAR_TOL = 1e-4
+# A fit counts as converged when the projected gradient of the criterion
+# (-2 log-likelihood units per unit of theta) is below this, as lme4's check.
+_GRADIENT_OK = 2e-3
+_GRADIENT_OPTIMIZERS = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr")
+_OPTIMIZER_ALIASES = {"lbfgsb": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "bobyqa": "COBYQA",
+                      "cobyqa": "COBYQA", "powell": "Powell", "nelder-mead": "Nelder-Mead",
+                      "neldermead": "Nelder-Mead", "tnc": "TNC", "slsqp": "SLSQP",
+                      "trust-constr": "trust-constr"}
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """How an ML/REML optimum was found.
+
+    Attributes
+    ----------
+    optimizer : str
+        Name of the optimiser (scipy method name).
+    criterion : str
+        ``"REML criterion"`` or ``"deviance"``.
+    start, end : numpy.ndarray
+        Theta at the start and at the optimum.
+    value : float
+        Criterion at ``end``.
+    n_evaluations : int
+        Number of evaluations of the criterion (with or without gradient).
+    converged : bool
+        Whether the optimiser met its convergence criteria.
+    message : str
+        The optimiser's own message.
+    boundary : tuple of str
+        lme4 names of the theta entries that ended exactly on their bound (0).
+    gradient : numpy.ndarray
+        Projected gradient of the criterion at ``end`` (0 for entries held
+        on their bound with a non-negative derivative).
+    seconds : float
+        Wall time of the whole fit (cross-products, optimisation, polish).
+    """
+
+    optimizer: str
+    criterion: str
+    start: np.ndarray
+    end: np.ndarray
+    value: float
+    n_evaluations: int
+    converged: bool
+    message: str
+    boundary: tuple[str, ...]
+    gradient: np.ndarray
+    seconds: float
+
+    def __str__(self) -> str:
+        status = "converged" if self.converged else "NOT converged"
+        lines = [
+            f"optimizer {self.optimizer}: {status} after {self.n_evaluations} evaluations "
+            f"in {self.seconds:.3g} s ({self.message})",
+            f"{self.criterion} at optimum: {self.value:.6f}",
+            f"theta start: {np.array2string(self.start, precision=4)}",
+            f"theta end:   {np.array2string(self.end, precision=6)}",
+            f"max |projected gradient|: {np.max(np.abs(self.gradient), initial=0.0):.3g}",
+        ]
+        if self.boundary:
+            lines.append(f"on the boundary: {', '.join(self.boundary)}")
+        return "\n".join(lines)
+
+
+def _projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    at_bound = (theta <= lower) & (grad > 0)
+    return np.where(at_bound, 0.0, grad)
+
+
+def singular_components(theta: np.ndarray, lower: np.ndarray, names: tuple[str, ...],
+                        tol: float = SINGULAR_TOL) -> list[str]:
+    """Names of bounded theta entries below ``tol`` (lme4's ``isSingular`` rule)."""
+    bounded = np.isfinite(lower)
+    return [names[k] for k in range(theta.size) if bounded[k] and theta[k] < lower[k] + tol]
+
+
+def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B",
+                   start: np.ndarray | None = None, max_evaluations: int = 2000,
+                   ftol: float = 1e-12, gtol: float = 1e-6, polish: bool = True,
+                   ) -> tuple[np.ndarray, float, bool, str, int]:
+    """Minimise the kernel's criterion over theta under lme4's bounds.
+
+    Parameters
+    ----------
+    kernel : LmmObjective
+        The criterion.
+    reml : bool
+        REML criterion or ML deviance.
+    optimizer : str
+        ``"L-BFGS-B"`` (default, exact gradient) or another bound-constrained
+        :func:`scipy.optimize.minimize` method (``"COBYQA"``, ``"Powell"``,
+        ``"Nelder-Mead"``, ``"TNC"``, ...).
+    start : numpy.ndarray, optional
+        Starting theta; lme4's default when omitted.
+    max_evaluations : int
+        Cap on optimiser iterations.
+    ftol, gtol : float
+        L-BFGS-B's relative-decrease tolerance and projected-gradient tolerance
+        (the latter in units of the criterion, i.e. -2 log-likelihood).
+    polish : bool
+        Snap near-boundary diagonal entries to 0 when that does not worsen
+        the criterion, and restart once from the result.
+
+    Returns
+    -------
+    theta, value, converged, message, n_evaluations
+    """
+    method = _OPTIMIZER_ALIASES.get(optimizer.lower(), optimizer)
+    lower = kernel.lower
+    theta0 = kernel.start() if start is None else np.array(start, dtype=float)
+    if theta0.shape != lower.shape:
+        raise FitError(f"start must have {lower.size} theta entries, got {theta0.size}.")
+    if np.any(theta0 < lower):
+        raise FitError("start has a negative diagonal theta entry; diagonal entries are >= 0.")
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    before = kernel.evaluations
+    uses_gradient = method in _GRADIENT_OPTIMIZERS
+    # Scale the criterion so that tolerances do not depend on the number of rows.
+    scale = 1.0 / max(1.0, abs(kernel(theta0, reml)))
+
+    def value(theta: np.ndarray) -> float:
+        return kernel(theta, reml) * scale
+
+    def value_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        val, grad = kernel.value_and_gradient(theta, reml)
+        return val * scale, grad * scale
+
+    def run(x0: np.ndarray) -> Any:
+        if method == "L-BFGS-B":
+            # Unconstrained: the criterion only depends on Lambda Lambda', which
+            # is unchanged when a column of a template changes sign, so iterates
+            # may cross 0 freely (no projection onto the bound, where the
+            # gradient of a variance parameter vanishes); signs are fixed below.
+            return minimize(value_grad, x0, jac=True, method=method,
+                            options={"maxiter": max_evaluations, "maxfun": max_evaluations,
+                                     "ftol": ftol, "gtol": gtol * scale, "maxcor": 20})
+        if uses_gradient:
+            return minimize(value_grad, x0, jac=True, method=method, bounds=bounds,
+                            options={"maxiter": max_evaluations})
+        return minimize(value, x0, method=method, bounds=bounds,
+                        options={"maxiter": max_evaluations})
+
+    try:
+        res = run(theta0)
+    except FitError:
+        raise
+    except (ValueError, np.linalg.LinAlgError) as err:
+        raise FitError(f"The optimiser {method} failed: {err}") from err
+    theta = _bounded(kernel, np.asarray(res.x, dtype=float))
+    converged = bool(res.success)
+    message = str(res.message)
+    best = kernel(theta, reml)
+    if polish:
+        # theta_j = 0 is a stationary point of the criterion in the direction of
+        # a variance parameter (the criterion is even in it), so a gradient-based
+        # method that lands there by projection stays. Probe and restart.
+        for _ in range(5):
+            escape = _escape_boundary(kernel, reml, theta, best, lower)
+            if escape is None:
+                break
+            again = run(escape)
+            candidate = _bounded(kernel, np.asarray(again.x, dtype=float))
+            cand_value = kernel(candidate, reml)
+            if cand_value >= best:
+                break
+            theta, best = candidate, cand_value
+            converged, message = bool(again.success), str(again.message)
+        theta, best = _snap_to_boundary(kernel, reml, theta, best, lower)
+    if not converged and uses_gradient:
+        # L-BFGS-B reports ABNORMAL when a line search cannot improve at the
+        # limit of floating-point precision; accept a vanishing projected gradient.
+        _, grad = kernel.value_and_gradient(theta, reml)
+        if np.max(np.abs(_projected_gradient(theta, grad, lower)), initial=0.0) < _GRADIENT_OK:
+            converged = True
+            message = f"{message} (projected gradient below {_GRADIENT_OK:g})"
+    return theta, float(best), converged, message, kernel.evaluations - before
+
+
+def _bounded(kernel: LmmObjective, theta: np.ndarray) -> np.ndarray:
+    """Flip template columns with a negative diagonal (same covariance), then clip."""
+    layout = kernel.cp.layout
+    out = theta.copy()
+    for k in np.flatnonzero(layout.is_diagonal & (theta < 0)):
+        column = (layout.block == layout.block[k]) & (layout.col == layout.col[k])
+        out[column] = -out[column]
+    return np.maximum(out, layout.lower)
+
+
+def _escape_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value: float,
+                     lower: np.ndarray) -> np.ndarray | None:
+    """Return a better start when a bounded entry at (or near) 0 should be positive."""
+    tolerance = 1e-10 * max(1.0, abs(value))
+    best_trial, best_value = None, value - tolerance
+    for k in np.flatnonzero(np.isfinite(lower) & (theta < lower + 1e-3)):
+        for delta in (1e-2, 1e-1, 1.0):
+            trial = theta.copy()
+            trial[k] = lower[k] + delta
+            trial_value = kernel(trial, reml)
+            if trial_value < best_value:
+                best_trial, best_value = trial, trial_value
+    return best_trial
+
+
+def _snap_to_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value: float,
+                      lower: np.ndarray) -> tuple[np.ndarray, float]:
+    """Set tiny diagonal entries to exactly 0 when the criterion does not increase."""
+    tolerance = 1e-10 * max(1.0, abs(value))
+    for k in np.flatnonzero(np.isfinite(lower) & (theta > lower) & (theta < 1e-3)):
+        trial = theta.copy()
+        trial[k] = lower[k]
+        trial_value = kernel(trial, reml)
+        if trial_value <= value + tolerance:
+            theta, value = trial, min(value, trial_value)
+    return theta, value
+
+
+def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str = "L-BFGS-B",
+            start: np.ndarray | None = None, max_evaluations: int = 2000,
+            polish: bool = True, warn: bool = True) -> LmmResult:
+    """Fit a linear mixed model by REML or ML, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    design : Design
+        Response, fixed-effect matrix and random-effect blocks.
+    reml : bool
+        Restricted (True, lme4's default) or full maximum likelihood.
+    model : Model, optional
+        The :class:`~hierlm.Model` the design came from; needed for ``predict``
+        on new data and stored on the result.
+    optimizer : str
+        ``"L-BFGS-B"`` (default; exact gradient) or another bound-constrained
+        method of :func:`scipy.optimize.minimize`, e.g. ``"COBYQA"`` (a
+        derivative-free trust-region method like lme4's BOBYQA).
+    start : array-like, optional
+        Starting theta in lme4's layout; default 1 on diagonals, 0 elsewhere.
+    max_evaluations : int
+        Cap on optimiser iterations.
+    polish : bool
+        Snap near-zero variance parameters to exactly 0 when that does not
+        worsen the criterion, and restart once from the optimum.
+    warn : bool
+        Emit :class:`SingularFitWarning` / :class:`ConvergenceWarning`.
+
+    Returns
+    -------
+    LmmResult
+
+    Raises
+    ------
+    FitError
+        If the design has no random-effect term or the system is degenerate.
+    """
+    from hierlm.lmm.result import LmmResult
+
+    if not isinstance(design, Design):
+        raise FitError(f"fit_lmm needs a Design, got {type(design).__name__}.")
+    if not design.blocks:
+        raise FitError("The formula has no random-effect term (| group); "
+                       "ML/REML mixed-model fitting needs at least one.")
+    if design.n <= design.p:
+        raise FitError(f"{design.n} observations cannot identify {design.p} fixed effects.")
+    clock = time.perf_counter()
+    kernel = LmmObjective(crossproducts(design))
+    theta0 = kernel.start() if start is None else np.array(start, dtype=float)
+    theta, value, converged, message, n_eval = minimize_theta(
+        kernel, reml, optimizer=optimizer, start=theta0, max_evaluations=max_evaluations,
+        polish=polish)
+    lower = kernel.lower
+    _, grad = kernel.value_and_gradient(theta, reml)
+    names = kernel.cp.layout.names
+    boundary = tuple(names[k] for k in range(theta.size)
+                     if np.isfinite(lower[k]) and theta[k] <= lower[k])
+    record = FitRecord(
+        optimizer=_OPTIMIZER_ALIASES.get(optimizer.lower(), optimizer),
+        criterion="REML criterion" if reml else "deviance",
+        start=theta0, end=theta.copy(), value=value, n_evaluations=n_eval,
+        converged=converged, message=message, boundary=boundary,
+        gradient=_projected_gradient(theta, grad, lower),
+        seconds=time.perf_counter() - clock,
+    )
+    result = LmmResult(design=design, model=model, kernel=kernel, theta=theta, reml=reml,
+                       fit_record=record)
+    if warn:
+        singular = singular_components(theta, lower, names)
+        if singular:
+            warnings.warn(
+                "boundary (singular) fit: " + ", ".join(singular)
+                + " estimated at (or next to) zero; the model is overparameterised for these "
+                "data (a variance is 0 or a correlation is +-1). Consider dropping that term.",
+                SingularFitWarning, stacklevel=2)
+        if not converged:
+            warnings.warn(f"Optimizer {record.optimizer} did not converge: {message}. "
+                          "Try another optimizer= or a start= near the current estimate.",
+                          ConvergenceWarning, stacklevel=2)
+    return result

@@ -1,0 +1,164 @@
+"""The printed report of an ML/REML fit, laid out like lme4's/lmerTest's ``summary``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from hierlm.lmm.result import LmmResult
+
+__all__ = ["LmmSummary", "format_pvalue", "significance_stars"]
+
+_EPS = 2.220446049250313e-16
+
+
+def format_pvalue(p: float) -> str:
+    """Format a p-value as R's ``format.pval`` does in coefficient tables."""
+    if not np.isfinite(p):
+        return "NA"
+    if p < 2 * 1e-16 or p < _EPS:
+        return "< 2e-16"
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def significance_stars(p: float) -> str:
+    """R's significance codes: ``***`` < 0.001 < ``**`` < 0.01 < ``*`` < 0.05 < ``.`` < 0.1."""
+    if not np.isfinite(p):
+        return ""
+    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return mark
+    return ""
+
+
+def _table(rows: list[list[str]], align: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [c.ljust(w) if a == "l" else c.rjust(w)
+                 for c, w, a in zip(r, widths, align, strict=True)]
+        lines.append(" ".join(cells).rstrip())
+    return lines
+
+
+def _lme4_name(name: str) -> str:
+    return "(Intercept)" if name == "Intercept" else name
+
+
+class LmmSummary:
+    """Printable summary of an :class:`~hierlm.lmm.result.LmmResult`.
+
+    Attributes
+    ----------
+    fit : LmmResult
+        The fit being summarised.
+    fixed : pandas.DataFrame
+        The fixed-effects table (estimate, std_error, df, t_value, p_value).
+    random : pandas.DataFrame
+        ``fit.varcorr()``.
+    """
+
+    def __init__(self, fit: LmmResult) -> None:
+        self.fit = fit
+        self.fixed = fit.fixef()
+        self.random = fit.varcorr()
+
+    def _header(self) -> list[str]:
+        fit = self.fit
+        how = "REML" if fit.reml else "maximum likelihood"
+        lines = [f"Linear mixed model fit by {how}. t-tests use Satterthwaite's method"]
+        model: Any = fit.model
+        if model is not None:
+            lines.append(f"Formula: {model.formula}")
+        lines.append("")
+        if fit.reml:
+            lines.append(f"REML criterion at convergence: {fit.criterion:.1f}")
+        else:
+            rows = [["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                    [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}",
+                     f"{fit.deviance:.1f}", f"{fit.df_residual}"]]
+            lines.extend(_table(rows, ["r"] * 5))
+        lines.append("")
+        q = fit.scaled_residual_quantiles()
+        lines.append("Scaled residuals:")
+        lines.extend(_table([["Min", "1Q", "Median", "3Q", "Max"], [f"{v:.4f}" for v in q]],
+                            ["r"] * 5))
+        return lines
+
+    def _random(self) -> list[str]:
+        fit = self.fit
+        vc = self.random
+        rows = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
+        for label in dict.fromkeys(vc["group"]):
+            part = vc[vc["group"] == label]
+            variances = part[part["term2"].isna()]
+            cors = part[part["term2"].notna()]
+            terms = list(variances["term1"]) if label != "Residual" else [""]
+            for i, (_, row) in enumerate(variances.iterrows()):
+                corr_cells = []
+                for j in range(i):
+                    hit = cors[(cors["term1"] == terms[j]) & (cors["term2"] == terms[i])]
+                    corr_cells.append(f"{hit['sdcor'].iloc[0]:.2f}" if len(hit) else "")
+                name = "" if label == "Residual" else _lme4_name(str(row["term1"]))
+                rows.append([label if i == 0 else "", name, f"{row['vcov']:.4g}",
+                             f"{row['sdcor']:.4g}", " ".join(corr_cells)])
+        lines = ["Random effects:"]
+        lines.extend(" " + line for line in _table(rows, ["l", "l", "r", "r", "l"]))
+        groups = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+        lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+        return lines
+
+    def _fixed(self) -> list[str]:
+        table = self.fixed
+        rows = [["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""]]
+        for name, row in table.iterrows():
+            rows.append([_lme4_name(str(name)), f"{row['estimate']:.4g}",
+                         f"{row['std_error']:.4g}", f"{row['df']:.3f}", f"{row['t_value']:.3f}",
+                         format_pvalue(row["p_value"]), significance_stars(row["p_value"])])
+        lines = ["Fixed effects:"]
+        lines.extend(_table(rows, ["l", "r", "r", "r", "r", "r", "l"]))
+        lines.append("---")
+        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        return lines
+
+    def _correlation(self) -> list[str]:
+        names = [_lme4_name(n) for n in self.fit.design.fixed_names]
+        p = len(names)
+        if p < 2 or p > 6:
+            return []
+        cov = self.fit.vcov().to_numpy()
+        sd = np.sqrt(np.diag(cov))
+        corr = cov / np.outer(sd, sd)
+        short = [n[:6] if len(n) <= 6 else (n[:4] + n[-2:]) for n in names]
+        rows = [[""] + short[:-1]]
+        for i in range(1, p):
+            rows.append([names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)]
+                        + [""] * (p - 1 - i))
+        lines = ["Correlation of Fixed Effects:"]
+        lines.extend(_table(rows, ["l"] + ["r"] * (p - 1)))
+        return lines
+
+    def __str__(self) -> str:
+        parts = [self._header(), [""], self._random(), [""], self._fixed()]
+        corr = self._correlation()
+        if corr:
+            parts += [[""], corr]
+        record = self.fit.fit_record
+        notes = []
+        if self.fit.is_singular:
+            notes.append("boundary (singular) fit: " + ", ".join(self.fit.singular_components()))
+        if not record.converged:
+            notes.append(f"optimizer did not converge: {record.message}")
+        if notes:
+            parts += [[""], notes]
+        return "\n".join(line for part in parts for line in part)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def to_frames(self) -> dict[str, pd.DataFrame]:
+        """The summary's tables as DataFrames (``fixed``, ``random``)."""
+        return {"fixed": self.fixed, "random": self.random}

@@ -1,0 +1,37 @@
+"""Build hierlm Models for the lme4 fixtures and compare names across the two."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+import hierlm.datasets as datasets
+from hierlm.model import Model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_data(fx: dict) -> pd.DataFrame:
+    """The data a fixture was made from (bundled data sets, or the shared pig weights)."""
+    if fx["dataset"] == "pigs":
+        path = Path(os.environ.get("HIERLM_PIGS_CSV", ROOT.parent / "shared" / "data" / "pigs.csv"))
+        return pd.read_csv(path)
+    return datasets.load(fx["dataset"])
+
+
+def model_for(fx: dict) -> Model:
+    """hierlm's Model of a fixture's formula and data."""
+    return Model(fx["formula"], load_data(fx))
+
+
+def fixed_name(lme4_name: str) -> str:
+    """lme4 coefficient name -> hierlm's (``(Intercept)`` -> ``Intercept``)."""
+    return "Intercept" if lme4_name == "(Intercept)" else lme4_name
+
+
+def group_key(group: str) -> frozenset[str] | str:
+    """Interaction groups compared as sets of factor names (``cask:batch`` == ``batch:cask``)."""
+    base, dot, suffix = group.partition(".")
+    return (frozenset(base.split(":")), suffix) if ":" in base else group
