@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from hierlm.design.crossprod import CrossProducts
@@ -153,7 +154,6 @@ class LmmObjective:
             if a != b:
                 prod = prod + cp.vals[b, first] * cp.vals[a, second]
             prods.append(prod)
-        self._pair_prods = prods
         self._pair_half = np.where(first == second, 0.5, 1.0)
         m = cp.m
         rows, cols = np.divmod(cp.slot_flat, m)
@@ -167,6 +167,13 @@ class LmmObjective:
         self._pairs_per_level = np.bincount(cp.pair_level, minlength=n1)
         self._level_pair_start = np.concatenate(([0], np.cumsum(self._pairs_per_level)[:-1]))
         self._all_levels_paired = bool(np.all(self._pairs_per_level > 0))
+        # Level x slot matrices of the theta-free pair products: sums over
+        # levels (P' v) and over pairs of a level (P s) become sparse products.
+        indptr = np.concatenate(([0], np.cumsum(self._pairs_per_level))).astype(np.int64)
+        self._pair_mats = [
+            sp.csr_matrix((prod, cp.pair_slot, indptr), shape=(n1, self._n_slots))
+            for prod in prods
+        ]
         self._rest_diagonal = all(
             np.array_equal(f.t_row, f.t_col) for f in cp.rest
         )
@@ -287,11 +294,9 @@ class LmmObjective:
             ld_first = 2.0 * float(np.log(np.diagonal(chol1, axis1=1, axis2=2)).sum())
             ainv_tt = np.linalg.solve(a, np.broadcast_to(t1.T, a.shape))
             v = np.matmul(t1, ainv_tt)
-        weights = None
-        for (i, j), prod in zip(self._sym_index, self._pair_prods, strict=True):
-            term = prod * self._per_pair(v[:, i, j])
-            weights = term if weights is None else weights + term
-        sums = np.bincount(cp.pair_slot, weights=weights, minlength=self._n_slots)
+        sums = np.zeros(self._n_slots)
+        for (i, j), mat in zip(self._sym_index, self._pair_mats, strict=True):
+            sums += mat.T @ v[:, i, j]
         k_tilde = cp.rr.copy()
         flat = k_tilde.reshape(-1)
         flat[cp.slot_flat] -= sums
@@ -379,9 +384,8 @@ class LmmObjective:
             # the slots, then reuse the theta-free pair products.
             scale = self._rest_scale_vector(templates)
             sig_slot *= scale[rows] * scale[cols] * np.where(rows == cols, 1.0, 2.0)
-            sig_pair = sig_slot[cp.pair_slot]
-            for (a, b), prod in zip(self._sym_index, self._pair_prods, strict=True):
-                val = self._sum_pairs_by_level(prod * sig_pair)
+            for (a, b), mat in zip(self._sym_index, self._pair_mats, strict=True):
+                val = mat @ sig_slot
                 if a != b:
                     val *= 0.5
                 psi[:, a, b] = val

@@ -13,11 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hierlm.design.blocks import Design
 from hierlm.errors import FitError, InputTypeError
-from hierlm.lmm.fit import SINGULAR_TOL, FitRecord, fit_lmm, singular_components
+from hierlm.lmm.fit import (
+    SINGULAR_TOL,
+    FitRecord,
+    blas_threads,
+    fit_lmm,
+    singular_components,
+)
 from hierlm.lmm.objective import LmmObjective, Solution
 from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_covariance
 
@@ -58,16 +63,19 @@ class LmmResult:
         REML (True) or ML fit.
     fit_record : FitRecord
         How the optimum was found.
+    threads : int or None
+        BLAS threads for later computations (None: the library's default).
     """
 
     def __init__(self, design: Design, model: Any, kernel: LmmObjective, theta: np.ndarray,
-                 reml: bool, fit_record: FitRecord) -> None:
+                 reml: bool, fit_record: FitRecord, threads: int | None = 1) -> None:
         self.design = design
         self.model = model
         self.kernel = kernel
         self.theta = np.asarray(theta, dtype=float)
         self.reml = bool(reml)
         self.fit_record = fit_record
+        self.threads = threads
         self.solution: Solution = kernel.solution(self.theta, self.reml, cond_var=True)
 
     # ----------------------------------------------------------------- scalars
@@ -172,7 +180,8 @@ class LmmResult:
     @cached_property
     def varpar_covariance(self) -> VarparCovariance:
         """Hessian-based covariance of ``(theta, sigma)`` and ``dVar(beta)`` (lmerTest)."""
-        return varpar_covariance(self.kernel, self.theta, self.reml)
+        with blas_threads(self.threads):
+            return varpar_covariance(self.kernel, self.theta, self.reml)
 
     def contrast(self, L: Any, rhs: float = 0.0) -> dict[str, float]:
         """t-test of ``L' beta = rhs`` with Satterthwaite's df.
@@ -246,7 +255,13 @@ class LmmResult:
                                      "sdcor": corr})
         rows.append({"group": "Residual", "term1": None, "term2": None,
                      "vcov": self.sigma ** 2, "sdcor": self.sigma})
-        return pd.DataFrame(rows, columns=["group", "term1", "term2", "vcov", "sdcor"])
+        return pd.DataFrame({
+            "group": pd.Series([r["group"] for r in rows], dtype=object),
+            "term1": pd.Series([r["term1"] for r in rows], dtype=object),
+            "term2": pd.Series([r["term2"] for r in rows], dtype=object),
+            "vcov": np.array([r["vcov"] for r in rows], dtype=float),
+            "sdcor": np.array([r["sdcor"] for r in rows], dtype=float),
+        })
 
     def ranef(self, wide: bool = False) -> Any:
         """Conditional modes of the random effects with their conditional SDs.
@@ -269,7 +284,7 @@ class LmmResult:
                 frame = pd.DataFrame(b, index=pd.Index(block.levels, name=block.group),
                                      columns=list(block.columns))
                 if block.group in out:
-                    out[block.group] = out[block.group].join(frame, rsuffix=".1")
+                    out[block.group] = pd.concat([out[block.group], frame], axis=1)
                 else:
                     out[block.group] = frame
             return out
@@ -393,6 +408,8 @@ class LmmResult:
         """
         if not 0.0 < level < 1.0:
             raise FitError(f"level must be between 0 and 1, got {level}.")
+        from scipy import stats
+
         table = self.fixef()
         half = stats.t.ppf(0.5 + level / 2.0, table["df"]) * table["std_error"]
         return pd.DataFrame({"lower": table["estimate"] - half,

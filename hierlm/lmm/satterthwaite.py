@@ -18,7 +18,7 @@ variance parameters with beta profiled out. At the optimum:
 
 The theta-theta block of ``H`` is the central difference of the kernel's
 exact gradient; the sigma rows are analytic. ``J_k`` for theta entries uses
-Richardson-extrapolated central differences of ``(R_X'R_X)^{-1}``.
+central differences (step 1e-4 relative) of ``(R_X'R_X)^{-1}``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from hierlm.errors import ConvergenceWarning, FitError
 from hierlm.lmm.objective import LmmObjective
@@ -142,8 +141,7 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
             return (_unscaled_vcov(kernel, up, reml) - _unscaled_vcov(kernel, down, reml)) / (
                 2 * step)
 
-        coarse, fine = central(2 * h), central(h)
-        jac[j] = sigma ** 2 * (4.0 * fine - coarse) / 3.0
+        jac[j] = sigma ** 2 * central(h)
     jac[k] = 2.0 * sigma * unscaled
     return VarparCovariance(hess, vcov_varpar, jac, sigma ** 2 * unscaled)
 
@@ -182,6 +180,8 @@ def contrast_test(cov: VarparCovariance, beta: np.ndarray, contrast: np.ndarray,
     dict
         ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value``.
     """
+    from scipy import stats
+
     L = np.asarray(contrast, dtype=float).ravel()
     estimate = float(L @ np.asarray(beta, dtype=float))
     se = float(np.sqrt(L @ cov.vcov_beta @ L))
