@@ -145,3 +145,11 @@ def test_posterior_shrinkage_has_intervals(lme4_draws):
     np.testing.assert_allclose(table["eti80_ub"], np.quantile(partial, 0.9, axis=0), rtol=1e-12)
     np.testing.assert_allclose(table["partial_pooling_sd"], partial.std(axis=0, ddof=1), rtol=1e-12)
     assert result.factor_draws.shape == (s, 18, 1)
+
+
+def test_works_on_hierlm_reml_fits(lme4_draws):
+    draws, _, model = lme4_draws("sleep_slope_reml")
+    reference = shrinkage(draws, "Subject").table
+    ours = shrinkage(model.fit(method="reml"), "Subject").table
+    for column in ("no_pooling", "partial_pooling", "shrinkage_factor", "complete_pooling"):
+        np.testing.assert_allclose(ours[column], reference[column], rtol=1e-4, err_msg=column)
