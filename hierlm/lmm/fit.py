@@ -103,6 +103,9 @@ class FitRecord:
         return "\n".join(lines)
 
 
+_CONTROLLER: Any = None
+
+
 @contextmanager
 def blas_threads(limit: int | None) -> Iterator[None]:
     """Limit the BLAS thread pool inside the block (no limit when ``limit`` is None).
@@ -111,15 +114,19 @@ def blas_threads(limit: int | None) -> Iterator[None]:
     second BLAS thread gains little but a busy machine (other processes on
     the cores) makes OpenBLAS's spinning threads many times slower.
     """
+    global _CONTROLLER
     if limit is None:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with pymc
-        yield
-        return
-    with threadpool_limits(limits=limit, user_api="blas"):
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with pymc
+            yield
+            return
+        # Finding the BLAS libraries scans the process's memory map; do it once.
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=limit, user_api="blas"):
         yield
 
 

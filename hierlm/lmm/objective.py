@@ -174,6 +174,7 @@ class LmmObjective:
             sp.csr_matrix((prod, cp.pair_slot, indptr), shape=(n1, self._n_slots))
             for prod in prods
         ]
+        self._pair_mats_t = [mat.T.tocsr() for mat in self._pair_mats]
         self._rest_diagonal = all(
             np.array_equal(f.t_row, f.t_col) for f in cp.rest
         )
@@ -295,8 +296,8 @@ class LmmObjective:
             ainv_tt = np.linalg.solve(a, np.broadcast_to(t1.T, a.shape))
             v = np.matmul(t1, ainv_tt)
         sums = np.zeros(self._n_slots)
-        for (i, j), mat in zip(self._sym_index, self._pair_mats, strict=True):
-            sums += mat.T @ v[:, i, j]
+        for (i, j), mat_t in zip(self._sym_index, self._pair_mats_t, strict=True):
+            sums += mat_t @ v[:, i, j]
         k_tilde = cp.rr.copy()
         flat = k_tilde.reshape(-1)
         flat[cp.slot_flat] -= sums

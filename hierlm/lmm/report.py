@@ -10,7 +10,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from hierlm.lmm.result import LmmResult
 
-__all__ = ["LmmSummary", "format_pvalue", "significance_stars"]
+__all__ = ["LmmSummary", "abbreviate", "format_pvalue", "significance_stars"]
 
 _EPS = 2.220446049250313e-16
 
@@ -42,6 +42,22 @@ def _table(rows: list[list[str]], align: list[str]) -> list[str]:
                  for c, w, a in zip(r, widths, align, strict=True)]
         lines.append(" ".join(cells).rstrip())
     return lines
+
+
+def abbreviate(name: str, length: int = 6) -> str:
+    """Shorten a name roughly as R's ``abbreviate`` does.
+
+    Lower-case vowels, then other lower-case letters, are dropped from the end
+    (never the first character) until the name fits, then it is truncated.
+    """
+    chars = list(name)
+    for letters in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
+        i = len(chars) - 1
+        while len(chars) > length and i > 0:
+            if chars[i] in letters:
+                del chars[i]
+            i -= 1
+    return "".join(chars[:length])
 
 
 def _lme4_name(name: str) -> str:
@@ -132,7 +148,7 @@ class LmmSummary:
         cov = self.fit.vcov().to_numpy()
         sd = np.sqrt(np.diag(cov))
         corr = cov / np.outer(sd, sd)
-        short = [n[:6] if len(n) <= 6 else (n[:4] + n[-2:]) for n in names]
+        short = [abbreviate(n) for n in names]
         rows = [[""] + short[:-1]]
         for i in range(1, p):
             rows.append([names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)]

@@ -205,3 +205,8 @@ def test_draws_are_the_point_estimates(slope_fit):
     draws = slope_fit.draws()
     assert draws.point and draws.n_draws == 1
     np.testing.assert_allclose(draws.linear_predictor()[0], slope_fit.fitted())
+
+
+def test_blas_thread_setting_does_not_change_the_fit(sleep, slope_fit):
+    other = Model("Reaction ~ Days + (Days | Subject)", sleep).fit(threads=None)
+    np.testing.assert_allclose(other.theta, slope_fit.theta, rtol=1e-10)
