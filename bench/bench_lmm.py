@@ -179,7 +179,8 @@ def write_report(rows: list[dict]) -> None:
     for r in rows:
         lme4 = f"{r['lme4_s']:.3f}" if r["lme4_s"] is not None else "n/a"
         diff = f"{r['criterion_diff']:.2e}" if r["criterion_diff"] is not None else "n/a"
-        lines.append(f"| {r['model']} | `{r['formula']}` | {r['hierlm_s']:.3f} | {lme4} | "
+        formula = r["formula"].replace("|", "\\|")
+        lines.append(f"| {r['model']} | `{formula}` | {r['hierlm_s']:.3f} | {lme4} | "
                      f"{r['ratio']:.1f} | {r['peak_mb']:.0f} | {r['evaluations']} | {diff} |")
     lines.append("")
     RESULTS.write_text("\n".join(lines))

@@ -192,9 +192,9 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
     ], dtype=float)
     x_scale = np.sqrt(np.maximum(levels, 1.0))
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    # Scale the criterion so that tolerances do not depend on the number of rows.
-    start_value = kernel(theta0, reml)
-    scale = 1.0 / max(1.0, abs(start_value))
+    # Scale the criterion (about n times a constant) so that tolerances do not
+    # depend on the number of rows.
+    scale = 1.0 / max(1.0, float(cp.n))
 
     def value(x: np.ndarray) -> float:
         return kernel(x / x_scale, reml) * scale

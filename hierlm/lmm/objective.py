@@ -38,6 +38,8 @@ from hierlm.errors import FitError
 __all__ = ["LmmObjective", "Components", "Solution", "objective"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+# Level x slot pair matrices with at most this many cells are stored dense.
+_DENSE_PAIR_LIMIT = 2_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,7 +176,12 @@ class LmmObjective:
             sp.csr_matrix((prod, cp.pair_slot, indptr), shape=(n1, self._n_slots))
             for prod in prods
         ]
-        self._pair_mats_t = [mat.T.tocsr() for mat in self._pair_mats]
+        if n1 * self._n_slots <= _DENSE_PAIR_LIMIT:
+            # Small problems: dense products avoid scipy.sparse's per-call overhead.
+            self._pair_mats = [mat.toarray() for mat in self._pair_mats]
+            self._pair_mats_t = [np.ascontiguousarray(mat.T) for mat in self._pair_mats]
+        else:
+            self._pair_mats_t = [mat.T.tocsr() for mat in self._pair_mats]
         self._rest_diagonal = all(
             np.array_equal(f.t_row, f.t_col) for f in cp.rest
         )
@@ -290,6 +297,17 @@ class LmmObjective:
             ainv_tt = t1[0, 0] / a
             v = t1[0, 0] * ainv_tt
             ld_first = float(np.log(a).sum())
+        elif q1 == 2:
+            # Closed forms for 2 x 2 blocks (A is SPD with eigenvalues >= 1).
+            a00, a01, a11 = a[:, 0, 0], a[:, 0, 1], a[:, 1, 1]
+            det = a00 * a11 - a01 * a01
+            ld_first = float(np.log(det).sum())
+            a_inv = np.empty_like(a)
+            a_inv[:, 0, 0] = a11 / det
+            a_inv[:, 1, 1] = a00 / det
+            a_inv[:, 0, 1] = a_inv[:, 1, 0] = -a01 / det
+            ainv_tt = a_inv @ t1.T
+            v = np.matmul(t1, ainv_tt)
         else:
             chol1 = np.linalg.cholesky(a)
             ld_first = 2.0 * float(np.log(np.diagonal(chol1, axis1=1, axis2=2)).sum())
