@@ -46,6 +46,11 @@ __all__ = [
 ]
 
 
+# Size limits of the engine: width of the dense part and number of coupling pairs.
+_MAX_DENSE = 20_000
+_MAX_PAIRS = 100_000_000
+
+
 def _lme4_name(column: str) -> str:
     return "(Intercept)" if column == "Intercept" else column
 
@@ -361,6 +366,11 @@ def crossproducts(design: Design) -> CrossProducts:
         offset += f.n_levels * f.q
     m_z = offset
     m = m_z + p + 1
+    if m > _MAX_DENSE:
+        raise DataError(
+            f"After eliminating {first.group!r} ({n1} levels), the remaining random effects "
+            f"and fixed effects form a dense block {m} columns wide (limit {_MAX_DENSE}); this "
+            "engine cannot fit it in memory. Consider fewer levels or fewer crossed factors.")
 
     zz_first = _level_sums(c1, n1, z1, z1)
 
@@ -408,6 +418,10 @@ def crossproducts(design: Design) -> CrossProducts:
     level_end = level_ptr[1:][pos_level]
     count = level_end - np.arange(nnz)
     total = int(count.sum())
+    if total > _MAX_PAIRS:
+        raise DataError(
+            f"The levels of {first.group!r} share {total:,} pairs of columns with the other "
+            f"terms (limit {_MAX_PAIRS:,}); the crossed design is too dense for this engine.")
     pair_first = np.repeat(np.arange(nnz), count)
     pair_start = np.repeat(np.cumsum(count) - count, count)
     pair_second = pair_first + (np.arange(total) - pair_start)

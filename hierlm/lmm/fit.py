@@ -368,13 +368,17 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     if warn:
         singular = singular_components(theta, lower, names)
         if singular:
+            layout = kernel.cp.layout
+            described = [f"{name} in ({design.blocks[layout.block[names.index(name)]].term})"
+                         for name in singular]
             warnings.warn(
-                "boundary (singular) fit: " + ", ".join(singular)
-                + " estimated at (or next to) zero; the model is overparameterised for these "
-                "data (a variance is 0 or a correlation is +-1). Consider dropping that term.",
-                SingularFitWarning, stacklevel=2)
+                "boundary (singular) fit: " + ", ".join(described)
+                + " estimated at (or next to) zero, so a variance is 0 or a correlation is "
+                "+-1; the random-effect structure is too rich for these data. Consider "
+                "simplifying that term (e.g. dropping it or its correlations).",
+                SingularFitWarning, stacklevel=3)
         if not converged:
             warnings.warn(f"Optimizer {record.optimizer} did not converge: {message}. "
                           "Try another optimizer= or a start= near the current estimate.",
-                          ConvergenceWarning, stacklevel=2)
+                          ConvergenceWarning, stacklevel=3)
     return result

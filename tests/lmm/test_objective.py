@@ -216,3 +216,17 @@ def test_single_factor_kernel_equals_per_group_woodbury_route(reml):
         sol = kernel.solution(theta, reml)
         assert sol.value == pytest.approx(value, rel=1e-12)
         np.testing.assert_allclose(sol.beta, beta, rtol=1e-10)
+
+
+def test_size_limits_raise_a_clear_error(monkeypatch):
+    import hierlm.design.crossprod as crossprod
+    from hierlm.errors import DataError
+
+    design = simulate(STRUCTURES["crossed"], n=300, seed=3)
+    monkeypatch.setattr(crossprod, "_MAX_DENSE", 10)
+    with pytest.raises(DataError, match="dense block"):
+        crossproducts(design)
+    monkeypatch.setattr(crossprod, "_MAX_DENSE", 20_000)
+    monkeypatch.setattr(crossprod, "_MAX_PAIRS", 10)
+    with pytest.raises(DataError, match="pairs"):
+        crossproducts(design)
