@@ -225,10 +225,6 @@ class LmmObjective:
         return comp.d_logdet + (dof / comp.r2) * comp.d_r2
 
     # ----------------------------------------------------------- level helpers
-    def _per_pair(self, level_values: np.ndarray) -> np.ndarray:
-        """Expand one value per first-factor level to one value per pair."""
-        return np.repeat(level_values, self._pairs_per_level)
-
     def _sum_pairs_by_level(self, weights: np.ndarray) -> np.ndarray:
         """Sum pair weights within each first-factor level."""
         if self._all_levels_paired:
