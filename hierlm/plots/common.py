@@ -39,6 +39,8 @@ __all__ = [
     "require_posterior",
     "group_blocks",
     "only_group",
+    "thin_draws",
+    "mean_fitted",
     "main_parameter_tree",
     "posterior_tree",
 ]
@@ -200,6 +202,29 @@ def only_group(design: Design, group: str | None) -> str:
             f"The model has the grouping factors {factors}; pass group= to choose one."
         )
     return factors[0]
+
+
+def thin_draws(draws: FitDraws, limit: int | None) -> FitDraws:
+    """At most ``limit`` draws, evenly spaced over all chains (``draws`` itself when fewer)."""
+    if limit is None or draws.n_draws <= limit:
+        return draws
+    keep = np.unique(np.linspace(0, draws.n_draws - 1, limit).round().astype(int))
+    return FitDraws(beta=draws.beta[keep], sigma=draws.sigma[keep],
+                    covariances=tuple(c[keep] for c in draws.covariances),
+                    effects=tuple(e[keep] for e in draws.effects), design=draws.design, point=draws.point)
+
+
+def mean_fitted(draws: FitDraws, include_random: bool = True) -> np.ndarray:
+    """Posterior mean (or estimate) of the linear predictor per row, shape (n,).
+
+    The linear predictor is linear in beta and the group effects, so its
+    mean is the linear predictor of the mean parameters; no (S, n) array is formed.
+    """
+    means = FitDraws(beta=draws.beta.mean(axis=0, keepdims=True), sigma=draws.sigma[:1],
+                     covariances=tuple(c[:1] for c in draws.covariances),
+                     effects=tuple(e.mean(axis=0, keepdims=True) for e in draws.effects),
+                     design=draws.design, point=True)
+    return np.asarray(means.linear_predictor(include_random=include_random)[0])
 
 
 def _by_chain(values: np.ndarray, chains: int) -> np.ndarray:

@@ -27,7 +27,9 @@ from hierlm.plots.common import (
     figure_of,
     finish_arviz_figure,
     main_parameter_tree,
+    mean_fitted,
     require_posterior,
+    thin_draws,
 )
 from hierlm.results.common import as_draws, chains_of
 from hierlm.results.prediction import predictive_draws
@@ -61,7 +63,7 @@ def plot_residuals(fit: object, include_random: bool = True, scaled: bool = Fals
     matplotlib.figure.Figure
     """
     draws = as_draws(fit)
-    fitted = draws.linear_predictor(include_random=include_random).mean(axis=0)
+    fitted = mean_fitted(draws, include_random)
     residuals = np.asarray(draws.design.y, dtype=float) - fitted
     if scaled:
         residuals = residuals / float(draws.sigma.mean())
@@ -108,11 +110,11 @@ def predictive_tree(fit: object, n_draws: int | None = 100, seed: int | np.rando
     require_posterior(draws, "A posterior predictive check")
     if n_draws is not None and n_draws < 1:
         raise InputTypeError(f"n_draws must be a positive number of draws, got {n_draws}.")
-    replicates = np.asarray(predictive_draws(draws, kind="response", seed=seed))
-    if n_draws is not None and n_draws < replicates.shape[0]:
-        keep = np.unique(np.linspace(0, replicates.shape[0] - 1, n_draws).round().astype(int))
-        replicates = replicates[keep][None]
+    if n_draws is not None and n_draws < draws.n_draws:
+        thinned = thin_draws(draws, n_draws)
+        replicates = np.asarray(predictive_draws(thinned, kind="response", seed=seed))[None]
     else:
+        replicates = np.asarray(predictive_draws(draws, kind="response", seed=seed))
         n_chains = chains_of(draws) if chains is None else chains
         replicates = replicates.reshape(n_chains, -1, replicates.shape[1])
     name = draws.design.response

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import ColumnNotFoundError, DataError, InputTypeError
-from hierlm.plots.common import group_blocks, new_figure, only_group
+from hierlm.plots.common import group_blocks, mean_fitted, new_figure, only_group, thin_draws
 from hierlm.results.common import as_draws
 from hierlm.results.summary import interval_spec
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["plot_trajectories", "trajectory_table"]
+
+_BAND_VALUES = 20_000_000  # draws x rows used for the band at most (thinned beyond)
 
 
 def _fit_data(fit: object, data: pd.DataFrame | None, n_rows: int) -> pd.DataFrame:
@@ -65,7 +67,8 @@ def trajectory_table(fit: object, time: str, group: str | None = None,
     data : pandas.DataFrame, optional
         The rows the model was fitted on; ``fit.model.data`` when None.
     prob : float, optional
-        Probability of the band of the group-specific line (posterior fits).
+        Probability of the band of the group-specific line (posterior fits;
+        from evenly thinned draws when draws x rows exceeds 2e7).
 
     Returns
     -------
@@ -86,18 +89,18 @@ def trajectory_table(fit: object, time: str, group: str | None = None,
         raise ColumnNotFoundError(f"time={time!r} is not a column of the data; columns are "
                                   f"{list(frame.columns)}.")
     block = group_blocks(design, group)[0][2]
-    conditional = draws.linear_predictor(include_random=True)
-    population = draws.linear_predictor(include_random=False)
     table = pd.DataFrame({
         "level": np.asarray(block.levels, dtype=object)[np.asarray(block.codes)],
         "code": np.asarray(block.codes),
         "time": frame[time].to_numpy(),
         "observed": np.asarray(design.y, dtype=float),
-        "fitted": conditional.mean(axis=0),
-        "population": population.mean(axis=0),
+        "fitted": mean_fitted(draws, include_random=True),
+        "population": mean_fitted(draws, include_random=False),
     })
     if not draws.point:
-        lower, upper = interval_spec(prob).bounds(conditional)
+        # the band needs every draw of every row; thin very long posteriors to bound memory
+        limit = max(200, _BAND_VALUES // max(design.n, 1))
+        lower, upper = interval_spec(prob).bounds(thin_draws(draws, limit).linear_predictor())
         table["lower"] = lower
         table["upper"] = upper
     table = table.sort_values(["code", "time"], kind="stable").reset_index(drop=True)
