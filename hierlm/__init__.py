@@ -1,8 +1,30 @@
 """hierlm: Bayesian hierarchical linear models with lme4 formulas and exact ML/REML twins."""
 
+from importlib import import_module
+from typing import Any
+
 from hierlm import datasets, errors
 from hierlm.model import Model, RandomTerm
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "RandomTerm", "datasets", "errors", "__version__"]
+# Loaded on first use so that ``import hierlm`` stays light (no ArviZ/PyMC/statsmodels).
+_LAZY = {
+    "anova": "hierlm.results.anova",
+    "compare": "hierlm.results.comparison",
+    "compare_estimates": "hierlm.results.estimates",
+    "Prior": "hierlm.bayes.priors",
+}
+
+__all__ = ["Model", "RandomTerm", "datasets", "errors", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``anova``, ``compare``, ``compare_estimates`` and ``Prior`` on first use."""
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hierlm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -25,6 +25,8 @@ from hierlm.lmm.fit import (
 )
 from hierlm.lmm.objective import LmmObjective, Solution
 from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_covariance
+from hierlm.results.draws import FitDraws
+from hierlm.results.methods import ResultMethods
 
 __all__ = ["LmmResult", "block_labels"]
 
@@ -46,7 +48,7 @@ def block_labels(design: Design) -> list[str]:
     return labels
 
 
-class LmmResult:
+class LmmResult(ResultMethods):
     """A linear mixed model fitted by REML or ML.
 
     Parameters
@@ -368,10 +370,8 @@ class LmmResult:
                                  f"{type(new_data).__name__}.")
         return self._linear_predictor(self.model.new_design(new_data), include_random)
 
-    def draws(self) -> Any:
+    def draws(self) -> FitDraws:
         """The estimates as one 'draw' (:class:`hierlm.results.draws.FitDraws`)."""
-        from hierlm.results.draws import FitDraws
-
         return FitDraws(beta=self.solution.beta[None, :], sigma=np.array([self.sigma]),
                         covariances=tuple(c[None] for c in self.covariances()),
                         effects=tuple(b[None] for b in self.solution.b),
