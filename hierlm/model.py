@@ -8,6 +8,7 @@ imported on first use so a frequentist fit never imports PyMC.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,6 +98,11 @@ class Model:
             raise InputTypeError(
                 f"priors must be a dict of Prior objects or 'flat', not {type(priors).__name__}."
             )
+        if reference is not None and not isinstance(reference, Mapping):
+            raise InputTypeError(
+                f"reference must be a dict column -> level, e.g. {{'Machine': 'B'}}, "
+                f"not {type(reference).__name__}."
+            )
         self.formula = formula
         self.family = family
         self.parsed = parse_formula(formula)
@@ -160,6 +166,7 @@ class Model:
         if method in ("reml", "ml"):
             from hierlm.lmm import fit_lmm
 
+            _check_options(fit_lmm, method, options, exclude=("design", "reml", "model"))
             return fit_lmm(self.design, reml=(method == "reml"), model=self, **options)
         from hierlm.bayes import fit_bayes
 
@@ -189,3 +196,15 @@ class Model:
         terms = ", ".join(f"({' + '.join(t.columns)} | {t.group})" for t in self.random_terms)
         return (f"Model({self.formula!r}, nobs={self.nobs}, fixed={self.fixed_names}, "
                 f"random=[{terms}])")
+
+
+def _check_options(engine: Any, method: str, options: Mapping[str, Any],
+                   exclude: tuple[str, ...] = ()) -> None:
+    """Raise FitError naming fit options the engine does not take (e.g. ``draws`` for REML)."""
+    valid = [name for name in inspect.signature(engine).parameters if name not in exclude]
+    unknown = [name for name in options if name not in valid]
+    if unknown:
+        raise FitError(
+            f"Unknown option(s) {', '.join(repr(u) for u in unknown)} for method={method!r}; "
+            f"it takes {', '.join(valid)}."
+        )

@@ -170,8 +170,10 @@ class ModelSpec:
         # The reference levels are frozen in the formulaic specs (their level order), so they
         # are not re-applied: new data need not contain the reference level.
         _require_known_categories(data, self.fixed_spec, "the fixed part")
+        _require_numeric_kinds(data, self.fixed_spec, "the fixed part")
         for grouping in self.groupings:
             _require_known_categories(data, grouping.formulaic_spec, f"the bar {grouping.term.source}")
+            _require_numeric_kinds(data, grouping.formulaic_spec, f"the bar {grouping.term.source}")
         try:
             fixed = self.fixed_spec.get_model_matrix(data, context=FORMULA_CONTEXT)
         except FormulaicError as error:
@@ -216,6 +218,22 @@ def _require_known_categories(data: pd.DataFrame, spec: FormulaicSpec, where: st
             raise DataError(
                 f"New data has level(s) {shown} of column {name!r} in {where} that the model "
                 f"never saw; known levels: {', '.join(repr(v) for v in categories[:20])}."
+            )
+
+
+def _require_numeric_kinds(data: pd.DataFrame, spec: FormulaicSpec, where: str) -> None:
+    """Raise a DataError naming a numeric predictor that is not numeric in new data.
+
+    formulaic would re-encode such a column as categorical and, doing so, rewrite
+    the frozen spec's encoder state in place, breaking every later prediction.
+    """
+    for name, (kind, _state) in spec.encoder_state.items():
+        if getattr(kind, "value", kind) != "numerical" or name not in data.columns:
+            continue
+        if not pd.api.types.is_numeric_dtype(data[name]):
+            raise DataError(
+                f"Column {name!r} in {where} was numeric when the model was fitted but is "
+                f"{data[name].dtype} in the new data; convert it with pandas.to_numeric."
             )
 
 

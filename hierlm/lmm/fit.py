@@ -42,9 +42,9 @@ SINGULAR_TOL = 1e-4
 _GRADIENT_OK = 2e-3
 _GRADIENT_OPTIMIZERS = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr")
 _OPTIMIZER_ALIASES = {"lbfgsb": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "bobyqa": "COBYQA",
-                      "cobyqa": "COBYQA", "powell": "Powell", "nelder-mead": "Nelder-Mead",
-                      "neldermead": "Nelder-Mead", "tnc": "TNC", "slsqp": "SLSQP",
-                      "trust-constr": "trust-constr"}
+                      "cobyqa": "COBYQA", "cobyla": "COBYLA", "powell": "Powell",
+                      "nelder-mead": "Nelder-Mead", "neldermead": "Nelder-Mead", "tnc": "TNC",
+                      "slsqp": "SLSQP", "trust-constr": "trust-constr"}
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,10 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
     -------
     theta, value, converged, message, n_evaluations
     """
-    method = _OPTIMIZER_ALIASES.get(optimizer.lower(), optimizer)
+    method = _OPTIMIZER_ALIASES.get(str(optimizer).lower())
+    if method is None:
+        raise FitError(f"Unknown optimizer {optimizer!r}; choose one of "
+                       f"{', '.join(sorted(set(_OPTIMIZER_ALIASES.values())))}.")
     lower = kernel.lower
     theta0 = kernel.start() if start is None else np.array(start, dtype=float)
     if theta0.shape != lower.shape:
@@ -342,10 +345,21 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
                        "ML/REML mixed-model fitting needs at least one.")
     if design.n <= design.p:
         raise FitError(f"{design.n} observations cannot identify {design.p} fixed effects.")
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, (int, np.integer)) \
+            or max_evaluations < 1:
+        raise FitError(f"max_evaluations must be a positive integer, got {max_evaluations!r}.")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise FitError(f"threads must be a positive integer or None, got {threads!r}.")
+    if start is not None:
+        try:
+            start = np.array(start, dtype=float)
+        except (TypeError, ValueError):
+            raise FitError(f"start must be an array of theta values, got {start!r}.") from None
     clock = time.perf_counter()
     with blas_threads(threads):
         kernel = LmmObjective(crossproducts(design))
-        theta0 = kernel.start() if start is None else np.array(start, dtype=float)
+        theta0 = kernel.start() if start is None else start
         theta, value, converged, message, n_eval = minimize_theta(
             kernel, reml, optimizer=optimizer, start=theta0, max_evaluations=max_evaluations,
             polish=polish)

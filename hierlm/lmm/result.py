@@ -207,7 +207,13 @@ class LmmResult(ResultMethods):
                 raise InputTypeError(f"Unknown fixed effects {unknown}; the model has {names}.")
             vec = np.array([float(L.get(k, 0.0)) for k in names])
         else:
-            vec = np.asarray(L, dtype=float).ravel()
+            try:
+                vec = np.asarray(L, dtype=float).ravel()
+            except (TypeError, ValueError):
+                raise InputTypeError(f"L must be a numeric vector or a dict, got {L!r}.") from None
+            if vec.size != len(names):
+                raise InputTypeError(f"The contrast L has {vec.size} entries; the model has "
+                                     f"{len(names)} fixed effects {names}.")
         return contrast_test(self.varpar_covariance, self.solution.beta, vec, rhs)
 
     def fixef(self) -> pd.DataFrame:
@@ -361,6 +367,8 @@ class LmmResult(ResultMethods):
         -------
         numpy.ndarray
         """
+        if not isinstance(include_random, (bool, np.bool_)):
+            raise InputTypeError(f"include_random must be True or False, not {include_random!r}.")
         if new_data is None:
             return self._linear_predictor(self.design, include_random)
         if self.model is None:
@@ -406,8 +414,9 @@ class LmmResult(ResultMethods):
         pandas.DataFrame
             Indexed by term; columns ``lower``, ``upper``.
         """
-        if not 0.0 < level < 1.0:
-            raise FitError(f"level must be between 0 and 1, got {level}.")
+        if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) \
+                or not 0.0 < level < 1.0:
+            raise FitError(f"level must be a number between 0 and 1, got {level!r}.")
         from scipy import stats
 
         table = self.fixef()
