@@ -1,0 +1,192 @@
+"""MCMC diagnostics as pure functions on arrays, and the warning raised after a fit.
+
+Thresholds (Vehtari, Gelman, Simpson, Carpenter and Buerkner 2021, "Rank-
+normalization, folding, and localization: an improved R-hat", Bayesian
+Analysis 16(2), and Stan's defaults):
+
+* any divergent transition after warm-up;
+* rank-normalised split R-hat above 1.01;
+* bulk or tail effective sample size below 100 per chain (Vehtari et al.
+  recommend at least 100 per chain for R-hat and ESS estimates to be
+  reliable, i.e. 400 with four chains);
+* any transition that stopped at the maximum tree depth (an efficiency
+  problem rather than a bias, but one worth knowing about).
+
+Every function here takes plain NumPy arrays with leading ``(chain, draw)``
+axes and returns plain numbers or arrays, so they can be tested without a
+sampler.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from arviz_base import rcParams
+from arviz_stats.base.array import array_stats
+
+from hierlm.errors import SamplingWarning
+
+__all__ = [
+    "RHAT_MAX",
+    "ESS_PER_CHAIN_MIN",
+    "count_true",
+    "max_rhat",
+    "min_ess",
+    "DiagnosticReport",
+    "diagnose",
+    "warn_if_problems",
+]
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+
+
+def count_true(flags: np.ndarray | None) -> int:
+    """Number of True entries (divergences, tree-depth hits); 0 for None."""
+    return 0 if flags is None else int(np.count_nonzero(flags))
+
+
+def _as_chain_draw_matrix(draws: np.ndarray) -> np.ndarray:
+    """Reshape (chain, draw, ...) to (chain, draw, k)."""
+    draws = np.asarray(draws, dtype=float)
+    return draws.reshape(draws.shape[0], draws.shape[1], -1)
+
+
+def max_rhat(draws: np.ndarray) -> float:
+    """Largest rank-normalised split R-hat over the trailing axes of (chain, draw, ...) draws."""
+    values = array_stats.rhat(_as_chain_draw_matrix(draws), chain_axis=0, draw_axis=1)
+    return float(np.nanmax(values)) if np.size(values) else float("nan")
+
+
+def min_ess(draws: np.ndarray, method: str = "bulk") -> float:
+    """Smallest effective sample size (``"bulk"`` or ``"tail"``) over the trailing axes.
+
+    The tail ESS is ArviZ's: the smaller of the quantile ESS at the two tails
+    of the equal-tailed interval at ``rcParams["stats.ci_prob"]``.
+    """
+    prob = float(rcParams["stats.ci_prob"]) if method == "tail" else None
+    values = array_stats.ess(
+        _as_chain_draw_matrix(draws), chain_axis=0, draw_axis=1, method=method, prob=prob
+    )
+    return float(np.nanmin(values)) if np.size(values) else float("nan")
+
+
+@dataclass
+class DiagnosticReport:
+    """Outcome of the checks after a fit.
+
+    Attributes
+    ----------
+    divergences : int
+        Divergent transitions after warm-up.
+    treedepth_hits : int
+        Transitions that reached the maximum tree depth.
+    rhat : dict
+        Largest R-hat per variable.
+    ess_bulk, ess_tail : dict
+        Smallest bulk / tail ESS per variable.
+    n_chains, n_draws : int
+        Shape of the sample.
+    problems : list of str
+        One sentence per failed check (empty when all pass).
+    """
+
+    divergences: int
+    treedepth_hits: int
+    rhat: dict[str, float]
+    ess_bulk: dict[str, float]
+    ess_tail: dict[str, float]
+    n_chains: int
+    n_draws: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed."""
+        return not self.problems
+
+
+def diagnose(
+    draws: Mapping[str, np.ndarray],
+    diverging: np.ndarray | None,
+    reached_max_treedepth: np.ndarray | None,
+    formulation: str,
+    target_accept: float,
+) -> DiagnosticReport:
+    """Run every check on a sample.
+
+    Parameters
+    ----------
+    draws : mapping of str to ndarray
+        Posterior draws, each shaped (chain, draw, ...).
+    diverging, reached_max_treedepth : ndarray of bool or None
+        Sampler statistics, (chain, draw).
+    formulation : str
+        ``"full"`` or ``"marginal"`` (the hint suggests the other one).
+    target_accept : float
+        The target acceptance rate used (the hint suggests a higher one).
+
+    Returns
+    -------
+    DiagnosticReport
+        Numbers and problem sentences, each with a concrete remedy.
+    """
+    first = next(iter(draws.values()))
+    n_chains, n_draws = int(first.shape[0]), int(first.shape[1])
+    rhat, bulk, tail = {}, {}, {}
+    for name, values in draws.items():
+        if n_chains > 1 and n_draws >= 4:
+            rhat[name] = max_rhat(values)
+        if n_draws >= 4:
+            bulk[name] = min_ess(values, "bulk")
+            tail[name] = min_ess(values, "tail")
+    report = DiagnosticReport(
+        divergences=count_true(diverging),
+        treedepth_hits=count_true(reached_max_treedepth),
+        rhat=rhat,
+        ess_bulk=bulk,
+        ess_tail=tail,
+        n_chains=n_chains,
+        n_draws=n_draws,
+    )
+    other = "marginal" if formulation == "full" else "full"
+    higher = min(0.99, max(0.95, target_accept + 0.1))
+    total = n_chains * n_draws
+    if report.divergences:
+        hint = f"raise target_accept (e.g. {higher:.2f})"
+        if formulation == "full":
+            hint += ", or use formulation='marginal' where the structure allows it"
+        report.problems.append(
+            f"{report.divergences} of {total} transitions diverged: the posterior may be biased; {hint}."
+        )
+    bad_rhat = {k: v for k, v in rhat.items() if v > RHAT_MAX}
+    if bad_rhat:
+        listed = ", ".join(f"{k} ({v:.3f})" for k, v in bad_rhat.items())
+        report.problems.append(
+            f"R-hat above {RHAT_MAX} for {listed}: chains disagree; run more tune and draws "
+            f"(e.g. tune={2 * max(n_draws, 1000)}) or try formulation='{other}'."
+        )
+    floor = ESS_PER_CHAIN_MIN * n_chains
+    low = {k: min(bulk[k], tail[k]) for k in bulk if min(bulk[k], tail[k]) < floor}
+    if low:
+        listed = ", ".join(f"{k} ({v:.0f})" for k, v in low.items())
+        report.problems.append(
+            f"effective sample size below {floor} ({ESS_PER_CHAIN_MIN} per chain) for {listed}: "
+            f"increase draws, or try formulation='{other}'."
+        )
+    if report.treedepth_hits:
+        report.problems.append(
+            f"{report.treedepth_hits} of {total} transitions hit the maximum tree depth: "
+            f"sampling is inefficient; raise max_treedepth or try formulation='{other}'."
+        )
+    return report
+
+
+def warn_if_problems(report: DiagnosticReport, stacklevel: int = 3) -> None:
+    """Emit one :class:`~hierlm.errors.SamplingWarning` listing every failed check."""
+    if report.problems:
+        message = "MCMC diagnostics: " + " ".join(report.problems)
+        warnings.warn(message, SamplingWarning, stacklevel=stacklevel)

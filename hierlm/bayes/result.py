@@ -1,0 +1,227 @@
+"""The result of a Bayesian fit (NUTS or MAP) and its basic tables.
+
+``BayesResult`` holds the DataTree and everything needed to reproduce or
+interpret the fit. Its tables use lme4's row layout so they can be joined
+with the frequentist ones:
+
+* ``fixef()``: one row per fixed effect (index = term);
+* ``varcorr()``: columns ``group``, ``term1``, ``term2`` like
+  ``as.data.frame(VarCorr(fit))``: one row per SD (``term2`` missing), one
+  per correlation, then a ``Residual`` row; the summarised quantity is the SD
+  or the correlation (lme4's ``sdcor``);
+* ``ranef()``: one row per (group, level, term).
+
+For NUTS fits the posterior columns are ``mean``, ``sd``, ``median``, the
+equal-tailed interval at ArviZ's default probability (``rcParams
+["stats.ci_prob"]``, 0.89 unless changed; columns ``eti89_lb``/``eti89_ub``),
+``ess_bulk``, ``ess_tail``, ``r_hat`` and ``mcse_mean``. For MAP fits the
+column is ``estimate`` (and ``std_error`` for fixed effects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_base import rcParams
+from arviz_stats.base.array import array_stats
+
+from hierlm.bayes.diagnostics import DiagnosticReport
+from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
+from hierlm.bayes.priors import PriorTable
+from hierlm.design.blocks import Design
+
+__all__ = ["BayesResult", "summarize_draws"]
+
+
+def summarize_draws(draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame:
+    """Posterior summary of each column of (chain, draw, k) draws.
+
+    Parameters
+    ----------
+    draws : ndarray
+        Shape (chain, draw, k).
+    diagnostics : bool
+        Also compute ESS, R-hat and MCSE (slower for many columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per column; see the module docstring for the columns.
+    """
+    prob = float(rcParams["stats.ci_prob"])
+    label = f"eti{round(prob * 100):d}"
+    pooled = draws.reshape(-1, draws.shape[-1])
+    interval = array_stats.eti(pooled, prob, axis=0)
+    table = {
+        "mean": pooled.mean(axis=0),
+        "sd": pooled.std(axis=0, ddof=1) if pooled.shape[0] > 1 else np.full(pooled.shape[1], np.nan),
+        "median": np.median(pooled, axis=0),
+        f"{label}_lb": interval[..., 0],
+        f"{label}_ub": interval[..., 1],
+    }
+    if diagnostics:
+        table["ess_bulk"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk")
+        table["ess_tail"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail", prob=prob)
+        table["r_hat"] = array_stats.rhat(draws, chain_axis=0, draw_axis=1)
+        table["mcse_mean"] = array_stats.mcse(draws, chain_axis=0, draw_axis=1, method="mean")
+    return pd.DataFrame(table)
+
+
+@dataclass(eq=False)
+class BayesResult:
+    """A Bayesian fit: posterior draws (NUTS) or the posterior mode (MAP).
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        ArviZ 1.x DataTree. NUTS: groups ``posterior``, ``sample_stats``,
+        ``observed_data``, ``log_likelihood`` (pointwise) and
+        ``log_likelihood_group`` (per level, group effects integrated out).
+        MAP: group ``map`` with the estimates (same variable names, no
+        chain/draw) and ``observed_data``.
+    pymc_model : pymc.Model
+        The PyMC model that was sampled or optimised.
+    formulation : str
+        ``"full"`` or ``"marginal"``.
+    sampler : str
+        ``"nutpie"``, ``"pymc"``, ``"numpyro"``, or the optimiser for MAP.
+    method : str
+        ``"nuts"`` or ``"map"``.
+    design : Design
+        The data the model was fitted to.
+    priors : PriorTable
+        The priors used.
+    names : list of BlockNames
+        Names of the random-effect blocks.
+    timing : dict of str to float
+        Seconds per stage (``build``, ``compile``, ``sample``/``optimize``,
+        ``postprocess``, ``total``).
+    seed : int or None
+        Seed that reproduces the fit.
+    settings : dict
+        Sampler or optimiser settings.
+    diagnostics : DiagnosticReport or None
+        MCMC checks (NUTS only).
+    info : dict
+        Method-specific extras (MAP: convergence, boundary, REML flag...).
+    """
+
+    idata: xr.DataTree
+    pymc_model: Any
+    formulation: str
+    sampler: str
+    method: str
+    design: Design
+    priors: PriorTable
+    names: list[BlockNames]
+    timing: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    diagnostics: DiagnosticReport | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def _is_map(self) -> bool:
+        return self.method == "map"
+
+    def _values(self, name: str) -> np.ndarray:
+        """Draws (chain, draw, ...) of a posterior variable; MAP as one chain of one draw."""
+        if self._is_map:
+            return np.asarray(self.idata["map"][name].values)[None, None, ...]
+        return np.asarray(self.idata["posterior"][name].values)
+
+    def _summary(self, draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame:
+        if self._is_map:
+            return pd.DataFrame({"estimate": draws.reshape(-1)})
+        return summarize_draws(draws.reshape(draws.shape[0], draws.shape[1], -1), diagnostics)
+
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects: one row per term (index), posterior summary columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            NUTS: mean, sd, median, interval, ess_bulk, ess_tail, r_hat,
+            mcse_mean. MAP: estimate, std_error (from ``X'V^-1 X`` at the
+            mode, as lme4's ``vcov``).
+        """
+        table = self._summary(self._values(FIXEF))
+        if self._is_map and "fixef_std_error" in self.info:
+            table["std_error"] = np.asarray(self.info["fixef_std_error"])
+        table.index = pd.Index(self.design.fixed_names, name="term")
+        return table
+
+    def varcorr(self) -> pd.DataFrame:
+        """Random-effect SDs and correlations and the residual SD, in lme4's row layout.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns group, term1, term2 then the summary columns of the SD
+            (``term2`` missing) or the correlation.
+        """
+        keys: list[tuple[str, str, str | None]] = []
+        columns = []
+        for bn in self.names:
+            sd = self._values(bn.sd)
+            for k, term in enumerate(bn.block.columns):
+                keys.append((bn.label, term, None))
+                columns.append(sd[..., k])
+            if bn.block.correlated and bn.block.q > 1:
+                cor = self._values(bn.cor)
+                for k, (term1, term2) in enumerate(bn.pair_terms):
+                    keys.append((bn.label, term1, term2))
+                    columns.append(cor[..., k])
+        keys.append(("Residual", None, None))  # type: ignore[arg-type]
+        columns.append(self._values(SIGMA))
+        table = self._summary(np.stack(columns, axis=-1))
+        head = pd.DataFrame(keys, columns=["group", "term1", "term2"])
+        head = head.astype(object).where(head.notna(), None)
+        return pd.concat([head, table], axis=1)
+
+    def ranef(self, diagnostics: bool = False) -> pd.DataFrame:
+        """Group effects: one row per (group, level, term).
+
+        Parameters
+        ----------
+        diagnostics : bool
+            Add ESS, R-hat and MCSE columns (NUTS; slow with many levels).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns group, level, term then the summary columns.
+        """
+        parts = []
+        for bn in self.names:
+            values = self._values(bn.ranef)
+            levels = [str(level) for level in bn.block.levels]
+            head = pd.DataFrame(
+                {
+                    "group": bn.label,
+                    "level": np.repeat(levels, bn.block.q),
+                    "term": np.tile(list(bn.block.columns), len(levels)),
+                }
+            )
+            body = (
+                self._summary(values)
+                if self._is_map
+                else summarize_draws(values.reshape(*values.shape[:2], -1), diagnostics)
+            )
+            parts.append(pd.concat([head, body], axis=1))
+        return pd.concat(parts, ignore_index=True)
+
+    def __repr__(self) -> str:
+        what = (
+            f"{self.settings.get('chains')} chains x {self.settings.get('draws')} draws"
+            if not self._is_map
+            else "posterior mode"
+        )
+        return (
+            f"<BayesResult method={self.method} formulation={self.formulation} "
+            f"sampler={self.sampler}: {what}, {self.timing.get('total', float('nan')):.1f} s>"
+        )

@@ -1,0 +1,294 @@
+"""Sampling driver: run NUTS with one of several samplers and return plain arrays.
+
+Samplers
+--------
+``"nutpie"`` (default)
+    nutpie's Rust NUTS with its gradient-based mass-matrix adaptation, calling
+    a PyTensor-compiled log-density (:mod:`hierlm.bayes.nutpie_adapter`).
+``"pymc"``
+    PyMC's own NUTS (chains in separate processes).
+``"numpyro"``
+    NumPyro's NUTS through PyMC's JAX bridge, chains vectorised; needs ``jax``
+    and ``numpyro``.
+
+Backends (how the log-density is compiled for ``"nutpie"`` and ``"pymc"``)
+--------------------------------------------------------------------------
+``"numba"``: fastest per gradient and cached on disk by PyTensor, but compiling
+a model's kernels on an empty cache takes 20-30 s. ``"jax"``: compiles in about
+a second with nothing cached, but each call costs more. ``"auto"`` picks
+``"jax"`` when JAX is installed, else ``"numba"``; the benchmark
+(``bench/bench_bayes.py``, ``bench/results/bayes.md``) has the numbers behind
+this choice.
+
+The driver returns the draws of the requested variables as NumPy arrays with
+leading (chain, draw) axes and the sampler statistics under common names
+(``diverging``, ``reached_max_treedepth``, ``tree_depth``, ``step_size``,
+``n_steps``, ``lp``, ``energy``, ``acceptance_rate``), so that everything
+after sampling is sampler-independent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hierlm.bayes.build import BuiltModel
+from hierlm.bayes.naming import FIXEF, SIGMA
+from hierlm.errors import FitError
+
+__all__ = [
+    "SAMPLERS",
+    "BACKENDS",
+    "SamplerSettings",
+    "RawSample",
+    "available_samplers",
+    "resolve_backend",
+    "default_progressbar",
+    "stored_variables",
+    "run_sampler",
+]
+
+SAMPLERS = ("nutpie", "pymc", "numpyro")
+BACKENDS = ("auto", "numba", "jax")
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def available_samplers() -> list[str]:
+    """Samplers usable in this environment, fastest first."""
+    out = []
+    if _installed("nutpie"):
+        out.append("nutpie")
+    if _installed("numpyro") and _installed("jax"):
+        out.append("numpyro")
+    out.append("pymc")
+    return out
+
+
+def resolve_backend(backend: str) -> str:
+    """Return ``"numba"`` or ``"jax"`` for a requested backend (see the module docstring)."""
+    if backend not in BACKENDS:
+        raise FitError(f"backend={backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "jax" if _installed("jax") else "numba"
+    if backend == "jax" and not _installed("jax"):
+        raise FitError("backend='jax' needs JAX: pip install jax")
+    return backend
+
+
+def default_progressbar() -> bool:
+    """Show progress in terminals and notebooks, not when output goes to a file or pipe."""
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Everything that controls one sampling run.
+
+    Attributes
+    ----------
+    sampler : str
+        One of :data:`SAMPLERS`.
+    backend : str
+        ``"numba"`` or ``"jax"`` (resolved).
+    chains, draws, tune : int
+        Number of chains, kept draws per chain and warm-up iterations per chain.
+    target_accept : float
+        Target mean acceptance probability of the step-size adaptation.
+    max_treedepth : int
+        Maximum depth of the NUTS trajectory tree.
+    seed : int
+        Master seed; the same seed gives identical draws.
+    progressbar : bool
+        Whether to display progress.
+    cores : int
+        Chains run at once (nutpie with Python callbacks is fastest with 1).
+    """
+
+    sampler: str
+    backend: str
+    chains: int
+    draws: int
+    tune: int
+    target_accept: float
+    max_treedepth: int
+    seed: int
+    progressbar: bool
+    cores: int = 1
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise FitError(f"sampler={self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        for name in ("chains", "draws", "max_treedepth", "cores"):
+            if int(getattr(self, name)) < 1:
+                raise FitError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if int(self.tune) < 0:
+            raise FitError(f"tune must be >= 0, got {self.tune!r}")
+        if not 0 < float(self.target_accept) < 1:
+            raise FitError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
+
+
+@dataclass
+class RawSample:
+    """Draws and statistics of one run, as NumPy arrays with (chain, draw) leading axes.
+
+    Attributes
+    ----------
+    draws : dict of str to ndarray
+        Stored variables.
+    stats : dict of str to ndarray
+        Sampler statistics under the common names of the module docstring.
+    timing : dict of str to float
+        Seconds spent compiling and sampling.
+    """
+
+    draws: dict[str, np.ndarray]
+    stats: dict[str, np.ndarray]
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def stored_variables(built: BuiltModel) -> list[str]:
+    """Variables to keep per draw: parameters, correlation factors, full-model effects."""
+    names = [FIXEF, SIGMA]
+    for bn in built.names:
+        names.append(bn.sd)
+        if bn.block.correlated and bn.block.q > 1:
+            names += [bn.cor, bn.corr_chol]
+        if built.formulation == "full":
+            names.append(bn.ranef)
+    return names
+
+
+def _common_stats(stats: Any, max_treedepth: int) -> dict[str, np.ndarray]:
+    """Copy sampler statistics under common names."""
+    aliases = {
+        "diverging": ("diverging",),
+        "tree_depth": ("tree_depth", "depth"),
+        "reached_max_treedepth": ("reached_max_treedepth", "maxdepth_reached"),
+        "step_size": ("step_size",),
+        "n_steps": ("n_steps",),
+        "lp": ("lp", "logp"),
+        "energy": ("energy",),
+        "acceptance_rate": ("acceptance_rate", "mean_tree_accept"),
+    }
+    out = {}
+    for name, candidates in aliases.items():
+        for candidate in candidates:
+            if candidate in stats:
+                out[name] = np.asarray(stats[candidate])
+                break
+    if "reached_max_treedepth" not in out and "tree_depth" in out:
+        out["reached_max_treedepth"] = out["tree_depth"] >= max_treedepth
+    if "diverging" in out:
+        out["diverging"] = out["diverging"].astype(bool)
+    return out
+
+
+def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) -> RawSample:
+    import nutpie
+
+    from hierlm.bayes.nutpie_adapter import compile_for_nutpie
+
+    start = time.perf_counter()
+    compiled = compile_for_nutpie(built.pymc_model, names, mode=settings.backend.upper())
+    compiled_at = time.perf_counter()
+    trace = nutpie.sample(
+        compiled,
+        draws=settings.draws,
+        tune=max(settings.tune, 1),
+        chains=settings.chains,
+        cores=settings.cores,
+        seed=settings.seed,
+        save_warmup=False,
+        progress_bar=settings.progressbar,
+        target_accept=settings.target_accept,
+        maxdepth=settings.max_treedepth,
+    )
+    done = time.perf_counter()
+    posterior = trace["posterior"].to_dataset()
+    stats = trace["sample_stats"].to_dataset()
+    return RawSample(
+        draws={name: np.asarray(posterior[name].values) for name in names},
+        stats=_common_stats(stats, settings.max_treedepth),
+        timing={"compile": compiled_at - start, "sample": done - compiled_at},
+    )
+
+
+def _run_pymc(built: BuiltModel, settings: SamplerSettings, names: list[str]) -> RawSample:
+    import pymc as pm
+
+    start = time.perf_counter()
+    kwargs: dict[str, Any] = {
+        "draws": settings.draws,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "random_seed": settings.seed,
+        "progressbar": settings.progressbar,
+        "var_names": names,
+        "compute_convergence_checks": False,
+        "model": built.pymc_model,
+    }
+    if settings.sampler == "numpyro":
+        kwargs["nuts_sampler"] = "numpyro"
+        kwargs["nuts"] = {
+            "target_accept": settings.target_accept,
+            "max_tree_depth": settings.max_treedepth,
+            "chain_method": "vectorized",
+        }
+    else:
+        kwargs["nuts_sampler"] = "pymc"
+        kwargs["cores"] = min(settings.chains, os.cpu_count() or 1)
+        kwargs["nuts"] = {
+            "target_accept": settings.target_accept,
+            "max_treedepth": settings.max_treedepth,
+        }
+        kwargs["compile_kwargs"] = {"mode": settings.backend.upper()}
+    trace = pm.sample(**kwargs)
+    done = time.perf_counter()
+    posterior = trace["posterior"].to_dataset()
+    stats = trace["sample_stats"].to_dataset()
+    return RawSample(
+        draws={name: np.asarray(posterior[name].values) for name in names},
+        stats=_common_stats(stats, settings.max_treedepth),
+        timing={"compile": float("nan"), "sample": done - start},
+    )
+
+
+def run_sampler(built: BuiltModel, settings: SamplerSettings) -> RawSample:
+    """Sample the posterior of a built model.
+
+    Parameters
+    ----------
+    built : BuiltModel
+        Model and metadata (:func:`hierlm.bayes.build.build_model`).
+    settings : SamplerSettings
+        Sampler, backend, chains, draws, seed...
+
+    Returns
+    -------
+    RawSample
+        Draws of :func:`stored_variables` and the sampler statistics.
+
+    Raises
+    ------
+    FitError
+        If the requested sampler is not installed.
+    """
+    if settings.sampler not in available_samplers():
+        raise FitError(
+            f"sampler={settings.sampler!r} is not installed; available: " + ", ".join(available_samplers())
+        )
+    names = stored_variables(built)
+    if settings.sampler == "nutpie":
+        return _run_nutpie(built, settings, names)
+    return _run_pymc(built, settings, names)
