@@ -105,6 +105,7 @@ class Model:
             )
         self.formula = formula
         self.family = family
+        self.na_action = na_action
         self.parsed = parse_formula(formula)
         self.spec: ModelSpec
         self.design: Design

@@ -1,0 +1,216 @@
+"""Save and load fits (hierlm.io): the loaded fit gives the same answers, without pickle.
+
+ML/REML fits are restored at the saved theta through the kernel's solution,
+not re-optimised, and the data round-trip exactly (netCDF keeps float64 bits,
+levels and dtypes come from the JSON schema), so summaries and predictions
+are compared for exact equality, not within a tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import hierlm as hl
+from hierlm.errors import FitError, IncompatibleFileError, InputTypeError
+from hierlm.io import FORMAT_VERSION, load_fit, save_fit
+
+
+def _fit(formula, data, method="reml", **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        return hl.Model(formula, data, **kw).fit(method=method)
+
+
+def _odd_frame() -> pd.DataFrame:
+    """Every kind of column the saver handles, a string index and missing rows."""
+    rng = np.random.default_rng(7)
+    n = 90
+    g = rng.integers(0, 9, n)
+    frame = pd.DataFrame({
+        "y": rng.normal(size=n) + g * 0.3,
+        "x": rng.normal(size=n),
+        "count": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+        "flag": rng.random(n) < 0.5,
+        "g": pd.Categorical([f"lvl {i}" for i in g],
+                            categories=[f"lvl {i}" for i in range(9)] + ["unused"]),
+        "dose": pd.Categorical(rng.choice(["low", "mid", "high"], n),
+                               categories=["low", "mid", "high"], ordered=True),
+        "site": np.array(["Zürich", "b,c", "d\"e"], dtype=object)[rng.integers(0, 3, n)],
+        "extra": np.arange(n),  # not used by the model: not saved
+    }, index=pd.Index([f"r{i}" for i in range(n)], name="rowid"))
+    frame.loc[frame.index[[3, 17]], "y"] = np.nan  # dropped by na_action="omit"
+    return frame
+
+
+MODELS = {
+    "sleep_slope_reml": ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "reml", {}),
+    "sleep_uncorr_ml": ("Reaction ~ Days + (Days || Subject)", "sleepstudy", "ml", {}),
+    "machines_reference": ("score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", "Machines",
+                           "reml", {"reference": {"Machine": "B"}}),
+    "pastes_nested": ("strength ~ 1 + (1 | batch/cask)", "Pastes", "reml", {}),
+    "penicillin_crossed": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", "ml", {}),
+    "log_response": ("log(Reaction) ~ Days + (1 | Subject)", "sleepstudy", "reml", {}),
+    "dyestuff2_singular": ("Yield ~ 1 + (1 | Batch)", "Dyestuff2", "reml", {}),
+    "odd_columns": ("y ~ x + count + flag + dose + site + (1 | g)", None, "reml", {}),
+}
+
+
+def _data(name):
+    return _odd_frame() if name is None else hl.datasets.load(name)
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def saved(request, tmp_path_factory):
+    formula, dataset, method, kw = MODELS[request.param]
+    data = _data(dataset)
+    fit = _fit(formula, data, method, **kw)
+    path = save_fit(fit, tmp_path_factory.mktemp("fits") / request.param)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading must not warn (no refit, no dropped rows)
+        loaded = load_fit(path)
+    return fit, loaded, data, path
+
+
+def test_loaded_fit_has_identical_summaries(saved):
+    fit, loaded, _, _ = saved
+    assert type(loaded) is type(fit)
+    assert loaded.method == fit.method
+    pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef(), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.varcorr(), fit.varcorr(), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.ranef(), fit.ranef(), check_exact=True)
+    for group, table in fit.coef().items():
+        pd.testing.assert_frame_equal(loaded.coef()[group], table, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.confint(), fit.confint(), check_exact=True)
+    np.testing.assert_array_equal(loaded.theta, fit.theta)
+    assert loaded.loglik == fit.loglik and loaded.sigma == fit.sigma
+    assert loaded.is_singular == fit.is_singular
+    assert str(loaded.summary()) == str(fit.summary())
+
+
+def test_loaded_fit_predicts_identically(saved):
+    fit, loaded, data, _ = saved
+    np.testing.assert_array_equal(loaded.fitted(), fit.fitted())
+    np.testing.assert_array_equal(loaded.residuals(), fit.residuals())
+    new = fit.model.data.iloc[::3]
+    for include_random in (True, False):
+        np.testing.assert_array_equal(loaded.predict(new, include_random=include_random),
+                                      fit.predict(new, include_random=include_random))
+
+
+def test_model_and_record_are_restored(saved):
+    fit, loaded, _, _ = saved
+    old, new = fit.model, loaded.model
+    assert (new.formula, new.family, new.na_action) == (old.formula, old.family, old.na_action)
+    assert dict(new.spec.reference) == dict(old.spec.reference)
+    variables = old.spec.variables()
+    pd.testing.assert_frame_equal(new.data, old.data[variables], check_exact=True)
+    np.testing.assert_array_equal(new.design.row_index, old.design.row_index)
+    for name in ("optimizer", "criterion", "value", "n_evaluations", "converged", "message",
+                 "boundary", "seconds"):
+        assert getattr(loaded.fit_record, name) == getattr(fit.fit_record, name)
+    for name in ("start", "end", "gradient"):
+        np.testing.assert_array_equal(getattr(loaded.fit_record, name),
+                                      getattr(fit.fit_record, name))
+
+
+def test_folder_holds_json_and_netcdf_only(saved):
+    _, _, _, path = saved
+    assert sorted(p.name for p in path.iterdir()) == ["data.nc", "hierlm.json"]
+    manifest = json.loads((path / "hierlm.json").read_text())
+    assert manifest["format"] == "hierlm-fit"
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["hierlm_version"] == hl.__version__
+    with xr.open_dataset(path / "data.nc", engine="h5netcdf") as stored:
+        assert all(np.issubdtype(v.dtype, np.number) for v in stored.data_vars.values())
+
+
+def test_load_does_not_reoptimise(tmp_path, monkeypatch):
+    fit = _fit("Reaction ~ Days + (Days | Subject)", hl.datasets.load("sleepstudy"))
+    save_fit(fit, tmp_path / "f")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load_fit ran the optimiser")
+
+    monkeypatch.setattr("hierlm.lmm.fit.minimize_theta", forbidden)
+    monkeypatch.setattr("hierlm.lmm.fit.fit_lmm", forbidden)
+    loaded = load_fit(tmp_path / "f")
+    np.testing.assert_array_equal(loaded.theta, fit.theta)
+
+
+def test_refuses_incompatible_format_version(tmp_path):
+    fit = _fit("Yield ~ 1 + (1 | Batch)", hl.datasets.load("Dyestuff"))
+    path = save_fit(fit, tmp_path / "f")
+    manifest = json.loads((path / "hierlm.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    manifest["hierlm_version"] = "9.9.9"
+    (path / "hierlm.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleFileError) as info:
+        load_fit(path)
+    message = str(info.value)
+    assert f"format version {FORMAT_VERSION + 1}" in message and "9.9.9" in message
+    assert f"reads format version {FORMAT_VERSION}" in message
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"format": "something-else"}),
+                                     json.dumps([1, 2])])
+def test_refuses_files_that_are_not_saved_fits(tmp_path, content):
+    (tmp_path / "hierlm.json").write_text(content)
+    with pytest.raises(IncompatibleFileError, match="hierlm"):
+        load_fit(tmp_path)
+    with pytest.raises(IncompatibleFileError, match="no hierlm.json"):
+        load_fit(tmp_path / "missing")
+
+
+def test_overwrite_rules(tmp_path):
+    fit = _fit("Yield ~ 1 + (1 | Batch)", hl.datasets.load("Dyestuff"))
+    path = save_fit(fit, tmp_path / "f")
+    with pytest.raises(FitError, match="overwrite=True"):
+        save_fit(fit, path)
+    other = _fit("Yield ~ 1 + (1 | Batch)", hl.datasets.load("Dyestuff"), method="ml")
+    save_fit(other, path, overwrite=True)
+    assert load_fit(path).method == "ml"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(FitError, match="not a saved hierlm fit"):
+        save_fit(fit, tmp_path / "mine", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "mine"]  # no staging left
+
+
+def test_refuses_fits_without_a_model_and_non_fits(tmp_path):
+    from hierlm.lmm import fit_lmm
+
+    model = hl.Model("Yield ~ 1 + (1 | Batch)", hl.datasets.load("Dyestuff"))
+    with pytest.raises(InputTypeError, match="hierlm.Model"):
+        save_fit(fit_lmm(model.design), tmp_path / "a")
+    with pytest.raises(InputTypeError, match="DataFrame"):
+        save_fit(pd.DataFrame(), tmp_path / "b")
+
+
+@pytest.mark.parametrize("column", ["naive", "zoned", "span"])
+def test_time_columns_round_trip(tmp_path, column):
+    data = hl.datasets.load("Dyestuff")
+    day = pd.to_timedelta(data["Batch"].cat.codes.to_numpy(), unit="D")
+    data["naive"] = pd.Timestamp("2024-01-01") + day
+    data["zoned"] = pd.Timestamp("2024-03-30 12:00", tz="Europe/Zurich") + day
+    data["span"] = day
+    fit = _fit(f"Yield ~ 1 + (1 | {column})", data)
+    loaded = load_fit(save_fit(fit, tmp_path / "f"))
+    pd.testing.assert_frame_equal(loaded.model.data, fit.model.data[["Yield", column]])
+    pd.testing.assert_frame_equal(loaded.ranef(), fit.ranef(), check_exact=True)
+
+
+@pytest.mark.parametrize("column", ["tuples", "months"])
+def test_unsupported_column_type_is_named(tmp_path, column):
+    data = hl.datasets.load("Dyestuff")
+    codes = data["Batch"].cat.codes.to_numpy()
+    data["tuples"] = [(int(c), "a") for c in codes]
+    data["months"] = pd.period_range("2020-01", periods=6, freq="M")[codes]
+    fit = _fit(f"Yield ~ 1 + (1 | {column})", data)
+    with pytest.raises(InputTypeError, match=repr(column)):
+        save_fit(fit, tmp_path / "f")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
