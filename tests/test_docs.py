@@ -54,8 +54,9 @@ _SAMPLING = (
     (re.compile(r"\btune=\d+"), "tune=100"),
     (re.compile(r"\bchains=\d+"), "chains=2"),
 )
-# Words that only Bayesian code uses; a block with one of them must carry the marker.
-_BAYES_WORDS = re.compile(r"""["']nuts["']|["']map["']|\.idata\b|fit_bayes""")
+# Sampling code: a block that samples must carry the marker (MAP fits are quick and deterministic,
+# so they run, and have their output compared, in the fast tests).
+_BAYES_WORDS = re.compile(r"""["']nuts["']|fit_bayes""")
 RTOL = 2e-3
 
 
@@ -133,8 +134,8 @@ def _tolerance(shown: str) -> float:
 
 def outputs_match(expected: str, actual: str) -> tuple[bool, str]:
     """Compare printed text: words exactly (whitespace-insensitive), numbers with a tolerance."""
-    words_expected = _NUMBER.sub("#", " ".join(expected.split()))
-    words_actual = _NUMBER.sub("#", " ".join(actual.split()))
+    words_expected = "".join(_NUMBER.sub("#", expected).split())
+    words_actual = "".join(_NUMBER.sub("#", actual).split())
     if words_expected != words_actual:
         return False, f"text differs:\n--- shown\n{expected}\n--- printed\n{actual}"
     for shown, printed in zip(_NUMBER.findall(expected), _NUMBER.findall(actual), strict=True):
@@ -218,6 +219,7 @@ def test_output_comparison_catches_changed_numbers() -> None:
     shown = "Days   10.47   1.546\nsigma 25.59"
     assert outputs_match(shown, "Days 10.47 1.546\nsigma   25.59")[0]
     assert outputs_match(shown, "Days 10.4701 1.5461\nsigma 25.59")[0]
+    assert outputs_match("[253.66366837 430.65999056]", "[253.66367015 430.6599919 ]")[0]
     assert not outputs_match(shown, "Days 10.57 1.546\nsigma 25.59")[0]
     assert not outputs_match(shown, "Days 10.47 1.546\ntau 25.59")[0]
 
