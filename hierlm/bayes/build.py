@@ -11,7 +11,7 @@ other families) uses the full, non-centred formulation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pymc as pm
 
@@ -19,11 +19,17 @@ from hierlm.bayes.full import build_full_model
 from hierlm.bayes.groupstats import GroupStats
 from hierlm.bayes.marginal import build_marginal_model, can_marginalize
 from hierlm.bayes.naming import BlockNames, block_names
-from hierlm.bayes.priors import PriorTable
+from hierlm.bayes.priors import PriorTable, resolve_priors
 from hierlm.design.blocks import Design
 from hierlm.errors import FitError
 
-__all__ = ["FORMULATIONS", "BuiltModel", "choose_formulation", "build_model"]
+__all__ = [
+    "FORMULATIONS",
+    "BuiltModel",
+    "choose_formulation",
+    "design_and_priors",
+    "build_model",
+]
 
 Formulation = Literal["auto", "full", "marginal"]
 FORMULATIONS = ("auto", "full", "marginal")
@@ -96,38 +102,68 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
     return formulation
 
 
-def build_model(
-    design: Design, priors: PriorTable, formulation: str = "auto", family: str = "gaussian"
-) -> BuiltModel:
-    """Build the PyMC model of ``design`` in the requested formulation.
+def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTable, str]:
+    """Extract the design, resolved priors and family from a Model or a bare Design.
 
     Parameters
     ----------
-    design : Design
-        The model's design.
-    priors : PriorTable
-        Resolved priors (:func:`hierlm.bayes.priors.resolve_priors`).
+    model : hierlm.Model or Design
+        Anything with a ``design`` attribute (and optionally ``priors`` and
+        ``family``), or a :class:`~hierlm.design.blocks.Design`.
+    priors : dict, "flat", PriorTable or None
+        Overrides the model's priors when given.
+
+    Returns
+    -------
+    tuple
+        ``(design, prior_table, family)``.
+
+    Raises
+    ------
+    FitError
+        If ``model`` is neither.
+    """
+    design = model if isinstance(model, Design) else getattr(model, "design", None)
+    if not isinstance(design, Design):
+        raise FitError(f"expected a hierlm Model or a Design, got {type(model).__name__}")
+    family = str(getattr(model, "family", "gaussian"))
+    if priors is None and not isinstance(model, Design):
+        priors = getattr(model, "priors", None)
+    return design, resolve_priors(design, priors), family
+
+
+def build_model(model: Any, priors: Any = None, formulation: str = "auto") -> BuiltModel:
+    """Build the PyMC model of a hierlm Model (or Design) in the requested formulation.
+
+    Parameters
+    ----------
+    model : hierlm.Model or Design
+        The model; a bare Design is taken as Gaussian.
+    priors : dict, "flat", PriorTable or None
+        Prior overrides; default: the model's priors (or the defaults).
     formulation : {"auto", "full", "marginal"}
         See the module docstring.
-    family : str
-        Response family (only ``"gaussian"`` is implemented).
 
     Returns
     -------
     BuiltModel
-        The model and its metadata.
+        The PyMC model (``.pymc_model``), the formulation used and metadata.
 
     Raises
     ------
     FitError
         For an unknown family or formulation, or a design without random effects.
+    PriorError
+        For invalid prior overrides.
     """
+    design, prior_table, family = design_and_priors(model, priors)
     if family != "gaussian":
         raise FitError(f"family={family!r} is not implemented in the Bayesian engine yet")
     if not design.blocks:
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
     chosen = choose_formulation(design, formulation, family)
+    names = block_names(design)
     if chosen == "marginal":
-        model, stats = build_marginal_model(design, priors)
-        return BuiltModel(model, "marginal", design, priors, block_names(design), stats)
-    return BuiltModel(build_full_model(design, priors), "full", design, priors, block_names(design), None)
+        pymc_model, stats = build_marginal_model(design, prior_table)
+        return BuiltModel(pymc_model, "marginal", design, prior_table, names, stats)
+    return BuiltModel(build_full_model(design, prior_table), "full", design, prior_table, names, None)

@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.bayes.build import build_model
+from hierlm.bayes.build import build_model, design_and_priors
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
 from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.bayes.posterior import assemble_datatree
-from hierlm.bayes.priors import PriorTable, resolve_priors
 from hierlm.bayes.result import BayesResult
 from hierlm.bayes.sample import (
     SamplerSettings,
@@ -20,10 +19,9 @@ from hierlm.bayes.sample import (
     resolve_backend,
     run_sampler,
 )
-from hierlm.design.blocks import Design
 from hierlm.errors import FitError
 
-__all__ = ["METHODS", "fit_bayes", "design_and_priors", "new_seed"]
+__all__ = ["METHODS", "fit_bayes", "new_seed"]
 
 METHODS = ("nuts", "map")
 
@@ -31,31 +29,6 @@ METHODS = ("nuts", "map")
 def new_seed() -> int:
     """A fresh random seed (recorded in the result so the fit can be repeated)."""
     return int(np.random.SeedSequence().generate_state(1)[0])
-
-
-def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTable, str]:
-    """Extract the design, resolved priors and family from a Model or a bare Design.
-
-    Parameters
-    ----------
-    model : hierlm.Model or Design
-        Anything with a ``design`` attribute (and optionally ``priors`` and
-        ``family``), or a :class:`~hierlm.design.blocks.Design`.
-    priors : dict, "flat", PriorTable or None
-        Overrides the model's priors when given.
-
-    Returns
-    -------
-    tuple
-        ``(design, prior_table, family)``.
-    """
-    design = model if isinstance(model, Design) else getattr(model, "design", None)
-    if not isinstance(design, Design):
-        raise FitError(f"fit_bayes needs a hierlm Model or a Design, got {type(model).__name__}")
-    family = str(getattr(model, "family", "gaussian"))
-    if priors is None and not isinstance(model, Design):
-        priors = getattr(model, "priors", None)
-    return design, resolve_priors(design, priors), family
 
 
 def fit_bayes(
@@ -130,15 +103,15 @@ def fit_bayes(
     if method not in METHODS:
         raise FitError(f"method={method!r}; choose one of {', '.join(METHODS)}")
     seed = new_seed() if random_seed is None else int(random_seed)
-    design, prior_table, family = design_and_priors(model, priors)
     if method == "map":
         from hierlm.bayes.map import fit_map
 
-        return fit_map(design, prior_table, reml=reml, family=family)
+        return fit_map(model, priors=priors, reml=reml)
     if reml:
         raise FitError("reml=True applies to method='map' (or the ML/REML engine), not to NUTS")
     start = time.perf_counter()
-    built = build_model(design, prior_table, formulation, family)
+    design, prior_table, _ = design_and_priors(model, priors)
+    built = build_model(model, prior_table, formulation)
     built_at = time.perf_counter()
     settings = SamplerSettings(
         sampler=sampler or available_samplers()[0],

@@ -14,6 +14,7 @@ vectorised work on the rows, as in the full one).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from math import prod
 from typing import Any, cast
@@ -78,12 +79,13 @@ def compile_for_nutpie(
     grads = cast(list[Any], pt.grad(logp, free_values))
     gradient = pt.concatenate([g.ravel() for g in grads])
     logp, gradient = clone_replace([logp, gradient], replacements)
-    logp_fn = pytensor.function([flat], [logp, gradient], mode=mode, on_unused_input="ignore")
-
     by_name = {var.name: var for var in model.unobserved_value_vars}
-    stored = [by_name[name] for name in var_names]
-    stored = clone_replace(stored, replacements)
-    expand_fn = pytensor.function([flat], stored, mode=mode, on_unused_input="ignore")
+    stored = clone_replace([by_name[name] for name in var_names], replacements)
+    with warnings.catch_warnings():
+        # JAX drops PyMC's parameter checks; every parameter here is valid by construction
+        warnings.filterwarnings("ignore", message="Skipping Check", category=UserWarning)
+        logp_fn = pytensor.function([flat], [logp, gradient], mode=mode, on_unused_input="ignore")
+        expand_fn = pytensor.function([flat], stored, mode=mode, on_unused_input="ignore")
     stored_shapes = [
         tuple(int(s) for s in model[name].shape.eval()) if name in model.named_vars else ()
         for name in var_names

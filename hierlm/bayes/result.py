@@ -33,6 +33,8 @@ from hierlm.bayes.diagnostics import DiagnosticReport
 from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
 from hierlm.bayes.priors import PriorTable
 from hierlm.design.blocks import Design
+from hierlm.results.draws import FitDraws
+from hierlm.results.methods import ResultMethods
 
 __all__ = ["BayesResult", "summarize_draws"]
 
@@ -72,7 +74,7 @@ def summarize_draws(draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame
 
 
 @dataclass(eq=False)
-class BayesResult:
+class BayesResult(ResultMethods):
     """A Bayesian fit: posterior draws (NUTS) or the posterior mode (MAP).
 
     Attributes
@@ -138,6 +140,35 @@ class BayesResult:
         if self._is_map:
             return pd.DataFrame({"estimate": draws.reshape(-1)})
         return summarize_draws(draws.reshape(draws.shape[0], draws.shape[1], -1), diagnostics)
+
+    def _pooled(self, name: str) -> np.ndarray:
+        """Draws of a variable with chains pooled: (S, ...)."""
+        values = self._values(name)
+        return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+
+    def covariances(self) -> list[np.ndarray]:
+        """Covariance matrix ``G`` of each block, per draw: (S, q, q) (S = 1 for MAP)."""
+        out = []
+        for bn in self.names:
+            sd = self._pooled(bn.sd)
+            corr = np.broadcast_to(np.eye(bn.block.q), (sd.shape[0], bn.block.q, bn.block.q)).copy()
+            if bn.block.correlated and bn.block.q > 1:
+                cor = self._pooled(bn.cor)
+                for k, (i, j) in enumerate(bn.pairs):
+                    corr[:, i, j] = corr[:, j, i] = cor[:, k]
+            out.append(sd[:, :, None] * corr * sd[:, None, :])
+        return out
+
+    def draws(self) -> FitDraws:
+        """Parameters as draws for :mod:`hierlm.results` (S = 1 holding the MAP estimate)."""
+        return FitDraws(
+            beta=self._pooled(FIXEF),
+            sigma=self._pooled(SIGMA),
+            covariances=tuple(self.covariances()),
+            effects=tuple(self._pooled(bn.ranef) for bn in self.names),
+            design=self.design,
+            point=self._is_map,
+        )
 
     def fixef(self) -> pd.DataFrame:
         """Fixed effects: one row per term (index), posterior summary columns.
