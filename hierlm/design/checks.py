@@ -168,15 +168,19 @@ def _sort_key(value: object) -> tuple[int, object]:
     return (1, str(value))
 
 
-def aliased_columns(matrix: np.ndarray, names: tuple[str, ...]) -> list[str]:
-    """Names of columns that are linear combinations of earlier columns.
+# A column whose residual after projection on the earlier columns is below this
+# fraction of its norm (variance inflation above 1e8) is nearly aliased: the fit
+# goes through, but its estimate and standard error lose about 8 digits.
+NEARLY_ALIASED = 1e-4
 
-    Columns are taken in order, as R's ``qr`` (LINPACK ``dqrdc2``) and lme4 do:
-    a column is aliased when its residual after projection on the earlier
-    kept columns is below ``1e-7`` of its own norm, so in ``x + 2*x`` it is
-    the second column that is named.
+
+def _relative_residuals(matrix: np.ndarray) -> np.ndarray:
+    """Norm of each column's residual on the earlier kept columns, relative to its own norm.
+
+    Columns are taken in order, as R's ``qr`` (LINPACK ``dqrdc2``) and lme4 do;
+    a column with a relative residual at most ``1e-7`` is aliased and not kept.
     """
-    aliased: list[str] = []
+    out = np.zeros(matrix.shape[1])
     basis = np.empty((matrix.shape[0], 0))
     for j in range(matrix.shape[1]):
         column = matrix[:, j].astype(float)
@@ -185,21 +189,44 @@ def aliased_columns(matrix: np.ndarray, names: tuple[str, ...]) -> list[str]:
         for _ in range(2):  # project twice: classical Gram-Schmidt with re-orthogonalisation
             residual = residual - basis @ (basis.T @ residual)
         size = float(np.linalg.norm(residual))
-        if norm == 0.0 or size <= 1e-7 * norm:
-            aliased.append(names[j])
-            continue
-        basis = np.column_stack([basis, residual / size])
-    return aliased
+        out[j] = size / norm if norm > 0.0 else 0.0
+        if out[j] > 1e-7:
+            basis = np.column_stack([basis, residual / size])
+    return out
+
+
+def aliased_columns(matrix: np.ndarray, names: tuple[str, ...]) -> list[str]:
+    """Names of columns that are linear combinations of earlier columns.
+
+    Columns are taken in order, as R's ``qr`` (LINPACK ``dqrdc2``) and lme4 do:
+    a column is aliased when its residual after projection on the earlier
+    kept columns is below ``1e-7`` of its own norm, so in ``x + 2*x`` it is
+    the second column that is named.
+    """
+    ratios = _relative_residuals(matrix)
+    return [names[j] for j in range(len(names)) if ratios[j] <= 1e-7]
 
 
 def check_rank(matrix: np.ndarray, names: tuple[str, ...]) -> None:
-    """Raise RankDeficientError naming the aliased fixed-effect columns."""
-    aliased = aliased_columns(matrix, names)
+    """Raise RankDeficientError naming aliased columns; warn about nearly aliased ones."""
+    ratios = _relative_residuals(matrix)
+    aliased = [names[j] for j in range(len(names)) if ratios[j] <= 1e-7]
     if aliased:
         raise RankDeficientError(
             f"The fixed-effect model matrix is rank deficient: column(s) "
             f"{', '.join(repr(a) for a in aliased)} are linear combinations of the others "
             "(aliased). Remove the term(s) or combine levels that never occur together."
+        )
+    nearly = [j for j in range(len(names)) if ratios[j] < NEARLY_ALIASED]
+    if nearly:
+        detail = ", ".join(f"{names[j]!r} (relative residual {ratios[j]:.1e})" for j in nearly)
+        warnings.warn(
+            f"The fixed-effect model matrix is nearly rank deficient: column(s) {detail} are "
+            "almost linear combinations of the earlier columns, so their estimates and standard "
+            "errors are numerically unstable. Centre or rescale predictors (e.g. x - mean(x)), or "
+            "drop one of the nearly collinear terms.",
+            HierlmWarning,
+            stacklevel=4,
         )
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from hierlm.lmm.result import LmmResult
 
 __all__ = ["FitRecord", "fit_lmm", "minimize_theta", "singular_components", "SINGULAR_TOL",
-           "blas_threads"]
+           "blas_threads", "theta_column_scale"]
 
 SINGULAR_TOL = 1e-4
 # A fit counts as converged when the projected gradient of the criterion
@@ -136,15 +136,23 @@ def _projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) 
 
 
 def singular_components(theta: np.ndarray, lower: np.ndarray, names: tuple[str, ...],
-                        tol: float = SINGULAR_TOL) -> list[str]:
-    """Names of bounded theta entries below ``tol`` (lme4's ``isSingular`` rule)."""
+                        tol: float = SINGULAR_TOL,
+                        column_scale: np.ndarray | None = None) -> list[str]:
+    """Names of bounded theta entries below ``tol`` (lme4's ``isSingular`` rule).
+
+    With ``column_scale`` (:func:`theta_column_scale`) the rule is applied to
+    ``theta * column_scale``, so that measuring a predictor in smaller units
+    (which shrinks its theta entries) does not make a fit singular.
+    """
     bounded = np.isfinite(lower)
-    return [names[k] for k in range(theta.size) if bounded[k] and theta[k] < lower[k] + tol]
+    scaled = theta if column_scale is None else theta * column_scale
+    return [names[k] for k in range(theta.size) if bounded[k] and scaled[k] < lower[k] + tol]
 
 
 def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B",
                    start: np.ndarray | None = None, max_evaluations: int = 2000,
                    ftol: float = 1e-12, gtol: float = 1e-6, polish: bool = True,
+                   column_scale: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, float, bool, str, int]:
     """Minimise the kernel's criterion over theta under lme4's bounds.
 
@@ -168,6 +176,12 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
     polish : bool
         Snap near-boundary diagonal entries to 0 when that does not worsen
         the criterion, and restart once from the result.
+    column_scale : numpy.ndarray, optional
+        Per theta entry, the scale (root mean square) of the random-effect
+        column of its template row. The optimiser, its default start, the
+        boundary probes and the convergence check then work on
+        ``theta * column_scale``, which does not change when a predictor is
+        rescaled (``x * 1e-6`` multiplies its theta entries by 1e6).
 
     Returns
     -------
@@ -178,7 +192,9 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
         raise FitError(f"Unknown optimizer {optimizer!r}; choose one of "
                        f"{', '.join(sorted(set(_OPTIMIZER_ALIASES.values())))}.")
     lower = kernel.lower
-    theta0 = kernel.start() if start is None else np.array(start, dtype=float)
+    unit = np.ones(lower.size) if column_scale is None else np.asarray(column_scale, dtype=float)
+    # lme4's start (1 on template diagonals) in the scaled parametrisation
+    theta0 = kernel.start() / unit if start is None else np.array(start, dtype=float)
     if theta0.shape != lower.shape:
         raise FitError(f"start must have {lower.size} theta entries, got {theta0.size}.")
     if np.any(theta0 < lower):
@@ -193,7 +209,7 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
     levels = np.array([
         next(f.n_levels for f in cp.factors if b in f.blocks) for b in cp.layout.block
     ], dtype=float)
-    x_scale = np.sqrt(np.maximum(levels, 1.0))
+    x_scale = np.sqrt(np.maximum(levels, 1.0)) * unit
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     # Scale the criterion (about n times a constant) so that tolerances do not
     # depend on the number of rows.
@@ -237,7 +253,7 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
         # a variance parameter (the criterion is even in it), so a gradient-based
         # method that lands there by projection stays. Probe and restart.
         for _ in range(5):
-            escape = _escape_boundary(kernel, reml, theta, best, lower)
+            escape = _escape_boundary(kernel, reml, theta, best, lower, unit)
             if escape is None:
                 break
             again = run(escape)
@@ -247,12 +263,13 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
                 break
             theta, best = candidate, cand_value
             converged, message = bool(again.success), str(again.message)
-        theta, best = _snap_to_boundary(kernel, reml, theta, best, lower)
+        theta, best = _snap_to_boundary(kernel, reml, theta, best, lower, unit)
     if not converged and uses_gradient:
         # L-BFGS-B reports ABNORMAL when a line search cannot improve at the
         # limit of floating-point precision; accept a vanishing projected gradient.
         _, grad = kernel.value_and_gradient(theta, reml)
-        if np.max(np.abs(_projected_gradient(theta, grad, lower)), initial=0.0) < _GRADIENT_OK:
+        scaled_grad = _projected_gradient(theta, grad, lower) / unit
+        if np.max(np.abs(scaled_grad), initial=0.0) < _GRADIENT_OK:
             converged = True
             message = f"{message} (projected gradient below {_GRADIENT_OK:g})"
     return theta, float(best), converged, message, kernel.evaluations - before
@@ -269,14 +286,14 @@ def _bounded(kernel: LmmObjective, theta: np.ndarray) -> np.ndarray:
 
 
 def _escape_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value: float,
-                     lower: np.ndarray) -> np.ndarray | None:
+                     lower: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
     """Return a better start when a bounded entry at (or near) 0 should be positive."""
     tolerance = 1e-10 * max(1.0, abs(value))
     best_trial, best_value = None, value - tolerance
-    for k in np.flatnonzero(np.isfinite(lower) & (theta < lower + 1e-3)):
+    for k in np.flatnonzero(np.isfinite(lower) & (theta < lower + 1e-3 / unit)):
         for delta in (1e-2, 1e-1, 1.0):
             trial = theta.copy()
-            trial[k] = lower[k] + delta
+            trial[k] = lower[k] + delta / unit[k]
             trial_value = kernel(trial, reml)
             if trial_value < best_value:
                 best_trial, best_value = trial, trial_value
@@ -284,16 +301,28 @@ def _escape_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value:
 
 
 def _snap_to_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value: float,
-                      lower: np.ndarray) -> tuple[np.ndarray, float]:
+                      lower: np.ndarray, unit: np.ndarray) -> tuple[np.ndarray, float]:
     """Set tiny diagonal entries to exactly 0 when the criterion does not increase."""
     tolerance = 1e-10 * max(1.0, abs(value))
-    for k in np.flatnonzero(np.isfinite(lower) & (theta > lower) & (theta < 1e-3)):
+    for k in np.flatnonzero(np.isfinite(lower) & (theta > lower) & (theta < 1e-3 / unit)):
         trial = theta.copy()
         trial[k] = lower[k]
         trial_value = kernel(trial, reml)
         if trial_value <= value + tolerance:
             theta, value = trial, min(value, trial_value)
     return theta, value
+
+
+def theta_column_scale(design: Design, kernel: LmmObjective) -> np.ndarray:
+    """Root mean square of the random-effect column of each theta entry's template row.
+
+    1 for intercepts; a predictor multiplied by ``c`` gets ``c`` times its scale,
+    so ``theta * scale`` is unchanged (see :func:`minimize_theta`).
+    """
+    layout = kernel.cp.layout
+    rms = [np.sqrt(np.mean(np.square(np.asarray(b.z, dtype=float)), axis=0)) for b in design.blocks]
+    scale = np.array([rms[b][r] for b, r in zip(layout.block, layout.row, strict=True)], dtype=float)
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
 def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str = "L-BFGS-B",
@@ -315,7 +344,10 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
         method of :func:`scipy.optimize.minimize`, e.g. ``"COBYQA"`` (a
         derivative-free trust-region method like lme4's BOBYQA).
     start : array-like, optional
-        Starting theta in lme4's layout; default 1 on diagonals, 0 elsewhere.
+        Starting theta in lme4's layout. Default: 0 off the diagonals and, on
+        them, 1 divided by the root mean square of the entry's random-effect
+        column (lme4's start of 1 for intercepts; for a slope, the start does
+        not depend on the units of its predictor).
     max_evaluations : int
         Cap on optimiser iterations.
     polish : bool
@@ -359,10 +391,11 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     clock = time.perf_counter()
     with blas_threads(threads):
         kernel = LmmObjective(crossproducts(design))
-        theta0 = kernel.start() if start is None else start
+        column_scale = theta_column_scale(design, kernel)
+        theta0 = kernel.start() / column_scale if start is None else start
         theta, value, converged, message, n_eval = minimize_theta(
             kernel, reml, optimizer=optimizer, start=theta0, max_evaluations=max_evaluations,
-            polish=polish)
+            polish=polish, column_scale=column_scale)
         lower = kernel.lower
         _, grad = kernel.value_and_gradient(theta, reml)
     names = kernel.cp.layout.names
@@ -380,7 +413,7 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
         result = LmmResult(design=design, model=model, kernel=kernel, theta=theta, reml=reml,
                            fit_record=record, threads=threads)
     if warn:
-        singular = singular_components(theta, lower, names)
+        singular = singular_components(theta, lower, names, column_scale=column_scale)
         if singular:
             layout = kernel.cp.layout
             described = [f"{name} in ({design.blocks[layout.block[names.index(name)]].term})"

@@ -22,6 +22,7 @@ from hierlm.lmm.fit import (
     blas_threads,
     fit_lmm,
     singular_components,
+    theta_column_scale,
 )
 from hierlm.lmm.objective import LmmObjective, Solution
 from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_covariance
@@ -170,7 +171,8 @@ class LmmResult(ResultMethods):
 
     def singular_components(self, tol: float = SINGULAR_TOL) -> list[str]:
         """Names of the theta entries that make the fit singular at tolerance ``tol``."""
-        return singular_components(self.theta, self.kernel.lower, self.theta_names, tol)
+        return singular_components(self.theta, self.kernel.lower, self.theta_names, tol,
+                                   column_scale=theta_column_scale(self.design, self.kernel))
 
     # ----------------------------------------------------------- fixed effects
     def vcov(self) -> pd.DataFrame:
@@ -183,7 +185,8 @@ class LmmResult(ResultMethods):
     def varpar_covariance(self) -> VarparCovariance:
         """Hessian-based covariance of ``(theta, sigma)`` and ``dVar(beta)`` (lmerTest)."""
         with blas_threads(self.threads):
-            return varpar_covariance(self.kernel, self.theta, self.reml)
+            return varpar_covariance(self.kernel, self.theta, self.reml,
+                                     column_scale=theta_column_scale(self.design, self.kernel))
 
     def contrast(self, L: Any, rhs: float = 0.0) -> dict[str, float]:
         """t-test of ``L' beta = rhs`` with Satterthwaite's df.

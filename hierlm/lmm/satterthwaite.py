@@ -11,7 +11,12 @@ variance parameters with beta profiled out. At the optimum:
 
 * ``A = 2 H^+``, with ``H`` the Hessian of ``dev`` w.r.t. ``varpar`` and ``H^+``
   its pseudo-inverse over eigenvalues above 1e-8 (as lmerTest), is the
-  asymptotic covariance of ``varpar``;
+  asymptotic covariance of ``varpar``. Unlike lmerTest, the eigenvalues are
+  those of the Hessian in scale-free variables (``theta`` times the scale of
+  its random-effect column, ``sigma`` relative to its estimate), so that the
+  tolerance, the warnings and the df do not change when ``y`` or a predictor
+  is measured in other units; when no eigenvalue is dropped ``H^+ = H^-1``
+  either way;
 * ``J_k = d Var(beta) / d varpar_k``, with ``Var(beta) = sigma^2 (R_X'R_X)^{-1}``;
 * for a contrast ``L``: ``v = L' Var(beta) L``, ``g_k = L' J_k L`` and
   ``df = 2 v^2 / (g' A g)``.
@@ -68,12 +73,14 @@ def _unscaled_vcov(kernel: LmmObjective, theta: np.ndarray, reml: bool) -> np.nd
     return kernel.solution(theta, reml, cond_var=False).unscaled_vcov
 
 
-def _step(x: float) -> float:
-    return 1e-4 * max(abs(x), 1e-2)
+def _step(x: float, unit: float = 1.0) -> float:
+    """Central-difference step for ``x``, relative in the scale-free variable ``x * unit``."""
+    return 1e-4 * max(abs(x) * unit, 1e-2) / unit
 
 
 def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
-                      warn: bool = True) -> VarparCovariance:
+                      warn: bool = True,
+                      column_scale: np.ndarray | None = None) -> VarparCovariance:
     """Hessian of lmerTest's ``dev(theta, sigma)``, its pseudo-inverse and ``dVar(beta)``.
 
     Parameters
@@ -86,6 +93,9 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
         Whether the fit (and so ``dev``) is REML.
     warn : bool
         Warn, as lmerTest does, about negative or near-zero Hessian eigenvalues.
+    column_scale : numpy.ndarray, optional
+        Scale of each theta entry's random-effect column
+        (:func:`hierlm.lmm.fit.theta_column_scale`); ones when omitted.
 
     Returns
     -------
@@ -93,6 +103,7 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
     """
     theta = np.asarray(theta, dtype=float)
     k = theta.size
+    unit = np.ones(k) if column_scale is None else np.asarray(column_scale, dtype=float)
     sol = kernel.solution(theta, reml, cond_var=False)
     sigma, r2 = sol.sigma, sol.r2
     dof = kernel.cp.n - (kernel.cp.p if reml else 0)
@@ -101,7 +112,7 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
 
     hess = np.zeros((k + 1, k + 1))
     for j in range(k):
-        h = _step(theta[j])
+        h = _step(theta[j], unit[j])
         up, down = theta.copy(), theta.copy()
         up[j] += h
         down[j] -= h
@@ -111,7 +122,9 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
     hess[:k, k] = hess[k, :k] = -2.0 * comp.d_r2 / sigma ** 3
     hess[k, k] = 6.0 * r2 / sigma ** 4 - 2.0 * dof / sigma ** 2
 
-    evals, evecs = np.linalg.eigh(hess)
+    # scale-free variables (theta * unit, sigma / sigma_hat): H_s = D H D
+    d = np.append(1.0 / unit, sigma)
+    evals, evecs = np.linalg.eigh(d[:, None] * hess * d[None, :])
     if warn:
         negative = evals[evals < -_EIGEN_TOL]
         near_zero = evals[np.abs(evals) < _EIGEN_TOL]
@@ -126,13 +139,13 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
                 ConvergenceWarning, stacklevel=3)
     keep = evals > _EIGEN_TOL
     h_pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
-    vcov_varpar = 2.0 * h_pinv
+    vcov_varpar = 2.0 * d[:, None] * h_pinv * d[None, :]
 
     unscaled = sol.unscaled_vcov
     p = unscaled.shape[0]
     jac = np.zeros((k + 1, p, p))
     for j in range(k):
-        h = _step(theta[j])
+        h = _step(theta[j], unit[j])
 
         def central(step: float, j: int = j) -> np.ndarray:
             up, down = theta.copy(), theta.copy()

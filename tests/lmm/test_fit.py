@@ -41,7 +41,8 @@ def test_fit_record(slope_fit):
     record = slope_fit.fit_record
     assert record.optimizer == "L-BFGS-B"
     assert record.criterion == "REML criterion"
-    np.testing.assert_array_equal(record.start, [1.0, 0.0, 1.0])
+    days_rms = np.sqrt(np.mean(slope_fit.design.X[:, 1] ** 2))  # start: 1 / RMS of the column
+    np.testing.assert_allclose(record.start, [1.0, 0.0, 1.0 / days_rms], rtol=1e-12)
     np.testing.assert_array_equal(record.end, slope_fit.theta)
     assert record.value == pytest.approx(slope_fit.criterion)
     assert record.converged and record.n_evaluations > 3 and record.seconds > 0
