@@ -189,8 +189,10 @@ class Model:
             )
             if not allow_new_levels:
                 raise NewLevelError(f"New data has grouping levels the model never saw: {detail}.")
-            warnings.warn(f"New grouping levels get population-level predictions: {detail}.",
-                          HierlmWarning, stacklevel=2)
+            warnings.warn(
+                f"New data has grouping levels the model never saw ({detail}): ML/REML fits "
+                "predict them at the population level, Bayesian fits draw their effects from "
+                "the population distribution N(0, G).", HierlmWarning, stacklevel=2)
         return design
 
     def __repr__(self) -> str:

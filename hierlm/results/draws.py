@@ -39,6 +39,9 @@ class FitDraws:
         The design the fit was made on.
     point : bool
         True when S = 1 holds point estimates (ML/REML/MAP), False for posterior draws.
+    n_chains : int
+        Number of chains the draws came from; draws are stored chain-major
+        (all of chain 0, then chain 1, ...). 1 for point fits.
     """
 
     beta: np.ndarray
@@ -47,9 +50,12 @@ class FitDraws:
     effects: tuple[np.ndarray, ...]
     design: Design
     point: bool
+    n_chains: int = 1
 
     def __post_init__(self) -> None:
         draws = self.beta.shape[0]
+        if self.n_chains < 1 or draws % self.n_chains:
+            raise ValueError(f"{draws} draws cannot come from {self.n_chains} equal chains")
         if self.beta.ndim != 2 or self.beta.shape[1] != self.design.p:
             raise ValueError(f"beta must have shape (S, {self.design.p}), got {self.beta.shape}")
         if self.sigma.shape != (draws,):
