@@ -19,7 +19,12 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q -e "$root[dev]" >&2
+  log="$venv/install.log"
+  echo "Installing hierlm and its dependencies into $venv (log: $log) ..." >&2
+  if ! { "$venv/bin/python" -m pip install --upgrade pip && "$venv/bin/python" -m pip install -e "$root[dev]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "Installation failed; see $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
