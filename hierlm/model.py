@@ -171,7 +171,10 @@ class Model:
             return fit_lmm(self.design, reml=(method == "reml"), model=self, **options)
         from hierlm.bayes import fit_bayes
 
-        return fit_bayes(self, method=method, **options)
+        _check_options(fit_bayes, method, options, exclude=("model", "method"))
+        result = fit_bayes(self, method=method, **options)
+        result.model = self
+        return result
 
     def new_design(self, data: pd.DataFrame, with_response: bool = False,
                    allow_new_levels: bool = True) -> Design:

@@ -102,6 +102,11 @@ def fit_bayes(
     """
     if method not in METHODS:
         raise FitError(f"method={method!r}; choose one of {', '.join(METHODS)}")
+    if random_seed is not None and (isinstance(random_seed, bool)
+                                    or not isinstance(random_seed, (int, np.integer))):
+        raise FitError(f"random_seed must be an integer or None, got {random_seed!r}")
+    if log_likelihood not in (True, False, "auto"):
+        raise FitError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
     seed = new_seed() if random_seed is None else int(random_seed)
     if method == "map":
         from hierlm.bayes.map import fit_map

@@ -110,6 +110,8 @@ class BayesResult(ResultMethods):
         MCMC checks (NUTS only).
     info : dict
         Method-specific extras (MAP: convergence, boundary, REML flag...).
+    model : hierlm.Model or None
+        The Model that was fitted (set by ``Model.fit``; needed by ``save``).
     """
 
     idata: xr.DataTree
@@ -125,6 +127,7 @@ class BayesResult(ResultMethods):
     settings: dict[str, Any] = field(default_factory=dict)
     diagnostics: DiagnosticReport | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
 
     @property
     def _is_map(self) -> bool:

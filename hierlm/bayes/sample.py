@@ -129,12 +129,14 @@ class SamplerSettings:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise FitError(f"sampler={self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        for name in ("chains", "draws", "max_treedepth", "cores"):
-            if int(getattr(self, name)) < 1:
-                raise FitError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if int(self.tune) < 0:
-            raise FitError(f"tune must be >= 0, got {self.tune!r}")
-        if not 0 < float(self.target_accept) < 1:
+        for name in ("chains", "draws", "max_treedepth", "cores", "tune"):
+            value = getattr(self, name)
+            lowest = 0 if name == "tune" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+                what = "an integer >= 0" if name == "tune" else "a positive integer"
+                raise FitError(f"{name} must be {what}, got {value!r}")
+        if isinstance(self.target_accept, bool) or not isinstance(
+                self.target_accept, (int, float, np.number)) or not 0 < self.target_accept < 1:
             raise FitError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
 
 

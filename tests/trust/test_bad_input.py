@@ -80,6 +80,12 @@ def sleep_fit(**options: Any) -> Callable[[], Any]:
     return lambda: hl.Model(FORMULA, SLEEP).fit(**options)
 
 
+def nuts(**options: Any) -> Callable[[], Any]:
+    """A NUTS fit that must be refused before sampling (tiny settings otherwise)."""
+    settings = {"draws": 20, "tune": 20, "chains": 1, "progressbar": False, **options}
+    return lambda: hl.Model(FORMULA, SLEEP).fit("nuts", **settings)
+
+
 Case = tuple[str, Callable[[], Any], type[HierlmError], str]
 
 CASES: list[Case] = [
@@ -193,6 +199,38 @@ CASES: list[Case] = [
     ("anova of a non-fit", lambda: hl.anova(fit("sleep_int"), 3), InputTypeError, "int"),
     ("anova of non-nested equal-size models", lambda: hl.anova(fit("sleep"), fit("sleep")),
      FitError, "not nested"),
+    # ------------------------------------------------------------- Bayesian
+    ("draws = 0", nuts(draws=0), FitError, "draws"),
+    ("draws not an integer", nuts(draws=2.5), FitError, "draws"),
+    ("negative chains", nuts(chains=-1), FitError, "chains"),
+    ("negative tune", nuts(tune=-1), FitError, "tune"),
+    ("target_accept above 1", nuts(target_accept=1.5), FitError, "target_accept"),
+    ("max_treedepth = 0", nuts(max_treedepth=0), FitError, "max_treedepth"),
+    ("random_seed not an integer", nuts(random_seed="abc"), FitError, "random_seed"),
+    ("unknown formulation", nuts(formulation="foo"), FitError, "foo"),
+    ("unknown sampler", nuts(sampler="foo"), FitError, "foo"),
+    ("unknown backend", nuts(backend="foo"), FitError, "foo"),
+    ("unknown log_likelihood mode", nuts(log_likelihood="some"), FitError, "log_likelihood"),
+    ("optimizer option for NUTS", nuts(optimizer="COBYQA"), FitError, "optimizer"),
+    ("reml=True for NUTS", nuts(reml=True), FitError, "reml"),
+    ("marginal formulation of crossed factors", lambda: hl.Model(
+        "diameter ~ 1 + (1 | plate) + (1 | sample)", hl.datasets.load("Penicillin")).fit(
+        "nuts", formulation="marginal", progressbar=False), FitError, "plate, sample"),
+    ("unknown prior family", lambda: hl.Prior("gaussian", sigma=1.0), PriorError, "gaussian"),
+    ("unknown prior parameter", lambda: hl.Prior("normal", mu=0.0, sd=1.0), PriorError, "sd"),
+    ("missing prior parameter", lambda: hl.Prior("normal", mu=0.0), PriorError, "sigma"),
+    ("non-numeric prior parameter", lambda: hl.Prior("normal", mu=0.0, sigma="wide"), PriorError,
+     "wide"),
+    ("negative prior sd", model(priors={"Days": hl.Prior("normal", mu=0.0, sigma=-1.0)}),
+     PriorError, "sigma=-1"),
+    ("infinite prior scale", model(priors={"sigma": hl.Prior("half_normal", sigma=np.inf)}),
+     PriorError, "sigma=inf"),
+    ("lkj eta = 0", model(priors={"cor": hl.Prior("lkj", eta=0.0)}), PriorError, "eta=0"),
+    ("lkj eta negative", model(priors={"cor": hl.Prior("lkj", eta=-2.0)}), PriorError, "eta=-2"),
+    ("normal prior on an SD", model(priors={"sd": hl.Prior("normal", mu=0.0, sigma=1.0)}),
+     PriorError, "sd_Subject"),
+    ("prior value not a Prior", model(priors={"sigma": 3.0}), PriorError, "3.0"),
+    # ------------------------------------------------------------ comparisons
     ("compare with one fit", lambda: hl.compare({"a": fit()}), InputTypeError, "at least two"),
     ("compare of point estimates", lambda: hl.compare({"a": fit("sleep_int"), "b": fit()}),
      FitError, "posterior draws"),
@@ -235,3 +273,18 @@ def test_unused_category_of_a_grouping_factor_is_dropped_not_an_error():
     model_ = hl.Model(FORMULA, data)
     assert "ghost" not in model_.design.blocks[0].levels
     assert model_.random_terms[0].n_levels == 18
+
+
+@pytest.mark.slow
+def test_compare_of_bayesian_fits_on_different_data_is_refused():
+    settings = {"draws": 100, "tune": 100, "chains": 1, "progressbar": False, "random_seed": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        full = hl.Model(FORMULA, SLEEP).fit("nuts", **settings)
+        half = hl.Model(FORMULA, SLEEP.iloc[:150]).fit("nuts", **settings)
+        shifted = hl.Model(FORMULA, SLEEP.assign(Reaction=SLEEP["Reaction"] + 1.0)).fit(
+            "nuts", **settings)
+        with pytest.raises(DataError, match="'b' has 150"):
+            hl.compare({"a": full, "b": half})
+        with pytest.raises(DataError, match="different responses"):
+            hl.compare({"a": full, "b": shifted})
