@@ -4,7 +4,9 @@ The page holds the marker ``<!-- bench-tables -->``; at build time it is
 replaced by every table file found (with a note naming it), so
 the site always shows the numbers of the last benchmark run and never a copy
 that could drift. Headings inside a table file move two levels down; links to
-files of the repository (which the site does not contain) become plain text.
+files of the repository (which the site does not contain) become plain text,
+and a backslash-escaped pipe in a code span of a table row (GitHub needs the
+escape) becomes a plain pipe, which Python-Markdown keeps inside the cell.
 Without any table file the marker becomes a sentence saying so.
 """
 
@@ -14,6 +16,7 @@ import re
 from pathlib import Path
 
 MARKER = "<!-- bench-tables -->"
+_CODE = re.compile(r"`[^`]*`")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?://)[^)]+\)")
 
 
@@ -34,6 +37,8 @@ def render(path: Path, root: Path) -> str:
                 lines += ["", note]
                 note = ""
             continue
+        if line.lstrip().startswith("|"):
+            line = _CODE.sub(lambda m: m.group(0).replace("\\|", "|"), line)
         lines.append(_LINK.sub(r"\1", line))
     if note:
         lines.insert(0, f"### `{where}`\n\n{note}\n")
