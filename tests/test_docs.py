@@ -224,6 +224,36 @@ def test_output_comparison_catches_changed_numbers() -> None:
     assert not outputs_match(shown, "Days 10.47 1.546\ntau 25.59")[0]
 
 
+def _hook(name: str):
+    spec = importlib.util.spec_from_file_location(name, DOCS / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_hook_inserts_result_files(tmp_path: Path) -> None:
+    hook = _hook("bench_tables")
+    config = {"config_file_path": str(tmp_path / "mkdocs.yml")}
+    page = "# Benchmarks\n\n<!-- bench-tables -->\n"
+    assert "No measured tables yet" in hook.on_page_markdown(page, None, config, None)
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "lmm.md").write_text(
+        "# Fits\n\nBy [the script](../bench_lmm.py).\n\n| formula | s |\n| --- | ---: |\n"
+        "| `y ~ x + (x \\| g)` | 0.027 |\n")
+    text = hook.on_page_markdown(page, None, config, None)
+    assert "### Fits" in text and "`bench/results/lmm.md`" in text
+    assert "By the script." in text
+    assert "| `y ~ x + (x | g)` | 0.027 |" in text
+
+
+def test_role_hook_shows_plain_names() -> None:
+    hook = _hook("sphinx_roles")
+    html = "see :class:<code>~hierlm.errors.NewLevelError</code> and :func:<code>hierlm.results.icc</code>"
+    assert hook.on_page_content(html, None, None, None) == (
+        "see <code>NewLevelError</code> and <code>hierlm.results.icc</code>")
+
+
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     """The site builds without a single warning (``mkdocs build --strict``)."""
     needed = ["mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"]
