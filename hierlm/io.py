@@ -70,7 +70,9 @@ def _to_json(value: Any) -> Any:
         return {"__float__": repr(value)}
     if isinstance(value, dict):
         return {str(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_json(v) for v in value]}
+    if isinstance(value, list):
         return [_to_json(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -89,6 +91,8 @@ def _from_json(value: Any) -> Any:
             return array.reshape(value["shape"])
         if "__float__" in value:
             return float(value["__float__"])
+        if "__tuple__" in value:
+            return tuple(_from_json(v) for v in value["__tuple__"])
         return {k: _from_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_json(v) for v in value]
@@ -363,8 +367,36 @@ def _lmm_restore(model: Any, state: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------- Bayesian
 def _bayes_state(fit: Any) -> dict[str, Any]:
-    raise InputTypeError("Saving Bayesian fits is not available yet.")
+    from dataclasses import asdict
+
+    return {
+        "method": fit.method, "formulation": fit.formulation, "sampler": fit.sampler,
+        "seed": fit.seed, "settings": fit.settings, "timing": fit.timing, "info": fit.info,
+        "diagnostics": None if fit.diagnostics is None else asdict(fit.diagnostics),
+        "priors": [{"kind": row.kind, "block": row.block, "term": row.term, "prior": row.prior,
+                    "source": row.source} for row in fit.priors.rows],
+    }
 
 
 def _bayes_restore(model: Any, state: dict[str, Any], idata_path: Path) -> Any:
-    raise IncompatibleFileError("This hierlm cannot load Bayesian fits yet.")
+    import xarray as xr
+
+    from hierlm.bayes.build import build_model
+    from hierlm.bayes.diagnostics import DiagnosticReport
+    from hierlm.bayes.naming import block_names
+    from hierlm.bayes.priors import PriorRow, PriorTable
+    from hierlm.bayes.result import BayesResult
+
+    priors = PriorTable(tuple(PriorRow(**row) for row in state["priors"]))
+    with xr.open_datatree(idata_path, engine="h5netcdf") as stored:
+        idata = stored.load()
+    # The PyMC model is code, not data: rebuild it (NUTS fits carry it; MAP fits do not).
+    pymc_model = (build_model(model, priors, state["formulation"]).pymc_model
+                  if state["method"] == "nuts" else None)
+    diagnostics = (None if state["diagnostics"] is None
+                   else DiagnosticReport(**state["diagnostics"]))
+    return BayesResult(idata=idata, pymc_model=pymc_model, formulation=state["formulation"],
+                       sampler=state["sampler"], method=state["method"], design=model.design,
+                       priors=priors, names=block_names(model.design), timing=state["timing"],
+                       seed=state["seed"], settings=state["settings"], diagnostics=diagnostics,
+                       info=state["info"], model=model)

@@ -214,3 +214,59 @@ def test_unsupported_column_type_is_named(tmp_path, column):
     with pytest.raises(InputTypeError, match=repr(column)):
         save_fit(fit, tmp_path / "f")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+# --------------------------------------------------------------------- Bayesian
+def _bayes_fits():
+    data = hl.datasets.load("sleepstudy")
+    model = hl.Model("Reaction ~ Days + (Days | Subject)", data,
+                     priors={"sigma": hl.Prior("half_normal", sigma=50.0), "cor": hl.Prior("lkj", eta=2.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        return {"map": model.fit("map"),
+                "nuts": model.fit("nuts", draws=100, tune=100, chains=2, random_seed=3,
+                                  progressbar=False)}
+
+
+@pytest.fixture(scope="module")
+def bayes_fits():
+    return _bayes_fits()
+
+
+@pytest.mark.parametrize("method", ["map", pytest.param("nuts", marks=pytest.mark.slow)])
+def test_bayesian_fit_round_trip(bayes_fits, method, tmp_path):
+    from hierlm.results import predict
+
+    fit = bayes_fits[method]
+    path = save_fit(fit, tmp_path / method)
+    assert sorted(p.name for p in path.iterdir()) == ["data.nc", "hierlm.json", "idata.nc"]
+    loaded = load_fit(path)
+    assert (loaded.method, loaded.formulation, loaded.sampler, loaded.seed) == (
+        fit.method, fit.formulation, fit.sampler, fit.seed)
+    assert loaded.settings == fit.settings and loaded.timing == fit.timing
+    assert loaded.priors.rows == fit.priors.rows  # the fit's priors, not re-derived defaults
+    assert loaded.diagnostics == fit.diagnostics
+    assert set(loaded.info) == set(fit.info)
+    for key, value in fit.info.items():
+        np.testing.assert_equal(loaded.info[key], value)  # NaN == NaN here
+    assert set(loaded.idata.groups) == set(fit.idata.groups)
+    for group in fit.idata.groups:
+        xr.testing.assert_identical(loaded.idata[group].to_dataset(), fit.idata[group].to_dataset())
+    pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef(), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.varcorr(), fit.varcorr(), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.ranef(), fit.ranef(), check_exact=True)
+    new = fit.model.data.iloc[::7].assign(Subject=lambda d: d["Subject"].astype(str))
+    for include_random in (True, False):
+        expected = predict(fit, fit.model.new_design(new), include_random=include_random, seed=5)
+        got = predict(loaded, loaded.model.new_design(new), include_random=include_random, seed=5)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    if method == "nuts":  # the PyMC model is rebuilt with the same variables
+        assert sorted(v.name for v in loaded.pymc_model.free_RVs) == sorted(
+            v.name for v in fit.pymc_model.free_RVs)
+    else:
+        assert loaded.pymc_model is None
+    # saving the loaded fit again gives the same file contents
+    again = save_fit(loaded, tmp_path / "again")
+    first = json.loads((path / "hierlm.json").read_text())
+    second = json.loads((again / "hierlm.json").read_text())
+    assert first == second
