@@ -1,0 +1,163 @@
+"""Printed and HTML reports of Bayesian fits, laid out like brms's ``summary()``.
+
+The report reads only the fit's own tables (``fixef()``, ``varcorr()``) and
+its diagnostics, so every number it prints is one a user can also get as a
+DataFrame.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BayesSummary"]
+
+_POSTERIOR_COLUMNS = {"mean": "Estimate", "sd": "Est.Error", "estimate": "Estimate", "std_error": "Est.Error"}
+_DIAGNOSTIC_COLUMNS = {"r_hat": "Rhat", "ess_bulk": "Bulk_ESS", "ess_tail": "Tail_ESS"}
+
+
+def _interval_columns(table: pd.DataFrame) -> list[str]:
+    """The lower and upper interval columns of a posterior table (e.g. ``eti89_lb``)."""
+    lower = [c for c in table.columns if str(c).endswith("_lb")]
+    upper = [c for c in table.columns if str(c).endswith("_ub")]
+    return lower[:1] + upper[:1]
+
+
+def _interval_label(column: str, bound: str) -> str:
+    """``eti89_lb`` -> ``l-89% CI``."""
+    digits = "".join(ch for ch in column if ch.isdigit())
+    return f"{bound}-{digits}% CI" if digits else column
+
+
+def _display(table: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Rename a posterior table's columns to the report's headers."""
+    interval = _interval_columns(table)
+    columns = {**_POSTERIOR_COLUMNS}
+    if len(interval) == 2:
+        columns[interval[0]] = _interval_label(interval[0], "l")
+        columns[interval[1]] = _interval_label(interval[1], "u")
+    columns.update(_DIAGNOSTIC_COLUMNS)
+    present = [c for c in columns if c in table.columns]
+    shown = table[present].rename(columns=columns)
+    shown.index = pd.Index(index)
+    return shown
+
+
+def _format(shown: pd.DataFrame) -> pd.DataFrame:
+    """Round estimates to 2 decimals, R-hat to 3 and ESS to whole numbers, as text."""
+    formatted = pd.DataFrame(index=shown.index)
+    for column in shown.columns:
+        values = shown[column].to_numpy(dtype=float)
+        if column == "Rhat":
+            formatted[column] = ["NA" if not np.isfinite(v) else f"{v:.3f}" for v in values]
+        elif column.endswith("_ESS"):
+            formatted[column] = ["NA" if not np.isfinite(v) else f"{v:.0f}" for v in values]
+        else:
+            formatted[column] = ["NA" if not np.isfinite(v) else f"{v:.2f}" for v in values]
+    return formatted
+
+
+class BayesSummary:
+    """A Bayesian fit's report: formula, data, draws, group-level, population-level, sigma.
+
+    ``str()`` gives the text report; notebooks show the HTML version.
+    """
+
+    def __init__(self, fit: Any) -> None:
+        self.fit = fit
+        self.fixed = _display(fit.fixef(), list(fit.fixef().index))
+        varcorr = fit.varcorr()
+        self.groups: list[tuple[str, pd.DataFrame]] = []
+        residual = varcorr[varcorr["group"] == "Residual"]
+        self.sigma = _display(residual, ["sigma"])
+        for group, rows in varcorr[varcorr["group"] != "Residual"].groupby("group", sort=False):
+            labels = [
+                f"sd({row.term1})"
+                if row.term2 is None or pd.isna(row.term2)
+                else f"cor({row.term1},{row.term2})"
+                for row in rows.itertuples()
+            ]
+            self.groups.append((str(group), _display(rows, labels)))
+
+    def _header(self) -> list[str]:
+        """Lines describing the model, data and sampling."""
+        fit = self.fit
+        model = getattr(fit, "model", None)
+        formula = model.formula if model is not None else "(model not attached)"
+        design = fit.design
+        grouping = ", ".join(
+            f"{b.group} ({b.n_levels})"
+            for i, b in enumerate(design.blocks)
+            if b.group not in {c.group for c in design.blocks[:i]}
+        )
+        lines = [
+            " Family: gaussian",
+            "  Links: mu = identity",
+            f"Formula: {formula}",
+            f"   Data: {design.n} observations; groups: {grouping or 'none'}",
+        ]
+        settings = fit.settings
+        if fit.method == "nuts":
+            lines.append(
+                f"  Draws: {settings.get('chains', '?')} chains, each with {settings.get('draws', '?')} "
+                f"draws after {settings.get('tune', '?')} tuning steps; "
+                f"{fit.sampler} sampler, {fit.formulation} formulation"
+            )
+        else:
+            lines.append(f"  Fit: posterior mode (MAP), {fit.formulation} formulation")
+        return lines
+
+    def _footer(self) -> list[str]:
+        """Diagnostic lines (divergences, R-hat, ESS) for NUTS fits."""
+        report = getattr(self.fit, "diagnostics", None)
+        if report is None:
+            return []
+        worst_rhat = max(report.rhat.values()) if report.rhat else float("nan")
+        low_ess = min(report.ess_bulk.values()) if report.ess_bulk else float("nan")
+        lines = [
+            f"Diagnostics: {report.divergences} divergent transition(s); "
+            f"max R-hat {worst_rhat:.3f}; min bulk ESS {low_ess:.0f}; "
+            f"{report.treedepth_hits} max-tree-depth hit(s)."
+        ]
+        lines += [f"  Problem: {problem}" for problem in report.problems]
+        return lines
+
+    def __str__(self) -> str:
+        lines = self._header() + ["", "Group-Level Effects:"]
+        for group, table in self.groups:
+            lines.append(f"~{group}")
+            lines.append(_format(table).to_string())
+        lines += [
+            "",
+            "Population-Level Effects:",
+            _format(self.fixed).to_string(),
+            "",
+            "Family Specific Parameters:",
+            _format(self.sigma).to_string(),
+        ]
+        interval = _interval_columns(self.fit.fixef())
+        if interval:
+            lines += ["", f"Intervals are equal-tailed ({_interval_label(interval[0], 'l')[2:]})."]
+        footer = self._footer()
+        if footer:
+            lines += [""] + footer
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        """HTML version of the report for notebooks."""
+        parts = ["<div class='hierlm-summary'>"]
+        parts += [f"<pre>{html.escape(line)}</pre>" for line in self._header()]
+        parts.append("<h4>Group-level effects</h4>")
+        for group, table in self.groups:
+            parts.append(f"<p>~{html.escape(group)}</p>{_format(table).to_html()}")
+        parts.append(f"<h4>Population-level effects</h4>{_format(self.fixed).to_html()}")
+        parts.append(f"<h4>Family-specific parameters</h4>{_format(self.sigma).to_html()}")
+        parts += [f"<p>{html.escape(line)}</p>" for line in self._footer()]
+        parts.append("</div>")
+        return "".join(parts)
