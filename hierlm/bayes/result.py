@@ -171,7 +171,67 @@ class BayesResult(ResultMethods):
             effects=tuple(self._pooled(bn.ranef) for bn in self.names),
             design=self.design,
             point=self._is_map,
+            n_chains=int(self._values(SIGMA).shape[0]),
         )
+
+    def summary(self) -> Any:
+        """brms-style report (text via ``print``, HTML in notebooks); see :mod:`hierlm.bayes.report`."""
+        from hierlm.bayes.report import BayesSummary
+
+        return BayesSummary(self)
+
+    def coef(self) -> pd.DataFrame:
+        """Per-level coefficients, fixed effect plus group effect, as posterior summaries.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (group, level, term) for every term that varies by a
+            group; the fixed effect is added where the term is also a fixed
+            effect (as lme4's ``coef``).
+        """
+        beta = self._values(FIXEF)
+        fixed_index = {name: k for k, name in enumerate(self.design.fixed_names)}
+        parts = []
+        for bn in self.names:
+            values = self._values(bn.ranef).copy()
+            for k, term in enumerate(bn.block.columns):
+                if term in fixed_index:
+                    values[..., k] += beta[..., fixed_index[term]][..., None]
+            levels = [str(level) for level in bn.block.levels]
+            head = pd.DataFrame({"group": bn.label, "level": np.repeat(levels, bn.block.q),
+                                 "term": np.tile(list(bn.block.columns), len(levels))})
+            body = (self._summary(values) if self._is_map
+                    else summarize_draws(values.reshape(*values.shape[:2], -1), False))
+            parts.append(pd.concat([head, body], axis=1))
+        return pd.concat(parts, ignore_index=True)
+
+    def predict(self, new_data: pd.DataFrame | None = None, include_random: bool = True,
+                kind: str = "mean", summary: bool = True, prob: float | None = None,
+                seed: int | None = None) -> Any:
+        """Posterior predictions for the training data or ``new_data``.
+
+        New grouping levels get effects drawn from the population distribution
+        N(0, G), one draw per level shared by its rows; see
+        :func:`hierlm.results.predict`.
+        """
+        from hierlm.results.prediction import predict
+
+        if new_data is None:
+            return predict(self, None, include_random=include_random, kind=kind,
+                           summary=summary, prob=prob, seed=seed)
+        if self.model is None:
+            from hierlm.errors import FitError
+
+            raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
+        design = self.model.new_design(new_data)
+        labels = {
+            block.group: [":".join(str(v) for v in row)
+                          for row in new_data[list(block.group.split(":"))].itertuples(index=False)]
+            for block in design.blocks
+        }
+        return predict(self, design, include_random=include_random, kind=kind, summary=summary,
+                       prob=prob, seed=seed, new_level_labels=labels)
 
     def fixef(self) -> pd.DataFrame:
         """Fixed effects: one row per term (index), posterior summary columns.
