@@ -25,6 +25,7 @@ from hierlm.bayes.groupstats import GroupStats
 __all__ = [
     "covariance_cholesky",
     "stack_cholesky",
+    "conditional_quantities",
     "draw_group_effects",
     "group_loglik",
     "pointwise_loglik",
@@ -114,6 +115,107 @@ def _factor_and_rhs(
     return r, _solve_lower(r, w)
 
 
+# above this many (draw x level x Q x Q) numbers the compiled loop is used
+_COMPILED_THRESHOLD = 2_000_000
+
+
+def _numpy_chunk(
+    stats: GroupStats,
+    fixef: np.ndarray,
+    sigma: np.ndarray,
+    chol: np.ndarray,
+    noise: np.ndarray | None,
+    want_loglik: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Vectorised NumPy version of the per-(draw, level) computations for one chunk."""
+    r, r_inv_w = _factor_and_rhs(stats, fixef, sigma, chol)
+    var = sigma[:, None] ** 2
+    effects = loglik = None
+    if noise is not None:
+        u = _solve_lower_transposed(r, r_inv_w / var[:, :, None] + noise)
+        effects = np.einsum("skm,sjm->sjk", chol, u)
+    if want_loglik:
+        logdet = 2 * np.sum(np.log(np.diagonal(r, axis1=-2, axis2=-1)), axis=-1)
+        rtr = (
+            stats.yty_level[None, :]
+            - 2 * np.einsum("jp,sp->sj", stats.xty_level, fixef)
+            + np.einsum("sp,jpk,sk->sj", fixef, stats.xtx_level, fixef)
+        )
+        quad = (rtr - np.sum(r_inv_w**2, axis=-1) / var) / var
+        loglik = -0.5 * (stats.n_level[None, :] * np.log(2 * np.pi * var) + logdet + quad)
+    return effects, loglik
+
+
+def conditional_quantities(
+    stats: GroupStats,
+    fixef: np.ndarray,
+    sigma: np.ndarray,
+    chol: np.ndarray,
+    rng: np.random.Generator | None,
+    want_loglik: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Group-effect draws (if ``rng`` is given) and per-level log-likelihoods (if asked), in one pass.
+
+    Parameters
+    ----------
+    stats : GroupStats
+        Per-level cross-products.
+    fixef, sigma, chol : ndarray
+        Draws: (S, p), (S,), (S, Q, Q) with ``G = L L'``.
+    rng : numpy.random.Generator or None
+        Source of the innovations of the group-effect draws; None skips them.
+    want_loglik : bool
+        Compute the per-level marginal log-likelihoods.
+
+    Returns
+    -------
+    effects : ndarray or None
+        (S, J, Q).
+    loglik : ndarray or None
+        (S, J).
+    """
+    n_draws, n_groups, q = fixef.shape[0], stats.n_groups, stats.q_total
+    effects = np.empty((n_draws, n_groups, q)) if rng is not None else None
+    loglik = np.empty((n_draws, n_groups)) if want_loglik else None
+    compiled = n_draws * n_groups * q * q > _COMPILED_THRESHOLD
+    for part in _chunks(n_draws, n_groups * q * q * 4):
+        noise = rng.standard_normal((part.stop - part.start, n_groups, q)) if rng is not None else None
+        if compiled:
+            from hierlm.bayes.conditional_kernel import conditional_loop
+
+            size = part.stop - part.start
+            chunk_effects = np.empty((size, n_groups, q)) if effects is not None else np.empty((0, 0, 0))
+            chunk_loglik = np.empty((size, n_groups)) if loglik is not None else np.empty((0, 0))
+            conditional_loop(
+                stats.ztz,
+                stats.ztx,
+                stats.zty,
+                stats.yty_level,
+                stats.xty_level,
+                stats.xtx_level,
+                stats.n_level,
+                np.ascontiguousarray(fixef[part]),
+                np.ascontiguousarray(sigma[part]),
+                np.ascontiguousarray(chol[part]),
+                noise if noise is not None else np.empty((0, 0, 0)),
+                chunk_effects,
+                chunk_loglik,
+                effects is not None,
+                loglik is not None,
+            )
+            part_effects: np.ndarray | None = chunk_effects
+            part_loglik: np.ndarray | None = chunk_loglik
+        else:
+            part_effects, part_loglik = _numpy_chunk(
+                stats, fixef[part], sigma[part], chol[part], noise, want_loglik
+            )
+        if effects is not None:
+            effects[part] = part_effects
+        if loglik is not None:
+            loglik[part] = part_loglik
+    return effects, loglik
+
+
 def draw_group_effects(
     stats: GroupStats,
     fixef: np.ndarray,
@@ -141,15 +243,9 @@ def draw_group_effects(
     ndarray
         Group effects, shape (S, J, Q), columns in the order of ``stats.z``.
     """
-    n_draws = fixef.shape[0]
-    q_total = stats.q_total
-    out = np.empty((n_draws, stats.n_groups, q_total))
-    for part in _chunks(n_draws, stats.n_groups * q_total * q_total * 4):
-        r, r_inv_w = _factor_and_rhs(stats, fixef[part], sigma[part], chol[part])
-        noise = rng.standard_normal(r_inv_w.shape)
-        u = _solve_lower_transposed(r, r_inv_w / sigma[part, None, None] ** 2 + noise)
-        out[part] = np.einsum("skm,sjm->sjk", chol[part], u)
-    return out
+    effects, _ = conditional_quantities(stats, fixef, sigma, chol, rng, want_loglik=False)
+    assert effects is not None
+    return effects
 
 
 def group_loglik(stats: GroupStats, fixef: np.ndarray, sigma: np.ndarray, chol: np.ndarray) -> np.ndarray:
@@ -167,21 +263,9 @@ def group_loglik(stats: GroupStats, fixef: np.ndarray, sigma: np.ndarray, chol: 
     ndarray
         Shape (S, J); row sums are the marginal log-likelihood of all data.
     """
-    n_draws = fixef.shape[0]
-    out = np.empty((n_draws, stats.n_groups))
-    for part in _chunks(n_draws, stats.n_groups * stats.q_total**2 * 4):
-        beta, sig = fixef[part], sigma[part]
-        r, r_inv_w = _factor_and_rhs(stats, beta, sig, chol[part])
-        logdet = 2 * np.sum(np.log(np.diagonal(r, axis1=-2, axis2=-1)), axis=-1)
-        rtr = (
-            stats.yty_level[None, :]
-            - 2 * np.einsum("jp,sp->sj", stats.xty_level, beta)
-            + np.einsum("sp,jpk,sk->sj", beta, stats.xtx_level, beta)
-        )
-        var = sig[:, None] ** 2
-        quad = (rtr - np.sum(r_inv_w**2, axis=-1) / var) / var
-        out[part] = -0.5 * (stats.n_level[None, :] * np.log(2 * np.pi * var) + logdet + quad)
-    return out
+    _, loglik = conditional_quantities(stats, fixef, sigma, chol, None, want_loglik=True)
+    assert loglik is not None
+    return loglik
 
 
 def pointwise_loglik(

@@ -119,6 +119,62 @@ def _relative_precision(stats: GroupStats, chol: TensorVariable, sigma: TensorVa
     return pt.eye(q)[None, :, :] + l_s_l / sigma**2
 
 
+def _componentwise_terms(
+    stats: GroupStats, fixef: TensorVariable, sigma: TensorVariable, chol: TensorVariable
+) -> tuple[TensorVariable, TensorVariable]:
+    """``sum_j log|M_j|`` and ``sum_j w_j' M_j^-1 w_j`` for Q <= 3, on per-level vectors.
+
+    Every quantity is a length-J vector combined elementwise with the scalar
+    entries of ``L``: no 3-d tensors, slices or stacks, so the graph fuses into
+    a few loops on any backend (and its gradient does too).
+    """
+    q = stats.q_total
+    entry = [[chol[a, b] for b in range(q)] for a in range(q)]
+    ztz = [[pt.as_tensor(np.ascontiguousarray(stats.ztz[:, a, b])) for b in range(q)] for a in range(q)]
+    resid = [
+        pt.as_tensor(np.ascontiguousarray(stats.zty[:, a]))
+        - sum(
+            pt.as_tensor(np.ascontiguousarray(stats.ztx[:, a, k])) * fixef[k]
+            for k in range(stats.ztx.shape[2])
+        )
+        for a in range(q)
+    ]
+    # T = S_j L, A = L' T, M = I + A / sigma^2, w = L' r_j (zero entries of L are skipped)
+    lower = [[(a, b) for b in range(q) if a >= b] for a in range(q)]
+    s_l = [
+        [sum(ztz[a][k] * entry[k][b] for k in range(q) if (k, b) in lower[k]) for b in range(q)]
+        for a in range(q)
+    ]
+    precision = {}
+    for a in range(q):
+        for b in range(a, q):
+            a_ab = sum(entry[k][a] * s_l[k][b] for k in range(q) if (k, a) in lower[k])
+            precision[a, b] = (1.0 if a == b else 0.0) + a_ab / sigma**2
+    w = [sum(entry[k][a] * resid[k] for k in range(q) if (k, a) in lower[k]) for a in range(q)]
+    m = {**precision, **{(b, a): v for (a, b), v in precision.items()}}
+    if q == 1:
+        det = m[0, 0]
+        quad = w[0] ** 2 / det
+    elif q == 2:
+        det = m[0, 0] * m[1, 1] - m[0, 1] ** 2
+        quad = (m[1, 1] * w[0] ** 2 - 2 * m[0, 1] * w[0] * w[1] + m[0, 0] * w[1] ** 2) / det
+    else:
+        adj00 = m[1, 1] * m[2, 2] - m[1, 2] ** 2
+        adj01 = m[0, 2] * m[1, 2] - m[0, 1] * m[2, 2]
+        adj02 = m[0, 1] * m[1, 2] - m[0, 2] * m[1, 1]
+        adj11 = m[0, 0] * m[2, 2] - m[0, 2] ** 2
+        adj12 = m[0, 1] * m[0, 2] - m[0, 0] * m[1, 2]
+        adj22 = m[0, 0] * m[1, 1] - m[0, 1] ** 2
+        det = m[0, 0] * adj00 + m[0, 1] * adj01 + m[0, 2] * adj02
+        quad = (
+            adj00 * w[0] ** 2
+            + adj11 * w[1] ** 2
+            + adj22 * w[2] ** 2
+            + 2 * (adj01 * w[0] * w[1] + adj02 * w[0] * w[2] + adj12 * w[1] * w[2])
+        ) / det
+    return pt.sum(pt.log(det)), pt.sum(quad)
+
+
 def marginal_loglik(
     stats: GroupStats,
     fixef: TensorVariable | None,
@@ -150,15 +206,20 @@ def marginal_loglik(
     """
     q = stats.q_total
     p = stats.xtx.shape[0]
-    m_inverse, logdet = inverse_and_logdet(_relative_precision(stats, chol, sigma), q)
     two_pi_sigma2 = 2 * np.pi * sigma**2
+    rtr = None
     if not reml:
         if fixef is None:
             raise ValueError("fixef is needed unless reml=True")
+        rtr = stats.yty - 2 * pt.sum(fixef * stats.xty) + pt.sum(stats.xtx * fixef[:, None] * fixef[None, :])
+    if fixef is not None and rtr is not None and q <= 3:
+        logdet_sum, quad = _componentwise_terms(stats, fixef, sigma, chol)
+        return -0.5 * (stats.n * pt.log(two_pi_sigma2) + logdet_sum + (rtr - quad / sigma**2) / sigma**2)
+    m_inverse, logdet = inverse_and_logdet(_relative_precision(stats, chol, sigma), q)
+    if not reml:
         zt_resid = pt.as_tensor(stats.zty) - pt.sum(pt.as_tensor(stats.ztx) * fixef, axis=2)
         w = pt.sum(zt_resid[:, :, None] * chol[None, :, :], axis=1)  # L' Z_j' r_j
         quad = pt.sum(w[:, :, None] * m_inverse * w[:, None, :])
-        rtr = stats.yty - 2 * pt.sum(fixef * stats.xty) + pt.sum(stats.xtx * fixef[:, None] * fixef[None, :])
         return -0.5 * (stats.n * pt.log(two_pi_sigma2) + pt.sum(logdet) + (rtr - quad / sigma**2) / sigma**2)
     # REML: with C = [y, X], sigma^2 C'V^-1 C = C'C - sum_j W_j' M_j^-1 W_j / sigma^2,
     # where W_j = L' Z_j' C_j; beta_hat and the profiled residual come from its blocks.

@@ -235,3 +235,24 @@ def test_profiled_criterion_matches_lme4_devfun(fixture):
     for point in fx["devfun"]:
         value = density.profiled_criterion(np.array(point["theta"], dtype=float), fx["reml"])
         np.testing.assert_allclose(value, point["value"], rtol=1e-9, err_msg=point["label"])
+
+
+def test_compiled_loop_matches_numpy(monkeypatch):
+    import hierlm.bayes.conditional as conditional
+
+    design = one_factor_design((2, 1), seed=8)
+    stats = group_stats(design)
+    rng = np.random.default_rng(1)
+    n_draws = 7
+    fixef = rng.normal(size=(n_draws, 3))
+    sigma = rng.uniform(0.5, 1.5, size=n_draws)
+    chol = np.stack([block_diagonal_chol((2, 1), seed=k) for k in range(n_draws)])
+    numpy_effects, numpy_loglik = conditional.conditional_quantities(
+        stats, fixef, sigma, chol, np.random.default_rng(5), want_loglik=True
+    )
+    monkeypatch.setattr(conditional, "_COMPILED_THRESHOLD", 0)
+    compiled_effects, compiled_loglik = conditional.conditional_quantities(
+        stats, fixef, sigma, chol, np.random.default_rng(5), want_loglik=True
+    )
+    np.testing.assert_allclose(compiled_effects, numpy_effects, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(compiled_loglik, numpy_loglik, rtol=1e-10)
