@@ -20,7 +20,7 @@ import numpy as np
 __all__ = ["conditional_loop"]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def conditional_loop(
     ztz: np.ndarray,
     ztx: np.ndarray,

@@ -66,7 +66,7 @@ def fit_bayes(
         density.
     sampler : {"nutpie", "pymc", "numpyro"}, optional
         Default: the first of :func:`~hierlm.bayes.sample.available_samplers`.
-    backend : {"auto", "numba", "jax"}
+    backend : {"auto", "kernel", "numba", "jax"}
         How the log-density is compiled (see :mod:`hierlm.bayes.sample`).
     chains, draws, tune : int
         Chains, kept draws per chain, warm-up iterations per chain.
@@ -120,7 +120,7 @@ def fit_bayes(
     built_at = time.perf_counter()
     settings = SamplerSettings(
         sampler=sampler or available_samplers()[0],
-        backend=resolve_backend(backend),
+        backend=resolve_backend(backend, built.formulation),
         chains=chains,
         draws=draws,
         tune=tune,

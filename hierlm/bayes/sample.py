@@ -4,21 +4,33 @@ Samplers
 --------
 ``"nutpie"`` (default)
     nutpie's Rust NUTS with its gradient-based mass-matrix adaptation, calling
-    a PyTensor-compiled log-density (:mod:`hierlm.bayes.nutpie_adapter`).
+    a compiled log-density through Python.
 ``"pymc"``
     PyMC's own NUTS (chains in separate processes).
 ``"numpyro"``
     NumPyro's NUTS through PyMC's JAX bridge, chains vectorised; needs ``jax``
     and ``numpyro``.
 
-Backends (how the log-density is compiled for ``"nutpie"`` and ``"pymc"``)
---------------------------------------------------------------------------
-``"numba"``: fastest per gradient and cached on disk by PyTensor, but compiling
-a model's kernels on an empty cache takes 20-30 s. ``"jax"``: compiles in about
-a second with nothing cached, but each call costs more. ``"auto"`` picks
-``"jax"`` when JAX is installed, else ``"numba"``; the benchmark
-(``bench/bench_bayes.py``, ``bench/results/bayes.md``) has the numbers behind
-this choice.
+Backends (how the log-density is compiled)
+------------------------------------------
+``"kernel"``
+    Marginal formulation only: the hand-written numba log-density and gradient
+    of :mod:`hierlm.bayes.kernel` (checked against the PyMC model in the
+    tests). One function for every data set and prior, compiled once and
+    cached on disk; a few microseconds per gradient.
+``"numba"``
+    The PyMC graph compiled by PyTensor's numba backend
+    (:mod:`hierlm.bayes.nutpie_adapter`): fast per gradient and cached on disk,
+    but every fused kernel is a separate numba compilation, 20-40 s on an empty
+    cache, plus about 2 s of graph rewriting in every fit.
+``"jax"``
+    The PyMC graph compiled with JAX: about a second to compile with nothing
+    cached, but 30-60 microseconds per gradient on CPU.
+``"auto"``
+    ``"kernel"`` for the marginal formulation, ``"numba"`` for the full one
+    (whose many gradient evaluations per draw make JAX's per-call cost the
+    larger one even against a cold numba cache). The benchmark
+    (``bench/bench_bayes.py``, ``bench/results/bayes.md``) has the numbers.
 
 The driver returns the draws of the requested variables as NumPy arrays with
 leading (chain, draw) axes and the sampler statistics under common names
@@ -55,7 +67,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
-BACKENDS = ("auto", "numba", "jax")
+BACKENDS = ("auto", "kernel", "numba", "jax")
 
 
 def _installed(module: str) -> bool:
@@ -73,12 +85,33 @@ def available_samplers() -> list[str]:
     return out
 
 
-def resolve_backend(backend: str) -> str:
-    """Return ``"numba"`` or ``"jax"`` for a requested backend (see the module docstring)."""
+def resolve_backend(backend: str, formulation: str = "marginal") -> str:
+    """Return the backend a run will use (see the module docstring).
+
+    Parameters
+    ----------
+    backend : {"auto", "kernel", "numba", "jax"}
+        Requested backend.
+    formulation : {"marginal", "full"}
+        The formulation being sampled.
+
+    Returns
+    -------
+    str
+        ``"kernel"``, ``"numba"`` or ``"jax"``.
+
+    Raises
+    ------
+    FitError
+        For an unknown backend, ``"kernel"`` with the full formulation, or
+        ``"jax"`` without JAX installed.
+    """
     if backend not in BACKENDS:
         raise FitError(f"backend={backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "jax" if _installed("jax") else "numba"
+        return "kernel" if formulation == "marginal" else "numba"
+    if backend == "kernel" and formulation != "marginal":
+        raise FitError("backend='kernel' exists for the marginal formulation only; use 'numba' or 'jax'")
     if backend == "jax" and not _installed("jax"):
         raise FitError("backend='jax' needs JAX: pip install jax")
     return backend
@@ -100,7 +133,7 @@ class SamplerSettings:
     sampler : str
         One of :data:`SAMPLERS`.
     backend : str
-        ``"numba"`` or ``"jax"`` (resolved).
+        ``"kernel"``, ``"numba"`` or ``"jax"`` (resolved).
     chains, draws, tune : int
         Number of chains, kept draws per chain and warm-up iterations per chain.
     target_accept : float
@@ -202,7 +235,12 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
     from hierlm.bayes.nutpie_adapter import compile_for_nutpie
 
     start = time.perf_counter()
-    compiled = compile_for_nutpie(built.pymc_model, names, mode=settings.backend.upper())
+    if settings.backend == "kernel":
+        from hierlm.bayes.kernel_model import compile_kernel_for_nutpie
+
+        compiled = compile_kernel_for_nutpie(built, names)
+    else:
+        compiled = compile_for_nutpie(built.pymc_model, names, mode=settings.backend.upper())
     compiled_at = time.perf_counter()
     trace = nutpie.sample(
         compiled,
@@ -254,7 +292,8 @@ def _run_pymc(built: BuiltModel, settings: SamplerSettings, names: list[str]) ->
             "target_accept": settings.target_accept,
             "max_treedepth": settings.max_treedepth,
         }
-        kwargs["compile_kwargs"] = {"mode": settings.backend.upper()}
+        mode = "NUMBA" if settings.backend == "kernel" else settings.backend.upper()
+        kwargs["compile_kwargs"] = {"mode": mode}
     trace = pm.sample(**kwargs)
     done = time.perf_counter()
     posterior = trace["posterior"].to_dataset()

@@ -1,0 +1,366 @@
+"""Benchmark of the Bayesian engine against bambi and brms, and at scale.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/bench_bayes.py              # everything, writes bench/results/bayes.md
+    .venv/bin/python bench/bench_bayes.py --quick      # skip the 1M-row run and brms
+    .venv/bin/python bench/bench_bayes.py --repeats 3  # warm runs per configuration (median)
+
+Sleepstudy, ``Reaction ~ Days + (Days | Subject)``, 4 chains x 1000 draws
+(1000 warm-up), each package with its default priors. The score is the
+smallest bulk ESS over the fixed effects, the SDs, the correlation and sigma
+divided by the wall-clock seconds of a fresh process that imports the package,
+builds, compiles and samples (measured from outside the process).
+
+* cold: every compile cache empty (PyTensor's ``base_compiledir``, numba's
+  ``NUMBA_CACHE_DIR``, JAX's persistent cache is off by default) - point
+  them at a new temporary directory;
+* warm: the same directory after one unmeasured run of the configuration.
+
+bambi's ``(Days | Subject)`` has no correlation parameter (bambi models
+independent group effects), so its minimum is over the parameters it has.
+brms (rstan backend) compiles its Stan program in every new R session, so it
+has no warm start; its timing is the whole ``Rscript`` process.
+
+Scale: 1,000,000 rows, 10,000 groups, correlated random intercept and slope,
+4 chains x 1000 draws with the default settings; wall clock and peak resident
+memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "bayes.md"
+PYTHON = sys.executable
+SLEEP_CSV = ROOT / "hierlm" / "datasets" / "data" / "sleepstudy.csv"
+DRAWS = {"chains": 4, "draws": 1000, "tune": 1000}
+
+HIERLM_CHILD = """
+import json, warnings
+import numpy as np
+import hierlm as hl
+from arviz_stats.base.array import array_stats
+warnings.simplefilter("ignore")
+model = hl.Model("Reaction ~ Days + (Days | Subject)", hl.datasets.load("sleepstudy"))
+fit = model.fit("nuts", chains={chains}, draws={draws}, tune={tune}, random_seed=1, progressbar=False,
+                **{options})
+post = fit.idata["posterior"]
+names = ["fixef", "sd_Subject", "cor_Subject", "sigma"]
+ess = {{}}
+for name in names:
+    values = post[name].values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+    ess[name] = float(np.min(array_stats.ess(values, chain_axis=0, draw_axis=1, method="bulk")))
+print("RESULT" + json.dumps({{"ess": ess, "timing": fit.timing, "formulation": fit.formulation,
+                             "sampler": fit.sampler, "backend": fit.settings.get("backend")}}))
+"""
+
+BAMBI_CHILD = """
+import json, warnings
+import numpy as np, pandas as pd
+import bambi as bmb
+from arviz_stats.base.array import array_stats
+warnings.simplefilter("ignore")
+data = pd.read_csv("{csv}")
+data["Subject"] = data["Subject"].astype(str)
+model = bmb.Model("Reaction ~ Days + (Days | Subject)", data)
+idata = model.fit(chains={chains}, draws={draws}, tune={tune}, random_seed=1, progressbar=False,
+                  inference_method="{method}")
+post = idata["posterior"]
+ess = {{}}
+for name in ["Intercept", "Days", "sigma", "1|Subject_sigma", "Days|Subject_sigma"]:
+    values = post[name].values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+    ess[name] = float(np.min(array_stats.ess(values, chain_axis=0, draw_axis=1, method="bulk")))
+print("RESULT" + json.dumps({{"ess": ess}}))
+"""
+
+BRMS_CHILD = r"""
+suppressPackageStartupMessages({{library(brms); library(posterior)}})
+data <- read.csv("{csv}")
+data$Subject <- factor(data$Subject, levels = sort(unique(data$Subject)))
+fit <- brm(Reaction ~ Days + (Days | Subject), data = data, chains = {chains}, iter = {iter},
+           warmup = {tune}, cores = 2, seed = 1, refresh = 0, silent = 2)
+s <- summarise_draws(as_draws_df(fit), "ess_bulk")
+keep <- c("b_Intercept", "b_Days", "sd_Subject__Intercept", "sd_Subject__Days",
+          "cor_Subject__Intercept__Days", "sigma")
+s <- s[s$variable %in% keep, ]
+cat("RESULT{{\"ess\": {{", paste0('"', s$variable, '": ', s$ess_bulk, collapse = ", "), "}}}}\n", sep = "")
+"""
+
+SCALE_CHILD = """
+import json, resource, time, warnings
+import numpy as np
+from hierlm.bayes import fit_bayes
+from hierlm.design.blocks import Design, RandomBlock
+warnings.simplefilter("ignore")
+start = time.perf_counter()
+rng = np.random.default_rng(1)
+n, groups = 1_000_000, 10_000
+codes = rng.integers(0, groups, size=n)
+x = rng.normal(size=n)
+cov = np.array([[1.0, 0.15], [0.15, 0.25]])
+effects = rng.multivariate_normal([0.0, 0.0], cov, size=groups)
+y = 2.0 + effects[codes, 0] + (-1.0 + effects[codes, 1]) * x + rng.normal(scale=0.7, size=n)
+X = np.column_stack([np.ones(n), x])
+block = RandomBlock("g", ("Intercept", "x"), True, tuple(f"g{{k}}" for k in range(groups)), codes, X.copy())
+design = Design(y, X, ("Intercept", "x"), (block,), "y", np.arange(n))
+simulated = time.perf_counter()
+fit = fit_bayes(design, chains=4, draws=1000, tune=1000, random_seed=1, progressbar=False, **{options})
+done = time.perf_counter()
+vc = fit.varcorr()
+print("RESULT" + json.dumps({{
+    "simulate": simulated - start, "fit": done - simulated, "timing": fit.timing,
+    "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    "estimates": dict(zip(vc["term1"].astype(str) + ":" + vc["term2"].astype(str), vc["mean"])),
+    "fixef": fit.fixef()["mean"].tolist(), "min_ess_bulk": float(vc["ess_bulk"].min()),
+}}))
+"""
+
+
+def run_child(command: list[str], env: dict[str, str], timeout: int = 1800) -> tuple[float, dict]:
+    """Run one fresh process; return its wall-clock seconds and the JSON it printed (plus CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{command[:2]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
+    result = json.loads(lines[-1][len("RESULT") :])
+    result["cpu_seconds"] = cpu
+    return wall, result
+
+
+def cache_env(cache: Path) -> dict[str, str]:
+    """Environment pointing every compile cache at ``cache``."""
+    env = dict(os.environ)
+    env["PYTENSOR_FLAGS"] = f"base_compiledir={cache / 'pytensor'}"
+    env["NUMBA_CACHE_DIR"] = str(cache / "numba")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return env
+
+
+def measure(name: str, command: list[str], repeats: int, cold: bool = True) -> dict:
+    """Cold run on empty caches, one unmeasured warm-up, then ``repeats`` warm runs."""
+    cache = Path(tempfile.mkdtemp(prefix="hierlm-bench-"))
+    env = cache_env(cache)
+    out: dict = {"name": name}
+    try:
+        if cold:
+            wall, result = run_child(command, env)
+            out["cold"] = {"wall": wall, "ess": min(result["ess"].values()), "result": result}
+        else:
+            run_child(command, env)
+        warm = [run_child(command, env) for _ in range(repeats)]
+        walls = [w for w, _ in warm]
+        k = walls.index(statistics.median_low(walls))
+        out["warm"] = {
+            "wall": walls[k],
+            "walls": walls,
+            "ess": min(warm[k][1]["ess"].values()),
+            "result": warm[k][1],
+        }
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    for kind in ("cold", "warm"):
+        if kind in out:
+            out[kind]["ess_per_second"] = out[kind]["ess"] / out[kind]["wall"]
+    print(
+        f"{name}: "
+        + ", ".join(
+            f"{k} {out[k]['wall']:.1f} s ESS {out[k]['ess']:.0f}" for k in ("cold", "warm") if k in out
+        ),
+        flush=True,
+    )
+    return out
+
+
+def hierlm_command(**options: object) -> list[str]:
+    code = HIERLM_CHILD.format(options=repr(options), **DRAWS)
+    return [PYTHON, "-c", textwrap.dedent(code)]
+
+
+def bambi_command(method: str) -> list[str]:
+    return [PYTHON, "-c", textwrap.dedent(BAMBI_CHILD.format(csv=SLEEP_CSV, method=method, **DRAWS))]
+
+
+def brms_once(repeats: int) -> dict | None:
+    """Time ``repeats`` fresh Rscript processes fitting the model with brms."""
+    if shutil.which("Rscript") is None:
+        return None
+    script = Path(tempfile.mkdtemp(prefix="hierlm-brms-")) / "fit.R"
+    iterations = DRAWS["draws"] + DRAWS["tune"]
+    script.write_text(
+        BRMS_CHILD.format(csv=SLEEP_CSV, chains=DRAWS["chains"], iter=iterations, tune=DRAWS["tune"])
+    )
+    runs = [run_child(["Rscript", str(script)], dict(os.environ), timeout=3600) for _ in range(repeats)]
+    walls = [w for w, _ in runs]
+    k = walls.index(statistics.median_low(walls))
+    ess = min(runs[k][1]["ess"].values())
+    out = {
+        "name": "brms 2.18 (rstan)",
+        "cold": {"wall": walls[k], "walls": walls, "ess": ess, "result": runs[k][1]},
+    }
+    out["cold"]["ess_per_second"] = ess / walls[k]
+    out["warm"] = out["cold"]
+    print(f"brms: {walls} s ESS {ess:.0f}", flush=True)
+    return out
+
+
+def scale_run(options: dict) -> dict:
+    command = [PYTHON, "-c", textwrap.dedent(SCALE_CHILD.format(options=repr(options)))]
+    cache = Path(tempfile.mkdtemp(prefix="hierlm-bench-"))
+    try:
+        run_child(command, cache_env(cache), timeout=3600)  # warm the caches (not measured)
+        wall, result = run_child(command, cache_env(cache), timeout=3600)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    result["wall"] = wall
+    print(f"scale: {wall:.1f} s, peak {result['peak_rss_gb']:.2f} GB", flush=True)
+    return result
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def table(rows: list[dict]) -> str:
+    reference = rows[0]
+    lines = [
+        "| configuration | cold s | cold ESS | cold ESS/s | warm s | warm CPU s | warm ESS | warm ESS/s "
+        "| first row's speed-up, warm |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        cold, warm = row.get("cold"), row["warm"]
+        ratio = reference["warm"]["ess_per_second"] / warm["ess_per_second"]
+        cells = [row["name"]]
+        cells += (
+            [f"{cold['wall']:.1f}", f"{cold['ess']:.0f}", f"{cold['ess_per_second']:.0f}"]
+            if cold
+            else ["-"] * 3
+        )
+        cpu = warm.get("result", {}).get("cpu_seconds", float("nan"))
+        cells += [f"{warm['wall']:.1f}", f"{cpu:.1f}", f"{warm['ess']:.0f}", f"{warm['ess_per_second']:.0f}"]
+        cells.append(f"{ratio:.1f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip brms and the 1M-row run")
+    parser.add_argument("--repeats", type=int, default=2, help="warm runs per configuration (median)")
+    args = parser.parse_args()
+    load_before = load_average()
+    rows = [
+        measure("hierlm default (marginal, nutpie, backend auto)", hierlm_command(), args.repeats),
+        measure("hierlm marginal, nutpie + numba", hierlm_command(backend="numba"), args.repeats),
+        measure("hierlm marginal, numpyro", hierlm_command(sampler="numpyro"), args.repeats),
+        measure("hierlm full, nutpie (backend auto)", hierlm_command(formulation="full"), args.repeats),
+        measure(
+            "hierlm full, nutpie + numba", hierlm_command(formulation="full", backend="numba"), args.repeats
+        ),
+    ]
+    try:
+        import bambi  # noqa: F401
+
+        bambi_rows = [
+            measure(f"bambi 0.21, {m}", bambi_command(m), args.repeats) for m in ("nutpie", "numpyro")
+        ]
+        rows += bambi_rows
+    except ImportError:
+        bambi_rows = []
+    brms = None if args.quick else brms_once(args.repeats)
+    if brms:
+        rows.append(brms)
+    scale = None if args.quick else scale_run({})
+    write_report(rows, bambi_rows, brms, scale, load_before)
+
+
+def write_report(
+    rows: list[dict], bambi_rows: list[dict], brms: dict | None, scale: dict | None, load_before: str
+) -> None:
+    best = max(rows[:5], key=lambda r: r["warm"]["ess_per_second"])
+    default = rows[0]
+    lines = [
+        "# Bayesian engine benchmark",
+        "",
+        f"Generated by `bench/bench_bayes.py` on {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores; "
+        f"load average before the run {load_before}, after {load_average()} (other jobs were sharing "
+        "the machine, so absolute times are noisy; warm figures are the median of the repeats).",
+        "",
+        "## Sleepstudy, `Reaction ~ Days + (Days | Subject)`, 4 chains x 1000 draws",
+        "",
+        "Wall clock of a fresh process (import + build + compile + sample + post-processing); ESS = "
+        "smallest bulk ESS over fixed effects, SDs, correlation and sigma (bambi: no correlation).",
+        "",
+        table(rows),
+        "",
+    ]
+    goals = []
+    if bambi_rows:
+        fastest_bambi = max(bambi_rows, key=lambda r: r["warm"]["ess_per_second"])
+        ratio = default["warm"]["ess_per_second"] / fastest_bambi["warm"]["ess_per_second"]
+        goals.append(
+            f"* default vs fastest bambi ({fastest_bambi['name']}), warm: **{ratio:.1f}x** (goal >= 5x)"
+        )
+    if brms:
+        ratio = default["warm"]["ess_per_second"] / brms["warm"]["ess_per_second"]
+        goals.append(f"* default vs brms, warm: **{ratio:.1f}x** (goal >= 10x)")
+    goals.append(f"* default cold start: **{default['cold']['wall']:.1f} s** (goal < 15 s)")
+    goals.append(
+        f"* fastest hierlm configuration warm: {best['name']}, {best['warm']['ess_per_second']:.0f} ESS/s"
+    )
+    lines += ["### Against the goals", "", *goals, ""]
+    if scale:
+        lines += [
+            "## Scale: 1,000,000 rows, 10,000 groups, correlated intercept and slope",
+            "",
+            "4 chains x 1000 draws, default settings (marginal formulation), warm caches.",
+            "",
+            "| quantity | value |",
+            "| --- | ---: |",
+            f"| process wall clock (incl. simulating the data) | {scale['wall']:.1f} s |",
+            f"| simulate data | {scale['simulate']:.1f} s |",
+            f"| fit_bayes | {scale['fit']:.1f} s |",
+            *[f"| - {k} | {v:.1f} s |" for k, v in scale["timing"].items()],
+            f"| peak resident memory | {scale['peak_rss_gb']:.2f} GB |",
+            f"| smallest bulk ESS (SDs, correlation, sigma) | {scale['min_ess_bulk']:.0f} |",
+            "",
+            "Truth: fixed effects (2, -1), SDs (1, 0.5), correlation 0.3, sigma 0.7; posterior means: "
+            + ", ".join(f"{v:.3f}" for v in scale["fixef"])
+            + "; "
+            + ", ".join(f"{k} {v:.3f}" for k, v in scale["estimates"].items()),
+            "",
+            "Goal: < 3 min and < 4 GB.",
+            "",
+        ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""Compiled log-posterior and gradient of the marginal formulation (one numba function).
+
+The marginal model has few parameters and a likelihood that is a sum over
+levels of small dense computations, so its log-density and exact gradient are
+written out here by hand: one ``numba`` function, compiled once and cached on
+disk for every data set and prior choice (data and priors are arguments), that
+costs a few microseconds per call on sleepstudy. Compiling the equivalent
+PyTensor graph with the numba backend costs 20-40 s on an empty cache (every
+fused kernel is a separate numba compilation) and 2 s of graph rewriting on
+every fit; see ``bench/results/bayes.md``. The PyMC model of
+:mod:`hierlm.bayes.marginal` is the specification: the tests check that both
+give the same log-density and gradient.
+
+Unconstrained vector ``x``: ``[beta (p) | log sigma | log sd (Q) | raw (R)]``
+where the SDs are in the order of the stacked block columns and ``raw`` holds
+``q_b (q_b - 1) / 2`` reals per correlated block, mapped to the Cholesky
+factor of its correlation matrix by Stan's transform (canonical partial
+correlations ``tanh(raw)``; :func:`hierlm.bayes.parameters.lkj_corr_cholesky`).
+
+Likelihood gradient, with ``M_j = I + L'S_j L / sigma^2``, ``P_j = M_j^-1``,
+``r_j = Z_j'(y_j - X_j beta)``, ``w_j = L' r_j``, ``s_j = P_j w_j``:
+
+* d/dL     = sum_j [ -S_j L P_j / sigma^2 + (r_j s_j' - S_j L s_j s_j' / sigma^2) / sigma^4 ]
+* d/dbeta  = (X'y - X'X beta) / sigma^2 - sum_j Z_j'X_j' L s_j / sigma^4
+* d/dsigma = -n/sigma + sum_j (Q - tr P_j)/sigma + r'r/sigma^3 - sum_j (w_j's_j + s_j's_j)/sigma^5
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = [
+    "FAMILY_CODES",
+    "log_prior_and_slope",
+    "marginal_logp_grad",
+]
+
+# prior family -> code used by the compiled functions; parameters are stored as (a, b, c)
+FAMILY_CODES = {
+    "flat": 0,
+    "normal": 1,  # a = mu, b = sigma
+    "student_t": 2,  # a = nu, b = mu, c = sigma
+    "half_normal": 3,  # b = sigma
+    "half_student_t": 4,  # a = nu, b = sigma
+    "half_cauchy": 5,  # b = sigma
+    "exponential": 6,  # a = lam
+}
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def log_prior_and_slope(code: int, a: float, b: float, c: float, x: float) -> tuple[float, float]:
+    """Log-density of a prior at ``x`` (natural scale) and its derivative in ``x``."""
+    if code == 0:
+        return 0.0, 0.0
+    if code == 1:
+        z = (x - a) / b
+        return -0.5 * z * z - math.log(b) - _HALF_LOG_2PI, -z / b
+    if code == 2:
+        z = (x - b) / c
+        const = math.lgamma(0.5 * (a + 1.0)) - math.lgamma(0.5 * a) - 0.5 * math.log(a * math.pi)
+        value = const - math.log(c) - 0.5 * (a + 1.0) * math.log1p(z * z / a)
+        return value, -(a + 1.0) * z / (c * (a + z * z))
+    if code == 3:
+        z = x / b
+        return math.log(2.0) - 0.5 * z * z - math.log(b) - _HALF_LOG_2PI, -z / b
+    if code == 4:
+        z = x / b
+        const = math.lgamma(0.5 * (a + 1.0)) - math.lgamma(0.5 * a) - 0.5 * math.log(a * math.pi)
+        value = math.log(2.0) + const - math.log(b) - 0.5 * (a + 1.0) * math.log1p(z * z / a)
+        return value, -(a + 1.0) * z / (b * (a + z * z))
+    if code == 5:
+        z = x / b
+        return math.log(2.0) - math.log(math.pi * b) - math.log1p(z * z), -2.0 * z / (b * (1.0 + z * z))
+    return math.log(a) - a * x, -a
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _corr_cholesky(raw: np.ndarray, start: int, q: int, out: np.ndarray) -> None:  # pragma: no cover
+    """Fill ``out`` (q, q) with the correlation Cholesky factor from ``raw[start:]``."""
+    position = start
+    for i in range(q):
+        for j in range(q):
+            out[i, j] = 0.0
+        sum_squares = 0.0
+        for j in range(i):
+            entry = math.tanh(raw[position]) * math.sqrt(1.0 - sum_squares)
+            out[i, j] = entry
+            sum_squares += entry * entry
+            position += 1
+        out[i, i] = math.sqrt(1.0 - sum_squares) if i > 0 else 1.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _corr_reverse(
+    raw: np.ndarray, start: int, q: int, eta: float, adjoint: np.ndarray, grad: np.ndarray, offset: int
+) -> float:  # pragma: no cover
+    """LKJ log-density plus log-Jacobian of the transform; adds their and ``adjoint``'s gradient.
+
+    ``adjoint`` (q, q) holds d(log posterior)/d(corr Cholesky entry) from the
+    likelihood; the raw-coordinate gradient is added to ``grad[offset + k]``.
+    """
+    total = 0.0
+    position = start
+    row_start = start
+    z = np.empty(q)
+    before = np.empty(q)  # sum of squares before entry j of the row
+    entries = np.empty(q)
+    for i in range(1, q):
+        sum_squares = 0.0
+        for j in range(i):
+            z[j] = math.tanh(raw[position + j])
+            before[j] = sum_squares
+            entries[j] = z[j] * math.sqrt(1.0 - sum_squares)
+            sum_squares += entries[j] * entries[j]
+            total += math.log1p(-z[j] * z[j]) + 0.5 * math.log1p(-before[j])
+        diagonal = math.sqrt(1.0 - sum_squares)
+        exponent = q - (i + 1) + 2.0 * eta - 2.0
+        total += exponent * math.log(diagonal)
+        # reverse pass over the row
+        adj_diag = adjoint[i, i] + exponent / diagonal
+        adj_ss = -0.5 * adj_diag / diagonal
+        for j in range(i - 1, -1, -1):
+            root = math.sqrt(1.0 - before[j])
+            adj_entry = adjoint[i, j] + 2.0 * entries[j] * adj_ss
+            adj_z = adj_entry * root - 2.0 * z[j] / (1.0 - z[j] * z[j])
+            adj_ss += -0.5 * adj_entry * z[j] / root - 0.5 / (1.0 - before[j])
+            grad[offset + (position - row_start) + j] += adj_z * (1.0 - z[j] * z[j])
+        position += i
+    return total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def marginal_logp_grad(
+    x: np.ndarray,
+    grad: np.ndarray,
+    ztz: np.ndarray,
+    ztx: np.ndarray,
+    zty: np.ndarray,
+    yty: float,
+    xty: np.ndarray,
+    xtx: np.ndarray,
+    n_obs: float,
+    prior_code: np.ndarray,
+    prior_par: np.ndarray,
+    block_start: np.ndarray,
+    block_q: np.ndarray,
+    block_corr: np.ndarray,
+    block_raw: np.ndarray,
+    block_eta: np.ndarray,
+) -> float:  # pragma: no cover - compiled; tested against the PyMC model
+    """Log-posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``."""
+    n_groups, q_total = zty.shape
+    p = xty.shape[0]
+    beta = x[:p]
+    log_sigma = x[p]
+    sigma = math.exp(log_sigma)
+    var = sigma * sigma
+    sd = np.exp(x[p + 1 : p + 1 + q_total])
+    raw_offset = p + 1 + q_total
+    n_blocks = block_start.shape[0]
+
+    chol = np.zeros((q_total, q_total))
+    corr = np.zeros((q_total, q_total))
+    for blk in range(n_blocks):
+        c0, q = block_start[blk], block_q[blk]
+        if block_corr[blk]:
+            sub = np.empty((q, q))
+            _corr_cholesky(x, raw_offset + block_raw[blk], q, sub)
+            for i in range(q):
+                for j in range(i + 1):
+                    corr[c0 + i, c0 + j] = sub[i, j]
+        else:
+            for i in range(q):
+                corr[c0 + i, c0 + i] = 1.0
+    for i in range(q_total):
+        for j in range(q_total):
+            chol[i, j] = sd[i] * corr[i, j]
+
+    g_chol = np.zeros((q_total, q_total))
+    g_beta = np.zeros(p)
+    s_l = np.empty((q_total, q_total))
+    m = np.empty((q_total, q_total))
+    inv = np.empty((q_total, q_total))
+    resid = np.empty(q_total)
+    w = np.empty(q_total)
+    s = np.empty(q_total)
+    l_s = np.empty(q_total)
+    tmp = np.empty(q_total)
+    sum_logdet = 0.0
+    sum_quad = 0.0
+    sum_trace = 0.0
+    sum_ss = 0.0
+    for jj in range(n_groups):
+        for a in range(q_total):
+            acc = zty[jj, a]
+            for k in range(p):
+                acc -= ztx[jj, a, k] * beta[k]
+            resid[a] = acc
+            for b in range(q_total):
+                acc2 = 0.0
+                for k in range(q_total):
+                    acc2 += ztz[jj, a, k] * chol[k, b]
+                s_l[a, b] = acc2
+        for a in range(q_total):
+            acc = 0.0
+            for k in range(q_total):
+                acc += chol[k, a] * resid[k]
+            w[a] = acc
+            for b in range(a + 1):
+                acc2 = 0.0
+                for k in range(q_total):
+                    acc2 += chol[k, a] * s_l[k, b]
+                m[a, b] = acc2 / var + (1.0 if a == b else 0.0)
+        # Cholesky of M in place (lower triangle)
+        for b in range(q_total):
+            diagonal = m[b, b]
+            for k in range(b):
+                diagonal -= m[b, k] * m[b, k]
+            m[b, b] = math.sqrt(diagonal)
+            sum_logdet += 2.0 * math.log(m[b, b])
+            for a in range(b + 1, q_total):
+                off = m[a, b]
+                for k in range(b):
+                    off -= m[a, k] * m[b, k]
+                m[a, b] = off / m[b, b]
+        # inverse P = M^-1 column by column: solve R R' p = e
+        for col in range(q_total):
+            for a in range(q_total):
+                acc = 1.0 if a == col else 0.0
+                for k in range(a):
+                    acc -= m[a, k] * tmp[k]
+                tmp[a] = acc / m[a, a]
+            for a in range(q_total - 1, -1, -1):
+                acc = tmp[a]
+                for k in range(a + 1, q_total):
+                    acc -= m[k, a] * inv[k, col]
+                inv[a, col] = acc / m[a, a]
+        quad = 0.0
+        for a in range(q_total):
+            acc = 0.0
+            for k in range(q_total):
+                acc += inv[a, k] * w[k]
+            s[a] = acc
+        for a in range(q_total):
+            quad += w[a] * s[a]
+            sum_trace += inv[a, a]
+            sum_ss += s[a] * s[a]
+            acc = 0.0
+            for k in range(q_total):
+                acc += chol[a, k] * s[k]
+            l_s[a] = acc
+        sum_quad += quad
+        # d/dL: -S L P / var + (r s' - S L s s' / var) / var^2
+        for a in range(q_total):
+            sls = 0.0
+            for k in range(q_total):
+                sls += s_l[a, k] * s[k]
+            for b in range(q_total):
+                slp = 0.0
+                for k in range(q_total):
+                    slp += s_l[a, k] * inv[k, b]
+                g_chol[a, b] += -slp / var + (resid[a] * s[b] - sls * s[b] / var) / (var * var)
+        for k in range(p):
+            acc = 0.0
+            for a in range(q_total):
+                acc += ztx[jj, a, k] * l_s[a]
+            g_beta[k] -= acc / (var * var)
+
+    rtr = yty
+    for k in range(p):
+        rtr -= 2.0 * beta[k] * xty[k]
+        for k2 in range(p):
+            rtr += beta[k] * xtx[k, k2] * beta[k2]
+    logp = -0.5 * (
+        n_obs * (2.0 * _HALF_LOG_2PI + 2.0 * log_sigma) + sum_logdet + (rtr - sum_quad / var) / var
+    )
+    for k in range(p):
+        acc = xty[k]
+        for k2 in range(p):
+            acc -= xtx[k, k2] * beta[k2]
+        g_beta[k] += acc / var
+    g_sigma = (
+        -n_obs / sigma
+        + (n_groups * q_total - sum_trace) / sigma
+        + rtr / (var * sigma)
+        - (sum_quad + sum_ss) / (var * var * sigma)
+    )
+
+    for k in range(grad.shape[0]):
+        grad[k] = 0.0
+    # fixed effects: identity transform
+    for k in range(p):
+        value, slope = log_prior_and_slope(
+            int(prior_code[k]), prior_par[k, 0], prior_par[k, 1], prior_par[k, 2], beta[k]
+        )
+        logp += value
+        grad[k] = g_beta[k] + slope
+    # sigma: log transform, Jacobian d sigma / d log sigma = sigma
+    value, slope = log_prior_and_slope(
+        int(prior_code[p]), prior_par[p, 0], prior_par[p, 1], prior_par[p, 2], sigma
+    )
+    logp += value + log_sigma
+    grad[p] = (g_sigma + slope) * sigma + 1.0
+    # SDs: L[i, j] = sd[i] * corr[i, j]
+    for i in range(q_total):
+        g_sd = 0.0
+        for j in range(q_total):
+            g_sd += g_chol[i, j] * corr[i, j]
+        row = p + 1 + i
+        value, slope = log_prior_and_slope(
+            int(prior_code[row]), prior_par[row, 0], prior_par[row, 1], prior_par[row, 2], sd[i]
+        )
+        logp += value + x[row]
+        grad[row] = (g_sd + slope) * sd[i] + 1.0
+    # correlations: chain rule through Stan's transform, LKJ density and Jacobian
+    for blk in range(n_blocks):
+        if not block_corr[blk]:
+            continue
+        c0, q = block_start[blk], block_q[blk]
+        adjoint = np.zeros((q, q))
+        for i in range(q):
+            for j in range(i + 1):
+                adjoint[i, j] = g_chol[c0 + i, c0 + j] * sd[c0 + i]
+        logp += _corr_reverse(
+            x, raw_offset + block_raw[blk], q, block_eta[blk], adjoint, grad, raw_offset + block_raw[blk]
+        )
+    return float(logp)

@@ -1,0 +1,225 @@
+"""Wrap the compiled marginal log-density (:mod:`hierlm.bayes.kernel`) as a nutpie model.
+
+The nutpie model stores, per draw, the same variables as the PyMC route
+(``fixef``, ``sigma``, ``sd_<block>``, ``cor_<block>``, ``corr_chol_<block>``)
+so everything after sampling is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierlm.bayes.build import BuiltModel
+from hierlm.bayes.groupstats import GroupStats
+from hierlm.bayes.kernel import FAMILY_CODES, marginal_logp_grad
+from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames
+from hierlm.bayes.priors import Prior
+
+__all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "compile_kernel_for_nutpie"]
+
+
+def _prior_row(prior: Prior) -> tuple[int, tuple[float, float, float]]:
+    """Family code and (a, b, c) parameters of a prior, in the kernel's convention."""
+    kw = prior.kwargs
+    family = prior.family
+    if family == "flat":
+        return FAMILY_CODES["flat"], (0.0, 0.0, 0.0)
+    if family == "normal":
+        return FAMILY_CODES["normal"], (kw["mu"], kw["sigma"], 0.0)
+    if family == "student_t":
+        return FAMILY_CODES["student_t"], (kw["nu"], kw["mu"], kw["sigma"])
+    if family == "half_student_t":
+        return FAMILY_CODES["half_student_t"], (kw["nu"], kw["sigma"], 0.0)
+    if family in ("half_normal", "half_cauchy"):
+        return FAMILY_CODES[family], (0.0, kw["sigma"], 0.0)
+    if family == "exponential":
+        return FAMILY_CODES["exponential"], (kw["lam"], 0.0, 0.0)
+    raise ValueError(f"prior family {family!r} has no kernel code")
+
+
+@dataclass(frozen=True, eq=False)
+class KernelLayout:
+    """Where each parameter sits in the unconstrained vector, and the packed priors."""
+
+    p: int
+    q_total: int
+    n_raw: int
+    prior_code: np.ndarray
+    prior_par: np.ndarray
+    block_start: np.ndarray
+    block_q: np.ndarray
+    block_corr: np.ndarray
+    block_raw: np.ndarray
+    block_eta: np.ndarray
+    names: list[BlockNames]
+
+    @property
+    def size(self) -> int:
+        """Length of the unconstrained vector."""
+        return self.p + 1 + self.q_total + self.n_raw
+
+
+def kernel_layout(built: BuiltModel) -> KernelLayout:
+    """Pack the priors and block structure of a marginal model for the kernel."""
+    design, priors = built.design, built.priors
+    rows = [_prior_row(priors.fixef(name)) for name in design.fixed_names]
+    rows.append(_prior_row(priors.sigma))
+    starts, widths, correlated, raw_at, etas = [], [], [], [], []
+    column, raw = 0, 0
+    for bn in built.names:
+        block = bn.block
+        rows += [_prior_row(priors.sd(bn.label, term)) for term in block.columns]
+        is_corr = block.correlated and block.q > 1
+        starts.append(column)
+        widths.append(block.q)
+        correlated.append(is_corr)
+        raw_at.append(raw)
+        etas.append(priors.cor(bn.label).param("eta") if is_corr else 1.0)
+        column += block.q
+        raw += block.q * (block.q - 1) // 2 if is_corr else 0
+    return KernelLayout(
+        p=design.p,
+        q_total=column,
+        n_raw=raw,
+        prior_code=np.array([code for code, _ in rows], dtype=np.int64),
+        prior_par=np.array([par for _, par in rows], dtype=float),
+        block_start=np.array(starts, dtype=np.int64),
+        block_q=np.array(widths, dtype=np.int64),
+        block_corr=np.array(correlated, dtype=np.bool_),
+        block_raw=np.array(raw_at, dtype=np.int64),
+        block_eta=np.array(etas, dtype=float),
+        names=built.names,
+    )
+
+
+def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Return ``x -> (log posterior, gradient)`` over the unconstrained vector."""
+    ztz = np.ascontiguousarray(stats.ztz)
+    ztx = np.ascontiguousarray(stats.ztx)
+    zty = np.ascontiguousarray(stats.zty)
+    xty = np.ascontiguousarray(stats.xty)
+    xtx = np.ascontiguousarray(stats.xtx)
+    yty, n_obs = float(stats.yty), float(stats.n)
+
+    def logp_and_grad(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
+        grad = np.empty(layout.size)
+        value = marginal_logp_grad(
+            x, grad, ztz, ztx, zty, yty, xty, xtx, n_obs, layout.prior_code, layout.prior_par,
+            layout.block_start, layout.block_q, layout.block_corr, layout.block_raw, layout.block_eta,
+        )  # fmt: skip
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            # outside the numerically representable region (e.g. exp(log sigma) underflow):
+            # a point of zero density, which the sampler treats as a divergence
+            return -np.inf, np.zeros_like(grad)
+        return float(value), grad
+
+    return logp_and_grad
+
+
+def _corr_cholesky_numpy(raw: np.ndarray, q: int) -> np.ndarray:
+    """Correlation Cholesky factor from raw coordinates (same transform as the kernel)."""
+    out = np.zeros((q, q))
+    out[0, 0] = 1.0
+    position = 0
+    for i in range(1, q):
+        sum_squares = 0.0
+        for j in range(i):
+            entry = np.tanh(raw[position]) * np.sqrt(1.0 - sum_squares)
+            out[i, j] = entry
+            sum_squares += entry * entry
+            position += 1
+        out[i, i] = np.sqrt(1.0 - sum_squares)
+    return out
+
+
+def expand_point(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:
+    """Constrained parameters (the stored variables) of one unconstrained point."""
+    p, q_total = layout.p, layout.q_total
+    out = {FIXEF: np.array(x[:p]), SIGMA: np.array(np.exp(x[p]))}
+    sd = np.exp(x[p + 1 : p + 1 + q_total])
+    raw = x[p + 1 + q_total :]
+    for k, bn in enumerate(layout.names):
+        start, q = int(layout.block_start[k]), int(layout.block_q[k])
+        out[bn.sd] = sd[start : start + q].copy()
+        if layout.block_corr[k]:
+            offset = int(layout.block_raw[k])
+            chol = _corr_cholesky_numpy(raw[offset : offset + q * (q - 1) // 2], q)
+            out[bn.corr_chol] = chol
+            out[bn.cor] = np.array([chol[i, : i + 1] @ chol[j, : i + 1] for i, j in bn.pairs])
+    return out
+
+
+def _start(built: BuiltModel, layout: KernelLayout) -> np.ndarray:
+    """Least-squares fixed effects, residual SD, half of it for every SD, zero correlations."""
+    X, y = np.asarray(built.design.X, float), np.asarray(built.design.y, float)
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ beta
+    sigma = float(np.sqrt(resid @ resid / max(len(y) - X.shape[1], 1))) or 1.0
+    return np.concatenate(
+        [beta, [np.log(sigma)], np.full(layout.q_total, np.log(sigma / 2)), np.zeros(layout.n_raw)]
+    )
+
+
+def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
+    """A nutpie model of a marginal ``BuiltModel`` that calls the compiled kernel.
+
+    Parameters
+    ----------
+    built : BuiltModel
+        Marginal formulation (``built.stats`` set).
+    var_names : list of str
+        Variables to store (see :func:`hierlm.bayes.sample.stored_variables`).
+
+    Returns
+    -------
+    nutpie compiled model
+        Ready for ``nutpie.sample``. Chains start at jittered least-squares
+        values (uniform jitter of +-1 on every unconstrained coordinate, as PyMC
+        does), seeded by nutpie's seed.
+    """
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    if built.stats is None:
+        raise ValueError("the kernel needs the marginal formulation's group statistics")
+    layout = kernel_layout(built)
+    logp = kernel_logp(built.stats, layout)
+    start = _start(built, layout)
+    logp(start)  # compile (or load from numba's cache) before sampling starts
+    example = expand_point(start, layout)
+    shapes = [tuple(np.shape(example[name])) for name in var_names]
+
+    def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, np.ndarray]]:
+        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
+            values = expand_point(x, layout)
+            return {name: values[name] for name in var_names}
+
+        return expand
+
+    def make_initial_point(seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return start + rng.uniform(-1.0, 1.0, size=start.size)
+
+    coords: dict[str, Any] = {FIXEF_DIM: pd.Index(list(built.design.fixed_names))}
+    dims: dict[str, tuple[str, ...]] = {FIXEF: (FIXEF_DIM,)}
+    for bn in built.names:
+        coords[bn.term_dim] = pd.Index(list(bn.block.columns))
+        dims[bn.sd] = (bn.term_dim,)
+        if bn.block.correlated and bn.block.q > 1:
+            coords[bn.pair_dim] = pd.Index(bn.coords()[bn.pair_dim])
+            dims[bn.cor] = (bn.pair_dim,)
+    return from_pyfunc(
+        ndim=layout.size,
+        make_logp_fn=lambda: logp,
+        make_expand_fn=make_expand_fn,
+        make_initial_point_fn=make_initial_point,
+        expanded_dtypes=[np.dtype("float64")] * len(var_names),
+        expanded_shapes=shapes,
+        expanded_names=list(var_names),
+        coords=coords,
+        dims={name: dims[name] for name in var_names if name in dims},
+    )
