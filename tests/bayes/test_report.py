@@ -20,7 +20,7 @@ def _row(text: str, label: str) -> list[str]:
     """Cells of the report line that starts with ``label``."""
     for line in text.splitlines():
         if line.startswith(label + " "):
-            return line[len(label):].split()
+            return line[len(label) :].split()
     raise AssertionError(f"no line for {label!r} in\n{text}")
 
 

@@ -18,7 +18,7 @@ def test_draws_know_their_chains(fit):
 
 def test_coef_adds_fixed_to_group_effects_per_draw(fit):
     posterior = fit.idata.posterior
-    beta = posterior["fixef"].values            # (chain, draw, term)
+    beta = posterior["fixef"].values  # (chain, draw, term)
     effects = posterior["ranef_Subject"].values  # (chain, draw, level, term)
     expected = (effects[..., 0] + beta[..., None, 0]).mean(axis=(0, 1))
     coef = fit.coef()
