@@ -14,13 +14,14 @@ _LAZY = {
     "compare": "hierlm.results.comparison",
     "compare_estimates": "hierlm.results.estimates",
     "Prior": "hierlm.bayes.priors",
+    "load_fit": "hierlm.io",
 }
 
 __all__ = ["Model", "RandomTerm", "datasets", "errors", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``anova``, ``compare``, ``compare_estimates`` and ``Prior`` on first use."""
+    """Import ``anova``, ``compare``, ``compare_estimates``, ``Prior`` and ``load_fit`` on first use."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hierlm' has no attribute {name!r}")

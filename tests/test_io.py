@@ -270,3 +270,13 @@ def test_bayesian_fit_round_trip(bayes_fits, method, tmp_path):
     first = json.loads((path / "hierlm.json").read_text())
     second = json.loads((again / "hierlm.json").read_text())
     assert first == second
+
+
+def test_fit_save_method_and_top_level_load_fit_round_trip(tmp_path):
+    import hierlm as hl
+
+    fit = hl.Model("Reaction ~ Days + (1 | Subject)", hl.datasets.load("sleepstudy")).fit(method="ml")
+    path = fit.save(tmp_path / "saved")
+    loaded = hl.load_fit(path)
+    assert loaded.loglik == fit.loglik
+    pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef())

@@ -13,6 +13,7 @@ package's import direction; the functions they forward to load on first use.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from hierlm.results.draws import FitDraws
@@ -57,3 +58,9 @@ class ResultMethods:
         from hierlm.results.ic import loo
 
         return loo(self, level=level, group=group)
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Save the fit to a folder (no pickle); read it back with :func:`hierlm.load_fit`."""
+        from hierlm.io import save_fit
+
+        return save_fit(self, path, overwrite=overwrite)
