@@ -67,7 +67,10 @@ def summarize_draws(draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame
     }
     if diagnostics:
         table["ess_bulk"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk")
-        table["ess_tail"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail", prob=prob)
+        # tail ESS: the smaller ESS of the 5% and 95% quantiles (Vehtari et al. 2021, as R's
+        # posterior package and hierlm.results.summary), whatever the interval probability
+        table["ess_tail"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail",
+                                           prob=(0.05, 0.95))
         table["r_hat"] = array_stats.rhat(draws, chain_axis=0, draw_axis=1)
         table["mcse_mean"] = array_stats.mcse(draws, chain_axis=0, draw_axis=1, method="mean")
     return pd.DataFrame(table)
