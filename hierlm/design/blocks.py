@@ -118,6 +118,21 @@ class Design:
         """Number of fixed-effect columns."""
         return int(self.X.shape[1])
 
+    def block_labels(self) -> list[str]:
+        """Label every block as lme4's ``VarCorr`` does: ``Subject``, ``Subject.1``, ...
+
+        The second, third ... block on one factor get ``.1``, ``.2`` ... appended
+        (``(Days || Subject)`` gives ``Subject`` and ``Subject.1``), so the labels
+        are distinct and in the design's block order.
+        """
+        seen: dict[str, int] = {}
+        labels = []
+        for block in self.blocks:
+            count = seen.get(block.group, 0)
+            labels.append(block.group if count == 0 else f"{block.group}.{count}")
+            seen[block.group] = count + 1
+        return labels
+
     def sparse_z(self) -> sp.csc_matrix:
         """Return the full Z = [Z_1 ... Z_k] as a sparse matrix (for tests and small problems)."""
         if not self.blocks:

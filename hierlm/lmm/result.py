@@ -7,7 +7,6 @@ so a fit of a million rows stays small.
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import cached_property
 from typing import Any
 
@@ -29,24 +28,9 @@ from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_cov
 from hierlm.results.draws import FitDraws
 from hierlm.results.methods import ResultMethods
 
-__all__ = ["LmmResult", "block_labels"]
+__all__ = ["LmmResult"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-def block_labels(design: Design) -> list[str]:
-    """Labels of the random-effect blocks as lme4's ``VarCorr`` names them.
-
-    The second, third ... block on one factor get ``.1``, ``.2`` ... appended
-    (``(Days || Subject)`` gives ``Subject`` and ``Subject.1``).
-    """
-    seen: Counter[str] = Counter()
-    labels = []
-    for block in design.blocks:
-        count = seen[block.group]
-        labels.append(block.group if count == 0 else f"{block.group}.{count}")
-        seen[block.group] += 1
-    return labels
 
 
 class LmmResult(ResultMethods):
@@ -250,7 +234,7 @@ class LmmResult(ResultMethods):
             (``sdcor`` the correlation); a final ``"Residual"`` row.
         """
         rows: list[dict[str, Any]] = []
-        for label, block, cov in zip(block_labels(self.design), self.design.blocks,
+        for label, block, cov in zip(self.design.block_labels(), self.design.blocks,
                                      self.covariances(), strict=True):
             sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
             for i, name in enumerate(block.columns):
@@ -312,7 +296,7 @@ class LmmResult(ResultMethods):
     def cond_var(self) -> dict[str, np.ndarray]:
         """Conditional covariance matrices of each block's effects, ``(n_levels, q, q)``."""
         assert self.solution.cond_var is not None
-        return dict(zip(block_labels(self.design), self.solution.cond_var, strict=True))
+        return dict(zip(self.design.block_labels(), self.solution.cond_var, strict=True))
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients: fixed effects plus the level's random effects (lme4's ``coef``).

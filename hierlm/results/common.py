@@ -15,7 +15,6 @@ compute the variance pieces that ICC and R² are made of:
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,25 +72,8 @@ def chains_of(draws: FitDraws) -> int:
 
 
 def block_labels(design: Design) -> list[str]:
-    """Label every block like lme4's ``VarCorr`` does: ``Subject``, ``Subject.1``, ...
-
-    Parameters
-    ----------
-    design : Design
-        The model's design.
-
-    Returns
-    -------
-    list of str
-        One label per block, in the design's block order, all distinct.
-    """
-    seen: Counter[str] = Counter()
-    labels = []
-    for block in design.blocks:
-        count = seen[block.group]
-        labels.append(block.group if count == 0 else f"{block.group}.{count}")
-        seen[block.group] += 1
-    return labels
+    """Label every block like lme4's ``VarCorr`` does; see :meth:`Design.block_labels`."""
+    return design.block_labels()
 
 
 def fixed_variance(draws: FitDraws, design: Design | None = None) -> np.ndarray:

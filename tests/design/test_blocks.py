@@ -108,3 +108,13 @@ def test_z_times_ones_counts_per_row(formula):
         zb = block.sparse_z().toarray()
         intercept_columns = zb[:, [i * block.q for i in range(block.n_levels)]]
         np.testing.assert_allclose(intercept_columns.sum(axis=1), 1.0)
+
+
+def test_block_labels_number_repeated_factors_as_lme4():
+    import hierlm as hl
+
+    sleep = hl.datasets.load("sleepstudy")
+    design = hl.Model("Reaction ~ Days + (Days || Subject)", sleep).design
+    assert design.block_labels() == ["Subject", "Subject.1"]
+    pastes = hl.Model("strength ~ 1 + (1 | batch/cask)", hl.datasets.load("Pastes")).design
+    assert pastes.block_labels() == ["batch:cask", "batch"]
