@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["group_effect_table", "plot_caterpillar", "plot_effects_qq", "normal_plotting_positions"]
 
+_MAX_LABELLED = 80  # levels named on the vertical axis at most
+
 
 def _conditional_sd(fit: Any, label: str, n_levels: int, q: int) -> np.ndarray:
     """Conditional SDs (n_levels, q) of a point fit's block, NaN when the fit has none."""
@@ -166,8 +168,10 @@ def plot_caterpillar(fit: object, group: str | None = None, terms: list[str] | N
         ax.set_xlabel(term if include_fixed else f"{term} effect")
         ax.set_title(label if label == group else f"{label}: {term}", fontsize="medium")
     ticks = np.arange(n_levels)
-    axes[0, 0].set_yticks(ticks, [str(level) for level in levels[order]] if n_levels <= 80
-                          else [""] * n_levels)
+    if n_levels <= _MAX_LABELLED:
+        axes[0, 0].set_yticks(ticks, [str(level) for level in levels[order]])
+    else:  # too many to name: the rows are ranks
+        axes[0, 0].set_yticks([])
     axes[0, 0].set_ylim(-0.8, n_levels - 0.2)
     axes[0, 0].set_ylabel(group)
     axes[0, 0].legend(loc="lower right", fontsize="small")

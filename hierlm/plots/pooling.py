@@ -6,7 +6,10 @@ partial-pooling estimate (the model's group-specific coefficient) and the
 complete-pooling estimate (the fixed effect).
 
 * One coefficient: one row per level, an arrow from the no-pooling to the
-  partial-pooling estimate, and a vertical line at complete pooling.
+  partial-pooling estimate, and a vertical line at complete pooling. With
+  many levels (more than 60) rows become unreadable, so the levels are
+  placed by their number of rows instead (log scale, vertical arrows): the
+  classic picture in which small groups are pulled furthest.
 * Two coefficients (a random intercept and slope): the coefficient plane, an
   arrow per level from its no-pooling to its partial-pooling point, the
   complete-pooling point, and contours of the population distribution
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_shrinkage", "shrinkage_wide"]
 
+_MAX_ROWS = 60
 _NO_POOLING: dict[str, Any] = {"marker": "o", "facecolors": "none", "edgecolors": "C0", "s": 28, "zorder": 3}
 _PARTIAL: dict[str, Any] = {"marker": "o", "color": "C1", "s": 24, "zorder": 4}
 
@@ -60,12 +64,12 @@ def shrinkage_wide(fit: object, group: str, complete: str = "fixed") -> pd.DataF
     -------
     pandas.DataFrame
         Indexed by level (in the factor's level order); columns are a
-        MultiIndex (quantity, coefficient) with quantities ``no_pooling``,
-        ``partial_pooling`` and ``complete_pooling``.
+        MultiIndex (quantity, coefficient) with quantities ``n`` (rows of
+        the level), ``no_pooling``, ``partial_pooling`` and ``complete_pooling``.
     """
     table = shrinkage(fit, group, complete=complete).table
     wide = table.pivot(index="level", columns="coefficient",
-                       values=["no_pooling", "partial_pooling", "complete_pooling"])
+                       values=["n", "no_pooling", "partial_pooling", "complete_pooling"])
     levels = list(dict.fromkeys(table["level"]))
     coefficients = list(dict.fromkeys(table["coefficient"]))
     return wide.reindex(index=levels).reindex(columns=coefficients, level=1)
@@ -111,7 +115,8 @@ def _choose(coefficients: str | Sequence[str] | None, available: list[str]) -> l
 
 def plot_shrinkage(fit: object, group: str, coefficients: str | Sequence[str] | None = None,
                    complete: str = "fixed", ellipse_probs: Sequence[float] = (0.5, 0.95),
-                   label_levels: bool | None = None, ax: Axes | None = None) -> Figure:
+                   label_levels: bool | None = None, by_size: bool | None = None,
+                   ax: Axes | None = None) -> Figure:
     """Plot no-pooling -> partial-pooling arrows for every level of a grouping factor.
 
     Parameters
@@ -130,6 +135,10 @@ def plot_shrinkage(fit: object, group: str, coefficients: str | Sequence[str] | 
     label_levels : bool, optional
         Write the level names next to the partial-pooling points in the plane
         (default when there are at most 30 levels).
+    by_size : bool, optional
+        One coefficient only: place levels by their number of rows (vertical
+        arrows) instead of one row per level; default when there are more
+        than 60 levels.
     ax : matplotlib.axes.Axes, optional
         Draw into this axes instead of a new figure.
 
@@ -147,6 +156,9 @@ def plot_shrinkage(fit: object, group: str, coefficients: str | Sequence[str] | 
     available = list(dict.fromkeys(wide.columns.get_level_values(1)))
     chosen = _choose(coefficients, available)
     if len(chosen) == 1:
+        place_by_size = len(wide) > _MAX_ROWS if by_size is None else by_size
+        if place_by_size:
+            return _plot_by_size(wide, group, chosen[0], complete, ax)
         return _plot_line(wide, group, chosen[0], complete, ax)
     return _plot_plane(draws, wide, group, chosen, complete, ellipse_probs, label_levels, ax)
 
@@ -171,11 +183,37 @@ def _plot_line(wide: pd.DataFrame, group: str, coefficient: str, complete: str,
               headwidth=4, headlength=5, zorder=2, label="shrinkage")
     ax.scatter(own[finite], rows[finite], label="no pooling (level's own fit)", **_NO_POOLING)
     ax.scatter(partial, rows, label="partial pooling (model)", **_PARTIAL)
-    ax.set_yticks(rows, [str(level) for level in levels] if len(levels) <= 60 else [""] * len(rows))
+    ax.set_yticks(rows, [str(level) for level in levels])
     ax.set_ylim(-0.8, len(levels) - 0.2)
     ax.set_xlabel(coefficient)
     ax.set_ylabel(group)
     ax.set_title(f"Shrinkage of {coefficient} by {group}")
+    ax.legend(loc="best", fontsize="small")
+    return figure
+
+
+def _plot_by_size(wide: pd.DataFrame, group: str, coefficient: str, complete: str,
+                  ax: Axes | None) -> Figure:
+    """One coefficient, many levels: x = rows per level (log scale), vertical arrows."""
+    size = wide[("n", coefficient)].to_numpy(dtype=float)
+    own = wide[("no_pooling", coefficient)].to_numpy(dtype=float)
+    partial = wide[("partial_pooling", coefficient)].to_numpy(dtype=float)
+    pooled = float(wide[("complete_pooling", coefficient)].iloc[0])
+    figure, ax = figure_of(ax, width=7.5, height=5.0)
+    finite = np.isfinite(own)
+    ax.axhline(pooled, color="0.35", linestyle="--", linewidth=1.2,
+               label=f"complete pooling ({'fixed effect' if complete == 'fixed' else 'pooled OLS'})")
+    ax.quiver(size[finite], own[finite], np.zeros(finite.sum()), partial[finite] - own[finite],
+              angles="xy", scale_units="xy", scale=1.0, color="0.45", width=0.0015, headwidth=3,
+              headlength=4, zorder=2, label="shrinkage")
+    ax.scatter(size[finite], own[finite], label="no pooling (level's own fit)",
+               **{**_NO_POOLING, "s": 10})
+    ax.scatter(size, partial, label="partial pooling (model)", **{**_PARTIAL, "s": 8})
+    if size.max() > 2 * size.min():
+        ax.set_xscale("log")
+    ax.set_xlabel(f"rows per level of {group}")
+    ax.set_ylabel(coefficient)
+    ax.set_title(f"Shrinkage of {coefficient} by {group} ({len(wide)} levels)")
     ax.legend(loc="best", fontsize="small")
     return figure
 

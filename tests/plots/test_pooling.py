@@ -97,3 +97,19 @@ def test_bad_requests_say_what_is_available(sleep_reml):
         plot_shrinkage(sleep_reml, "Subject", coefficients="Weeks")
     with pytest.raises(InputTypeError, match="one or two"):
         plot_shrinkage(sleep_reml, "Subject", coefficients=[])
+
+
+def test_many_levels_are_placed_by_their_size():
+    data = hl.datasets.load("InstEval").iloc[:6000]
+    fit = hl.Model("y ~ service + (1 | d)", data).fit(method="reml")
+    table = shrinkage(fit, "d").table
+    figure = plot_shrinkage(fit, "d")
+    ax = figure.axes[0]
+    (arrows,) = quivers(ax)
+    finite = table["no_pooling"].notna().to_numpy()
+    assert len(table) > 60 and arrows.N == finite.sum()
+    np.testing.assert_allclose(arrows.X, table["n"].to_numpy()[finite])
+    np.testing.assert_allclose(arrows.U, 0.0)
+    np.testing.assert_allclose(arrows.Y + arrows.V, table["partial_pooling"].to_numpy()[finite])
+    assert ax.get_xlabel() == "rows per level of d" and ax.get_xscale() == "log"
+    assert quivers(plot_shrinkage(fit, "d", by_size=False).axes[0])[0].V.max() == 0.0
