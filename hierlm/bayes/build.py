@@ -10,14 +10,10 @@ other families) uses the full, non-centred formulation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pymc as pm
-
-from hierlm.bayes.full import build_full_model
-from hierlm.bayes.groupstats import GroupStats
-from hierlm.bayes.marginal import build_marginal_model, can_marginalize
+from hierlm.bayes.groupstats import GroupStats, group_stats, shared_group
 from hierlm.bayes.naming import BlockNames, block_names
 from hierlm.bayes.priors import PriorTable, resolve_priors
 from hierlm.design.blocks import Design
@@ -35,14 +31,16 @@ Formulation = Literal["auto", "full", "marginal"]
 FORMULATIONS = ("auto", "full", "marginal")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class BuiltModel:
-    """A PyMC model together with what is needed to interpret its draws.
+    """A model ready to sample, with what is needed to interpret its draws.
+
+    The PyMC model is built on first access of :attr:`pymc_model` (importing
+    PyMC costs about half a second, and the default sampler of the marginal
+    formulation does not need it).
 
     Attributes
     ----------
-    pymc_model : pymc.Model
-        The model.
     formulation : str
         ``"full"`` or ``"marginal"``.
     design : Design
@@ -55,12 +53,26 @@ class BuiltModel:
         Per-level cross-products (marginal formulation only).
     """
 
-    pymc_model: pm.Model
     formulation: str
     design: Design
     priors: PriorTable
     names: list[BlockNames]
     stats: GroupStats | None
+    _pymc_model: Any = field(default=None, repr=False)
+
+    @property
+    def pymc_model(self) -> Any:
+        """The PyMC model (``pymc.Model``) of this formulation, built once."""
+        if self._pymc_model is None:
+            if self.formulation == "marginal":
+                from hierlm.bayes.marginal import build_marginal_model
+
+                self._pymc_model, _ = build_marginal_model(self.design, self.priors, self.stats)
+            else:
+                from hierlm.bayes.full import build_full_model
+
+                self._pymc_model = build_full_model(self.design, self.priors)
+        return self._pymc_model
 
 
 def choose_formulation(design: Design, formulation: str = "auto", family: str = "gaussian") -> str:
@@ -87,7 +99,7 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
     """
     if formulation not in FORMULATIONS:
         raise FitError(f"formulation={formulation!r}; choose one of {', '.join(FORMULATIONS)}")
-    marginal_ok = can_marginalize(design, family)
+    marginal_ok = family == "gaussian" and shared_group(design) is not None
     if formulation == "marginal" and not marginal_ok:
         groups = sorted({b.group for b in design.blocks})
         reason = (
@@ -163,7 +175,5 @@ def build_model(model: Any, priors: Any = None, formulation: str = "auto") -> Bu
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
     chosen = choose_formulation(design, formulation, family)
     names = block_names(design)
-    if chosen == "marginal":
-        pymc_model, stats = build_marginal_model(design, prior_table)
-        return BuiltModel(pymc_model, "marginal", design, prior_table, names, stats)
-    return BuiltModel(build_full_model(design, prior_table), "full", design, prior_table, names, None)
+    stats = group_stats(design) if chosen == "marginal" else None
+    return BuiltModel(chosen, design, prior_table, names, stats)

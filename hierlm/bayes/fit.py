@@ -11,7 +11,7 @@ from hierlm.bayes.build import build_model, design_and_priors
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
 from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.bayes.posterior import assemble_datatree
-from hierlm.bayes.result import BayesResult
+from hierlm.bayes.result import BayesResult, DeferredModel
 from hierlm.bayes.sample import (
     SamplerSettings,
     available_samplers,
@@ -161,7 +161,7 @@ def fit_bayes(
     }
     return BayesResult(
         idata=idata,
-        pymc_model=built.pymc_model,
+        pymc_model=DeferredModel(lambda: built.pymc_model),
         formulation=built.formulation,
         sampler=settings.sampler,
         method="nuts",

@@ -16,19 +16,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from hierlm.bayes.naming import OBS_DIM
+from hierlm.bayes.naming import OBS_DIM, observation_coords
 from hierlm.bayes.parameters import add_parameters, model_coords
 from hierlm.bayes.priors import PriorTable
 from hierlm.design.blocks import Design
 
-__all__ = ["build_full_model", "observation_coords"]
-
-
-def observation_coords(design: Design) -> list[object]:
-    """Labels of the observations: the data frame's row index when known, else 0..n-1."""
-    if design.row_index is not None and len(design.row_index) == design.n:
-        return list(np.asarray(design.row_index))
-    return list(range(design.n))
+__all__ = ["build_full_model", "observation_coords"]  # observation_coords re-exported
 
 
 def build_full_model(design: Design, priors: PriorTable) -> pm.Model:

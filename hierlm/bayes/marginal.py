@@ -236,7 +236,9 @@ def marginal_loglik(
     return -0.5 * ((stats.n - p) * pt.log(two_pi_sigma2) + pt.sum(logdet) + logdet_x + pwrss / sigma**2)
 
 
-def build_marginal_model(design: Design, priors: PriorTable) -> tuple[pm.Model, GroupStats]:
+def build_marginal_model(
+    design: Design, priors: PriorTable, stats: GroupStats | None = None
+) -> tuple[pm.Model, GroupStats]:
     """Build the marginal PyMC model (group effects integrated out).
 
     Parameters
@@ -245,6 +247,8 @@ def build_marginal_model(design: Design, priors: PriorTable) -> tuple[pm.Model, 
         A Gaussian design whose blocks share one grouping factor.
     priors : PriorTable
         Resolved priors.
+    stats : GroupStats, optional
+        Cross-products of ``design`` if already computed.
 
     Returns
     -------
@@ -266,7 +270,7 @@ def build_marginal_model(design: Design, priors: PriorTable) -> tuple[pm.Model, 
             "the marginal formulation needs every random-effect block on one grouping factor; "
             "use formulation='full'"
         )
-    stats = group_stats(design)
+    stats = group_stats(design) if stats is None else stats
     with pm.Model(coords=model_coords(design)) as model:
         params = add_parameters(design, priors)
         chol = stack_block_chols(params.chols, stats.block_slices)

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from hierlm.design.blocks import Design, RandomBlock
 
 __all__ = [
@@ -37,12 +39,20 @@ __all__ = [
     "BlockNames",
     "block_names",
     "pair_label",
+    "observation_coords",
 ]
 
 FIXEF = "fixef"
 SIGMA = "sigma"
 OBS_DIM = "obs"
 FIXEF_DIM = "fixef_term"
+
+
+def observation_coords(design: Design) -> list[object]:
+    """Labels of the observations: the data frame's row index when known, else 0..n-1."""
+    if design.row_index is not None and len(design.row_index) == design.n:
+        return list(np.asarray(design.row_index))
+    return list(range(design.n))
 
 
 def pair_label(term1: str, term2: str) -> str:

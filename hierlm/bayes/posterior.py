@@ -30,9 +30,8 @@ from hierlm.bayes.conditional import (
     pointwise_loglik,
     stack_cholesky,
 )
-from hierlm.bayes.full import observation_coords
 from hierlm.bayes.groupstats import group_stats, shared_group
-from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames
+from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames, observation_coords
 from hierlm.bayes.sample import RawSample
 from hierlm.errors import HierlmWarning
 

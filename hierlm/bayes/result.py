@@ -20,6 +20,7 @@ column is ``estimate`` (and ``std_error`` for fixed effects).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from hierlm.design.blocks import Design
 from hierlm.results.draws import FitDraws
 from hierlm.results.methods import ResultMethods
 
-__all__ = ["BayesResult", "summarize_draws"]
+__all__ = ["BayesResult", "DeferredModel", "summarize_draws"]
 
 
 def summarize_draws(draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame:
@@ -322,3 +323,37 @@ class BayesResult(ResultMethods):
             f"<BayesResult method={self.method} formulation={self.formulation} "
             f"sampler={self.sampler}: {what}, {self.timing.get('total', float('nan')):.1f} s>"
         )
+
+
+class DeferredModel:
+    """Stands in for a PyMC model until it is first needed (see ``BayesResult.pymc_model``).
+
+    Parameters
+    ----------
+    build : callable
+        Zero-argument function that returns the ``pymc.Model``.
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+
+
+def _get_pymc_model(result: BayesResult) -> Any:
+    value = result.__dict__.get("_pymc_model")
+    if isinstance(value, DeferredModel):
+        value = value.build()
+        result.__dict__["_pymc_model"] = value
+    return value
+
+
+def _set_pymc_model(result: BayesResult, value: Any) -> None:
+    result.__dict__["_pymc_model"] = value
+
+
+# The PyMC model of a NUTS fit is built on first access: the default sampler of the
+# marginal formulation does not need PyMC, whose import costs about half a second.
+setattr(  # noqa: B010 - a property over the dataclass field keeps the constructor unchanged
+    BayesResult,
+    "pymc_model",
+    property(_get_pymc_model, _set_pymc_model, doc="The PyMC model (``pymc.Model``; None for MAP)."),
+)

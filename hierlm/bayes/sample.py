@@ -232,14 +232,14 @@ def _common_stats(stats: Any, max_treedepth: int) -> dict[str, np.ndarray]:
 def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) -> RawSample:
     import nutpie
 
-    from hierlm.bayes.nutpie_adapter import compile_for_nutpie
-
     start = time.perf_counter()
     if settings.backend == "kernel":
         from hierlm.bayes.kernel_model import compile_kernel_for_nutpie
 
         compiled = compile_kernel_for_nutpie(built, names)
     else:
+        from hierlm.bayes.nutpie_adapter import compile_for_nutpie
+
         compiled = compile_for_nutpie(built.pymc_model, names, mode=settings.backend.upper())
     compiled_at = time.perf_counter()
     trace = nutpie.sample(
