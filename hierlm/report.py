@@ -3,14 +3,17 @@
 :func:`write_report` writes into one folder:
 
 * ``report.html``: model and data description, the fit's own summary, the
-  summary tables (fixed effects, variance components, ICC, R², shrinkage,
-  and for posterior fits a parameter summary with convergence diagnostics)
+  summary tables (fixed effects, variance components, ICC, R², shrinkage;
+  for bare posterior draws a parameter summary with convergence diagnostics)
   and the main figures of :mod:`hierlm.plots`, embedded as base64 PNG images,
   so the page needs no other file and no network;
-* the fit: a Bayesian fit's ``idata`` (an ArviZ ``DataTree``) as netCDF
-  (``fit.nc``, via h5netcdf); an ML/REML fit's tables as CSV (``fixef.csv``,
-  ``varcorr.csv``, ``ranef.csv``, ``parameters.csv``) and its fit record as
-  JSON (``fit.json``);
+* the fit: the folder ``fit/`` written by :func:`hierlm.io.save_fit`
+  (reload it with ``hl.load_fit(out_dir / "fit")``), which holds a Bayesian
+  fit's ``idata`` (an ArviZ ``DataTree``) as netCDF (``fit/idata.nc``, via
+  h5netcdf); for an ML/REML fit also its tables as CSV (``fixef.csv``,
+  ``varcorr.csv``, ``ranef.csv``, ``parameters.csv``) and its estimates and
+  optimiser record as JSON (``fit.json``). Bare posterior draws without a
+  Model are written as ``fit.nc`` (their main parameters);
 * a copy of the model card (or, for a card assembled on the command line, a
   TOML rendering of it).
 
@@ -59,8 +62,9 @@ class ReportFiles:
     card : Path
         The copy of the model card.
     fit : tuple of Path
-        The saved fit: ``fit.nc`` for posterior fits; CSV tables and
-        ``fit.json`` for point fits.
+        The saved fit: the ``fit/`` folder (and ``fit/idata.nc`` for
+        Bayesian fits); CSV tables and ``fit.json`` for point fits;
+        ``fit.nc`` for bare posterior draws.
     """
 
     html: Path
@@ -159,7 +163,7 @@ def _tables(fit: Any, draws: FitDraws) -> list[tuple[str, str]]:
     varcorr = _call_table(fit, "varcorr")
     if varcorr is not None:
         out.append(("Variance components", _table_html(varcorr, index=False)))
-    if not draws.point:
+    if not draws.point and (fixef is None or varcorr is None):
         labels, values = parameter_draws(draws)
         summary = summarize(values, chains=chains_of(draws))
         out.append(("Posterior summary and convergence diagnostics",
@@ -220,6 +224,7 @@ table.table th, table.table td { padding: 0.25em 0.7em; text-align: right; borde
 table.table th { background: #f3f3f3; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+nav { margin: 0.8em 0; } nav a { color: #1f5fa8; }
 figcaption { font-weight: 600; margin-bottom: 0.4em; } .skipped { color: #666; }
 .tables { display: flex; flex-wrap: wrap; column-gap: 2.5em; align-items: flex-start; }
 .tables section { max-width: 100%; overflow-x: auto; } .tables ul { max-width: 60em; }
@@ -235,20 +240,23 @@ def _page(title: str, meta: list[tuple[str, str]], summary_text: str | None, car
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>", f'<table class="meta">{rows}</table>',
+        '<nav>' + (' <a href="#summary">Fit summary</a> ·' if summary_text else "")
+        + ' <a href="#tables">Tables</a> · <a href="#figures">Figures</a> · <a href="#card">Model card</a>'
+        + "</nav>",
     ]
     if summary_text:
-        parts += ["<h2>Fit summary</h2>", f"<pre>{html.escape(summary_text)}</pre>"]
-    parts.append('<h2>Tables</h2><div class="tables">')
+        parts += ['<h2 id="summary">Fit summary</h2>', f"<pre>{html.escape(summary_text)}</pre>"]
+    parts.append('<h2 id="tables">Tables</h2><div class="tables">')
     for heading, content in tables:
         parts.append(f"<section><h3>{html.escape(heading)}</h3>{content}</section>")
     parts.append("</div>")
-    parts.append("<h2>Figures</h2>")
+    parts.append('<h2 id="figures">Figures</h2>')
     for caption, image in figures:
         parts.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>{image}</figure>")
     if skipped:
         items = "".join(f"<li>{html.escape(c)}: {html.escape(r)}</li>" for c, r in skipped)
         parts.append(f'<p class="skipped">Not shown:</p><ul class="skipped">{items}</ul>')
-    parts += ["<h2>Model card</h2>", f"<pre>{html.escape(card_text)}</pre>", "</body></html>"]
+    parts += ['<h2 id="card">Model card</h2>', f"<pre>{html.escape(card_text)}</pre>", "</body></html>"]
     return "\n".join(parts)
 
 
@@ -277,19 +285,23 @@ def _card_text(card: Any) -> str:
 
 
 def _write_fit(fit: Any, draws: FitDraws, out: Path) -> tuple[Path, ...]:
-    """Save the fit: netCDF for posterior fits, CSV tables and JSON for point fits."""
-    import xarray as xr
-
+    """Save the fit: a reloadable fit folder when the fit has a Model, plus readable tables."""
+    from hierlm.io import save_fit
     from hierlm.plots.common import posterior_tree
     from hierlm.results.estimates import parameter_draws
 
-    idata = getattr(fit, "idata", None)
-    if isinstance(idata, xr.DataTree) or not draws.point:
-        tree = idata if isinstance(idata, xr.DataTree) else posterior_tree(draws)
+    written: list[Path] = []
+    if getattr(fit, "model", None) is not None and not isinstance(fit, FitDraws):
+        folder = save_fit(fit, out / "fit", overwrite=True)
+        written.append(folder)
+        if (folder / "idata.nc").is_file():
+            written.append(folder / "idata.nc")
+    elif not draws.point:
         path = out / "fit.nc"
-        tree.to_netcdf(path, engine="h5netcdf")
-        return (path,)
-    written = []
+        posterior_tree(draws).to_netcdf(path, engine="h5netcdf")
+        written.append(path)
+    if not draws.point:
+        return tuple(written)
     for name, index in (("fixef", True), ("varcorr", False), ("ranef", False)):
         table = _call_table(fit, name)
         if table is not None:
@@ -297,9 +309,8 @@ def _write_fit(fit: Any, draws: FitDraws, out: Path) -> tuple[Path, ...]:
             table.to_csv(path, index=index)
             written.append(path)
     labels, values = parameter_draws(draws)
-    parameters = labels.assign(estimate=values[0])
     path = out / "parameters.csv"
-    parameters.to_csv(path, index=False)
+    labels.assign(estimate=values[0]).to_csv(path, index=False)
     written.append(path)
     path = out / "fit.json"
     path.write_text(json.dumps(_fit_facts(fit), indent=2, default=str) + "\n")

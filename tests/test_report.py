@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import tomllib
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,7 @@ import pytest
 
 import hierlm as hl
 from hierlm.cards import ModelCard, load_card
-from hierlm.errors import InputTypeError
+from hierlm.errors import InputTypeError, SamplingWarning
 from hierlm.report import write_report
 
 matplotlib.use("Agg")
@@ -61,7 +62,7 @@ def test_reml_report_embeds_the_point_fit_figures(reml_report):
     import base64
     assert all(base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
     # self-contained: nothing is fetched from elsewhere
-    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # only data: URIs and in-page anchors
     assert "<link" not in page and "<script" not in page
 
 
@@ -71,7 +72,9 @@ def test_reml_report_tables_and_saved_fit(reml_report, reml_fit):
         assert f"<h3>{heading}</h3>" in page
     assert "251.4" in page and "REML criterion at convergence: 1743.6" in page
     names = sorted(path.name for path in reml_report.fit)
-    assert names == ["fit.json", "fixef.csv", "parameters.csv", "ranef.csv", "varcorr.csv"]
+    assert names == ["fit", "fit.json", "fixef.csv", "parameters.csv", "ranef.csv", "varcorr.csv"]
+    reloaded = hl.load_fit(reml_report.html.parent / "fit")
+    np.testing.assert_allclose(reloaded.fixef()["estimate"], reml_fit.fixef()["estimate"])
     fixef = pd.read_csv(reml_report.html.parent / "fixef.csv", index_col=0)
     np.testing.assert_allclose(fixef["estimate"], reml_fit.fixef()["estimate"])
     ranef = pd.read_csv(reml_report.html.parent / "ranef.csv")
@@ -129,28 +132,68 @@ def test_bad_card(reml_fit, tmp_path):
         write_report(reml_fit, {"formula": "y ~ x"}, tmp_path)
 
 
+@pytest.fixture(scope="module")
+def nuts_report(card, tmp_path_factory):
+    import hierlm.bayes
+
+    if not hasattr(hierlm.bayes, "fit_bayes"):
+        pytest.skip("the Bayesian engine (hierlm.bayes.fit_bayes) is not there yet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # short chains on purpose
+        fit = hl.Model(card.formula, card.data).fit(method="nuts", chains=2, draws=100, tune=100,
+                                                    random_seed=2)
+    return fit, write_report(fit, card, tmp_path_factory.mktemp("nuts"))
+
+
+@pytest.mark.slow
+def test_nuts_report_saves_the_idata_and_shows_every_figure(nuts_report):
+    import xarray as xr
+
+    fit, files = nuts_report
+    page = files.html.read_text()
+    captions = CAPTION.findall(page)
+    assert len(captions) == 11 and len(IMAGE.findall(page)) == 11
+    assert "Trajectories over Days" in captions and "Rank plots" in captions
+    assert "Not shown:" not in page
+    folder, idata_path = files.fit
+    assert folder.name == "fit" and idata_path == folder / "idata.nc"
+    saved = xr.open_datatree(idata_path, engine="h5netcdf")
+    np.testing.assert_array_equal(saved["posterior"]["fixef"].values, fit.idata["posterior"]["fixef"].values)
+    reloaded = hl.load_fit(folder)
+    np.testing.assert_allclose(reloaded.fixef()["mean"], fit.fixef()["mean"])
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_report_renders_in_headless_chromium(posterior_report, tmp_path):
-    _, files = posterior_report
-    screenshot = tmp_path / "report.png"
+def _screenshot(page: Path, target: Path, height: int) -> np.ndarray:
+    """Render ``page`` in headless Chromium at 1200 x ``height`` pixels and return the pixels."""
     profile = tempfile.mkdtemp()
     try:
         subprocess.run(
             [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", f"--screenshot={screenshot}", "--window-size=1200,2000",
-             files.html.resolve().as_uri()],
+             f"--user-data-dir={profile}", f"--screenshot={target}", f"--window-size=1200,{height}",
+             page.resolve().as_uri()],
             check=True, capture_output=True, timeout=120)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
-    pixels = matplotlib.image.imread(screenshot)
-    assert pixels.shape[:2] == (2000, 1200)
-    # a rendered page, not a blank one: dark text on a light background, and some colour
-    grey = pixels[..., :3].mean(axis=2)
-    assert (grey < 0.3).mean() > 0.005 and (grey > 0.9).mean() > 0.5
-    assert np.abs(pixels[..., 0] - pixels[..., 2]).max() > 0.2
+    return matplotlib.image.imread(target)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(nuts_report, tmp_path):
+    _, files = nuts_report
+    top = _screenshot(files.html, tmp_path / "top.png", 2000)
+    assert top.shape[:2] == (2000, 1200)
+    grey = top[..., :3].mean(axis=2)
+    # dark text on a white page, and the light grey of the styled summary block and table headers
+    assert (grey < 0.3).mean() > 0.005 and (grey > 0.99).mean() > 0.5
+    assert ((grey > 0.94) & (grey < 0.975)).mean() > 0.01
+    # the whole page: the embedded PNG figures decode and show in colour
+    whole = _screenshot(files.html, tmp_path / "whole.png", 12000)
+    colour = np.abs(whole[..., 0] - whole[..., 2]) > 0.3
+    assert colour.mean() > 0.002
+    assert colour[:2000].mean() < colour[2000:].mean()  # figures come after the tables

@@ -171,6 +171,9 @@ def _parameter_names(tree: xr.DataTree, var_names: list[str] | None) -> list[str
 def plot_trace(fit: object, var_names: list[str] | None = None, chains: int | None = None) -> Figure:
     """Trace and marginal density per chain of the main parameters (ArviZ ``plot_trace_dist``).
 
+    Every scalar parameter (each fixed effect, SD, correlation) gets its own
+    row, since their scales differ by orders of magnitude.
+
     Parameters
     ----------
     fit : fit result or FitDraws
@@ -194,7 +197,7 @@ def plot_trace(fit: object, var_names: list[str] | None = None, chains: int | No
 
     tree = main_parameter_tree(fit, chains)
     collection = plot_trace_dist(tree, var_names=_parameter_names(tree, var_names), backend="matplotlib",
-                                 compact=True)
+                                 compact=False)
     return finish_arviz_figure(detach_figure(collection), "Traces and densities per chain",
                                panel_width=6.0, panel_height=1.8)
 

@@ -7,6 +7,7 @@ use real NUTS fits.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 import hierlm as hl
+from hierlm.errors import SamplingWarning
 
 from .helpers import pseudo_posterior
 
@@ -65,4 +67,6 @@ def penicillin_posterior(penicillin_reml):
 @pytest.fixture(scope="session")
 def sleep_nuts(sleep_model):
     """A short NUTS fit (slow tests only)."""
-    return sleep_model.fit(method="nuts", chains=2, draws=100, tune=100, random_seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # short chains on purpose
+        return sleep_model.fit(method="nuts", chains=2, draws=100, tune=100, random_seed=1)

@@ -48,11 +48,13 @@ def test_ppc_draws_one_density_per_replicate_plus_the_data(sleep_posterior):
 
 def test_trace_and_rank_cover_every_main_parameter(sleep_posterior):
     trace = plot_trace(sleep_posterior)
-    labels = {ax.get_ylabel() for ax in trace.axes if ax.get_xlabel() == "Draw"}
-    assert labels == {"fixef", "sigma", "sd_Subject", "cor_Subject"}
-    # compact trace: one line per chain and coordinate (2 chains x 2 fixed effects)
-    (fixef_trace,) = [ax for ax in trace.axes if ax.get_ylabel() == "fixef"]
-    assert len(fixef_trace.lines) == 4
+    labels = [ax.get_ylabel() for ax in trace.axes if ax.get_xlabel() == "Draw"]
+    assert labels == ["fixef\nIntercept", "fixef\nDays", "sigma", "sd_Subject\nIntercept",
+                      "sd_Subject\nDays", "cor_Subject\nIntercept,Days"]
+    # one trace per chain in every panel, and it is the chain's draws
+    (days_trace,) = [ax for ax in trace.axes if ax.get_ylabel() == "fixef\nDays"]
+    assert len(days_trace.lines) == 2
+    np.testing.assert_allclose(days_trace.lines[1].get_ydata(), sleep_posterior.beta[100:, 1])
     rank = plot_rank(sleep_posterior)
     titles = [ax.get_title() for ax in visible_axes(rank)]
     assert titles == ["fixef\nIntercept", "fixef\nDays", "sigma", "sd_Subject\nIntercept",

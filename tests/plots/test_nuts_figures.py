@@ -47,6 +47,9 @@ def test_every_posterior_figure(sleep_nuts, sleep_model):
     assert len(visible_axes(plot_correlations(sleep_nuts))) == 1
     assert len(visible_axes(plot_ppc(sleep_nuts, n_draws=40))[0].lines) == 41
     trace = plot_trace(sleep_nuts)
-    (fixef_trace,) = [ax for ax in trace.axes if ax.get_ylabel() == "fixef" and ax.get_xlabel() == "Draw"]
-    assert len(fixef_trace.lines) == 4  # 2 chains x 2 fixed effects
+    (days_trace,) = [ax for ax in trace.axes
+                     if ax.get_ylabel() == "fixef\nDays" and ax.get_xlabel() == "Draw"]
+    assert len(days_trace.lines) == 2  # one per chain
+    np.testing.assert_allclose(days_trace.lines[0].get_ydata(),
+                               sleep_nuts.idata["posterior"]["fixef"].sel(fixef_term="Days").values[0])
     assert len(visible_axes(plot_rank(sleep_nuts))) == 6
