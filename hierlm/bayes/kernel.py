@@ -152,7 +152,11 @@ def marginal_logp_grad(
     block_raw: np.ndarray,
     block_eta: np.ndarray,
 ) -> float:  # pragma: no cover - compiled; tested against the PyMC model
-    """Log-posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``."""
+    """Log-posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``.
+
+    Returns ``-inf`` where the density or its gradient is not finite
+    (numerical underflow or overflow far out in the tails).
+    """
     n_groups, q_total = zty.shape
     p = xty.shape[0]
     beta = x[:p]
@@ -328,4 +332,7 @@ def marginal_logp_grad(
         logp += _corr_reverse(
             x, raw_offset + block_raw[blk], q, block_eta[blk], adjoint, grad, raw_offset + block_raw[blk]
         )
-    return float(logp)
+    for k in range(grad.shape[0]):
+        if not math.isfinite(grad[k]):
+            return -math.inf
+    return float(logp) if math.isfinite(logp) else -math.inf

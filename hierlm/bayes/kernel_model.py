@@ -112,11 +112,11 @@ def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[[np.ndarray
             x, grad, ztz, ztx, zty, yty, xty, xtx, n_obs, layout.prior_code, layout.prior_par,
             layout.block_start, layout.block_q, layout.block_corr, layout.block_raw, layout.block_eta,
         )  # fmt: skip
-        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+        if value == -np.inf:
             # outside the numerically representable region (e.g. exp(log sigma) underflow):
             # a point of zero density, which the sampler treats as a divergence
-            return -np.inf, np.zeros_like(grad)
-        return float(value), grad
+            return value, np.zeros_like(grad)
+        return value, grad
 
     return logp_and_grad
 
