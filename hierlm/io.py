@@ -385,13 +385,13 @@ def _bayes_restore(model: Any, state: dict[str, Any], idata_path: Path) -> Any:
     from hierlm.bayes.diagnostics import DiagnosticReport
     from hierlm.bayes.naming import block_names
     from hierlm.bayes.priors import PriorRow, PriorTable
-    from hierlm.bayes.result import BayesResult
+    from hierlm.bayes.result import BayesResult, DeferredModel
 
     priors = PriorTable(tuple(PriorRow(**row) for row in state["priors"]))
     with xr.open_datatree(idata_path, engine="h5netcdf") as stored:
         idata = stored.load()
-    # The PyMC model is code, not data: rebuild it (NUTS fits carry it; MAP fits do not).
-    pymc_model = (build_model(model, priors, state["formulation"]).pymc_model
+    # The PyMC model is code, not data: rebuilt on first use (NUTS fits carry it; MAP fits do not).
+    pymc_model = (DeferredModel(lambda: build_model(model, priors, state["formulation"]).pymc_model)
                   if state["method"] == "nuts" else None)
     diagnostics = (None if state["diagnostics"] is None
                    else DiagnosticReport(**state["diagnostics"]))
