@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tune", type=int, help="tuning steps per chain (nuts)")
     fit.add_argument("--chains", type=int, help="number of chains (nuts)")
     fit.add_argument("--seed", type=int, dest="random_seed", help="random seed (nuts)")
+    fit.add_argument("--report", metavar="DIR",
+                     help="also write an HTML report, the saved fit and the model card to DIR")
     return parser
 
 
@@ -79,6 +81,12 @@ def run_fit(args: argparse.Namespace) -> int:
     print(f"# {card.name}: {card.description}".rstrip(": ") if card.description else f"# {card.name}")
     print(fit.summary())
     print(f"\n({method} fit in {elapsed:.2f} s)")
+    if args.report:
+        from hierlm.report import write_report
+
+        files = write_report(fit, card, args.report)
+        print(f"Report: {files.html}\nCard:   {files.card}")
+        print("Fit:    " + ", ".join(str(path) for path in files.fit))
     return 0
 
 
