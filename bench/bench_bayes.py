@@ -97,7 +97,8 @@ s <- summarise_draws(as_draws_df(fit), "ess_bulk")
 keep <- c("b_Intercept", "b_Days", "sd_Subject__Intercept", "sd_Subject__Days",
           "cor_Subject__Intercept__Days", "sigma")
 s <- s[s$variable %in% keep, ]
-cat("RESULT{{\"ess\": {{", paste0('"', s$variable, '": ', as.numeric(s$ess_bulk), collapse = ", "), "}}}}\n", sep = "")
+pairs <- paste0('"', s$variable, '": ', as.numeric(s$ess_bulk), collapse = ", ")
+cat("RESULT{{\"ess\": {{", pairs, "}}}}\n", sep = "")
 """
 
 SCALE_CHILD = """
