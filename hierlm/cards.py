@@ -37,7 +37,7 @@ import pandas as pd
 from hierlm import datasets
 from hierlm.errors import DataError, InputTypeError
 
-__all__ = ["ModelCard", "load_card", "read_csv_data"]
+__all__ = ["ModelCard", "load_card", "read_csv_data", "find_data_file"]
 
 _FIT_KEYS = {"method", "draws", "tune", "chains", "random_seed", "sampler", "formulation",
              "target_accept", "reml"}
@@ -86,7 +86,7 @@ def read_csv_data(path: str | Path, categorical: list[str] | None = None,
     base : Path, optional
         Folder to resolve relative paths against.
     """
-    resolved = _resolve(Path(path), base)
+    resolved = find_data_file(path, base)
     frame = pd.read_csv(resolved)
     for name in categorical or []:
         if name not in frame.columns:
@@ -97,8 +97,9 @@ def read_csv_data(path: str | Path, categorical: list[str] | None = None,
     return frame
 
 
-def _resolve(path: Path, base: Path | None) -> Path:
-    """Find a data file next to the card, as given, or in HIERLM_DATA_PATH."""
+def find_data_file(path: str | Path, base: Path | None = None) -> Path:
+    """Find a data file: as given, next to ``base`` or the working folder, or by name in HIERLM_DATA_PATH."""
+    path = Path(path)
     candidates = [path] if path.is_absolute() else [(base or Path.cwd()) / path, Path.cwd() / path]
     for folder in os.environ.get("HIERLM_DATA_PATH", "").split(os.pathsep):
         if folder:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 import hierlm.datasets as datasets
+from hierlm.cards import find_data_file
 from hierlm.model import Model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def load_data(fx: dict) -> pd.DataFrame:
     """The data a fixture was made from (bundled data sets, or the shared pig weights)."""
     if fx["dataset"] == "pigs":
-        path = Path(os.environ.get("HIERLM_PIGS_CSV", ROOT.parent / "shared" / "data" / "pigs.csv"))
+        path = find_data_file("pigs.csv")
         return pd.read_csv(path)
     return datasets.load(fx["dataset"])
 

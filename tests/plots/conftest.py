@@ -8,20 +8,20 @@ use real NUTS fits.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import matplotlib
 import pandas as pd
 import pytest
 
 import hierlm as hl
+from hierlm.cards import find_data_file
 from hierlm.errors import SamplingWarning
 
 from .helpers import pseudo_posterior
 
 matplotlib.use("Agg")
 
-PIGS = Path("/work/shared/data/pigs.csv")
+PIGS = find_data_file("pigs.csv")
 
 
 @pytest.fixture(scope="session")
