@@ -125,7 +125,8 @@ vc = fit.varcorr()
 print("RESULT" + json.dumps({{
     "simulate": simulated - start, "fit": done - simulated, "timing": fit.timing,
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-    "estimates": dict(zip(vc["term1"].astype(str) + ":" + vc["term2"].astype(str), vc["mean"])),
+    "estimates": {{(f"cor({{a}}, {{b}})" if b is not None else ("sigma" if g == "Residual" else f"sd({{a}})")): m
+                  for g, a, b, m in zip(vc["group"], vc["term1"], vc["term2"], vc["mean"])}},
     "fixef": fit.fixef()["mean"].tolist(), "min_ess_bulk": float(vc["ess_bulk"].min()),
 }}))
 """

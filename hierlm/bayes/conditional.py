@@ -25,6 +25,9 @@ from hierlm.bayes.groupstats import GroupStats
 __all__ = [
     "covariance_cholesky",
     "stack_cholesky",
+    "batched_cholesky",
+    "solve_lower",
+    "solve_lower_transposed",
     "conditional_quantities",
     "draw_group_effects",
     "group_loglik",
@@ -64,7 +67,7 @@ def stack_cholesky(chols: list[np.ndarray], slices: tuple[slice, ...]) -> np.nda
     return out
 
 
-def _cholesky(m: np.ndarray) -> np.ndarray:
+def batched_cholesky(m: np.ndarray) -> np.ndarray:
     """Lower Cholesky factor of SPD matrices (..., q, q), entry by entry."""
     q = m.shape[-1]
     r = np.zeros_like(m)
@@ -77,7 +80,7 @@ def _cholesky(m: np.ndarray) -> np.ndarray:
     return r
 
 
-def _solve_lower(r: np.ndarray, v: np.ndarray) -> np.ndarray:
+def solve_lower(r: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Solve ``R x = v`` for lower-triangular R (..., q, q), v (..., q)."""
     q = r.shape[-1]
     x = np.empty_like(v)
@@ -86,7 +89,7 @@ def _solve_lower(r: np.ndarray, v: np.ndarray) -> np.ndarray:
     return x
 
 
-def _solve_lower_transposed(r: np.ndarray, v: np.ndarray) -> np.ndarray:
+def solve_lower_transposed(r: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Solve ``R' x = v`` for lower-triangular R (..., q, q), v (..., q)."""
     q = r.shape[-1]
     x = np.empty_like(v)
@@ -111,8 +114,8 @@ def _factor_and_rhs(
     m = np.eye(stats.q_total) + l_s_l / sigma[:, None, None, None] ** 2
     zt_resid = stats.zty[None, :, :] - np.einsum("jkp,sp->sjk", stats.ztx, fixef)
     w = np.einsum("sjk,skm->sjm", zt_resid, chol)
-    r = _cholesky(m)
-    return r, _solve_lower(r, w)
+    r = batched_cholesky(m)
+    return r, solve_lower(r, w)
 
 
 # above this many (draw x level x Q x Q) numbers the compiled loop is used
@@ -132,7 +135,7 @@ def _numpy_chunk(
     var = sigma[:, None] ** 2
     effects = loglik = None
     if noise is not None:
-        u = _solve_lower_transposed(r, r_inv_w / var[:, :, None] + noise)
+        u = solve_lower_transposed(r, r_inv_w / var[:, :, None] + noise)
         effects = np.einsum("skm,sjm->sjk", chol, u)
     if want_loglik:
         logdet = 2 * np.sum(np.log(np.diagonal(r, axis1=-2, axis2=-1)), axis=-1)

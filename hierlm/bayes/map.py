@@ -44,8 +44,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import xarray as xr
 from scipy import optimize, stats
+from scipy.linalg import cho_solve
+from threadpoolctl import threadpool_limits
 
 from hierlm.bayes.build import design_and_priors
+from hierlm.bayes.conditional import batched_cholesky, solve_lower, solve_lower_transposed
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames, block_names
 from hierlm.bayes.priors import Prior, PriorTable
 from hierlm.bayes.result import BayesResult
@@ -56,6 +59,7 @@ from hierlm.errors import FitError, SingularFitWarning
 __all__ = ["MarginalDensity", "MapFit", "fit_map", "log_prior_density"]
 
 _DENSE_LIMIT = 2500
+_SCHUR_LIMIT = 4000  # largest dense Schur complement (columns after the first block)
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal entries
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -93,6 +97,16 @@ class MarginalDensity:
         self.n, self.p = X.shape
         self.m = z.shape[1]
         self._q = [b.q for b in design.blocks]
+        first = design.blocks[0]
+        self._m1 = first.n_levels * first.q
+        codes, z1 = np.asarray(first.codes, dtype=np.intp), np.asarray(first.z, dtype=float)
+        self._ztz_first = np.empty((first.n_levels, first.q, first.q))
+        for a in range(first.q):
+            for b in range(first.q):
+                weights = z1[:, a] * z1[:, b]
+                self._ztz_first[:, a, b] = np.bincount(codes, weights=weights, minlength=first.n_levels)
+        self._ztz_12 = self.ztz[: self._m1, self._m1 :].tocsc()
+        self._ztz_22 = self.ztz[self._m1 :, self._m1 :].tocsc()
 
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per-block relative Cholesky factors ``T_b``."""
@@ -106,31 +120,58 @@ class MarginalDensity:
         ]
         return sp.block_diag(parts, format="csc")
 
-    def _solver(self, a: sp.csc_matrix) -> tuple[Any, float]:
-        """A solve function for ``A`` and ``log|A|``."""
+    def _solver(self, theta: np.ndarray, lam: sp.csc_matrix) -> tuple[Any, float]:
+        """A solve function for ``A = Lambda'Z'Z Lambda + I`` and ``log|A|``.
+
+        Small ``A``: dense Cholesky. Larger: the first block (one factor,
+        block diagonal per level) is eliminated level by level and the rest
+        goes through a dense Schur complement, as in lme4 / MixedModels.jl,
+        when that complement is at most ``_SCHUR_LIMIT`` wide; otherwise SuperLU.
+        """
         if self.m <= _DENSE_LIMIT:
-            chol = np.linalg.cholesky(a.toarray())
+            a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).toarray()
+            chol = np.linalg.cholesky(a)
             logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
+            return (lambda rhs: cho_solve((chol, True), rhs)), logdet
+        if self.m - self._m1 <= _SCHUR_LIMIT:
+            return self._schur_solver(theta, lam)
+        a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).tocsc()
+        lu = spla.splu(a, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        return lu.solve, float(np.sum(np.log(np.abs(lu.U.diagonal()))))
 
-            def solve(rhs: np.ndarray) -> np.ndarray:
-                half = np.linalg.solve(chol, rhs)
-                return np.linalg.solve(chol.T, half)
+    def _schur_solver(self, theta: np.ndarray, lam: sp.csc_matrix) -> tuple[Any, float]:
+        """Block elimination of the first block, then a dense Cholesky of the Schur complement."""
+        m1 = self._m1
+        levels, q1 = self._ztz_first.shape[:2]
+        t1 = self.templates(theta)[0]
+        a11 = np.einsum("ka,lkm,mb->lab", t1, self._ztz_first, t1) + np.eye(q1)
+        # entrywise batched Cholesky and inverse: LAPACK per 1x1 or 2x2 matrix is far slower
+        r11 = batched_cholesky(a11)
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(r11, axis1=1, axis2=2))))
+        identity = np.broadcast_to(np.eye(q1), a11.shape)
+        columns = [solve_lower_transposed(r11, solve_lower(r11, identity[:, :, k])) for k in range(q1)]
+        blocks = np.stack(columns, axis=2)
+        inv11 = sp.bsr_matrix((blocks, np.arange(levels), np.arange(levels + 1)), shape=(m1, m1))
+        lam1, lam2 = lam[:m1, :m1], lam[m1:, m1:]
+        coupling = (lam1.T @ self._ztz_12 @ lam2).tocsc()
+        scaled = (inv11 @ coupling).tocsc()  # A11^-1 A12
+        schur = (lam2.T @ self._ztz_22 @ lam2).toarray() + np.eye(self.m - m1)
+        schur -= (coupling.T @ scaled).toarray()
+        chol2 = np.linalg.cholesky(schur)
+        logdet += 2.0 * float(np.sum(np.log(np.diag(chol2))))
 
-            return solve, logdet
-        lu = spla.splu(
-            a,
-            permc_spec="MMD_AT_PLUS_A",
-            diag_pivot_thresh=0.0,
-            options={"SymmetricMode": True},
-        )
-        logdet = float(np.sum(np.log(np.abs(lu.U.diagonal()))))
-        return lu.solve, logdet
+        def solve(rhs: np.ndarray) -> np.ndarray:
+            top, bottom = rhs[:m1], rhs[m1:]
+            x2 = cho_solve((chol2, True), bottom - scaled.T @ top)
+            x1 = inv11 @ top - scaled @ x2
+            return np.concatenate([x1, x2], axis=0)
+
+        return solve, logdet
 
     def pieces(self, theta: np.ndarray) -> Pieces:
         """Factor ``A`` and solve the penalised least-squares system at ``theta``."""
         lam = self.lambda_matrix(theta)
-        a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).tocsc()
-        solve, logdet_a = self._solver(a)
+        solve, logdet_a = self._solver(theta, lam)
         lzx = np.asarray(lam.T @ self.ztx)
         lzy = np.asarray(lam.T @ self.zty).ravel()
         solved = solve(np.column_stack([lzy, lzx]))
@@ -168,8 +209,7 @@ class MarginalDensity:
     def conditional_modes(self, theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
         """Group effects ``b = Lambda A^-1 Lambda'Z'(y - X beta)`` per block, shape (levels, q)."""
         lam = self.lambda_matrix(theta)
-        a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).tocsc()
-        solve, _ = self._solver(a)
+        solve, _ = self._solver(theta, lam)
         rhs = np.asarray(lam.T @ (self.zty - self.ztx @ beta)).ravel()
         b = lam @ solve(rhs)
         out, start = [], 0
@@ -403,8 +443,11 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
             "(priors={'b': 'flat', 'Intercept': 'flat'}) or use reml=False"
         )
     names = block_names(design)
-    density = MarginalDensity(design)
-    found = _optimize(density, prior_table, names, reml)
+    # one BLAS thread: the dense factors here are small, and OpenBLAS threads cost far more
+    # than they save on them (10x slower on a busy 2-core machine)
+    with threadpool_limits(limits=1, user_api="blas"):
+        density = MarginalDensity(design)
+        found = _optimize(density, prior_table, names, reml)
     templates = density.templates(found.theta)
     boundary = _boundary(density, names, found.theta)
     if boundary:

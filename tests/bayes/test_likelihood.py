@@ -256,3 +256,23 @@ def test_compiled_loop_matches_numpy(monkeypatch):
     )
     np.testing.assert_allclose(compiled_effects, numpy_effects, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(compiled_loglik, numpy_loglik, rtol=1e-10)
+
+
+@pytest.mark.parametrize("route", ["schur", "splu"])
+def test_large_problem_factorizations_match_dense(crossed_df, monkeypatch, route):
+    import hierlm.bayes.map as map_module
+
+    design = hl.Model("y ~ x + (x | a) + (1 | b)", crossed_df).design
+    theta = np.array([0.9, 0.2, 0.5, 0.6])
+    dense = MarginalDensity(design)
+    expected = dense.pieces(theta)
+    monkeypatch.setattr(map_module, "_DENSE_LIMIT", 0)
+    if route == "splu":
+        monkeypatch.setattr(map_module, "_SCHUR_LIMIT", 0)
+    other = MarginalDensity(design).pieces(theta)
+    np.testing.assert_allclose(other.logdet_a, expected.logdet_a, rtol=1e-10)
+    np.testing.assert_allclose(other.r2, expected.r2, rtol=1e-10)
+    np.testing.assert_allclose(other.beta_hat, expected.beta_hat, rtol=1e-10)
+    modes = MarginalDensity(design).conditional_modes(theta, expected.beta_hat)
+    for ours, reference in zip(modes, dense.conditional_modes(theta, expected.beta_hat), strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=1e-8, atol=1e-10)
