@@ -154,12 +154,6 @@ def _check_markers(blocks: list[Block]) -> None:
                         "'<!-- docs-test: bayes -->' on the line before its fence.")
 
 
-def _bayes_available() -> bool:
-    import hierlm.bayes
-
-    return hasattr(hierlm.bayes, "fit_bayes")
-
-
 def fresh_namespace() -> dict:
     """A new namespace for a page, with pandas' display options back at their defaults."""
     import pandas as pd
@@ -204,8 +198,6 @@ def test_page_examples(page: Path) -> None:
 @pytest.mark.parametrize("page", [p for p in PAGES if _has_code(p, bayes=True)], ids=_page_id)
 def test_page_examples_with_sampling(page: Path) -> None:
     """Every example of the page, Bayesian ones with tiny draw counts."""
-    if not _bayes_available():
-        pytest.skip("hierlm.bayes.fit_bayes is not available yet")
     _run_page(page, include_bayes=True)
 
 

@@ -134,10 +134,6 @@ def test_bad_card(reml_fit, tmp_path):
 
 @pytest.fixture(scope="module")
 def nuts_report(card, tmp_path_factory):
-    import hierlm.bayes
-
-    if not hasattr(hierlm.bayes, "fit_bayes"):
-        pytest.skip("the Bayesian engine (hierlm.bayes.fit_bayes) is not there yet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # short chains on purpose
         fit = hl.Model(card.formula, card.data).fit(method="nuts", chains=2, draws=100, tune=100,

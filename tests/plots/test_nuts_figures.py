@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-import hierlm.bayes
 from hierlm.plots import (
     plot_caterpillar,
     plot_correlations,
@@ -21,11 +20,7 @@ from hierlm.results.common import as_draws
 
 from .helpers import quivers, scatters, visible_axes
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(hierlm.bayes, "fit_bayes"),
-                       reason="the Bayesian engine (hierlm.bayes.fit_bayes) is not there yet"),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def test_posterior_tree_uses_the_names_of_the_fit_idata(sleep_nuts):

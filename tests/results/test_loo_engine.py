@@ -25,10 +25,7 @@ from hierlm.results.draws import FitDraws
 from hierlm.results.grouped import group_loglik
 from hierlm.results.ic import loo
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(hierlm.bayes, "fit_bayes"), reason="Bayesian engine not available yet"),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def nuts(model, **options):

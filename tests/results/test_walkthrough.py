@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import hierlm.bayes
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sleepstudy_walkthrough.py"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(hierlm.bayes, "fit_bayes"), reason="Bayesian engine not available yet")
 def test_walkthrough_runs(monkeypatch, capsys):
     monkeypatch.setenv("HIERLM_EXAMPLE_QUICK", "1")
     spec = importlib.util.spec_from_file_location("sleepstudy_walkthrough", EXAMPLE)
