@@ -122,10 +122,18 @@ simulated = time.perf_counter()
 fit = fit_bayes(design, chains=4, draws=1000, tune=1000, random_seed=1, progressbar=False, **{options})
 done = time.perf_counter()
 vc = fit.varcorr()
+
+
+def label(group, term1, term2):
+    if term2 is not None:
+        return f"cor({{term1}}, {{term2}})"
+    return "sigma" if group == "Residual" else f"sd({{term1}})"
+
+
 print("RESULT" + json.dumps({{
     "simulate": simulated - start, "fit": done - simulated, "timing": fit.timing,
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-    "estimates": {{(f"cor({{a}}, {{b}})" if b is not None else ("sigma" if g == "Residual" else f"sd({{a}})")): m
+    "estimates": {{label(g, a, b): m
                   for g, a, b, m in zip(vc["group"], vc["term1"], vc["term2"], vc["mean"])}},
     "fixef": fit.fixef()["mean"].tolist(), "min_ess_bulk": float(vc["ess_bulk"].min()),
 }}))
