@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 import hierlm as hl
+from hierlm.cards import read_csv_data
 from hierlm.errors import HierlmWarning
 
 QUICK = os.environ.get("HIERLM_EXAMPLE_QUICK") == "1"
@@ -32,14 +33,9 @@ pd.set_option("display.max_columns", 20)
 
 
 def load_pigs() -> pd.DataFrame:
-    folders = [Path(p) for p in os.environ.get("HIERLM_DATA_PATH", "").split(os.pathsep) if p]
-    folders.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
-    for folder in folders:
-        if (folder / "pigs.csv").is_file():
-            pigs = pd.read_csv(folder / "pigs.csv")
-            pigs["id"] = pd.Categorical(pigs["id"])
-            return pigs
-    raise FileNotFoundError("pigs.csv not found: set HIERLM_DATA_PATH to its folder")
+    """The shared pig weights, found next to the repository or in HIERLM_DATA_PATH."""
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return read_csv_data("pigs.csv", categorical=["id"], base=shared)
 
 
 def compound_symmetry(tau2: float, sigma2: float, weeks: int = 4) -> pd.DataFrame:
