@@ -84,7 +84,7 @@ def compiled_loglik():
             marginal_loglik(stats, beta, sigma, chol),
             marginal_loglik(stats, None, sigma, chol, reml=True),
         ]
-        key = id(design)
+        key = design  # the object, not id(): a freed design's id is reused by the next one
         if key not in cache:
             cache[key] = pytensor.function(
                 [beta, sigma, chol], outputs, mode="FAST_COMPILE", on_unused_input="ignore"
