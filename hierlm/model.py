@@ -147,6 +147,32 @@ class Model:
 
         return build_model(self, formulation=formulation)
 
+    def prior_predictive(self, draws: int = 500, random_seed: int | None = None) -> Any:
+        """Draw parameters, group effects and responses from the priors (no data fitted).
+
+        Parameters
+        ----------
+        draws : int
+            Number of draws.
+        random_seed : int, optional
+            Seed (same seed, same draws).
+
+        Returns
+        -------
+        xarray.DataTree
+            Groups ``prior`` (named like a fit's posterior), ``prior_predictive``
+            (the response for every row of the data) and ``observed_data``.
+            See :mod:`hierlm.bayes.prior_predictive`.
+
+        Raises
+        ------
+        PriorError
+            When a prior is flat: improper priors have no draws.
+        """
+        from hierlm.bayes.prior_predictive import sample_prior_predictive
+
+        return sample_prior_predictive(self, draws=draws, random_seed=random_seed)
+
     def fit(self, method: str = "reml", **options: Any) -> Any:
         """Fit the model.
 

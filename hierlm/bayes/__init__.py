@@ -20,6 +20,7 @@ __all__ = [
     "BuiltModel",
     "build_model",
     "choose_formulation",
+    "sample_prior_predictive",
 ]
 
 _LAZY = {
@@ -28,6 +29,7 @@ _LAZY = {
     "BuiltModel": "hierlm.bayes.build",
     "build_model": "hierlm.bayes.build",
     "choose_formulation": "hierlm.bayes.build",
+    "sample_prior_predictive": "hierlm.bayes.prior_predictive",
 }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from hierlm.bayes.groupstats import GroupStats
 
 __all__ = [
+    "linear_predictor",
     "covariance_cholesky",
     "stack_cholesky",
     "batched_cholesky",
@@ -299,9 +300,32 @@ def pointwise_loglik(
     n_draws, n = fixef.shape[0], len(y)
     out = np.empty((n_draws, n))
     for part in _chunks(n_draws, n * 4):
-        mu = fixef[part] @ X.T
-        for codes, z, effects in blocks:
-            mu += np.einsum("sik,ik->si", effects[part][:, codes, :], z)
+        mu = linear_predictor(X, fixef[part], [(codes, z, effects[part]) for codes, z, effects in blocks])
         resid = (y[None, :] - mu) / sigma[part, None]
         out[part] = -0.5 * resid**2 - np.log(sigma[part, None]) - 0.5 * np.log(2 * np.pi)
     return out
+
+
+def linear_predictor(
+    X: np.ndarray, fixef: np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """Mean of every row for every draw, ``X beta + sum_k z_k b_k[level]``.
+
+    Parameters
+    ----------
+    X : ndarray
+        Fixed-effect matrix (n, p).
+    fixef : ndarray
+        Draws (S, p).
+    blocks : list of (codes, z, effects)
+        Per block: level codes (n,), columns (n, q) and effect draws (S, J, q).
+
+    Returns
+    -------
+    ndarray
+        Shape (S, n).
+    """
+    mu = fixef @ X.T
+    for codes, z, effects in blocks:
+        mu += np.einsum("sik,ik->si", effects[:, codes, :], z)
+    return mu

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -26,6 +27,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames, block_names
+from hierlm.bayes.prior_draws import draw_lkj_raw
 from hierlm.bayes.priors import Prior, PriorTable
 from hierlm.design.blocks import Design
 
@@ -158,34 +160,8 @@ def _start_values(design: Design) -> tuple[np.ndarray, float]:
     return beta, sigma if sigma > 0 else 1.0
 
 
-def lkj_corr_cholesky(bn: BlockNames, eta: float) -> TensorVariable:
-    """Cholesky factor of a block's correlation matrix with an LKJ(eta) prior.
-
-    The free variable ``corr_raw_<block>`` (one real per pair) maps to the
-    factor through Stan's transform: canonical partial correlations
-    ``z = tanh(raw)``, then row ``i`` of ``L`` is filled left to right with
-    ``L[i, j] = z * sqrt(1 - sum_{k<j} L[i, k]^2)`` and a diagonal that gives
-    the row unit length. The LKJ log-density of ``L``,
-    ``sum_i (q - i + 2 eta - 2) log L[i, i]`` (1-based ``i``), and the log
-    Jacobian of the transform enter as the potential ``lkj_<block>``.
-
-    Everything is elementwise on scalars, so the graph compiles quickly on
-    every backend (``pm.LKJCorr``'s transform does not).
-
-    Parameters
-    ----------
-    bn : BlockNames
-        The correlated block.
-    eta : float
-        LKJ shape (1 = uniform over correlation matrices).
-
-    Returns
-    -------
-    TensorVariable
-        Lower-triangular (q, q) factor with unit-length rows.
-    """
-    q = bn.block.q
-    raw = pm.Flat(f"corr_raw_{bn.label}", shape=(q * (q - 1) // 2,))
+def _lkj_map(raw: Any, q: int, eta: Any) -> tuple[TensorVariable, TensorVariable]:
+    """Cholesky factor of the correlation matrix and LKJ log-density (with Jacobian) of ``raw``."""
     cpc = pt.tanh(raw)
     log_jacobian = pt.sum(pt.log1p(-(cpc**2)))
     zero, one = pt.constant(0.0), pt.constant(1.0)
@@ -206,8 +182,57 @@ def lkj_corr_cholesky(bn: BlockNames, eta: float) -> TensorVariable:
         if i > 0:
             log_density = log_density + (q - (i + 1) + 2 * eta - 2) * pt.log(diagonal)
         rows.append(pt.stack(row + [diagonal] + [zero] * (q - i - 1)))
-    pm.Potential(f"lkj_{bn.label}", log_density + log_jacobian)
-    return pm.Deterministic(bn.corr_chol, pt.stack(rows))
+    return pt.stack(rows), log_density + log_jacobian
+
+
+def lkj_corr_cholesky(bn: BlockNames, eta: float) -> TensorVariable:
+    """Cholesky factor of a block's correlation matrix with an LKJ(eta) prior.
+
+    The free variable ``corr_raw_<block>`` (one real per pair) maps to the
+    factor through Stan's transform: canonical partial correlations
+    ``z = tanh(raw)``, then row ``i`` of ``L`` is filled left to right with
+    ``L[i, j] = z * sqrt(1 - sum_{k<j} L[i, k]^2)`` and a diagonal that gives
+    the row unit length. Its log-density is the LKJ log-density of ``L``,
+    ``sum_i (q - i + 2 eta - 2) log L[i, i]`` (1-based ``i``), plus the log
+    Jacobian of the transform. It is a ``pm.CustomDist`` whose random draws
+    come from :func:`hierlm.bayes.prior_draws.draw_lkj_raw`, so that
+    ``pymc.sample_prior_predictive`` works on the model.
+
+    Everything is elementwise on scalars, so the graph compiles quickly on
+    every backend (``pm.LKJCorr``'s transform does not).
+
+    Parameters
+    ----------
+    bn : BlockNames
+        The correlated block.
+    eta : float
+        LKJ shape (1 = uniform over correlation matrices).
+
+    Returns
+    -------
+    TensorVariable
+        Lower-triangular (q, q) factor with unit-length rows.
+    """
+    q = bn.block.q
+    n_free = q * (q - 1) // 2
+
+    # the zero vector only carries the length of the variable (the signature needs a parameter for it)
+    def logp(value: TensorVariable, shape: TensorVariable, _length: TensorVariable) -> TensorVariable:
+        return _lkj_map(value, q, shape)[1]
+
+    def random(
+        shape: np.ndarray, _length: np.ndarray, rng: np.random.Generator | None = None, size: Any = None
+    ) -> np.ndarray:
+        batch = () if size is None else tuple(np.atleast_1d(size))
+        count = int(np.prod(batch)) if batch else 1
+        draws = draw_lkj_raw(float(np.asarray(shape).ravel()[0]), q, count, rng or np.random.default_rng())
+        return draws.reshape(*batch, n_free)
+
+    raw = pm.CustomDist(
+        f"corr_raw_{bn.label}", eta, np.zeros(n_free), logp=logp, random=random, signature="(),(k)->(k)"
+    )
+    chol, _ = _lkj_map(raw, q, eta)
+    return pm.Deterministic(bn.corr_chol, chol)
 
 
 def correlations_from_cholesky(corr_chol: TensorVariable, pairs: list[tuple[int, int]]):
