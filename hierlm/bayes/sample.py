@@ -71,6 +71,14 @@ BACKENDS = ("auto", "kernel", "numba", "jax")
 
 
 def _installed(module: str) -> bool:
+    """True when ``module`` can be imported, without importing it.
+
+    A module already in ``sys.modules`` may be a lazy-loading stub (some
+    libraries register ``numpyro`` that way); ``find_spec`` would read its
+    ``__spec__`` and so import it (with JAX: about a second).
+    """
+    if sys.modules.get(module) is not None:
+        return True
     return importlib.util.find_spec(module) is not None
 
 
