@@ -24,7 +24,6 @@ so a row of the correlation table is found without parsing strings.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,11 +150,7 @@ def block_names(design: Design) -> list[BlockNames]:
     list of BlockNames
         One entry per random-effect block; labels are unique.
     """
-    seen: Counter[str] = Counter()
-    names = []
-    for block in design.blocks:
-        count = seen[block.group]
-        label = block.group if count == 0 else f"{block.group}.{count}"
-        seen[block.group] += 1
-        names.append(BlockNames(label=label, block=block))
-    return names
+    return [
+        BlockNames(label=label, block=block)
+        for label, block in zip(design.block_labels(), design.blocks, strict=True)
+    ]

@@ -27,7 +27,7 @@ from hierlm.errors import DataError, FormulaError
 from hierlm.formula import BarTerm, ParsedFormula, expand_bars
 from hierlm.formula.parser import describe_formulaic_error
 
-__all__ = ["GroupingSpec", "ModelSpec", "build_spec", "lme4_names", "group_labels"]
+__all__ = ["GroupingSpec", "ModelSpec", "build_spec", "drop_unused_categories", "lme4_names", "group_labels"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _TREATMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\[(?:T\.)?(.+)\]$")
@@ -237,7 +237,7 @@ def _require_numeric_kinds(data: pd.DataFrame, spec: FormulaicSpec, where: str) 
             )
 
 
-def _drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Drop categories no row uses, as lme4's model frame does (``drop.unused.levels``).
 
     Otherwise an empty first category would become the treatment reference and
@@ -374,7 +374,7 @@ def build_spec(
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
     y = _response_values(data, formula.response)
-    data = _drop_unused_categories(data, variables)
+    data = drop_unused_categories(data, variables)
     reference = dict(reference or {})
     data = checks.apply_reference_levels(data, reference)
 

@@ -378,6 +378,36 @@ class LmmResult(ResultMethods):
         return fit_lmm(self.design, reml=self.reml if reml is None else reml, model=self.model,
                        **options)
 
+    def anova(self, type: int = 3) -> Any:  # noqa: A002 - lmerTest's argument name
+        """F-tests of the fixed-effect terms with Satterthwaite's df (lmerTest's ``anova(fit)``).
+
+        Parameters
+        ----------
+        type : {3, 1}
+            3: each term adjusted for all others, with the hypotheses of a term
+            orthogonal to those of terms containing it (lmerTest's default);
+            1: sequential, each term adjusted for the terms before it.
+
+        Returns
+        -------
+        AnovaTable
+            ``.table`` has one row per term: ``Sum Sq``, ``Mean Sq``, ``NumDF``,
+            ``DenDF``, ``F value``, ``Pr(>F)``. See :mod:`hierlm.lmm.ftests`.
+
+        Raises
+        ------
+        FitError
+            For a fit made from a bare Design (the terms of the formula are
+            needed), or type III with factors that are not treatment-coded.
+        """
+        from hierlm.design.terms import fixed_terms
+        from hierlm.lmm.ftests import anova_table
+
+        if self.model is None or not hasattr(self.model, "spec"):
+            raise FitError("anova(fit) needs the formula's terms: fit a hierlm.Model, not a bare Design.")
+        terms, intercept = fixed_terms(self.model.spec, self.model.data)
+        return anova_table(self, terms, intercept, type)
+
     def summary(self) -> Any:
         """An lme4/lmerTest-like report; ``print(fit.summary())``."""
         from hierlm.lmm.report import LmmSummary

@@ -19,58 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from hierlm.errors import DataError
 from hierlm.plots.common import detach_figure, finish_arviz_figure, posterior_tree, require_posterior
-from hierlm.results.common import as_draws, chains_of, mean_random_variance, random_variance_at
-from hierlm.results.draws import FitDraws
-from hierlm.results.intraclass import nesting_matrix
+from hierlm.results.common import as_draws, chains_of
+from hierlm.results.intraclass import icc_draws
 
 if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-__all__ = ["icc_draws", "plot_icc", "plot_variance_components", "plot_correlations"]
-
-
-def icc_draws(draws: FitDraws, at: Mapping[str, float] | None = None) -> tuple[list[str], np.ndarray]:
-    """Per-draw intraclass correlation of each grouping factor.
-
-    Parameters
-    ----------
-    draws : FitDraws
-        Parameter draws of a fit with random effects.
-    at : dict, optional
-        Random-slope column values at which to evaluate the variances
-        (default: averaged over the observed rows).
-
-    Returns
-    -------
-    factors : list of str
-        The grouping factors, in order of first appearance in the design.
-    values : numpy.ndarray
-        Shape (S, n_factors).
-
-    Raises
-    ------
-    DataError
-        If the model has no random effects.
-    """
-    design = draws.design
-    if not design.blocks:
-        raise DataError("The model has no random effects, so it has no intraclass correlation.")
-    variances = mean_random_variance(draws) if at is None else random_variance_at(draws, at)
-    total = variances.sum(axis=1) + draws.sigma**2
-    nested = nesting_matrix(design)
-    groups = [block.group for block in design.blocks]
-    factors = list(dict.fromkeys(groups))
-    columns = []
-    for factor in factors:
-        members = [k for k, g in enumerate(groups) if g == factor]
-        shared = sorted({b for a in members for b in range(len(groups)) if nested[a, b]})
-        columns.append(variances[:, shared].sum(axis=1) / total)
-    return factors, np.column_stack(columns)
+__all__ = ["plot_icc", "plot_variance_components", "plot_correlations"]
 
 
 def _dist_figure(tree: xr.DataTree, var_names: list[str], prob: float | None, **kwargs: Any) -> Figure:
@@ -107,7 +65,8 @@ def plot_icc(fit: object, at: Mapping[str, float] | None = None, prob: float | N
 
     draws = as_draws(fit)
     require_posterior(draws, "The ICC posterior plot")
-    factors, values = icc_draws(draws, at)
+    sets, values, _ = icc_draws(draws, at=at)
+    factors = [name for name, _ in sets]
     chains = chains_of(draws)
     tree = from_dict({"posterior": {"icc": values.reshape(chains, -1, len(factors))}},
                      dims={"icc": ["factor"]}, coords={"factor": factors})

@@ -147,24 +147,31 @@ def _nesting_note(small: Any, big: Any) -> str | None:
     return None
 
 
-def anova(small: Any, big: Any, names: tuple[str, str] | None = None,
-          refit: bool = True) -> LikelihoodRatioTest:
-    """Likelihood-ratio test of two nested linear mixed models (lme4's ``anova``).
+def anova(small: Any, big: Any = None, names: tuple[str, str] | None = None,
+          refit: bool = True, type: int = 3) -> Any:  # noqa: A002 - lmerTest's argument name
+    """Likelihood-ratio test of two nested linear mixed models (lme4's ``anova``), or F-tests of one.
+
+    With one fit, ``anova(fit)`` is ``fit.anova(type=type)``: F-tests of the
+    fixed-effect terms with Satterthwaite's df (lmerTest's ``anova(fit)``).
 
     Parameters
     ----------
     small, big : LmmResult
         ML or REML fits of nested models to the same data. The order does not
         matter: the model with fewer parameters is taken as the null model.
+        Without ``big``, the F-table of ``small``.
     names : tuple of str, optional
         Row labels; default ``("small", "big")``.
     refit : bool
         Refit REML fits by ML first (lme4's default). Comparing REML criteria
         is only meaningful when the fixed effects are identical.
 
+    type : {3, 1}
+        Hypothesis type of the F-table (one fit only).
+
     Returns
     -------
-    LikelihoodRatioTest
+    LikelihoodRatioTest or AnovaTable
 
     Raises
     ------
@@ -176,10 +183,15 @@ def anova(small: Any, big: Any, names: tuple[str, str] | None = None,
     """
     from scipy import stats
 
+    if big is None:
+        if not hasattr(small, "kernel") or not hasattr(small, "anova"):
+            raise InputTypeError(
+                f"anova(fit) tests the terms of an ML/REML fit (LmmResult), got {small.__class__.__name__}.")
+        return small.anova(type=type)
     for fit in (small, big):
         if not hasattr(fit, "kernel") or not hasattr(fit, "reml"):
             raise InputTypeError(
-                f"anova compares ML/REML fits (LmmResult), got {type(fit).__name__}.")
+                f"anova compares ML/REML fits (LmmResult), got {fit.__class__.__name__}.")
     if small.n_params > big.n_params:
         small, big = big, small
     labels = names or ("small", "big")

@@ -48,7 +48,7 @@ from hierlm.results.common import (
 from hierlm.results.grouped import nested_in
 from hierlm.results.summary import point_or_posterior
 
-__all__ = ["IccResult", "icc", "nesting_matrix"]
+__all__ = ["IccResult", "icc", "icc_draws", "nesting_matrix"]
 
 
 def nesting_matrix(design: Design) -> np.ndarray:
@@ -191,19 +191,11 @@ def icc(
     """
     draws = as_draws(fit)
     design = draws.design
-    if not design.blocks:
-        raise DataError("The model has no random effects, so it has no intraclass correlation.")
     labels = block_labels(design)
-    if at is None:
-        variances = mean_random_variance(draws)
-    else:
-        variances = random_variance_at(draws, at)
+    sets, correlation_draws, variances = icc_draws(draws, shared=shared, at=at)
     residual = draws.sigma**2
     total = variances.sum(axis=1) + residual
     chains = chains_of(draws)
-
-    sets = _shared_sets(design, shared)
-    correlation_draws = np.column_stack([variances[:, idx].sum(axis=1) / total for _, idx in sets])
     correlations = point_or_posterior(correlation_draws, draws.point, chains=chains, prob=prob)
     correlations.insert(0, "blocks", [" + ".join(labels[k] for k in idx) for _, idx in sets])
     correlations.index = pd.Index([name for name, _ in sets], name="shared")
@@ -216,3 +208,42 @@ def icc(
     adjusted = any(column != "Intercept" for block in design.blocks for column in block.columns)
     return IccResult(correlations=correlations, components=shares, adjusted=adjusted,
                      at=None if at is None else dict(at))
+
+
+def icc_draws(
+    fit: object,
+    shared: Iterable[str | Iterable[str]] | None = None,
+    at: Mapping[str, float] | None = None,
+) -> tuple[list[tuple[str, list[int]]], np.ndarray, np.ndarray]:
+    """Per-draw intraclass correlations (one draw for a point fit).
+
+    Parameters
+    ----------
+    fit : FitDraws or fit result
+        Any hierlm fit (or its draws).
+    shared, at
+        As in :func:`icc`.
+
+    Returns
+    -------
+    sets : list of (str, list of int)
+        Each set of shared factors (``"plate & sample"``) and the blocks it counts.
+    correlations : numpy.ndarray
+        Shape (S, n_sets): the ICC of each set, per draw.
+    variances : numpy.ndarray
+        Shape (S, n_blocks): each block's variance, per draw.
+
+    Raises
+    ------
+    DataError
+        If the model has no random effects.
+    """
+    draws = as_draws(fit)
+    design = draws.design
+    if not design.blocks:
+        raise DataError("The model has no random effects, so it has no intraclass correlation.")
+    variances = mean_random_variance(draws) if at is None else random_variance_at(draws, at)
+    total = variances.sum(axis=1) + draws.sigma**2
+    sets = _shared_sets(design, shared)
+    correlations = np.column_stack([variances[:, idx].sum(axis=1) / total for _, idx in sets])
+    return sets, correlations, variances

@@ -3,8 +3,8 @@ import pytest
 
 from hierlm.errors import DataError, InputTypeError
 from hierlm.plots import plot_correlations, plot_icc, plot_variance_components
-from hierlm.plots.posterior import icc_draws
 from hierlm.results import icc
+from hierlm.results.intraclass import icc_draws
 
 from .helpers import scatters, visible_axes
 
@@ -30,10 +30,14 @@ def test_icc_at_covariate_values(sleep_posterior):
 
 
 def test_crossed_factors_get_one_icc_each(penicillin_posterior):
-    factors, values = icc_draws(penicillin_posterior)
+    sets, values, _ = icc_draws(penicillin_posterior)
+    factors = [name for name, _ in sets]
     assert factors == ["plate", "sample"]
+    # by hand: each intercept variance over the total, per draw
+    plate, sample = (cov[:, 0, 0] for cov in penicillin_posterior.covariances)
+    total = plate + sample + penicillin_posterior.sigma**2
+    np.testing.assert_allclose(values, np.column_stack([plate / total, sample / total]), rtol=1e-12)
     table = icc(penicillin_posterior)
-    np.testing.assert_allclose(values.mean(axis=0), table.correlations.loc[factors, "mean"])
     figure = plot_icc(penicillin_posterior)
     assert len(visible_axes(figure)) == 2
     np.testing.assert_allclose(_point_estimates(figure), table.correlations.loc[factors, "mean"])

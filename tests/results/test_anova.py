@@ -97,3 +97,14 @@ def test_errors():
         anova(a, e)
     with pytest.raises(Exception, match="LmmResult"):
         anova(a, pd.DataFrame())
+
+
+def test_one_fit_gives_its_f_table():
+    """hl.anova(fit) is fit.anova(): lmerTest's anova(fit) (checked in tests/lmm/test_ftests.py)."""
+    fit = Model("angle ~ recipe * temp + (1 | replicate)", datasets.load("cake")).fit()
+    table = anova(fit)
+    pd.testing.assert_frame_equal(table.table, fit.anova().table)
+    assert list(anova(fit, type=1).table.index) == ["recipe", "temp", "recipe:temp"]
+    assert str(table).startswith("Type III Analysis of Variance Table with Satterthwaite's method")
+    with pytest.raises(TypeError, match=r"anova\(fit\) tests the terms of an ML/REML fit"):
+        anova("not a fit")
