@@ -199,7 +199,19 @@ CASES: list[Case] = [
     ("anova of a non-fit", lambda: hl.anova(fit("sleep_int"), 3), InputTypeError, "int"),
     ("anova of non-nested equal-size models", lambda: hl.anova(fit("sleep"), fit("sleep")),
      FitError, "not nested"),
+    ("F-table of an unknown type", lambda: fit().anova(type=2), InputTypeError, "type=2"),
+    ("F-table of a fit from a bare Design", lambda: hl.lmm.fit_lmm(fit().design).anova(),
+     FitError, "bare Design"),
+    ("type III F-table of a sum-coded factor", lambda: _quiet(lambda: hl.Model(
+        "angle ~ C(recipe, contr.sum) + temp + (1 | replicate)", hl.datasets.load("cake")).fit()
+    ).anova(), FitError, "C(recipe, contr.sum)"),
     # ------------------------------------------------------------- Bayesian
+    ("prior predictive with flat priors", lambda: hl.Model(FORMULA, SLEEP, priors={
+        "sigma": "flat"}).prior_predictive(), PriorError, "sigma"),
+    ("prior predictive draws = 0", lambda: hl.Model(FORMULA, SLEEP).prior_predictive(draws=0),
+     FitError, "draws=0"),
+    ("prior predictive draws not an integer", lambda: hl.Model(FORMULA, SLEEP).prior_predictive(
+        draws="many"), InputTypeError, "many"),  # type: ignore[arg-type]
     ("draws = 0", nuts(draws=0), FitError, "draws"),
     ("draws not an integer", nuts(draws=2.5), FitError, "draws"),
     ("negative chains", nuts(chains=-1), FitError, "chains"),
