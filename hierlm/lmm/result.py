@@ -423,17 +423,36 @@ class LmmResult(ResultMethods):
         return (f"<LmmResult {self.method.upper()}: {formula}; n={self.nobs}, "
                 f"criterion={self.criterion:.4f}, sigma={self.sigma:.4g}>")
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Wald intervals of the fixed effects with Satterthwaite's df (lmerTest-style).
+    def confint(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals: Wald for the fixed effects, or profile likelihood for everything.
+
+        Parameters
+        ----------
+        level : float
+            Confidence level, between 0 and 1.
+        method : {"wald", "profile"}
+            ``"wald"``: fixed effects only, ``estimate +- t * SE`` with
+            Satterthwaite's df (lmerTest-style), instant. ``"profile"``: every
+            SD, correlation, sigma and fixed effect, inverting the likelihood-ratio
+            test of the ML deviance (lme4's default ``confint(fit)``; see
+            :mod:`hierlm.lmm.profile`); seconds for small models.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by term; columns ``lower``, ``upper``.
+            Columns ``lower``, ``upper``. Wald: indexed by term. Profile: indexed
+            ``sd_<term>|<group>``, ``cor_<term2>.<term1>|<group>``, ``sigma``,
+            then the fixed effects, in lme4's order.
         """
         if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) \
                 or not 0.0 < level < 1.0:
             raise FitError(f"level must be a number between 0 and 1, got {level!r}.")
+        if method not in ("wald", "profile"):
+            raise FitError(f"method={method!r}: choose 'wald' (fixed effects) or 'profile' (all parameters).")
+        if method == "profile":
+            from hierlm.lmm.profile import profile_confint
+
+            return profile_confint(self, level)[["lower", "upper"]]
         from scipy import stats
 
         table = self.fixef()

@@ -1,0 +1,365 @@
+"""Profile-likelihood confidence intervals of every parameter (lme4's ``confint(fit)``).
+
+For a parameter ``psi`` (an SD, a correlation, sigma or a fixed effect) the
+profile deviance ``D(v)`` is the smallest ML deviance among parameter values
+with ``psi = v``. The interval at level ``1 - alpha`` is the set of ``v`` with
+``D(v) - D_hat <= chi2_1(1 - alpha)`` (a likelihood-ratio test inverted), its
+ends found by root finding to about 1e-8 relative. As lme4 does, the ML
+deviance is profiled also for REML fits (the REML criterion does not depend on
+the fixed effects); lme4 interpolates the profile with splines, so its limits
+differ from these exact roots by about 1e-5 relative.
+
+How each profile is computed:
+
+* **fixed effect** ``beta_j = b``: for given theta the best other fixed effects
+  cost ``(b - beta_hat_j)^2 / [(R_X'R_X)^-1]_jj`` of extra penalised residual
+  sum of squares, sigma is profiled in closed form, and theta is optimised;
+* **variance parameters**: the covariance of every block is written as SDs and
+  a correlation matrix (canonical partial correlations ``tanh(raw)``, the
+  parametrisation of :mod:`hierlm.bayes.prior_draws`), sigma on the log scale;
+  the fixed parameter is dropped from the optimisation. A correlation is
+  profiled with its block's terms reordered so that it is the first canonical
+  partial correlation, hence a coordinate.
+
+Limits that reach the edge of the parameter space are reported at the edge:
+0 for an SD (always so for a singular fit), -1 or 1 for a correlation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import brentq, minimize
+from scipy.stats import chi2
+
+from hierlm.errors import FitError
+
+__all__ = ["profile_confint", "VarianceParametrisation"]
+
+_RAW_LIMIT = 12.0  # |tanh(12)| = 1 - 8e-11: correlations within rounding of +-1
+_OPTIONS = {"ftol": 1e-13, "gtol": 1e-9, "maxiter": 500}
+_FAR = 1e20  # deviance reported where it cannot be evaluated (numerically singular systems)
+
+
+def _psd_cholesky(matrix: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a positive semi-definite matrix (zero pivots allowed)."""
+    q = matrix.shape[0]
+    out = np.zeros_like(matrix)
+    for j in range(q):
+        pivot = matrix[j, j] - out[j, :j] @ out[j, :j]
+        out[j, j] = np.sqrt(max(pivot, 0.0))
+        for i in range(j + 1, q):
+            rest = matrix[i, j] - out[i, :j] @ out[j, :j]
+            out[i, j] = rest / out[j, j] if out[j, j] > 0 else 0.0
+    return out
+
+
+def _correlation_from_raw(raw: np.ndarray, q: int) -> np.ndarray:
+    from hierlm.bayes.prior_draws import cholesky_from_raw
+
+    chol = cholesky_from_raw(np.clip(raw, -_RAW_LIMIT, _RAW_LIMIT), q)
+    return chol @ chol.T
+
+
+def _raw_from_correlation(corr: np.ndarray) -> np.ndarray:
+    """Canonical partial correlations (as arctanh) of a correlation matrix, row by row."""
+    from hierlm.bayes.prior_draws import lkj_pair_positions
+
+    q = corr.shape[0]
+    chol = _psd_cholesky(corr)
+    out = []
+    for i, j in lkj_pair_positions(q):
+        remaining = 1.0 - chol[i, :j] @ chol[i, :j]
+        cpc = chol[i, j] / np.sqrt(remaining) if remaining > 0 else 0.0
+        out.append(np.arctanh(np.clip(cpc, -np.tanh(_RAW_LIMIT), np.tanh(_RAW_LIMIT))))
+    return np.array(out)
+
+
+@dataclass
+class VarianceParametrisation:
+    """Maps (SDs, correlations, sigma) to lme4's theta and back, for one fit.
+
+    Coordinates: per block its SDs, then (correlated blocks with q > 1) the
+    arctanh of its canonical partial correlations in the block's term order
+    permuted by ``orders[block]``; last ``log(sigma)``.
+    """
+
+    layout: Any
+    blocks: tuple[Any, ...]
+    orders: list[np.ndarray]
+
+    def _slices(self) -> list[tuple[slice, slice | None]]:
+        out, position = [], 0
+        for block in self.blocks:
+            q = block.q
+            sd = slice(position, position + q)
+            position += q
+            raw = None
+            if block.correlated and q > 1:
+                raw = slice(position, position + q * (q - 1) // 2)
+                position += q * (q - 1) // 2
+            out.append((sd, raw))
+        return out
+
+    @property
+    def size(self) -> int:
+        """Number of coordinates (including log sigma)."""
+        slices = self._slices()
+        last = slices[-1][1] or slices[-1][0]
+        return last.stop + 1
+
+    def covariances(self, coords: np.ndarray) -> tuple[list[np.ndarray], float]:
+        """Block covariance matrices and sigma at ``coords``."""
+        sigma = float(np.exp(coords[-1]))
+        out = []
+        for block, order, (sd_slice, raw_slice) in zip(self.blocks, self.orders, self._slices(),
+                                                       strict=True):
+            sd = coords[sd_slice]
+            if raw_slice is None:
+                corr = np.eye(block.q)
+            else:
+                permuted = _correlation_from_raw(coords[raw_slice], block.q)
+                inverse = np.argsort(order)
+                corr = permuted[np.ix_(inverse, inverse)]
+            out.append(sd[:, None] * corr * sd[None, :])
+        return out, sigma
+
+    def theta(self, coords: np.ndarray) -> tuple[np.ndarray, float]:
+        """lme4's theta (relative factors) and sigma at ``coords``."""
+        covariances, sigma = self.covariances(coords)
+        factors = [_psd_cholesky(cov) / sigma for cov in covariances]
+        layout = self.layout
+        theta = np.array([factors[layout.block[k]][layout.row[k], layout.col[k]]
+                          for k in range(layout.size)])
+        return theta, sigma
+
+    def coords(self, covariances: list[np.ndarray], sigma: float) -> np.ndarray:
+        """Coordinates of given block covariances and sigma."""
+        parts = []
+        for block, order, cov in zip(self.blocks, self.orders, covariances, strict=True):
+            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+            parts.append(sd)
+            if block.correlated and block.q > 1:
+                scale = np.where(sd > 0, sd, 1.0)
+                corr = cov / np.outer(scale, scale)
+                np.fill_diagonal(corr, 1.0)
+                parts.append(_raw_from_correlation(corr[np.ix_(order, order)]))
+        parts.append(np.array([np.log(sigma)]))
+        return np.concatenate(parts)
+
+    def bounds(self, log_sigma: float) -> list[tuple[float | None, float | None]]:
+        """Optimiser bounds: SDs >= 0, raw correlations within +-12, log sigma within ``log_sigma`` +-15."""
+        out: list[tuple[float | None, float | None]] = []
+        for sd_slice, raw_slice in self._slices():
+            out += [(0.0, None)] * (sd_slice.stop - sd_slice.start)
+            if raw_slice is not None:
+                out += [(-_RAW_LIMIT, _RAW_LIMIT)] * (raw_slice.stop - raw_slice.start)
+        return out + [(log_sigma - 15.0, log_sigma + 15.0)]
+
+
+def _sd_positions(blocks: tuple[Any, ...]) -> list[int]:
+    """Coordinates of the SDs in :class:`VarianceParametrisation`'s layout."""
+    out, position = [], 0
+    for block in blocks:
+        out += list(range(position, position + block.q))
+        position += block.q + (block.q * (block.q - 1) // 2 if block.correlated and block.q > 1 else 0)
+    return out
+
+
+def _ml_deviance(kernel: Any, n: int, theta: np.ndarray, sigma: float) -> float:
+    """ML deviance at (theta, sigma) with the fixed effects at their best values."""
+    try:
+        comp = kernel.components(theta, reml=False, gradient=False)
+    except FitError:  # theta so large that the system is numerically singular: far from the optimum
+        return _FAR
+    value = float(comp.ldL2 + n * np.log(2.0 * np.pi * sigma**2) + comp.r2 / sigma**2)
+    return value if np.isfinite(value) else _FAR
+
+
+def _minimise(function: Callable[[np.ndarray], float], start: np.ndarray,
+              bounds: list[tuple[float | None, float | None]]) -> tuple[float, np.ndarray]:
+    if start.size == 0:
+        return function(start), start
+    result = minimize(function, start, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
+    return float(result.fun), np.asarray(result.x)
+
+
+@dataclass
+class _Profile:
+    """One parameter's profile: estimate, domain and the profile deviance function."""
+
+    name: str
+    estimate: float
+    low: float
+    high: float
+    scale: float
+    deviance: Callable[[float], float]
+
+
+def _raw_of_correlation(value: float) -> float:
+    """The raw coordinate (arctanh) of a correlation, kept finite at +-1."""
+    return float(np.arctanh(np.clip(value, -0.999999999999, 0.999999999999)))
+
+
+def _limit(profile: _Profile, cutoff: float, direction: int) -> float:
+    """Where the profile deviance rises by ``cutoff`` on one side of the estimate."""
+    edge = profile.low if direction < 0 else profile.high
+    step = profile.scale
+    inner = profile.estimate
+    for _ in range(60):
+        outer = profile.estimate + direction * step
+        if (direction < 0 and outer <= edge) or (direction > 0 and outer >= edge):
+            outer = edge
+        value = profile.deviance(outer) - cutoff
+        if value > 0:
+            return float(brentq(lambda v: profile.deviance(v) - cutoff, min(inner, outer),
+                                max(inner, outer), xtol=1e-10 * max(abs(profile.estimate), 1.0),
+                                rtol=1e-12))
+        if outer == edge:
+            return float(edge)
+        inner, step = outer, step * 2.0
+    raise FitError(f"the profile of {profile.name} does not reach the confidence limit; the "
+                   "likelihood is flat in that direction")
+
+
+def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
+    """Profiles of the SDs, correlations and sigma of an ML fit."""
+    design, kernel = fit.design, fit.kernel
+    blocks, n = design.blocks, design.n
+    identity = [np.arange(b.q) for b in blocks]
+    profiles = []
+
+    def build(orders: list[np.ndarray], index: int, name: str, low: float, high: float,
+              to_coord: Callable[[float], float], estimate: float, scale: float) -> _Profile:
+        param = VarianceParametrisation(kernel.cp.layout, blocks, orders)
+        best = param.coords(fit.covariances(), fit.sigma)
+        bounds = param.bounds(float(best[-1]))
+        free = [k for k in range(best.size) if k != index]
+        # an SD at exactly 0 is a stationary point (the deviance depends on its square):
+        # the second start lifts SDs off 0
+        sd_positions = _sd_positions(blocks)
+        lifted = best.copy()
+        lifted[:-1] = np.where(np.isin(np.arange(best.size - 1), sd_positions),
+                               np.maximum(best[:-1], 0.05 * fit.sigma), best[:-1])
+        state = {"start": best[free]}
+
+        def deviance(value: float) -> float:
+            def objective(x: np.ndarray) -> float:
+                coords = best.copy()
+                coords[free] = x
+                coords[index] = to_coord(value)
+                theta, sigma = param.theta(coords)
+                return _ml_deviance(kernel, n, theta, sigma)
+
+            free_bounds = [bounds[k] for k in free]
+            dev, solution = _minimise(objective, state["start"], free_bounds)
+            # where an SD ended at 0 or a correlation saturated (flat gradient in both cases)
+            # the optimiser may be stranded: a second start from the lifted estimate decides
+            coords = best.copy()
+            coords[free] = solution
+            at_zero = np.any(coords[sd_positions] < 1e-3 * fit.sigma)
+            saturated = np.any(np.abs(np.delete(coords[:-1], sd_positions)) > _RAW_LIMIT - 1e-3)
+            if at_zero or saturated:
+                dev_fresh, fresh = _minimise(objective, lifted[free], free_bounds)
+                if dev_fresh < dev:
+                    dev, solution = dev_fresh, fresh
+            state["start"] = solution
+            return dev - reference
+
+        return _Profile(name, estimate, low, high, scale, deviance)
+
+    position = 0
+    for b, block in enumerate(blocks):
+        cov = fit.covariances()[b]
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        correlated = block.correlated and block.q > 1
+        raw_start = position + block.q
+        # lme4's order: column by column of the block's lower triangle (sd, then its correlations)
+        for i in range(block.q):
+            profiles.append(build(identity, position + i, f"sd_{block.columns[i]}|{block.group}", 0.0,
+                                  np.inf, float, float(sd[i]), max(0.5 * float(sd[i]), 1e-3 * fit.sigma)))
+            if not correlated:
+                continue
+            for j in range(i + 1, block.q):
+                order = np.array([i, j] + [k for k in range(block.q) if k not in (i, j)])
+                orders = [order if k == b else identity[k] for k in range(len(blocks))]
+                denom = sd[i] * sd[j]
+                estimate = float(cov[i, j] / denom) if denom > 0 else 0.0
+                name = f"cor_{block.columns[j]}.{block.columns[i]}|{block.group}"
+                # with the block reordered to (i, j, ...), the first raw coordinate is r_ij
+                profiles.append(build(orders, raw_start, name, -1.0, 1.0,
+                                      _raw_of_correlation, estimate, 0.25))
+        position = raw_start + (block.q * (block.q - 1) // 2 if correlated else 0)
+    profiles.append(build(identity, position, "sigma", 1e-3 * fit.sigma, np.inf,
+                          lambda v: float(np.log(max(v, 1e-300))), fit.sigma, 0.1 * fit.sigma))
+    return profiles
+
+
+def _fixed_profiles(fit: Any, reference: float) -> list[_Profile]:
+    """Profiles of the fixed effects of an ML fit."""
+    kernel, n = fit.kernel, fit.design.n
+    lower = np.asarray(kernel.lower, dtype=float)
+    bounds: list[tuple[float | None, float | None]] = [
+        (None if not np.isfinite(lo) else float(lo), None) for lo in lower]
+    diagonal = np.isfinite(lower)
+    # theta at exactly 0 is a stationary point of the deviance: a second start lifts it off 0
+    lifted = np.where(diagonal, np.maximum(np.asarray(fit.theta, dtype=float), 0.1),
+                      np.asarray(fit.theta, dtype=float))
+    profiles = []
+    se = np.sqrt(np.diag(fit.vcov().to_numpy()))
+    for j, name in enumerate(fit.design.fixed_names):
+        state = {"start": np.array(fit.theta, dtype=float)}
+
+        def deviance(value: float, j: int = j, state: dict[str, np.ndarray] = state) -> float:
+            def objective(theta: np.ndarray) -> float:
+                sol = kernel.solution(theta, reml=False, cond_var=False)
+                extra = (value - sol.beta[j]) ** 2 / sol.unscaled_vcov[j, j]
+                rss = sol.r2 + extra
+                return float(sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * rss / n)))
+
+            dev, solution = _minimise(objective, state["start"], bounds)
+            if np.any(solution[diagonal] < 1e-3):
+                dev_fresh, fresh = _minimise(objective, lifted, bounds)
+                if dev_fresh < dev:
+                    dev, solution = dev_fresh, fresh
+            state["start"] = solution
+            return dev - reference
+
+        profiles.append(_Profile(name, float(fit.beta[j]), -np.inf, np.inf, float(se[j]), deviance))
+    return profiles
+
+
+def profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
+    """Profile-likelihood intervals of every parameter of an ML/REML fit.
+
+    Parameters
+    ----------
+    fit : LmmResult
+        The fit; a REML fit is refitted by ML first (as lme4 profiles the ML deviance).
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: ``sd_<term>|<group>``, ``cor_<term2>.<term1>|<group>``,
+        ``sigma`` and the fixed-effect names (lme4's order and names, with
+        hierlm's term names); columns ``estimate`` (ML), ``lower``, ``upper``.
+    """
+    from hierlm.lmm.fit import blas_threads
+
+    ml = fit.refit(reml=False, warn=False) if fit.reml else fit
+    reference = float(ml.deviance)
+    cutoff = float(chi2.ppf(level, 1))
+    rows = []
+    with blas_threads(getattr(fit, "threads", 1)):
+        for profile in _variance_profiles(ml, reference) + _fixed_profiles(ml, reference):
+            lower = _limit(profile, cutoff, -1)
+            upper = _limit(profile, cutoff, +1)
+            rows.append((profile.name, profile.estimate, lower, upper))
+    frame = pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"])
+    return frame.set_index("parameter")
