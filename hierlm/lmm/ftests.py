@@ -46,6 +46,7 @@ import pandas as pd
 
 from hierlm.design.terms import FixedTerm, contained_in
 from hierlm.errors import FitError, InputTypeError
+from hierlm.lmm.kenward_roger import kr_test
 from hierlm.lmm.satterthwaite import VarparCovariance, satterthwaite_df
 
 __all__ = ["AnovaTable", "anova_table", "combine_df", "f_test", "type1_contrasts", "type3_contrasts"]
@@ -190,16 +191,20 @@ class AnovaTable:
         1 (sequential) or 3 (each term adjusted for all others).
     contrasts : dict
         Term -> contrast matrix it tests (rows: hypotheses, columns: fixed effects).
+    ddf : str
+        ``"satterthwaite"`` or ``"kenward-roger"``.
     """
 
     table: pd.DataFrame
     type: int
     contrasts: dict[str, np.ndarray]
+    ddf: str = "satterthwaite"
 
     def __str__(self) -> str:
         kind = {1: "Type I", 3: "Type III"}[self.type]
+        method = {"satterthwaite": "Satterthwaite's", "kenward-roger": "Kenward-Roger's"}[self.ddf]
         body = self.table.to_string(float_format=lambda v: f"{v:.6g}")
-        return f"{kind} Analysis of Variance Table with Satterthwaite's method\n{body}"
+        return f"{kind} Analysis of Variance Table with {method} method\n{body}"
 
     def __repr__(self) -> str:
         return str(self)
@@ -208,7 +213,8 @@ class AnovaTable:
         return str(self.table.to_html(float_format=lambda v: f"{v:.6g}"))
 
 
-def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: int) -> AnovaTable:
+def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: int,
+                ddf: str = "satterthwaite") -> AnovaTable:
     """Compute the F table of ``fit`` for its fixed terms.
 
     Parameters
@@ -221,6 +227,9 @@ def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: i
         Column of the intercept.
     kind : {1, 3}
         Type of the hypotheses.
+    ddf : {"satterthwaite", "kenward-roger"}
+        Denominator df. Kenward-Roger's F is scaled (``F value``) while ``Sum Sq``
+        and ``Mean Sq`` use the unscaled statistic, as lmerTest reports them.
 
     Returns
     -------
@@ -237,10 +246,15 @@ def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: i
     sigma2 = float(fit.sigma) ** 2
     rows = []
     for contrast in contrasts:
-        f_value, num_df, den_df = f_test(cov, beta, contrast)
+        if ddf == "kenward-roger" and contrast.shape[0]:
+            result = kr_test(fit.kenward_roger, beta, contrast)
+            f_value, num_df, den_df = result["f_value"], result["num_df"], result["den_df"]
+            mean_sq = result["f_unscaled"] * sigma2
+        else:
+            f_value, num_df, den_df = f_test(cov, beta, contrast)
+            mean_sq = f_value * sigma2
         p_value = float(stats.f.sf(f_value, num_df, den_df)) if num_df else float("nan")
-        mean_sq = f_value * sigma2
         rows.append([mean_sq * num_df, mean_sq, num_df, den_df, f_value, p_value])
     columns = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
     table = pd.DataFrame(rows, index=pd.Index([t.name for t in terms], name="term"), columns=columns)
-    return AnovaTable(table, kind, {t.name: c for t, c in zip(terms, contrasts, strict=True)})
+    return AnovaTable(table, kind, {t.name: c for t, c in zip(terms, contrasts, strict=True)}, ddf)

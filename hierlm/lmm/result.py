@@ -23,6 +23,7 @@ from hierlm.lmm.fit import (
     singular_components,
     theta_column_scale,
 )
+from hierlm.lmm.kenward_roger import check_ddf, kr_contrast_test
 from hierlm.lmm.objective import LmmObjective, Solution
 from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_covariance
 from hierlm.results.draws import FitDraws
@@ -172,8 +173,19 @@ class LmmResult(ResultMethods):
             return varpar_covariance(self.kernel, self.theta, self.reml,
                                      column_scale=theta_column_scale(self.design, self.kernel))
 
-    def contrast(self, L: Any, rhs: float = 0.0) -> dict[str, float]:
-        """t-test of ``L' beta = rhs`` with Satterthwaite's df.
+    @cached_property
+    def kenward_roger(self) -> Any:
+        """Kenward-Roger adjusted covariance of the fixed effects (REML fits).
+
+        See :mod:`hierlm.lmm.kenward_roger`; computed once, on first use.
+        """
+        from hierlm.lmm.kenward_roger import kenward_roger
+
+        with blas_threads(self.threads):
+            return kenward_roger(self)
+
+    def contrast(self, L: Any, rhs: float = 0.0, ddf: str = "satterthwaite") -> dict[str, float]:
+        """t-test of ``L' beta = rhs`` with Satterthwaite's or Kenward-Roger's df.
 
         Parameters
         ----------
@@ -181,6 +193,8 @@ class LmmResult(ResultMethods):
             Contrast vector of length p, or a mapping fixed-effect name -> weight.
         rhs : float
             Hypothesised value.
+        ddf : {"satterthwaite", "kenward-roger"}
+            Denominator df (and, for Kenward-Roger, the adjusted standard error).
 
         Returns
         -------
@@ -201,10 +215,17 @@ class LmmResult(ResultMethods):
             if vec.size != len(names):
                 raise InputTypeError(f"The contrast L has {vec.size} entries; the model has "
                                      f"{len(names)} fixed effects {names}.")
+        if check_ddf(ddf) == "kenward-roger":
+            return kr_contrast_test(self.kenward_roger, self.solution.beta, vec, rhs)
         return contrast_test(self.varpar_covariance, self.solution.beta, vec, rhs)
 
-    def fixef(self) -> pd.DataFrame:
-        """Fixed effects with standard errors, Satterthwaite df, t and p (lmerTest's table).
+    def fixef(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects with standard errors, df, t and p (lmerTest's table).
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger"}
+            Denominator df; Kenward-Roger also adjusts the standard errors (REML fits).
 
         Returns
         -------
@@ -212,7 +233,7 @@ class LmmResult(ResultMethods):
             Indexed by term; columns ``estimate, std_error, df, t_value, p_value``.
         """
         names = list(self.design.fixed_names)
-        rows = [self.contrast(np.eye(len(names))[i]) for i in range(len(names))]
+        rows = [self.contrast(np.eye(len(names))[i], ddf=ddf) for i in range(len(names))]
         frame = pd.DataFrame(rows, index=pd.Index(names, name="term"))
         return frame[["estimate", "std_error", "df", "t_value", "p_value"]]
 
@@ -378,7 +399,7 @@ class LmmResult(ResultMethods):
         return fit_lmm(self.design, reml=self.reml if reml is None else reml, model=self.model,
                        **options)
 
-    def anova(self, type: int = 3) -> Any:  # noqa: A002 - lmerTest's argument name
+    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> Any:  # noqa: A002 - lmerTest's name
         """F-tests of the fixed-effect terms with Satterthwaite's df (lmerTest's ``anova(fit)``).
 
         Parameters
@@ -387,6 +408,8 @@ class LmmResult(ResultMethods):
             3: each term adjusted for all others, with the hypotheses of a term
             orthogonal to those of terms containing it (lmerTest's default);
             1: sequential, each term adjusted for the terms before it.
+        ddf : {"satterthwaite", "kenward-roger"}
+            Denominator df; Kenward-Roger also scales F (REML fits).
 
         Returns
         -------
@@ -406,7 +429,7 @@ class LmmResult(ResultMethods):
         if self.model is None or not hasattr(self.model, "spec"):
             raise FitError("anova(fit) needs the formula's terms: fit a hierlm.Model, not a bare Design.")
         terms, intercept = fixed_terms(self.model.spec, self.model.data)
-        return anova_table(self, terms, intercept, type)
+        return anova_table(self, terms, intercept, type, check_ddf(ddf))
 
     def summary(self) -> Any:
         """An lme4/lmerTest-like report; ``print(fit.summary())``."""

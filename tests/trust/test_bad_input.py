@@ -199,6 +199,9 @@ CASES: list[Case] = [
     ("anova of a non-fit", lambda: hl.anova(fit("sleep_int"), 3), InputTypeError, "int"),
     ("anova of non-nested equal-size models", lambda: hl.anova(fit("sleep"), fit("sleep")),
      FitError, "not nested"),
+    ("unknown ddf method", lambda: fit().fixef(ddf="containment"), FitError, "containment"),
+    ("Kenward-Roger on an ML fit", lambda: _quiet(lambda: hl.Model(FORMULA, SLEEP).fit("ml")).fixef(
+        ddf="kenward-roger"), FitError, "REML"),
     ("unknown confint method", lambda: fit().confint(method="boot"), FitError, "boot"),
     ("F-table of an unknown type", lambda: fit().anova(type=2), InputTypeError, "type=2"),
     ("F-table of a fit from a bare Design", lambda: hl.lmm.fit_lmm(fit().design).anova(),
