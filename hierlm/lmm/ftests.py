@@ -18,6 +18,8 @@ Which hypotheses a term tests depends on the type:
 * **type I** (sequential): with ``X'X = U' D U``, ``U`` unit upper triangular,
   the rows of ``U`` belonging to the term's columns. Each term is adjusted for
   the terms before it in the formula, not after; the order matters.
+* **type II**: each term adjusted for every term that does not contain it
+  (marginally when no term contains it); see :func:`type2_contrasts`;
 * **type III** (lmerTest's and SAS's default): each term is tested adjusted for
   all others, with its hypotheses made orthogonal to those of every term that
   contains it (``recipe`` in ``recipe:temperature``). Start from
@@ -49,7 +51,9 @@ from hierlm.errors import FitError, InputTypeError
 from hierlm.lmm.kenward_roger import kr_test
 from hierlm.lmm.satterthwaite import VarparCovariance, satterthwaite_df
 
-__all__ = ["AnovaTable", "anova_table", "combine_df", "f_test", "type1_contrasts", "type3_contrasts"]
+__all__ = [
+    "AnovaTable", "anova_table", "combine_df", "f_test", "type1_contrasts", "type2_contrasts", "type3_contrasts",
+]
 
 # lmerTest's tolerance for treating eigenvalues of L V L' as zero (relative to the largest)
 _EIGEN_TOL = float(np.sqrt(np.finfo(float).eps))
@@ -65,6 +69,36 @@ def type1_contrasts(X: np.ndarray, terms: list[FixedTerm]) -> list[np.ndarray]:
     unit = R / np.diag(R)[:, None]
     unit[np.abs(unit) < 1e-6] = 0.0
     return [unit[list(term.columns), :] for term in terms]
+
+
+def type2_contrasts(X: np.ndarray, terms: list[FixedTerm]) -> list[np.ndarray]:
+    """Type II hypotheses: each term adjusted for every term that does not contain it.
+
+    A term contained in no other is tested by its own coefficients (marginally).
+    A contained term is tested sequentially after the terms that do not contain
+    it: the columns of X are reordered as (others, the term, its containing
+    terms), and the term's rows of the unit triangular factor of the reordered
+    X'X are taken back to the original column order.
+    """
+    if X.shape[1] <= 1 or len(terms) <= 1:
+        return type1_contrasts(X, terms)
+    out = []
+    for term in terms:
+        containing = [other for other in terms if contained_in(term, other)]
+        if not containing:
+            out.append(np.eye(X.shape[1])[list(term.columns)])
+            continue
+        last = list(term.columns) + [c for other in containing for c in other.columns]
+        order = [c for c in range(X.shape[1]) if c not in last] + last
+        reordered = X[:, order]
+        R = np.linalg.cholesky(reordered.T @ reordered).T
+        unit = R / np.diag(R)[:, None]
+        unit[np.abs(unit) < 1e-6] = 0.0
+        rows = [order.index(c) for c in term.columns]
+        contrast = np.zeros((len(rows), X.shape[1]))
+        contrast[:, order] = unit[rows, :]
+        out.append(contrast)
+    return out
 
 
 def _zap(values: np.ndarray) -> np.ndarray:
@@ -188,7 +222,8 @@ class AnovaTable:
         One row per term: ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``,
         ``F value``, ``Pr(>F)``.
     type : int
-        1 (sequential) or 3 (each term adjusted for all others).
+        1 (sequential), 2 (adjusted for the terms not containing it) or 3
+        (adjusted for all others).
     contrasts : dict
         Term -> contrast matrix it tests (rows: hypotheses, columns: fixed effects).
     ddf : str
@@ -201,7 +236,7 @@ class AnovaTable:
     ddf: str = "satterthwaite"
 
     def __str__(self) -> str:
-        kind = {1: "Type I", 3: "Type III"}[self.type]
+        kind = {1: "Type I", 2: "Type II", 3: "Type III"}[self.type]
         method = {"satterthwaite": "Satterthwaite's", "kenward-roger": "Kenward-Roger's"}[self.ddf]
         body = self.table.to_string(float_format=lambda v: f"{v:.6g}")
         return f"{kind} Analysis of Variance Table with {method} method\n{body}"
@@ -225,7 +260,7 @@ def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: i
         Its fixed terms except the intercept, in formula order.
     intercept : int or None
         Column of the intercept.
-    kind : {1, 3}
+    kind : {1, 2, 3}
         Type of the hypotheses.
     ddf : {"satterthwaite", "kenward-roger"}
         Denominator df. Kenward-Roger's F is scaled (``F value``) while ``Sum Sq``
@@ -237,10 +272,17 @@ def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: i
     """
     from scipy import stats
 
-    if kind not in (1, 3):
-        raise InputTypeError(f"type={kind!r}: choose 1 (sequential) or 3 (marginal, lmerTest's default)")
+    if kind not in (1, 2, 3):
+        raise InputTypeError(
+            f"type={kind!r}: choose 3 (lmerTest's default), 2 (adjusted for terms not containing "
+            "the term) or 1 (sequential)")
     X = np.asarray(fit.design.X, dtype=float)
-    contrasts = type1_contrasts(X, terms) if kind == 1 else type3_contrasts(X, terms, intercept)
+    if kind == 1:
+        contrasts = type1_contrasts(X, terms)
+    elif kind == 2:
+        contrasts = type2_contrasts(X, terms)
+    else:
+        contrasts = type3_contrasts(X, terms, intercept)
     cov = fit.varpar_covariance
     beta = np.asarray(fit.beta, dtype=float)
     sigma2 = float(fit.sigma) ** 2

@@ -404,9 +404,10 @@ class LmmResult(ResultMethods):
 
         Parameters
         ----------
-        type : {3, 1}
+        type : {3, 2, 1}
             3: each term adjusted for all others, with the hypotheses of a term
             orthogonal to those of terms containing it (lmerTest's default);
+            2: each term adjusted for the terms that do not contain it;
             1: sequential, each term adjusted for the terms before it.
         ddf : {"satterthwaite", "kenward-roger"}
             Denominator df; Kenward-Roger also scales F (REML fits).

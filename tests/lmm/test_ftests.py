@@ -47,7 +47,7 @@ def case(request):
     return MODELS[request.param], _fit(request.param)
 
 
-@pytest.mark.parametrize("kind", [1, 3])
+@pytest.mark.parametrize("kind", [1, 2, 3])
 def test_tables_match_lmertest(case, kind):
     spec, fit = case
     if f"type{kind}" not in spec:
@@ -73,8 +73,11 @@ def test_unbalanced_design_separates_type_one_and_three():
     """The fixture's types differ on unbalanced data, so agreement above is not by coincidence."""
     spec = MODELS["cake_unbalanced_numeric_by_factor"]
     first = [row["f_value"] for row in spec["type1"]]
+    second = [row["f_value"] for row in spec["type2"]]
     third = [row["f_value"] for row in spec["type3"]]
     assert abs(first[0] - third[0]) > 1e-3 * abs(first[0])
+    # temp is contained in recipe:temp: type II leaves the interaction out, type III does not
+    assert abs(second[1] - third[1]) > 1e-4 * abs(third[1])  # 8e-4 here; F is tested to 1e-5
 
 
 def test_one_df_term_is_the_squared_t_test():
@@ -171,8 +174,8 @@ def test_contrast_builders_on_a_small_design():
 
 def test_errors():
     fit = _fit("sleep_single_term")
-    with pytest.raises(InputTypeError, match="type=2"):
-        fit.anova(type=2)
+    with pytest.raises(InputTypeError, match="type=4"):
+        fit.anova(type=4)
     bare = hl.lmm.fit_lmm(fit.design)
     with pytest.raises(FitError, match="fit a hierlm.Model, not a bare Design"):
         bare.anova()

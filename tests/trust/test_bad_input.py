@@ -203,7 +203,7 @@ CASES: list[Case] = [
     ("Kenward-Roger on an ML fit", lambda: _quiet(lambda: hl.Model(FORMULA, SLEEP).fit("ml")).fixef(
         ddf="kenward-roger"), FitError, "REML"),
     ("unknown confint method", lambda: fit().confint(method="boot"), FitError, "boot"),
-    ("F-table of an unknown type", lambda: fit().anova(type=2), InputTypeError, "type=2"),
+    ("F-table of an unknown type", lambda: fit().anova(type=4), InputTypeError, "type=4"),
     ("F-table of a fit from a bare Design", lambda: hl.lmm.fit_lmm(fit().design).anova(),
      FitError, "bare Design"),
     ("type III F-table of a sum-coded factor", lambda: _quiet(lambda: hl.Model(
