@@ -52,7 +52,13 @@ from hierlm.lmm.kenward_roger import kr_test
 from hierlm.lmm.satterthwaite import VarparCovariance, satterthwaite_df
 
 __all__ = [
-    "AnovaTable", "anova_table", "combine_df", "f_test", "type1_contrasts", "type2_contrasts", "type3_contrasts",
+    "AnovaTable",
+    "anova_table",
+    "combine_df",
+    "f_test",
+    "type1_contrasts",
+    "type2_contrasts",
+    "type3_contrasts",
 ]
 
 # lmerTest's tolerance for treating eigenvalues of L V L' as zero (relative to the largest)
