@@ -447,32 +447,42 @@ class LmmResult(ResultMethods):
         return (f"<LmmResult {self.method.upper()}: {formula}; n={self.nobs}, "
                 f"criterion={self.criterion:.4f}, sigma={self.sigma:.4g}>")
 
-    def confint(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
+    def confint(self, level: float = 0.95, method: str = "wald", n_boot: int = 500,
+                random_seed: int | None = None) -> pd.DataFrame:
         """Confidence intervals: Wald for the fixed effects, or profile likelihood for everything.
 
         Parameters
         ----------
         level : float
             Confidence level, between 0 and 1.
-        method : {"wald", "profile"}
+        method : {"wald", "profile", "boot"}
             ``"wald"``: fixed effects only, ``estimate +- t * SE`` with
             Satterthwaite's df (lmerTest-style), instant. ``"profile"``: every
             SD, correlation, sigma and fixed effect, inverting the likelihood-ratio
             test of the ML deviance (lme4's default ``confint(fit)``; see
-            :mod:`hierlm.lmm.profile`); seconds for small models.
+            :mod:`hierlm.lmm.profile`); seconds for small models. ``"boot"``:
+            parametric bootstrap percentile intervals of every parameter
+            (lme4's ``confint(fit, method = "boot")``; :mod:`hierlm.lmm.bootstrap`).
+        n_boot, random_seed : int
+            Replicates and seed of the bootstrap.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``lower``, ``upper``. Wald: indexed by term. Profile: indexed
-            ``sd_<term>|<group>``, ``cor_<term2>.<term1>|<group>``, ``sigma``,
-            then the fixed effects, in lme4's order.
+            Columns ``lower``, ``upper``. Wald: indexed by term. Profile and
+            boot: indexed ``sd_<term>|<group>``, ``cor_<term2>.<term1>|<group>``,
+            ``sigma``, then the fixed effects, in lme4's order.
         """
         if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) \
                 or not 0.0 < level < 1.0:
             raise FitError(f"level must be a number between 0 and 1, got {level!r}.")
-        if method not in ("wald", "profile"):
-            raise FitError(f"method={method!r}: choose 'wald' (fixed effects) or 'profile' (all parameters).")
+        if method not in ("wald", "profile", "boot"):
+            raise FitError(f"method={method!r}: choose 'wald' (fixed effects), 'profile' or 'boot' "
+                           "(all parameters).")
+        if method == "boot":
+            from hierlm.lmm.bootstrap import bootstrap_confint
+
+            return bootstrap_confint(self, level, n_boot, random_seed)
         if method == "profile":
             from hierlm.lmm.profile import profile_confint
 

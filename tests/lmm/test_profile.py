@@ -170,5 +170,5 @@ def test_profile_interval_contains_estimate_and_widens_with_level():
 
 def test_bad_method():
     fit = _fit("dyestuff")
-    with pytest.raises(FitError, match="method='boot'"):
-        fit.confint(method="boot")
+    with pytest.raises(FitError, match="method='bca'"):
+        fit.confint(method="bca")

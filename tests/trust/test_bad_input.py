@@ -202,7 +202,9 @@ CASES: list[Case] = [
     ("unknown ddf method", lambda: fit().fixef(ddf="containment"), FitError, "containment"),
     ("Kenward-Roger on an ML fit", lambda: _quiet(lambda: hl.Model(FORMULA, SLEEP).fit("ml")).fixef(
         ddf="kenward-roger"), FitError, "REML"),
-    ("unknown confint method", lambda: fit().confint(method="boot"), FitError, "boot"),
+    ("unknown confint method", lambda: fit().confint(method="bca"), FitError, "bca"),
+    ("bootstrap with one replicate", lambda: fit().confint(method="boot", n_boot=1), FitError,
+     "n_boot=1"),
     ("F-table of an unknown type", lambda: fit().anova(type=4), InputTypeError, "type=4"),
     ("F-table of a fit from a bare Design", lambda: hl.lmm.fit_lmm(fit().design).anova(),
      FitError, "bare Design"),
