@@ -130,6 +130,16 @@ def test_full_formulation_on_crossed_factors(crossed_df):
     assert post["ranef_b"].shape == (2, 60, 5, 1)
     assert "log_likelihood_group" not in fit.idata.children
     assert fit.idata["log_likelihood"]["y"].shape == (2, 60, len(crossed_df))
+    # the full formulation adapts to a higher acceptance rate by default
+    assert fit.settings["target_accept"] == 0.95
+
+
+def test_default_target_accept_depends_on_formulation(sleep_fit, sleep_model):
+    assert sleep_fit.formulation == "marginal" and sleep_fit.settings["target_accept"] == 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        chosen = fit_bayes(sleep_model, random_seed=3, target_accept=0.9, **SHORT)
+    assert chosen.settings["target_accept"] == 0.9
 
 
 def test_bad_settings_raise_fit_errors(sleep_model):
