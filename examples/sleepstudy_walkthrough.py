@@ -46,6 +46,8 @@ def main() -> dict[str, object]:
     reml_intercept = intercept_model.fit(method="reml")
     print(reml.fixef())
     print(reml.varcorr())
+    print(reml.anova())                      # lmerTest's F-table (type III, Satterthwaite)
+    print(reml.confint(method="profile"))    # lme4's default confint: every parameter
 
     section("2. Intraclass correlation")
     # Random intercept only: ICC = tau^2 / (tau^2 + sigma^2), the correlation of two
