@@ -34,7 +34,7 @@ class RandomTerm:
     Attributes
     ----------
     group : str
-        Grouping factor, e.g. ``"Subject"`` or ``"batch:cask"``.
+        Grouping factor, e.g. ``"Subject"`` or ``"cask:batch"``.
     columns : list of str
         Coefficients that vary by group, e.g. ``["Intercept", "Days"]``.
     correlated : bool

@@ -17,7 +17,7 @@ EXPECTED = {
                             "week 1   19.54   15.14   15.14   15.14"],
     "pooling.py": ["id / Intercept: shrinkage factor", "id / week: shrinkage factor",
                    "NUTS: shrinkage of each pig's line"],
-    "nested_crossed.py": ["batch:cask  batch:cask + batch", "sample  sample",
+    "nested_crossed.py": ["cask:batch  cask:batch + batch", "sample  sample",
                           "Correlation of two observations sharing a level"],
     "within_between.py": ["REML contextual effect (between - within): 1.880",
                           "NUTS contextual effect"],

@@ -57,7 +57,8 @@ def test_categorical_double_bar_keeps_the_factor_as_one_block(machines):
 
 def test_nested_terms(machines):
     m = hl.Model("score ~ Machine + (1 | Worker/Machine)", machines)
-    assert terms(m) == [("Worker:Machine", ["Intercept"], False, 18), ("Worker", ["Intercept"], False, 6)]
+    # named as lme4 names it: Machine:Worker (inner factor first)
+    assert terms(m) == [("Machine:Worker", ["Intercept"], False, 18), ("Worker", ["Intercept"], False, 6)]
 
 
 def test_crossed_terms_are_reordered_by_levels():

@@ -2,7 +2,7 @@
 
 - Pastes: 10 batches of paste, 3 casks per batch, 2 assays per cask. Casks
   are nested in batches: ``strength ~ 1 + (1 | batch/cask)`` expands to
-  ``(1 | batch) + (1 | batch:cask)``.
+  ``(1 | cask:batch) + (1 | batch)`` (lme4's names).
 - Penicillin: 6 samples assayed on each of 24 plates. Plates and samples are
   crossed: ``diameter ~ 1 + (1 | plate) + (1 | sample)``.
 

@@ -90,7 +90,7 @@ def pastes() -> pd.DataFrame:
 
     Davies & Goldsmith (1972); R package lme4 (``Pastes``). Columns:
     ``strength``, ``batch`` (A-J), ``cask`` (a-c, labels repeat across
-    batches: nest with ``batch/cask``), ``sample`` (batch:cask label).
+    batches: nest with ``batch/cask``), ``sample`` (the batch-and-cask label).
     """
     return _read("Pastes.csv", ["batch", "cask", "sample"])
 

@@ -23,7 +23,7 @@ class RandomBlock:
     Attributes
     ----------
     group : str
-        Name of the grouping factor, ``"Subject"`` or ``"batch:cask"`` for an
+        Name of the grouping factor, ``"Subject"`` or ``"cask:batch"`` for an
         interaction of factors.
     columns : tuple of str
         Names of the block's columns, e.g. ``("Intercept", "Days")``.

@@ -2,9 +2,10 @@
 
 ``(x || g)`` becomes ``(1 | g) + (0 + x | g)``: one bar per term of the left
 side, as ``lme4::expandDoubleVerts`` does (a categorical term stays one block).
-``(1 | a/b)`` becomes ``(1 | a:b) + (1 | a)``, innermost first, as lme4's
-``findbars`` lists them. Names of interaction groups are written outer to inner
-(``"a:b"``), which reads in the order the user wrote.
+``(1 | a/b)`` becomes ``(1 | b:a) + (1 | a)``, innermost first, as lme4's
+``findbars`` lists them, and named as lme4 names them: inner factor first
+(``"cask:batch"`` for ``batch/cask``, levels ``"a:A"``). An interaction the user
+writes with ``:`` keeps the user's order.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class BarTerm:
 
     @property
     def group(self) -> str:
-        """The grouping factor's display name, e.g. ``"batch:cask"``."""
+        """The grouping factor's display name, e.g. ``"cask:batch"``."""
         return ":".join(self.factors)
 
 
@@ -65,12 +66,14 @@ def bar_term_parts(expr: str, source: str) -> tuple[bool, list[str]]:
 
 
 def _nested_factor_sets(group: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
-    """``a/b/c`` -> [(a, b, c), (a, b), (a,)]; ``a:b`` -> [(a, b)]."""
+    """``a/b/c`` -> [(c, b, a), (b, a), (a,)]; ``a:b`` -> [(a, b)]; ``a:b/c`` -> [(c, a, b), (a, b)].
+
+    Inner factors come first, as lme4 names them (``cask:batch`` for ``batch/cask``);
+    a ``:`` the user wrote keeps its order.
+    """
     sets: list[tuple[str, ...]] = []
-    prefix: tuple[str, ...] = ()
-    for part in group:
-        prefix = prefix + part
-        sets.append(prefix)
+    for depth in range(1, len(group) + 1):
+        sets.append(tuple(name for part in reversed(group[:depth]) for name in part))
     return list(reversed(sets))
 
 

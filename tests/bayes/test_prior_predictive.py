@@ -109,7 +109,7 @@ def test_crossed_and_nested_structures(crossed_df):
     assert np.isfinite(y).all() and y.shape == (30, len(crossed_df))
     pastes = hl.Model("strength ~ 1 + (1 | batch/cask)", hl.datasets.load("Pastes"))
     nested = pastes.prior_predictive(draws=10, random_seed=0)["prior"]
-    assert nested["ranef_batch:cask"].shape[2] == 30 and nested["ranef_batch"].shape[2] == 10
+    assert nested["ranef_cask:batch"].shape[2] == 30 and nested["ranef_batch"].shape[2] == 10
 
 
 def test_default_priors_cover_the_data_scale(sleep_model):

@@ -249,11 +249,12 @@ def test_categorical_term_in_a_bar():
 def test_nested_groups_expand_to_interaction_and_outer():
     df = frame()
     _, d = design("y ~ 1 + (1 | g/h)", df)
-    assert [(b.group, b.n_levels) for b in d.blocks] == [("g:h", 6), ("g", 3)]
-    combos = [f"{g}:{h}" for g in G_LEVELS for h in ["h1", "h2"]]
+    # lme4's naming: the inner factor first ("h:g"), levels sorted as lme4 sorts them
+    assert [(b.group, b.n_levels) for b in d.blocks] == [("h:g", 6), ("g", 3)]
+    combos = [f"{h}:{g}" for h in ["h1", "h2"] for g in G_LEVELS]
     assert d.blocks[0].levels == tuple(combos)
     pairs = zip(df.g, df.h, strict=True)
-    np.testing.assert_array_equal(d.blocks[0].codes, [combos.index(f"{g}:{h}") for g, h in pairs])
+    np.testing.assert_array_equal(d.blocks[0].codes, [combos.index(f"{h}:{g}") for g, h in pairs])
     np.testing.assert_array_equal(d.blocks[1].codes, [G_LEVELS.index(v) for v in df.g])
 
 
@@ -417,8 +418,8 @@ def test_new_interaction_levels():
     spec, _ = design("y ~ 1 + (1 | g/h)", df)
     new = pd.DataFrame({"g": ["g1", "g9"], "h": ["h2", "h1"]})
     out, new_levels = spec.design_for(new)
-    assert new_levels == {"g:h": ["g9:h1"], "g": ["g9"]}
-    np.testing.assert_array_equal(out.blocks[0].codes, [1, -1])
+    assert new_levels == {"h:g": ["h1:g9"], "g": ["g9"]}
+    np.testing.assert_array_equal(out.blocks[0].codes, [3, -1])  # h2:g1 is level 3
 
 
 def test_new_data_needs_the_predictors_but_not_the_response():

@@ -33,9 +33,11 @@ def test_double_bar_keeps_an_interaction_as_one_term():
 
 
 def test_nesting_slash_is_innermost_first():
-    # lme4: (1 | a/b) -> (1 | b:a) + (1 | a); we spell the interaction outer-to-inner
-    assert expanded("y ~ (1 | a/b)") == [("1", ("a", "b")), ("1", ("a",))]
-    assert expanded("y ~ (1 | a/b/c)") == [("1", ("a", "b", "c")), ("1", ("a", "b")), ("1", ("a",))]
+    # lme4: (1 | a/b) -> (1 | b:a) + (1 | a), the interaction named inner factor first
+    assert expanded("y ~ (1 | a/b)") == [("1", ("b", "a")), ("1", ("a",))]
+    assert expanded("y ~ (1 | a/b/c)") == [("1", ("c", "b", "a")), ("1", ("b", "a")), ("1", ("a",))]
+    # a ":" the user wrote keeps its order inside the nesting
+    assert expanded("y ~ (1 | a:b/c)") == [("1", ("c", "a", "b")), ("1", ("a", "b"))]
 
 
 def test_interaction_group_is_one_term():
@@ -45,7 +47,7 @@ def test_interaction_group_is_one_term():
 
 def test_double_bar_and_slash_combine_per_term():
     assert expanded("y ~ (x || a/b)") == [
-        ("1", ("a", "b")), ("1", ("a",)), ("0 + x", ("a", "b")), ("0 + x", ("a",)),
+        ("1", ("b", "a")), ("1", ("a",)), ("0 + x", ("b", "a")), ("0 + x", ("a",)),
     ]
 
 

@@ -32,6 +32,7 @@ def fixed_name(lme4_name: str) -> str:
 
 
 def group_key(group: str) -> frozenset[str] | str:
-    """Interaction groups compared as sets of factor names (``cask:batch`` == ``batch:cask``)."""
+    """Interaction groups compared as sets of factor names (the names also match exactly since
+    hierlm names nested groups as lme4 does; the set form also serves user-written ``a:b``)."""
     base, dot, suffix = group.partition(".")
     return (frozenset(base.split(":")), suffix) if ":" in base else group

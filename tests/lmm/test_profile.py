@@ -34,8 +34,8 @@ FAST = [name for name in MODELS if name != "machines_three_terms"]
 
 
 def _name(lme4_name: str) -> str:
-    """lme4's parameter name in hierlm's spelling (term and nested-group names)."""
-    return lme4_name.replace("(Intercept)", "Intercept").replace("cask:batch", "batch:cask")
+    """lme4's parameter name in hierlm's spelling of the intercept."""
+    return lme4_name.replace("(Intercept)", "Intercept")
 
 
 def _fit(model_id: str):

@@ -45,7 +45,7 @@ def _same_factor(lme4_group: str, group: str) -> bool:
 
 
 def _relabel(level: str, lme4_group: str, group: str) -> str:
-    """lme4 writes cask:batch levels as 'a:A'; hierlm's batch:cask as 'A:a'."""
+    """Map an lme4 level label to hierlm's for the same factors in any order ('a:A' for cask:batch)."""
     order = lme4_group.split(":")
     parts = dict(zip(order, level.split(":"), strict=True))
     return ":".join(parts[f] for f in group.split(":"))

@@ -36,7 +36,7 @@ def dense_reference(draws, group):
     ("sleep_slope_reml", "Subject", ()),
     ("sleep_uncorr_reml", "Subject", ()),
     ("pastes_nested_reml", "batch", (0,)),
-    ("pastes_nested_reml", "batch:cask", ()),
+    ("pastes_nested_reml", "cask:batch", ()),
     ("penicillin_crossed_reml", "plate", ()),
     ("machines_corr_reml", "Worker", ()),
 ])

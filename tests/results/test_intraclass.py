@@ -43,11 +43,11 @@ def test_nested_factors_share_the_outer_variance(lme4_draws):
     result = icc(draws)
     corr = result.correlations["estimate"]
     # same cask implies same batch
-    assert corr["batch:cask"] == pytest.approx((cask + batch) / total, rel=1e-12)
+    assert corr["cask:batch"] == pytest.approx((cask + batch) / total, rel=1e-12)
     assert corr["batch"] == pytest.approx(batch / total, rel=1e-12)
-    assert result.components.loc["batch:cask", "estimate"] == pytest.approx(cask / total, rel=1e-12)
+    assert result.components.loc["cask:batch", "estimate"] == pytest.approx(cask / total, rel=1e-12)
     nested = nesting_matrix(draws.design)
-    # block 0 is batch:cask (nested in batch), block 1 is batch (not nested in batch:cask)
+    # block 0 is cask:batch (nested in batch), block 1 is batch (not nested in cask:batch)
     assert nested.tolist() == [[True, True], [False, True]]
     with pytest.raises(DataError, match="2 ICCs"):
         _ = result.value
