@@ -18,6 +18,7 @@ from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.groupstats import GroupStats
 from hierlm.bayes.kernel import FAMILY_CODES, marginal_logp_grad
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames
+from hierlm.bayes.prior_draws import cholesky_from_raw
 from hierlm.bayes.priors import Prior
 
 __all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "compile_kernel_for_nutpie"]
@@ -121,22 +122,6 @@ def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[[np.ndarray
     return logp_and_grad
 
 
-def _corr_cholesky_numpy(raw: np.ndarray, q: int) -> np.ndarray:
-    """Correlation Cholesky factor from raw coordinates (same transform as the kernel)."""
-    out = np.zeros((q, q))
-    out[0, 0] = 1.0
-    position = 0
-    for i in range(1, q):
-        sum_squares = 0.0
-        for j in range(i):
-            entry = np.tanh(raw[position]) * np.sqrt(1.0 - sum_squares)
-            out[i, j] = entry
-            sum_squares += entry * entry
-            position += 1
-        out[i, i] = np.sqrt(1.0 - sum_squares)
-    return out
-
-
 def expand_point(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:
     """Constrained parameters (the stored variables) of one unconstrained point."""
     p, q_total = layout.p, layout.q_total
@@ -148,7 +133,7 @@ def expand_point(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:
         out[bn.sd] = sd[start : start + q].copy()
         if layout.block_corr[k]:
             offset = int(layout.block_raw[k])
-            chol = _corr_cholesky_numpy(raw[offset : offset + q * (q - 1) // 2], q)
+            chol = cholesky_from_raw(raw[offset : offset + q * (q - 1) // 2], q)
             out[bn.corr_chol] = chol
             out[bn.cor] = np.array([chol[i, : i + 1] @ chol[j, : i + 1] for i, j in bn.pairs])
     return out
