@@ -237,6 +237,17 @@ def _common_stats(stats: Any, max_treedepth: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _raw_sample(trace: Any, names: list[str], settings: SamplerSettings,
+                timing: dict[str, float]) -> RawSample:
+    """Draws of ``names`` and the common sampler statistics of an ArviZ trace."""
+    posterior = trace["posterior"].to_dataset()
+    return RawSample(
+        draws={name: np.asarray(posterior[name].values) for name in names},
+        stats=_common_stats(trace["sample_stats"].to_dataset(), settings.max_treedepth),
+        timing=timing,
+    )
+
+
 def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) -> RawSample:
     import nutpie
 
@@ -263,13 +274,7 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
         maxdepth=settings.max_treedepth,
     )
     done = time.perf_counter()
-    posterior = trace["posterior"].to_dataset()
-    stats = trace["sample_stats"].to_dataset()
-    return RawSample(
-        draws={name: np.asarray(posterior[name].values) for name in names},
-        stats=_common_stats(stats, settings.max_treedepth),
-        timing={"compile": compiled_at - start, "sample": done - compiled_at},
-    )
+    return _raw_sample(trace, names, settings, {"compile": compiled_at - start, "sample": done - compiled_at})
 
 
 def _run_pymc(built: BuiltModel, settings: SamplerSettings, names: list[str]) -> RawSample:
@@ -304,13 +309,7 @@ def _run_pymc(built: BuiltModel, settings: SamplerSettings, names: list[str]) ->
         kwargs["compile_kwargs"] = {"mode": mode}
     trace = pm.sample(**kwargs)
     done = time.perf_counter()
-    posterior = trace["posterior"].to_dataset()
-    stats = trace["sample_stats"].to_dataset()
-    return RawSample(
-        draws={name: np.asarray(posterior[name].values) for name in names},
-        stats=_common_stats(stats, settings.max_treedepth),
-        timing={"compile": float("nan"), "sample": done - start},
-    )
+    return _raw_sample(trace, names, settings, {"compile": float("nan"), "sample": done - start})
 
 
 def run_sampler(built: BuiltModel, settings: SamplerSettings) -> RawSample:
