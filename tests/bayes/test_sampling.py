@@ -196,3 +196,21 @@ def test_diagnose_explains_each_problem():
 def test_too_few_draws_warn_about_ess(sleep_model):
     with pytest.warns(SamplingWarning, match="effective sample size below 400"):
         fit_bayes(sleep_model, draws=30, tune=100, chains=4, random_seed=2, progressbar=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["pymc", "numpyro"])
+def test_other_samplers_give_the_same_layout_and_posterior(sleep_model, sampler):
+    """PyMC's and numpyro's NUTS run the PyMC model (with its LKJ CustomDist) and fill the same
+    DataTree; their fixed-effect means lie within 3 posterior SDs of the REML estimates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_bayes(sleep_model, sampler=sampler, draws=150, tune=150, chains=2, random_seed=4,
+                        progressbar=False)
+    assert fit.sampler == sampler
+    post = fit.idata["posterior"]
+    assert set(post.data_vars) == {"fixef", "sigma", "sd_Subject", "cor_Subject", "ranef_Subject"}
+    assert {"diverging", "energy"} <= set(fit.idata["sample_stats"].data_vars)
+    draws = post["fixef"].values.reshape(-1, 2)
+    reml = sleep_model.fit("reml").beta
+    assert (np.abs(draws.mean(axis=0) - reml) < 3 * draws.std(axis=0)).all()
