@@ -22,32 +22,9 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import FitError, HierlmWarning, InputTypeError
+from hierlm.lmm.profile import parameter_vector
 
-__all__ = ["parameter_vector", "parametric_bootstrap", "bootstrap_confint"]
-
-
-def parameter_vector(fit: Any) -> pd.Series:
-    """Every parameter of a fit in lme4's order: per block ``sd_``/``cor_`` entries, sigma, fixed effects.
-
-    Names are those of :func:`hierlm.lmm.profile.profile_confint`.
-    """
-    names, values = [], []
-    for block, cov in zip(fit.design.blocks, fit.covariances(), strict=True):
-        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        for i in range(block.q):
-            names.append(f"sd_{block.columns[i]}|{block.group}")
-            values.append(sd[i])
-            if not (block.correlated and block.q > 1):
-                continue
-            for j in range(i + 1, block.q):
-                names.append(f"cor_{block.columns[j]}.{block.columns[i]}|{block.group}")
-                denom = sd[i] * sd[j]
-                values.append(cov[i, j] / denom if denom > 0 else np.nan)
-    names.append("sigma")
-    values.append(fit.sigma)
-    names += list(fit.design.fixed_names)
-    values += list(np.asarray(fit.beta, dtype=float))
-    return pd.Series(np.asarray(values, dtype=float), index=pd.Index(names, name="parameter"))
+__all__ = ["parametric_bootstrap", "bootstrap_confint"]
 
 
 def _simulate(fit: Any, rng: np.random.Generator) -> np.ndarray:
@@ -79,7 +56,7 @@ def parametric_bootstrap(fit: Any, n_boot: int = 500, random_seed: int | None = 
     -------
     pandas.DataFrame
         One row per replicate, one column per parameter (:func:`parameter_vector`
-        names). ``attrs["n_singular"]`` counts the singular refits.
+        names, from :mod:`hierlm.lmm.profile`). ``attrs["n_singular"]`` counts the singular refits.
     """
     from hierlm.lmm.fit import fit_lmm
 

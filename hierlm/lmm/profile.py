@@ -38,7 +38,13 @@ from scipy.stats import chi2
 
 from hierlm.errors import FitError
 
-__all__ = ["profile_confint", "VarianceParametrisation"]
+__all__ = [
+    "profile_confint",
+    "parameter_vector",
+    "variance_entries",
+    "VarianceEntry",
+    "VarianceParametrisation",
+]
 
 _RAW_LIMIT = 12.0  # |tanh(12)| = 1 - 8e-11: correlations within rounding of +-1
 _OPTIONS = {"ftol": 1e-13, "gtol": 1e-9, "maxiter": 500}
@@ -79,6 +85,66 @@ def _raw_from_correlation(corr: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+@dataclass(frozen=True)
+class VarianceEntry:
+    """One SD or correlation of a random-effect block, named as lme4's ``confint`` names it.
+
+    Attributes
+    ----------
+    name : str
+        ``sd_<term>|<group>`` or ``cor_<term j>.<term i>|<group>``.
+    block : int
+        Index of the design block.
+    row : int
+        The term (``i``) of an SD, or the first term of a correlation.
+    col : int or None
+        The second term (``j > i``) of a correlation; None for an SD.
+    """
+
+    name: str
+    block: int
+    row: int
+    col: int | None = None
+
+
+def variance_entries(blocks: tuple[Any, ...]) -> list[VarianceEntry]:
+    """Every SD and correlation of the blocks, in lme4's order.
+
+    Per block, column by column of its lower triangle: the SD of a term, then
+    its correlations with the later terms.
+    """
+    out = []
+    for b, block in enumerate(blocks):
+        correlated = block.correlated and block.q > 1
+        for i in range(block.q):
+            out.append(VarianceEntry(f"sd_{block.columns[i]}|{block.group}", b, i))
+            if correlated:
+                out += [VarianceEntry(f"cor_{block.columns[j]}.{block.columns[i]}|{block.group}", b, i, j)
+                        for j in range(i + 1, block.q)]
+    return out
+
+
+def parameter_vector(fit: Any) -> pd.Series:
+    """Every parameter of a fit in lme4's order: the :func:`variance_entries`, sigma, fixed effects.
+
+    A correlation of a term whose SD is 0 is NaN.
+    """
+    covariances = fit.covariances()
+    values = []
+    entries = variance_entries(fit.design.blocks)
+    for entry in entries:
+        cov = covariances[entry.block]
+        sd_i = np.sqrt(max(cov[entry.row, entry.row], 0.0))
+        if entry.col is None:
+            values.append(sd_i)
+            continue
+        denom = sd_i * np.sqrt(max(cov[entry.col, entry.col], 0.0))
+        values.append(cov[entry.row, entry.col] / denom if denom > 0 else np.nan)
+    names = [e.name for e in entries] + ["sigma", *fit.design.fixed_names]
+    values += [fit.sigma, *np.asarray(fit.beta, dtype=float)]
+    return pd.Series(np.asarray(values, dtype=float), index=pd.Index(names, name="parameter"))
+
+
 @dataclass
 class VarianceParametrisation:
     """Maps (SDs, correlations, sigma) to lme4's theta and back, for one fit.
@@ -92,7 +158,8 @@ class VarianceParametrisation:
     blocks: tuple[Any, ...]
     orders: list[np.ndarray]
 
-    def _slices(self) -> list[tuple[slice, slice | None]]:
+    def slices(self) -> list[tuple[slice, slice | None]]:
+        """Per block, the coordinates of its SDs and of its raw correlations (None if independent)."""
         out, position = [], 0
         for block in self.blocks:
             q = block.q
@@ -108,7 +175,7 @@ class VarianceParametrisation:
     @property
     def size(self) -> int:
         """Number of coordinates (including log sigma)."""
-        slices = self._slices()
+        slices = self.slices()
         last = slices[-1][1] or slices[-1][0]
         return last.stop + 1
 
@@ -116,7 +183,7 @@ class VarianceParametrisation:
         """Block covariance matrices and sigma at ``coords``."""
         sigma = float(np.exp(coords[-1]))
         out = []
-        for block, order, (sd_slice, raw_slice) in zip(self.blocks, self.orders, self._slices(),
+        for block, order, (sd_slice, raw_slice) in zip(self.blocks, self.orders, self.slices(),
                                                        strict=True):
             sd = coords[sd_slice]
             if raw_slice is None:
@@ -154,20 +221,11 @@ class VarianceParametrisation:
     def bounds(self, log_sigma: float) -> list[tuple[float | None, float | None]]:
         """Optimiser bounds: SDs >= 0, raw correlations within +-12, log sigma within ``log_sigma`` +-15."""
         out: list[tuple[float | None, float | None]] = []
-        for sd_slice, raw_slice in self._slices():
+        for sd_slice, raw_slice in self.slices():
             out += [(0.0, None)] * (sd_slice.stop - sd_slice.start)
             if raw_slice is not None:
                 out += [(-_RAW_LIMIT, _RAW_LIMIT)] * (raw_slice.stop - raw_slice.start)
         return out + [(log_sigma - 15.0, log_sigma + 15.0)]
-
-
-def _sd_positions(blocks: tuple[Any, ...]) -> list[int]:
-    """Coordinates of the SDs in :class:`VarianceParametrisation`'s layout."""
-    out, position = [], 0
-    for block in blocks:
-        out += list(range(position, position + block.q))
-        position += block.q + (block.q * (block.q - 1) // 2 if block.correlated and block.q > 1 else 0)
-    return out
 
 
 def _ml_deviance(kernel: Any, n: int, theta: np.ndarray, sigma: float) -> float:
@@ -230,21 +288,23 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
     """Profiles of the SDs, correlations and sigma of an ML fit."""
     design, kernel = fit.design, fit.kernel
     blocks, n = design.blocks, design.n
+    covariances = fit.covariances()
     identity = [np.arange(b.q) for b in blocks]
-    profiles = []
+    natural = VarianceParametrisation(kernel.cp.layout, blocks, identity)
+    slices = natural.slices()
+    sd_positions = [k for sd_slice, _ in slices for k in range(sd_slice.start, sd_slice.stop)]
+    estimates = parameter_vector(fit)
 
     def build(orders: list[np.ndarray], index: int, name: str, low: float, high: float,
-              to_coord: Callable[[float], float], estimate: float, scale: float) -> _Profile:
+              to_coord: Callable[[float], float], scale: float) -> _Profile:
         param = VarianceParametrisation(kernel.cp.layout, blocks, orders)
-        best = param.coords(fit.covariances(), fit.sigma)
+        best = param.coords(covariances, fit.sigma)
         bounds = param.bounds(float(best[-1]))
         free = [k for k in range(best.size) if k != index]
         # an SD at exactly 0 is a stationary point (the deviance depends on its square):
         # the second start lifts SDs off 0
-        sd_positions = _sd_positions(blocks)
         lifted = best.copy()
-        lifted[:-1] = np.where(np.isin(np.arange(best.size - 1), sd_positions),
-                               np.maximum(best[:-1], 0.05 * fit.sigma), best[:-1])
+        lifted[sd_positions] = np.maximum(best[sd_positions], 0.05 * fit.sigma)
         state = {"start": best[free]}
 
         def deviance(value: float) -> float:
@@ -270,32 +330,26 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
             state["start"] = solution
             return dev - reference
 
-        return _Profile(name, estimate, low, high, scale, deviance)
+        # a correlation of a term whose SD is 0 is undefined (NaN): its profile starts at 0
+        estimate = float(estimates[name])
+        return _Profile(name, 0.0 if np.isnan(estimate) else estimate, low, high, scale, deviance)
 
-    position = 0
-    for b, block in enumerate(blocks):
-        cov = fit.covariances()[b]
-        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        correlated = block.correlated and block.q > 1
-        raw_start = position + block.q
-        # lme4's order: column by column of the block's lower triangle (sd, then its correlations)
-        for i in range(block.q):
-            profiles.append(build(identity, position + i, f"sd_{block.columns[i]}|{block.group}", 0.0,
-                                  np.inf, float, float(sd[i]), max(0.5 * float(sd[i]), 1e-3 * fit.sigma)))
-            if not correlated:
-                continue
-            for j in range(i + 1, block.q):
-                order = np.array([i, j] + [k for k in range(block.q) if k not in (i, j)])
-                orders = [order if k == b else identity[k] for k in range(len(blocks))]
-                denom = sd[i] * sd[j]
-                estimate = float(cov[i, j] / denom) if denom > 0 else 0.0
-                name = f"cor_{block.columns[j]}.{block.columns[i]}|{block.group}"
-                # with the block reordered to (i, j, ...), the first raw coordinate is r_ij
-                profiles.append(build(orders, raw_start, name, -1.0, 1.0,
-                                      _raw_of_correlation, estimate, 0.25))
-        position = raw_start + (block.q * (block.q - 1) // 2 if correlated else 0)
-    profiles.append(build(identity, position, "sigma", 1e-3 * fit.sigma, np.inf,
-                          lambda v: float(np.log(max(v, 1e-300))), fit.sigma, 0.1 * fit.sigma))
+    profiles = []
+    for entry in variance_entries(blocks):
+        sd_slice, raw_slice = slices[entry.block]
+        if entry.col is None:
+            sd = float(estimates[entry.name])
+            profiles.append(build(identity, sd_slice.start + entry.row, entry.name, 0.0, np.inf, float,
+                                  max(0.5 * sd, 1e-3 * fit.sigma)))
+            continue
+        # with the block reordered to (i, j, ...), the first raw coordinate is r_ij
+        q, i, j = blocks[entry.block].q, entry.row, entry.col
+        order = np.array([i, j] + [k for k in range(q) if k not in (i, j)])
+        orders = [order if k == entry.block else identity[k] for k in range(len(blocks))]
+        assert raw_slice is not None  # a correlation exists only in a correlated block
+        profiles.append(build(orders, raw_slice.start, entry.name, -1.0, 1.0, _raw_of_correlation, 0.25))
+    profiles.append(build(identity, natural.size - 1, "sigma", 1e-3 * fit.sigma, np.inf,
+                          lambda v: float(np.log(max(v, 1e-300))), 0.1 * fit.sigma))
     return profiles
 
 

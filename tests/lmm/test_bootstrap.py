@@ -13,7 +13,8 @@ import pytest
 
 import hierlm as hl
 from hierlm.errors import HierlmWarning
-from hierlm.lmm.bootstrap import _simulate, parameter_vector, parametric_bootstrap
+from hierlm.lmm.bootstrap import _simulate, parametric_bootstrap
+from hierlm.lmm.profile import parameter_vector
 
 
 @pytest.fixture(scope="module")
