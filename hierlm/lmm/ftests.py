@@ -65,8 +65,8 @@ __all__ = [
 _EIGEN_TOL = float(np.sqrt(np.finfo(float).eps))
 
 
-def type1_contrasts(X: np.ndarray, terms: list[FixedTerm]) -> list[np.ndarray]:
-    """Sequential (type I) hypotheses of each term: rows of the unit triangular factor of X'X.
+def _unit_triangular(X: np.ndarray) -> np.ndarray:
+    """``U`` with ``X'X = U' D U``, unit upper triangular (lmerTest's normalised Doolittle factor).
 
     Entries below 1e-6 in absolute value are set to 0, as lmerTest's Doolittle
     factorisation does, so that the tables agree to the last digit.
@@ -74,6 +74,12 @@ def type1_contrasts(X: np.ndarray, terms: list[FixedTerm]) -> list[np.ndarray]:
     R = np.linalg.cholesky(X.T @ X).T
     unit = R / np.diag(R)[:, None]
     unit[np.abs(unit) < 1e-6] = 0.0
+    return unit
+
+
+def type1_contrasts(X: np.ndarray, terms: list[FixedTerm]) -> list[np.ndarray]:
+    """Sequential (type I) hypotheses of each term: its rows of :func:`_unit_triangular`."""
+    unit = _unit_triangular(X)
     return [unit[list(term.columns), :] for term in terms]
 
 
@@ -96,10 +102,7 @@ def type2_contrasts(X: np.ndarray, terms: list[FixedTerm]) -> list[np.ndarray]:
             continue
         last = list(term.columns) + [c for other in containing for c in other.columns]
         order = [c for c in range(X.shape[1]) if c not in last] + last
-        reordered = X[:, order]
-        R = np.linalg.cholesky(reordered.T @ reordered).T
-        unit = R / np.diag(R)[:, None]
-        unit[np.abs(unit) < 1e-6] = 0.0
+        unit = _unit_triangular(X[:, order])
         rows = [order.index(c) for c in term.columns]
         contrast = np.zeros((len(rows), X.shape[1]))
         contrast[:, order] = unit[rows, :]

@@ -74,6 +74,11 @@ class KenwardRoger:
     W: np.ndarray
 
 
+def _covariance_entries(block: Any) -> list[tuple[int, int]]:
+    """The (row, column) of each variance and covariance parameter of a block, column by column."""
+    return [(a, b) for b in range(block.q) for a in range(b, block.q) if block.correlated or a == b]
+
+
 def _derivative_matrices(design: Any, n: int) -> list[np.ndarray]:
     """``G_r`` for every variance/covariance of every block, then the identity (residual)."""
     out = []
@@ -81,9 +86,7 @@ def _derivative_matrices(design: Any, n: int) -> list[np.ndarray]:
         codes = np.asarray(block.codes)
         z = np.asarray(block.z, dtype=float)
         same = (codes[:, None] == codes[None, :]).astype(float)
-        pairs = [(a, b) for b in range(block.q) for a in range(b, block.q)
-                 if block.correlated or a == b]
-        for a, b in pairs:
+        for a, b in _covariance_entries(block):
             outer = np.outer(z[:, a], z[:, b])
             if a != b:
                 outer = outer + outer.T
@@ -122,8 +125,7 @@ def kenward_roger(fit: Any) -> KenwardRoger:
     G = _derivative_matrices(design, n)
     gamma = []
     for block, cov in zip(design.blocks, fit.covariances(), strict=True):
-        gamma += [cov[a, b] for b in range(block.q) for a in range(b, block.q)
-                  if block.correlated or a == b]
+        gamma += [cov[a, b] for a, b in _covariance_entries(block)]
     gamma.append(fit.sigma**2)
     sigma = sum(g * m for g, m in zip(gamma, G, strict=True))
     chol = np.linalg.cholesky(sigma)
