@@ -51,6 +51,7 @@ def fit_bayes(
     random_seed: int | None = None,
     progressbar: bool | None = None,
     log_likelihood: bool | str = "auto",
+    posterior_predictive: bool | str = "auto",
     cores: int = 1,
     reml: bool = False,
 ) -> BayesResult:
@@ -91,6 +92,10 @@ def fit_bayes(
         Default: on in terminals and notebooks.
     log_likelihood : bool or "auto"
         Store log-likelihoods (see :mod:`hierlm.bayes.posterior`).
+    posterior_predictive : bool or "auto"
+        Store one replicated response per draw in ``idata["posterior_predictive"]``
+        (``"auto"``: unless it would take more than about 1 GB; False skips
+        it for huge data).
     cores : int
         Chains run concurrently by nutpie (1 is fastest for the Python-callback
         log-densities used here; see the benchmark).
@@ -113,8 +118,9 @@ def fit_bayes(
     if random_seed is not None and (isinstance(random_seed, bool)
                                     or not isinstance(random_seed, (int, np.integer))):
         raise FitError(f"random_seed must be an integer or None, got {random_seed!r}")
-    if log_likelihood not in (True, False, "auto"):
-        raise FitError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
+    for name, mode in (("log_likelihood", log_likelihood), ("posterior_predictive", posterior_predictive)):
+        if mode not in (True, False, "auto"):
+            raise FitError(f"{name} must be True, False or 'auto', got {mode!r}")
     seed = new_seed() if random_seed is None else int(random_seed)
     if method == "map":
         from hierlm.bayes.map import fit_map
@@ -148,6 +154,7 @@ def fit_bayes(
         seed,
         log_likelihood,
         attrs={"sampler": settings.sampler, "backend": settings.backend, "seed": seed},
+        posterior_predictive=posterior_predictive,
     )
     checked = {FIXEF: raw.draws[FIXEF], SIGMA: raw.draws[SIGMA]}
     for bn in built.names:

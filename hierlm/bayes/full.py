@@ -1,11 +1,12 @@
 """Full formulation: group effects are sampled, non-centred.
 
-For every block, ``ranef = z @ L'`` with ``z`` standard normal (levels x
-terms) and ``L`` the Cholesky factor of the block's covariance (``diag(sd)``
-times the LKJ correlation factor for a correlated block, ``diag(sd)`` for
-independent terms). The linear predictor adds, for row ``i``, the block's
-columns ``z_i`` times the effects of the row's level. Works for every
-structure (nested, crossed, several blocks on one factor).
+For every block, ``ranef = L z`` with ``z`` standard normal (terms x
+levels, the layout of :mod:`hierlm.bayes.naming`) and ``L`` the Cholesky
+factor of the block's covariance (``diag(sd)`` times the LKJ correlation
+factor for a correlated block, ``diag(sd)`` for independent terms). The
+linear predictor adds, for row ``i``, the block's columns ``z_i`` times the
+effects of the row's level. Works for every structure (nested, crossed,
+several blocks on one factor).
 """
 
 from __future__ import annotations
@@ -51,17 +52,18 @@ def build_full_model(design: Design, priors: PriorTable) -> pm.Model:
         mu = pt.sum(pt.as_tensor(X) * params.fixef[None, :], axis=1)
         for bn, chol in zip(params.names, params.chols, strict=True):
             block = bn.block
-            innovations = pm.Normal(bn.z_std, 0.0, 1.0, dims=(bn.level_dim, bn.term_dim))
+            # terms x levels, the layout of hierlm.bayes.naming (shared term dim first)
+            innovations = pm.Normal(bn.z_std, 0.0, 1.0, dims=bn.ranef_dims)
             if block.q == 1:
-                effects = innovations * params.sds[params.names.index(bn)]
+                effects = innovations * params.sds[params.names.index(bn)][:, None]
             else:
-                effects = pt.sum(innovations[:, None, :] * chol[None, :, :], axis=2)
-            ranef = pm.Deterministic(bn.ranef, effects, dims=(bn.level_dim, bn.term_dim))
+                effects = pt.dot(chol, innovations)
+            ranef = pm.Deterministic(bn.ranef, effects, dims=bn.ranef_dims)
             codes = pt.as_tensor(np.asarray(block.codes, dtype=np.int64))
             z = np.asarray(block.z, dtype=float)
             if block.q == 1:
-                mu = mu + pt.as_tensor(z[:, 0]) * ranef[codes, 0]
+                mu = mu + pt.as_tensor(z[:, 0]) * ranef[0, codes]
             else:
-                mu = mu + pt.sum(pt.as_tensor(z) * ranef[codes], axis=1)
+                mu = mu + pt.sum(pt.as_tensor(z) * ranef[:, codes].T, axis=1)
         pm.Normal(design.response, mu=mu, sigma=params.sigma, observed=y, dims=OBS_DIM)
     return model

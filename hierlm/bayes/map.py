@@ -514,7 +514,7 @@ def _map_datatree(
         if bn.block.correlated and bn.block.q > 1:
             values = np.array([corr[i, j] if sd[i] > 0 and sd[j] > 0 else 0.0 for i, j in bn.pairs])
             data_vars[bn.cor] = ((bn.pair_dim,), values)
-        data_vars[bn.ranef] = ((bn.level_dim, bn.term_dim), effect)
+        data_vars[bn.ranef] = (bn.ranef_dims, np.asarray(effect).T)  # (terms, levels), see naming
     observed = xr.Dataset(
         {design.response: ((OBS_DIM,), np.asarray(design.y, dtype=float))},
         coords={OBS_DIM: np.arange(design.n)},

@@ -10,21 +10,38 @@ variable                    dims                                   meaning
 ``sigma``                   (scalar)                               residual SD
 ``sd_<block>``              ``<block>_term``                       SDs of a block
 ``cor_<block>``             ``<block>_pair``                       correlations
-``ranef_<block>``           ``<block>_level``, ``<block>_term``    group effects
+``ranef_<block>``           ``<block>_term``, ``<block>_level``    group effects
 ==========================  =====================================  ===============
+
+(after the sample dims ``chain``, ``draw``; a MAP fit has none).
 
 ``<block>`` is the grouping factor's name, with ``.1``, ``.2`` ... appended for
 the second, third ... block on the same factor (``(1 | g) + (0 + x | g)`` gives
 blocks ``g`` and ``g.1``), which is the labelling of lme4's
 ``as.data.frame(VarCorr(fit))``. A correlation pair coordinate is the string
-``"Intercept,Days"``; the two coordinates ``<block>_term1`` and
-``<block>_term2`` along the pair dimension carry the two term names separately,
-so a row of the correlation table is found without parsing strings.
+``"Intercept,Days"`` (``varcorr()`` has the two terms in separate columns).
+
+The layout is chosen so that ArviZ reads the posterior as it is stored:
+
+* every coordinate is an index coordinate of its dimension (no auxiliary
+  coordinates), so ``az.summary`` can combine the variables' summaries;
+* a dimension shared by two variables (``<block>_term`` in ``sd_<block>``
+  and ``ranef_<block>``) comes first in both. ArviZ 1.3 stacks a
+  dataset's variables along the dimensions in their order of first
+  appearance but labels each value in its variable's own dimension order, so
+  ``ranef_Subject(Subject_level, Subject_term)`` after
+  ``sd_Subject(Subject_term)`` would get the labels of the transposed
+  values. With the term first the order is the same whichever variable comes
+  first, and ``az.summary(fit.idata)`` labels every value right.
+
+Code that reads the draws should select dimensions by name
+(:meth:`BlockNames.effects`), not by position.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +103,7 @@ class BlockNames:
 
     @property
     def ranef(self) -> str:
-        """Name of the block's group effects (levels x terms)."""
+        """Name of the block's group effects (terms x levels, see :attr:`ranef_dims`)."""
         return f"ranef_{self.label}"
 
     @property
@@ -113,6 +130,29 @@ class BlockNames:
     def pair_dim(self) -> str:
         """Dimension of the block's correlation pairs."""
         return f"{self.label}_pair"
+
+    @property
+    def ranef_dims(self) -> tuple[str, str]:
+        """Dimensions of the group effects after the sample dims: ``(<block>_term, <block>_level)``."""
+        return (self.term_dim, self.level_dim)
+
+    def effects(self, group: Any) -> np.ndarray:
+        """The block's group effects in ``group`` as an array ``(..., levels, terms)``.
+
+        Parameters
+        ----------
+        group : xarray.Dataset or xarray.DataTree
+            A ``posterior``, ``prior`` or ``map`` group holding :attr:`ranef`.
+
+        Returns
+        -------
+        numpy.ndarray
+            The sample dims (if any) first, then levels and terms, whatever
+            order the dims are stored in (fits saved before the term-first
+            layout keep levels first).
+        """
+        values = group[self.ranef]
+        return np.asarray(values.transpose(..., self.level_dim, self.term_dim).values)
 
     @property
     def pairs(self) -> list[tuple[int, int]]:

@@ -1,8 +1,15 @@
 """Turn raw draws into the ArviZ DataTree of a fit (same names for every formulation).
 
 Groups: ``posterior`` (see :mod:`hierlm.bayes.naming`), ``sample_stats``,
-``observed_data``, ``log_likelihood`` and, when every block shares one
-grouping factor, ``log_likelihood_group``.
+``observed_data``, ``posterior_predictive``, ``log_likelihood`` and, when
+every block shares one grouping factor, ``log_likelihood_group``. With these
+ArviZ works on ``fit.idata`` as on a PyMC trace: ``az.summary``,
+``az.plot_ppc_dist``, ``az.loo`` and ``az.plot_loo_pit``.
+
+``posterior_predictive`` holds one replicated response per posterior draw and
+observation, ``y_rep = X beta + Z b + e`` with the draw's group effects and
+``e ~ N(0, sigma^2)``, under the response's name with dim ``obs`` (as
+``observed_data``).
 
 ``log_likelihood`` holds the pointwise log-density of each observation given
 all parameters *and* the group effects, under the response's name, for both
@@ -12,6 +19,11 @@ formulation ran. ``log_likelihood_group`` holds, per level of the grouping
 factor, the log-likelihood of that level's observations with the group
 effects integrated out, for leave-one-group-out cross-validation; for the
 marginal formulation this is exactly the density the sampler used.
+
+The per-observation groups take draws x observations numbers each; beyond
+:data:`LOG_LIKELIHOOD_MAX_ELEMENTS` (1 GB) they are skipped with a warning
+unless asked for explicitly (``log_likelihood=True``,
+``posterior_predictive=True``), and ``False`` skips them for huge data.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from hierlm.bayes.conditional import (
     covariance_cholesky,
     draw_group_effects,
     group_loglik,
+    linear_predictor,
     pointwise_loglik,
     stack_cholesky,
 )
@@ -37,9 +50,10 @@ from hierlm.errors import HierlmWarning
 
 __all__ = ["LOG_LIKELIHOOD_MAX_ELEMENTS", "assemble_datatree", "posterior_dataset"]
 
-# pointwise log-likelihoods beyond this many numbers (8 GB / 8 bytes / 8) are skipped by default
+# pointwise log-likelihoods and replicates beyond this many numbers (1 GB) are skipped by default
 LOG_LIKELIHOOD_MAX_ELEMENTS = 125_000_000
 _SAMPLE_DIMS = ("chain", "draw")
+_CHUNK_ELEMENTS = 4_000_000
 
 
 def _flat(draws: np.ndarray) -> np.ndarray:
@@ -92,22 +106,73 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
         chol = stack_cholesky(_block_cholesky(built.names, draws), stats.block_slices)
         rng = np.random.default_rng([seed, 2])
         effects = draw_group_effects(stats, _flat(draws[FIXEF]), _flat(draws[SIGMA]), chol, rng)
+        # (S, levels, terms) -> (chain, draw, terms, levels), the layout of naming.py
         ranef = {
-            bn.ranef: _unflat(effects[:, :, cols], n_chains)
+            bn.ranef: _unflat(np.swapaxes(effects[:, :, cols], 1, 2), n_chains)
             for bn, cols in zip(built.names, stats.block_slices, strict=True)
         }
     else:
-        ranef = {bn.ranef: draws[bn.ranef] for bn in built.names}
+        ranef = {bn.ranef: draws[bn.ranef] for bn in built.names}  # sampled as (term, level)
     for bn in built.names:
         coords.update(bn.coords())
         data_vars[bn.sd] = ((*_SAMPLE_DIMS, bn.term_dim), draws[bn.sd])
         if bn.cor in draws:
             data_vars[bn.cor] = ((*_SAMPLE_DIMS, bn.pair_dim), draws[bn.cor])
-            coords[f"{bn.pair_dim}_term1"] = (bn.pair_dim, [a for a, _ in bn.pair_terms])
-            coords[f"{bn.pair_dim}_term2"] = (bn.pair_dim, [b for _, b in bn.pair_terms])
-        data_vars[bn.ranef] = ((*_SAMPLE_DIMS, bn.level_dim, bn.term_dim), ranef[bn.ranef])
+        data_vars[bn.ranef] = ((*_SAMPLE_DIMS, *bn.ranef_dims), ranef[bn.ranef])
     dataset = xr.Dataset(data_vars, coords=coords)
     return dataset.assign_coords(chain=np.arange(n_chains), draw=np.arange(dataset.sizes["draw"]))
+
+
+def _effect_blocks(
+    built: BuiltModel, posterior: xr.Dataset
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per block: level codes (n,), columns (n, q) and pooled effect draws (S, J, q)."""
+    return [
+        (np.asarray(bn.block.codes), np.asarray(bn.block.z, float), _flat(bn.effects(posterior)))
+        for bn in built.names
+    ]
+
+
+def _too_big(what: str, n_samples: int, n_units: int, option: str) -> None:
+    """Warn that a per-observation group was not stored because of its size."""
+    warnings.warn(
+        f"{what} not stored: {n_samples} draws x {n_units} observations "
+        f"would take more than 1 GB; pass {option}=True to force it",
+        HierlmWarning,
+        stacklevel=5,
+    )
+
+
+def _posterior_predictive_group(
+    built: BuiltModel, posterior: xr.Dataset, seed: int, mode: bool | str
+) -> dict[str, xr.Dataset]:
+    """The ``posterior_predictive`` group: one replicated response per draw (subject to ``mode``)."""
+    design = built.design
+    n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    n_samples = n_chains * n_draws
+    if mode is False:
+        return {}
+    if mode == "auto" and n_samples * design.n > LOG_LIKELIHOOD_MAX_ELEMENTS:
+        _too_big("posterior predictive draws", n_samples, design.n, "posterior_predictive")
+        return {}
+    fixef = _flat(posterior[FIXEF].values)
+    sigma = _flat(posterior[SIGMA].values)
+    blocks = _effect_blocks(built, posterior)
+    X = np.asarray(design.X, float)
+    rng = np.random.default_rng([seed, 3])
+    replicates = np.empty((n_samples, design.n))
+    step = max(1, _CHUNK_ELEMENTS // max(design.n, 1))
+    for start in range(0, n_samples, step):
+        part = slice(start, min(start + step, n_samples))
+        mu = linear_predictor(X, fixef[part], [(codes, z, eff[part]) for codes, z, eff in blocks])
+        replicates[part] = mu + sigma[part, None] * rng.standard_normal(mu.shape)
+    return {
+        "posterior_predictive": xr.Dataset(
+            {design.response: ((*_SAMPLE_DIMS, OBS_DIM), _unflat(replicates, n_chains))},
+            coords={OBS_DIM: observation_coords(design), "chain": posterior["chain"].values,
+                    "draw": posterior["draw"].values},
+        )
+    }
 
 
 def _log_likelihood_groups(
@@ -122,24 +187,16 @@ def _log_likelihood_groups(
     sigma = _flat(posterior[SIGMA].values)
     out = {}
     if mode is True or (mode == "auto" and n_samples * design.n <= LOG_LIKELIHOOD_MAX_ELEMENTS):
-        blocks = [
-            (np.asarray(bn.block.codes), np.asarray(bn.block.z, float), _flat(posterior[bn.ranef].values))
-            for bn in built.names
-        ]
         values = pointwise_loglik(
-            np.asarray(design.y, float), np.asarray(design.X, float), fixef, sigma, blocks
+            np.asarray(design.y, float), np.asarray(design.X, float), fixef, sigma,
+            _effect_blocks(built, posterior)
         )
         out["log_likelihood"] = xr.Dataset(
             {design.response: ((*_SAMPLE_DIMS, OBS_DIM), _unflat(values, n_chains))},
             coords={OBS_DIM: observation_coords(design), **chain_draw},
         )
     elif mode == "auto":
-        warnings.warn(
-            f"pointwise log-likelihood not stored: {n_samples} draws x {design.n} observations "
-            "would take more than 1 GB; pass log_likelihood=True to force it",
-            HierlmWarning,
-            stacklevel=4,
-        )
+        _too_big("pointwise log-likelihood", n_samples, design.n, "log_likelihood")
     if mode is not False and shared_group(design) is not None:
         stats = built.stats if built.stats is not None else group_stats(design)
         if mode is True or n_samples * stats.n_groups <= LOG_LIKELIHOOD_MAX_ELEMENTS:
@@ -159,6 +216,7 @@ def assemble_datatree(
     seed: int,
     log_likelihood: bool | str = "auto",
     attrs: dict[str, object] | None = None,
+    posterior_predictive: bool | str = "auto",
 ) -> xr.DataTree:
     """Build the fit's DataTree from raw draws.
 
@@ -175,6 +233,9 @@ def assemble_datatree(
         more than about 1 GB each (then a warning says so).
     attrs : dict, optional
         Extra attributes for every group (sampler, formulation, ...).
+    posterior_predictive : bool or "auto"
+        Store the ``posterior_predictive`` group: always, never, or unless it
+        would take more than about 1 GB (then a warning says so).
 
     Returns
     -------
@@ -196,6 +257,7 @@ def assemble_datatree(
         "sample_stats": stats,
         "observed_data": observed,
     }
+    groups.update(_posterior_predictive_group(built, posterior, seed, posterior_predictive))
     groups.update(_log_likelihood_groups(built, posterior, raw, log_likelihood))
     common = {
         "created_at": datetime.now(UTC).isoformat(),

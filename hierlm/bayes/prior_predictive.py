@@ -8,13 +8,14 @@ data, ``y_i = x_i' beta_s + sum_k z_ki' b_k[level_i] + e_i`` with
 predictors and grouping levels), so the draws show what the priors say about
 data like the data in hand before seeing the response.
 
-The result is a DataTree with groups ``prior`` (the same variable names and
-coords as a fit's ``posterior``), ``prior_predictive`` (the response, dims
-``obs``) and ``observed_data``, so ArviZ plots of the prior predictive work on it
-(``group="prior_predictive"``). No PyMC model is built and nothing is
-compiled; both formulations have the same prior predictive distribution.
-For a transformed response (``log(y) ~ ...``) the draws are on the model's
-(transformed) scale.
+The result is a DataTree with groups ``prior`` (the same variable names,
+dims and coords as a fit's ``posterior``, see :mod:`hierlm.bayes.naming`, so
+``az.summary(tree, group="prior")`` labels every value right),
+``prior_predictive`` (the response, dims ``obs``) and ``observed_data``, so
+ArviZ plots of the prior predictive work on it (``group="prior_predictive"``).
+No PyMC model is built and nothing is compiled; both formulations have the
+same prior predictive distribution. For a transformed response
+(``log(y) ~ ...``) the draws are on the model's (transformed) scale.
 """
 
 from __future__ import annotations
@@ -133,12 +134,11 @@ def sample_prior_predictive(
             cor = np.stack([np.sum(corr_chol[:, i, : i + 1] * corr_chol[:, j, : i + 1], axis=1)
                             for i, j in bn.pairs], axis=1)
             data_vars[bn.cor] = ((*_SAMPLE_DIMS, bn.pair_dim), cor[None])
-            coords[f"{bn.pair_dim}_term1"] = (bn.pair_dim, [a for a, _ in bn.pair_terms])
-            coords[f"{bn.pair_dim}_term2"] = (bn.pair_dim, [b for _, b in bn.pair_terms])
         chol = covariance_cholesky(sd, corr_chol)
         innovations = rng.standard_normal((n_draws, bn.block.n_levels, q))
         effects = np.einsum("sjk,slk->sjl", innovations, chol)
-        data_vars[bn.ranef] = ((*_SAMPLE_DIMS, bn.level_dim, bn.term_dim), effects[None])
+        # stored as (terms, levels), the layout of naming.py that ArviZ labels right
+        data_vars[bn.ranef] = ((*_SAMPLE_DIMS, *bn.ranef_dims), np.swapaxes(effects, 1, 2)[None])
         blocks.append((np.asarray(bn.block.codes), np.asarray(bn.block.z, dtype=float), effects))
     mu = linear_predictor(np.asarray(design.X, dtype=float), fixef, blocks)
     response = mu + sigma[:, None] * rng.standard_normal(mu.shape)

@@ -85,8 +85,9 @@ class BayesResult(ResultMethods):
     ----------
     idata : xarray.DataTree
         ArviZ 1.x DataTree. NUTS: groups ``posterior``, ``sample_stats``,
-        ``observed_data``, ``log_likelihood`` (pointwise) and
-        ``log_likelihood_group`` (per level, group effects integrated out).
+        ``observed_data``, ``posterior_predictive``, ``log_likelihood``
+        (pointwise) and ``log_likelihood_group`` (per level, group effects
+        integrated out); see :mod:`hierlm.bayes.posterior`.
         MAP: group ``map`` with the estimates (same variable names, no
         chain/draw) and ``observed_data``.
     pymc_model : pymc.Model
@@ -143,15 +144,24 @@ class BayesResult(ResultMethods):
             return np.asarray(self.idata["map"][name].values)[None, None, ...]
         return np.asarray(self.idata["posterior"][name].values)
 
+    def _effects(self, bn: BlockNames) -> np.ndarray:
+        """Group-effect draws (chain, draw, level, term) of a block, read by dim name."""
+        effects = bn.effects(self.idata["map" if self._is_map else "posterior"])
+        return effects[None, None, ...] if self._is_map else effects
+
     def _summary(self, draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame:
         if self._is_map:
             return pd.DataFrame({"estimate": draws.reshape(-1)})
         return summarize_draws(draws.reshape(draws.shape[0], draws.shape[1], -1), diagnostics)
 
+    @staticmethod
+    def _flat(values: np.ndarray) -> np.ndarray:
+        """(chain, draw, ...) -> (chain * draw, ...)."""
+        return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+
     def _pooled(self, name: str) -> np.ndarray:
         """Draws of a variable with chains pooled: (S, ...)."""
-        values = self._values(name)
-        return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+        return self._flat(self._values(name))
 
     def covariances(self) -> list[np.ndarray]:
         """Covariance matrix ``G`` of each block, per draw: (S, q, q) (S = 1 for MAP)."""
@@ -172,7 +182,7 @@ class BayesResult(ResultMethods):
             beta=self._pooled(FIXEF),
             sigma=self._pooled(SIGMA),
             covariances=tuple(self.covariances()),
-            effects=tuple(self._pooled(bn.ranef) for bn in self.names),
+            effects=tuple(self._flat(self._effects(bn)) for bn in self.names),
             design=self.design,
             point=self._is_map,
             n_chains=int(self._values(SIGMA).shape[0]),
@@ -198,7 +208,7 @@ class BayesResult(ResultMethods):
         fixed_index = {name: k for k, name in enumerate(self.design.fixed_names)}
         parts = []
         for bn in self.names:
-            values = self._values(bn.ranef).copy()
+            values = self._effects(bn).copy()
             for k, term in enumerate(bn.block.columns):
                 if term in fixed_index:
                     values[..., k] += beta[..., fixed_index[term]][..., None]
@@ -296,7 +306,7 @@ class BayesResult(ResultMethods):
         """
         parts = []
         for bn in self.names:
-            values = self._values(bn.ranef)
+            values = self._effects(bn)
             levels = [str(level) for level in bn.block.levels]
             head = pd.DataFrame(
                 {

@@ -28,8 +28,8 @@ def test_layout_matches_the_posterior_names(sleep_model):
     assert set(tree.children) == {"prior", "prior_predictive", "observed_data"}
     prior = tree["prior"]
     assert set(prior.data_vars) == {"fixef", "sigma", "sd_Subject", "cor_Subject", "ranef_Subject"}
-    assert prior["ranef_Subject"].dims == ("chain", "draw", "Subject_level", "Subject_term")
-    assert list(prior["Subject_pair_term1"].values) == ["Intercept"]
+    assert prior["ranef_Subject"].dims == ("chain", "draw", "Subject_term", "Subject_level")
+    assert list(prior["Subject_pair"].values) == ["Intercept,Days"]
     assert tree["prior_predictive"]["Reaction"].shape == (1, 50, sleep_model.nobs)
     np.testing.assert_array_equal(tree["observed_data"]["Reaction"].values, sleep_model.design.y)
 
@@ -90,7 +90,7 @@ def test_agrees_with_pymc_forward_sampling_of_the_full_model(sleep_df):
         "sigma": lambda g: g["sigma"].values[0],
         "sd_Subject": lambda g: g["sd_Subject"].values[0, :, 1],
         "cor_Subject": lambda g: g["cor_Subject"].values[0, :, 0],
-        "ranef_Subject": lambda g: g["ranef_Subject"].values[0, :, 3, 0],
+        "ranef_Subject": lambda g: g["ranef_Subject"].sel(Subject_term="Intercept").values[0, :, 3],
     }
     for name, pick in checks.items():
         assert stats.ks_2samp(pick(ours["prior"]), pick(theirs["prior"])).pvalue > 1e-4, name
@@ -104,12 +104,12 @@ def test_crossed_and_nested_structures(crossed_df):
     tree = model.prior_predictive(draws=30, random_seed=0)
     prior = tree["prior"]
     assert {"ranef_a", "ranef_b", "sd_a", "sd_b", "cor_a"} <= set(prior.data_vars)
-    assert prior["ranef_b"].shape == (1, 30, 5, 1)
+    assert prior["ranef_b"].shape == (1, 30, 1, 5)
     y = tree["prior_predictive"]["y"].values[0]
     assert np.isfinite(y).all() and y.shape == (30, len(crossed_df))
     pastes = hl.Model("strength ~ 1 + (1 | batch/cask)", hl.datasets.load("Pastes"))
     nested = pastes.prior_predictive(draws=10, random_seed=0)["prior"]
-    assert nested["ranef_cask:batch"].shape[2] == 30 and nested["ranef_batch"].shape[2] == 10
+    assert nested.sizes["cask:batch_level"] == 30 and nested["ranef_batch"].shape[3] == 10
 
 
 def test_default_priors_cover_the_data_scale(sleep_model):

@@ -19,8 +19,8 @@ def test_draws_know_their_chains(fit):
 def test_coef_adds_fixed_to_group_effects_per_draw(fit):
     posterior = fit.idata.posterior
     beta = posterior["fixef"].values  # (chain, draw, term)
-    effects = posterior["ranef_Subject"].values  # (chain, draw, level, term)
-    expected = (effects[..., 0] + beta[..., None, 0]).mean(axis=(0, 1))
+    effects = posterior["ranef_Subject"].values  # (chain, draw, term, level)
+    expected = (effects[:, :, 0, :] + beta[..., None, 0]).mean(axis=(0, 1))
     coef = fit.coef()
     intercepts = coef[coef.term == "Intercept"]["mean"].to_numpy()
     np.testing.assert_allclose(intercepts, expected, rtol=1e-12)
