@@ -26,6 +26,15 @@ then restores the result:
 Only the columns the model reads (and the row index) are saved. Every file
 names its format version; :func:`load_fit` refuses versions it cannot read
 with :class:`~hierlm.errors.IncompatibleFileError`.
+
+A saved fit is untrusted input. Nothing read from it is evaluated as code: the
+formula passes the formula parser's allow-list of transforms
+(:mod:`hierlm.formula.safety`) before anything is evaluated, the manifest's
+shape, kinds and dtypes are checked (:mod:`hierlm.io_validation`), the data
+files must match the SHA-256 checksums the manifest records, theta must lie
+within its bounds, and the saved criterion must equal the one recomputed at
+the saved theta. A changed, truncated or corrupted file gives an
+``IncompatibleFileError`` that names the file and the problem.
 """
 
 from __future__ import annotations
@@ -34,20 +43,24 @@ import json
 import math
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hierlm.errors import FitError, IncompatibleFileError, InputTypeError
+from hierlm.errors import FitError, HierlmError, HierlmWarning, IncompatibleFileError, InputTypeError
+from hierlm.io_validation import check_checksums, check_dtype_name, check_manifest, file_checksum
 
 __all__ = ["save_fit", "load_fit", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "hierlm-fit"
 # Bump when a file written by this version cannot be read by the previous
 # reader, or the reader can no longer read older files.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 files (no checksums) are still read, with a warning that their integrity is unchecked.
+_READABLE_VERSIONS = (1, 2)
 _MANIFEST = "hierlm.json"
 _DATA = "data.nc"
 _IDATA = "idata.nc"
@@ -79,17 +92,35 @@ def _to_json(value: Any) -> Any:
     raise InputTypeError(f"Cannot save a value of type {type(value).__name__} ({value!r}) in a fit file.")
 
 
+_ARRAY_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                           "uint64", "float16", "float32", "float64"})
+
+
 def _from_json(value: Any) -> Any:
     """Inverse of :func:`_to_json`."""
     if isinstance(value, dict):
         if "__prior__" in value:
             from hierlm.bayes.priors import Prior
 
-            return Prior(value["__prior__"], **value["params"])
+            params = value.get("params")
+            if not isinstance(value["__prior__"], str) or not isinstance(params, dict):
+                raise IncompatibleFileError(f"A saved prior is malformed: {value!r}.")
+            try:
+                return Prior(value["__prior__"], **params)
+            except (HierlmError, TypeError) as error:
+                raise IncompatibleFileError(f"A saved prior is invalid: {error}") from None
         if "__ndarray__" in value:
-            array = np.array(_from_json(value["__ndarray__"]), dtype=value["dtype"])
-            return array.reshape(value["shape"])
+            dtype = check_dtype_name(value.get("dtype"), "a saved array")
+            if dtype not in _ARRAY_DTYPES:
+                raise IncompatibleFileError(f"A saved array has dtype {dtype!r}; arrays are numeric.")
+            try:
+                array = np.array(_from_json(value["__ndarray__"]), dtype=dtype)
+                return array.reshape(value["shape"])
+            except (TypeError, ValueError) as error:
+                raise IncompatibleFileError(f"A saved array is malformed: {error}") from None
         if "__float__" in value:
+            if value["__float__"] not in ("nan", "inf", "-inf"):
+                raise IncompatibleFileError(f"A saved number is malformed: {value!r}.")
             return float(value["__float__"])
         if "__tuple__" in value:
             return tuple(_from_json(v) for v in value["__tuple__"])
@@ -194,13 +225,22 @@ def _write_data(frame: pd.DataFrame, path: Path) -> list[dict[str, Any]]:
 def _read_data(path: Path, schema: list[dict[str, Any]]) -> pd.DataFrame:
     import xarray as xr
 
-    with xr.open_dataset(path, engine="h5netcdf") as stored:
-        arrays = {entry["variable"]: np.asarray(stored[entry["variable"]].values) for entry in schema}
-    index_entry, columns = schema[0], schema[1:]
-    index = pd.Index(_decode_column(arrays[index_entry["variable"]], index_entry),
-                     name=index_entry.get("index_name"))
-    return pd.DataFrame({entry["name"]: _decode_column(arrays[entry["variable"]], entry)
-                         for entry in columns}, index=index)
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as stored:
+            arrays = {entry["variable"]: np.asarray(stored[entry["variable"]].values)
+                      for entry in schema}
+        index_entry, columns = schema[0], schema[1:]
+        index = pd.Index(_decode_column(arrays[index_entry["variable"]], index_entry),
+                         name=index_entry.get("index_name"))
+        return pd.DataFrame({entry["name"]: _decode_column(arrays[entry["variable"]], entry)
+                             for entry in columns}, index=index)
+    except IncompatibleFileError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to read untrusted bytes is the file's
+        raise IncompatibleFileError(
+            f"{str(path)!r} cannot be read as the fit's data ({type(error).__name__}: {error}); "
+            "it is damaged or does not belong to this manifest."
+        ) from None
 
 
 # ---------------------------------------------------------------- save / load
@@ -258,6 +298,8 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         manifest["data"] = _write_data(data, staging / _DATA)
         if kind == "bayes":
             fit.idata.to_netcdf(staging / _IDATA, engine="h5netcdf")
+        manifest["checksums"] = {name: file_checksum(staging / name)
+                                 for name in (_DATA, _IDATA) if (staging / name).is_file()}
         text = json.dumps(_to_json(manifest), indent=1)
         (staging / _MANIFEST).write_text(text, encoding="utf-8")
         if target.exists():
@@ -295,30 +337,49 @@ def load_fit(path: str | Path) -> Any:
     if not manifest_path.is_file():
         raise IncompatibleFileError(f"{str(folder)!r} is not a saved hierlm fit (no {_MANIFEST}).")
     try:
-        manifest = _from_json(json.loads(manifest_path.read_text(encoding="utf-8")))
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise IncompatibleFileError(f"{str(manifest_path)!r} is not valid JSON: {error}") from None
-    found = manifest.get("format") if isinstance(manifest, dict) else None
+    found = raw.get("format") if isinstance(raw, dict) else None
     if found != FORMAT_NAME:
         raise IncompatibleFileError(f"{str(folder)!r} is not a saved hierlm fit (format {found!r}, "
                                     f"expected {FORMAT_NAME!r}).")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    version = raw.get("format_version")
+    if isinstance(version, bool) or version not in _READABLE_VERSIONS:
         raise IncompatibleFileError(
             f"{str(folder)!r} was written in fit-file format version {version!r} by hierlm "
-            f"{manifest.get('hierlm_version', '?')}; this hierlm ({hierlm.__version__}) reads "
-            f"format version {FORMAT_VERSION} only. Load it with a matching hierlm version and "
-            "refit, or save it again."
+            f"{raw.get('hierlm_version', '?')}; this hierlm ({hierlm.__version__}) reads "
+            f"format versions {', '.join(map(str, _READABLE_VERSIONS))}. Load it with a matching "
+            "hierlm version and refit, or save it again."
         )
+    try:
+        manifest = _from_json(raw)
+    except IncompatibleFileError as error:
+        raise IncompatibleFileError(f"{str(manifest_path)!r}: {error}") from None
+    check_manifest(manifest, manifest_path)
+    if version >= 2:
+        checksums = manifest.get("checksums")
+        needed = (_DATA, _IDATA) if manifest["kind"] == "bayes" else (_DATA,)
+        missing = [name for name in needed if not isinstance(checksums, dict) or name not in checksums]
+        if missing:
+            raise IncompatibleFileError(f"{str(manifest_path)!r} records no checksum of "
+                                        f"{', '.join(missing)}; the manifest was changed.")
+        check_checksums(folder, checksums)
+    else:
+        warnings.warn(f"{str(folder)!r} was saved in format version 1, which records no "
+                      "checksums: its data files cannot be checked for changes. Save it again.",
+                      HierlmWarning, stacklevel=2)
     data = _read_data(folder / _DATA, manifest["data"])
     spec = manifest["model"]
-    model = hierlm.Model(spec["formula"], data, family=spec["family"], priors=spec["priors"],
-                         na_action=spec["na_action"], reference=spec["reference"] or None)
+    try:
+        model = hierlm.Model(spec["formula"], data, family=spec["family"], priors=spec["priors"],
+                             na_action=spec["na_action"], reference=spec["reference"] or None)
+    except HierlmError as error:
+        raise IncompatibleFileError(
+            f"{str(manifest_path)!r}: the saved model cannot be rebuilt: {error}") from None
     if manifest["kind"] == "lmm":
-        return _lmm_restore(model, manifest["fit"])
-    if manifest["kind"] == "bayes":
-        return _bayes_restore(model, manifest["fit"], folder / _IDATA)
-    raise IncompatibleFileError(f"Unknown kind of fit {manifest['kind']!r} in {str(folder)!r}.")
+        return _lmm_restore(model, manifest["fit"], manifest_path)
+    return _bayes_restore(model, manifest["fit"], folder / _IDATA)
 
 
 def _kind(fit: Any) -> str:
@@ -333,6 +394,10 @@ def _kind(fit: Any) -> str:
 
 
 # ------------------------------------------------------------------ ML / REML
+# Relative agreement of the saved and recomputed ML/REML criterion (same data, same kernel:
+# they differ only by floating-point reassociation across BLAS builds).
+_CRITERION_TOLERANCE = 1e-8
+# The gradient is checked to 1e-7 times the criterion's size (10 x the tolerance above).
 _RECORD_FIELDS = ("optimizer", "criterion", "start", "end", "value", "n_evaluations",
                   "converged", "message", "boundary", "gradient", "seconds")
 
@@ -343,9 +408,9 @@ def _lmm_state(fit: Any) -> dict[str, Any]:
             "record": {name: getattr(record, name) for name in _RECORD_FIELDS}}
 
 
-def _lmm_restore(model: Any, state: dict[str, Any]) -> Any:
+def _lmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
     from hierlm.design.crossprod import crossproducts
-    from hierlm.lmm.fit import FitRecord, blas_threads
+    from hierlm.lmm.fit import FitRecord, blas_threads, projected_gradient
     from hierlm.lmm.objective import LmmObjective
     from hierlm.lmm.result import LmmResult
 
@@ -358,8 +423,37 @@ def _lmm_restore(model: Any, state: dict[str, Any]) -> Any:
         kernel = LmmObjective(crossproducts(model.design))
         if theta.shape != kernel.lower.shape:
             raise IncompatibleFileError(
-                f"The saved theta has {theta.size} entries but the rebuilt model has "
-                f"{kernel.lower.size}; the file does not match its data.")
+                f"{str(manifest_path)!r}: the saved theta has {theta.size} entries but the rebuilt "
+                f"model has {kernel.lower.size}; the file does not match its data.")
+        below = theta < kernel.lower
+        if below.any():
+            raise IncompatibleFileError(
+                f"{str(manifest_path)!r}: theta entry {int(np.argmax(below))} is {theta[below][0]!r}, "
+                "below its lower bound 0 (a relative standard deviation); the file was changed.")
+        if not np.array_equal(theta, record["end"]):
+            raise IncompatibleFileError(
+                f"{str(manifest_path)!r}: the saved theta differs from the optimiser record's end "
+                "point; the file was changed.")
+        try:
+            recomputed, gradient = kernel.value_and_gradient(theta, reml=bool(state["reml"]))
+            gradient = projected_gradient(theta, gradient, kernel.lower)
+        except HierlmError as error:
+            raise IncompatibleFileError(
+                f"{str(manifest_path)!r}: the criterion cannot be evaluated at the saved theta: "
+                f"{error}") from None
+        saved = float(record["value"])
+        if not abs(recomputed - saved) <= _CRITERION_TOLERANCE * max(1.0, abs(saved)):
+            raise IncompatibleFileError(
+                f"{str(manifest_path)!r}: the saved criterion {saved!r} differs from "
+                f"{recomputed!r} recomputed at the saved theta on the saved data; the file "
+                "was changed or does not match its data.")
+        saved_gradient = np.asarray(record["gradient"], dtype=float)
+        if saved_gradient.shape != gradient.shape or not np.allclose(
+                gradient, saved_gradient, rtol=0.0,
+                atol=_CRITERION_TOLERANCE * 10 * max(1.0, abs(saved))):
+            raise IncompatibleFileError(
+                f"{str(manifest_path)!r}: the saved gradient {saved_gradient!r} differs from "
+                f"{gradient!r} recomputed at the saved theta; the file was changed.")
         return LmmResult(design=model.design, model=model, kernel=kernel, theta=theta,
                          reml=bool(state["reml"]), fit_record=FitRecord(**record),
                          threads=state["threads"])
@@ -387,14 +481,24 @@ def _bayes_restore(model: Any, state: dict[str, Any], idata_path: Path) -> Any:
     from hierlm.bayes.priors import PriorRow, PriorTable
     from hierlm.bayes.result import BayesResult, DeferredModel
 
-    priors = PriorTable(tuple(PriorRow(**row) for row in state["priors"]))
-    with xr.open_datatree(idata_path, engine="h5netcdf") as stored:
-        idata = stored.load()
+    try:
+        priors = PriorTable(tuple(PriorRow(**row) for row in state["priors"]))
+        diagnostics = (None if state["diagnostics"] is None
+                       else DiagnosticReport(**state["diagnostics"]))
+    except TypeError as error:
+        raise IncompatibleFileError(
+            f"{str(idata_path.parent)!r}: the saved priors or diagnostics are malformed: {error}"
+        ) from None
+    try:
+        with xr.open_datatree(idata_path, engine="h5netcdf") as stored:
+            idata = stored.load()
+    except Exception as error:  # noqa: BLE001 - any failure to read untrusted bytes is the file's
+        raise IncompatibleFileError(
+            f"{str(idata_path)!r} cannot be read as the fit's draws ({type(error).__name__}: "
+            f"{error}); it is damaged or does not belong to this manifest.") from None
     # The PyMC model is code, not data: rebuilt on first use (NUTS fits carry it; MAP fits do not).
     pymc_model = (DeferredModel(lambda: build_model(model, priors, state["formulation"]).pymc_model)
                   if state["method"] == "nuts" else None)
-    diagnostics = (None if state["diagnostics"] is None
-                   else DiagnosticReport(**state["diagnostics"]))
     return BayesResult(idata=idata, pymc_model=pymc_model, formulation=state["formulation"],
                        sampler=state["sampler"], method=state["method"], design=model.design,
                        priors=priors, names=block_names(model.design), timing=state["timing"],

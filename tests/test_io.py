@@ -154,7 +154,7 @@ def test_refuses_incompatible_format_version(tmp_path):
         load_fit(path)
     message = str(info.value)
     assert f"format version {FORMAT_VERSION + 1}" in message and "9.9.9" in message
-    assert f"reads format version {FORMAT_VERSION}" in message
+    assert f"reads format versions 1, {FORMAT_VERSION}" in message
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"format": "something-else"}),

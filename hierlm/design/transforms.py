@@ -14,11 +14,14 @@ mean from the new data itself.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from formulaic.transforms import stateful_transform
+
+from hierlm.formula.safety import ALLOWED_NUMPY
 
 __all__ = ["within", "between", "group_means", "FORMULA_CONTEXT"]
 
@@ -76,11 +79,16 @@ def within(values: Any, groups: Any, _state: dict | None = None) -> np.ndarray:
     return np.asarray(values, dtype=float) - _means_for(values, groups, state)
 
 
+# ``np`` in a formula is this namespace of the allow-listed functions only, never the module:
+# hierlm.formula.safety refuses any other attribute before evaluation, and this is the second lock.
+_NUMPY_SUBSET = SimpleNamespace(**{name: getattr(np, name) for name in sorted(ALLOWED_NUMPY)})
+
 # R spellings of common transforms so lme4 formulas such as ``log(y) ~ x`` work as written.
 FORMULA_CONTEXT: dict[str, Any] = {
     "within": within,
     "between": between,
-    "np": np,
+    "np": _NUMPY_SUBSET,
+    "numpy": _NUMPY_SUBSET,
     "log": np.log,
     "log2": np.log2,
     "log10": np.log10,

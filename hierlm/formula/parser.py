@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from hierlm.errors import FormulaError
+from hierlm.formula.safety import check_formula_text
 
 __all__ = ["Bar", "ParsedFormula", "parse_formula", "syntax_error", "describe_formulaic_error"]
 
@@ -222,6 +223,11 @@ def parse_formula(text: str) -> ParsedFormula:
         fixed = "1"
     elif fixed.startswith("-"):
         fixed = "1 " + fixed
+    # Nothing of a formula is evaluated before every Python piece has passed the allow-list.
+    check_formula_text(response)
+    check_formula_text(fixed)
+    for bar in bars:
+        check_formula_text(bar.expr)
     return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars))
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from hierlm.lmm.result import LmmResult
 
 __all__ = ["FitRecord", "fit_lmm", "minimize_theta", "singular_components", "SINGULAR_TOL",
-           "blas_threads", "theta_column_scale"]
+           "blas_threads", "theta_column_scale", "projected_gradient"]
 
 SINGULAR_TOL = 1e-4
 # A fit counts as converged when the projected gradient of the criterion
@@ -130,7 +130,8 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
-def _projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Return the gradient with the entries that push a theta at its bound outwards set to 0."""
     at_bound = (theta <= lower) & (grad > 0)
     return np.where(at_bound, 0.0, grad)
 
@@ -268,7 +269,7 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
         # L-BFGS-B reports ABNORMAL when a line search cannot improve at the
         # limit of floating-point precision; accept a vanishing projected gradient.
         _, grad = kernel.value_and_gradient(theta, reml)
-        scaled_grad = _projected_gradient(theta, grad, lower) / unit
+        scaled_grad = projected_gradient(theta, grad, lower) / unit
         if np.max(np.abs(scaled_grad), initial=0.0) < _GRADIENT_OK:
             converged = True
             message = f"{message} (projected gradient below {_GRADIENT_OK:g})"
@@ -406,7 +407,7 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
         criterion="REML criterion" if reml else "deviance",
         start=theta0, end=theta.copy(), value=value, n_evaluations=n_eval,
         converged=converged, message=message, boundary=boundary,
-        gradient=_projected_gradient(theta, grad, lower),
+        gradient=projected_gradient(theta, grad, lower),
         seconds=time.perf_counter() - clock,
     )
     with blas_threads(threads):
