@@ -102,7 +102,7 @@ def test_posterior_report_adds_posterior_figures_and_netcdf(posterior_report):
                     "Trace plots", "Rank plots"):
         assert caption in captions
     assert len(IMAGE.findall(page)) == len(captions)
-    assert "Posterior summary and convergence diagnostics" in page and "r_hat" in page
+    assert "Posterior summary and convergence diagnostics" in page and "R-hat" in page
     (saved,) = files.fit
     assert saved.name == "fit.nc"
     tree = xr.open_datatree(saved, engine="h5netcdf")
