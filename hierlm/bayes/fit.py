@@ -116,8 +116,8 @@ def fit_bayes(
     if method not in METHODS:
         raise FitError(f"method={method!r}; choose one of {', '.join(METHODS)}")
     if random_seed is not None and (isinstance(random_seed, bool)
-                                    or not isinstance(random_seed, (int, np.integer))):
-        raise FitError(f"random_seed must be an integer or None, got {random_seed!r}")
+                                    or not isinstance(random_seed, (int, np.integer)) or random_seed < 0):
+        raise FitError(f"random_seed must be an integer >= 0 or None, got {random_seed!r}")
     for name, mode in (("log_likelihood", log_likelihood), ("posterior_predictive", posterior_predictive)):
         if mode not in (True, False, "auto"):
             raise FitError(f"{name} must be True, False or 'auto', got {mode!r}")

@@ -157,3 +157,8 @@ def test_full_formulation_on_crossed_factors_labels_every_value(crossed_df):
     row = ranef[(ranef.group == "a") & (ranef.level == "a3") & (ranef.term == "x")].iloc[0]
     assert table.loc["ranef_a[x, a3]", "mean"] == pytest.approx(row["mean"], rel=1e-10)
     assert fit.idata["posterior_predictive"]["y"].shape == (2, 80, len(crossed_df))
+
+
+def test_negative_seed_is_refused_before_sampling(sleep_model):
+    with pytest.raises(FitError, match="random_seed must be an integer >= 0 or None, got -1"):
+        sleep_model.fit(method="nuts", random_seed=-1)
