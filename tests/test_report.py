@@ -132,6 +132,109 @@ def test_bad_card(reml_fit, tmp_path):
         write_report(reml_fit, {"formula": "y ~ x"}, tmp_path)
 
 
+HEADER = re.compile(r'<th class="(?:num|text)">(.*?)</th>')
+
+
+def _section(page: str, heading: str) -> str:
+    """The HTML from ``heading`` to the next heading."""
+    start = page.index(heading)
+    ends = [i for i in (page.find("<h2", start + 1), page.find("<h3", start + 1)) if i > 0]
+    return page[start:min(ends) if ends else len(page)]
+
+
+def _cells(table_html: str, first: str) -> list[str]:
+    """Cells of the table row whose first cell is ``first``."""
+    for row in re.findall(r"<tr>(.*?)</tr>", table_html):
+        cells = re.findall(r"<td class=\"\w+\">(.*?)</td>", row)
+        if cells and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row {first!r}")
+
+
+def test_tables_have_readable_headers_and_rounding(reml_report):
+    page = reml_report.html.read_text()
+    headers = set(HEADER.findall(page))
+    assert {"Estimate", "Std. error", "t", "p"} <= headers
+    raw = {"std_error", "eti95_lb", "ci95_lb", "t_value", "p_value", "term1", "sdcor", "vcov"}
+    assert not headers & raw and "<th></th>" not in page  # no index-name rows or raw names
+    fixed = _section(page, "<h3>Fixed effects</h3>")
+    # one number of decimals per column, from its smallest value: 251.41 next to 10.47
+    assert _cells(fixed, "Intercept")[1:3] == ["251.41", "6.82"]
+    assert _cells(fixed, "Days")[1:3] == ["10.47", "1.55"]
+    assert _cells(fixed, "Days")[-1] == "&lt;0.001"
+    variance = _section(page, "<h3>Variance components</h3>")
+    assert _cells(variance, "Subject")[1] == "sd(Intercept)"
+    assert any("cor(Intercept, Days)" in row for row in re.findall(r"<tr>(.*?)</tr>", variance))
+
+
+def test_point_fit_report_has_no_priors_and_says_why_there_is_no_loo(reml_report):
+    page = reml_report.html.read_text()
+    assert "<h3>Priors</h3>" not in page
+    assert "PSIS-LOO needs posterior draws" in _section(page, 'id="loo"')
+
+
+def test_posterior_report_has_a_loo_section_with_the_fit_numbers(posterior_report):
+    draws, files = posterior_report
+    page = files.html.read_text()
+    loo_html = _section(page, 'id="loo"')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_row = hl.results.loo(draws)
+        by_group = hl.results.loo(draws, level="group")
+    row = _cells(loo_html, "one observation")
+    assert row[1] == "180" and float(row[2]) == pytest.approx(by_row.elpd, abs=0.05)
+    assert float(row[3]) == pytest.approx(by_row.se, abs=0.05)
+    group = _cells(loo_html, "one level of Subject")
+    assert group[1] == "18" and float(group[2]) == pytest.approx(by_group.elpd, abs=0.05)
+
+
+def test_figures_sit_in_a_grid_with_wide_figures_across(posterior_report):
+    page = posterior_report[1].html.read_text()
+    grid = page[page.index('<div class="figures">'):page.index('<h2 id="card">')]
+    assert len(IMAGE.findall(grid)) == len(CAPTION.findall(page))
+    assert ".figures { display: grid;" in page
+    wide = re.findall(r'<figure class="wide"><figcaption>(.*?)</figcaption>', grid)
+    assert "Trace plots" in wide and "Normal QQ plot of group effects" not in wide
+
+
+def test_report_of_a_nuts_fit_with_its_twin(reml_fit, card, tmp_path):
+    draws = __import__("plots.helpers", fromlist=["pseudo_posterior"]).pseudo_posterior(reml_fit)
+    files = write_report(reml_fit, card, tmp_path, compare=draws, time=False)
+    page = files.html.read_text()
+    table = _section(page, 'id="compare"')
+    assert "NUTS next to REML" in table
+    intercept = _cells(table, "Intercept")
+    assert intercept[5] == "251.405" and intercept[6] == "6.825"  # REML estimate and SE
+    with pytest.raises(InputTypeError, match="twin of the other kind"):
+        write_report(reml_fit, card, tmp_path, compare=reml_fit)
+
+
+def test_report_folder_that_is_a_file(reml_fit, card, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    with pytest.raises(InputTypeError, match="is a file"):
+        write_report(reml_fit, card, target)
+    assert target.read_text() == "keep"
+
+
+def test_saved_fit_folder_has_the_report_folder_permissions(reml_report):
+    import stat
+
+    out = reml_report.html.parent
+    assert stat.S_IMODE((out / "fit").stat().st_mode) == stat.S_IMODE(out.stat().st_mode)
+
+
+def test_card_with_other_options_than_its_file_is_rendered(reml_fit, card, tmp_path):
+    from dataclasses import replace
+
+    changed = replace(card, fit_options={"method": "reml"})
+    files = write_report(reml_fit, changed, tmp_path, time=False)
+    assert files.card.name == "sleepstudy_slope.toml"
+    assert load_card(files.card).fit_options == {"method": "reml"}
+    assert load_card(files.card).data_spec == {"dataset": "sleepstudy"}
+    assert (MODELS / "sleepstudy_slope.toml").read_text() != files.card.read_text()
+
+
 @pytest.fixture(scope="module")
 def nuts_report(card, tmp_path_factory):
     with warnings.catch_warnings():
@@ -193,3 +296,37 @@ def test_report_renders_in_headless_chromium(nuts_report, tmp_path):
     colour = np.abs(whole[..., 0] - whole[..., 2]) > 0.3
     assert colour.mean() > 0.002
     assert colour[:2000].mean() < colour[2000:].mean()  # figures come after the tables
+
+
+def _figure_columns(page: Path, tmp_path: Path) -> list[tuple[float, float]]:
+    """(left, width) of every figure as Chromium lays out ``page`` 1200 pixels wide."""
+    probe = tmp_path / "probe.html"
+    script = ("<script>document.body.setAttribute('data-boxes', JSON.stringify("
+              "[...document.querySelectorAll('.figures figure')].map(f => {"
+              "const r = f.getBoundingClientRect(); return [r.left, r.width];})));</script>")
+    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
+    profile = tempfile.mkdtemp()
+    try:
+        done = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1200,2000", "--dump-dom", probe.resolve().as_uri()],
+            check=True, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    boxes = re.search(r'data-boxes="([^"]*)"', done.stdout)
+    assert boxes is not None, done.stdout[-500:]
+    return [tuple(box) for box in json.loads(boxes.group(1).replace("&quot;", '"'))]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_figures_are_laid_out_in_columns_in_chromium(nuts_report, tmp_path):
+    _, files = nuts_report
+    boxes = _figure_columns(files.html, tmp_path)
+    assert len(boxes) == 11
+    lefts = sorted({round(left) for left, _ in boxes})
+    assert len(lefts) == 2 and lefts[1] - lefts[0] > 400  # two columns side by side
+    widest = max(width for _, width in boxes)
+    narrow = [width for _, width in boxes if width < widest - 1]
+    assert narrow and all(width < widest / 2 + 50 for width in narrow)  # wide figures span both
