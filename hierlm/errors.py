@@ -19,11 +19,16 @@ __all__ = [
     "PriorError",
     "FitError",
     "IncompatibleFileError",
+    "GridError",
+    "IncompatibleFitsError",
+    "AdjustmentError",
+    "HypothesisError",
     "HierlmWarning",
     "MissingDataWarning",
     "SingularFitWarning",
     "ConvergenceWarning",
     "SamplingWarning",
+    "RankDeficientWarning",
 ]
 
 
@@ -70,6 +75,22 @@ class IncompatibleFileError(HierlmError, ValueError):
     """A saved fit written by an incompatible version of hierlm."""
 
 
+class GridError(HierlmError, ValueError):
+    """A reference grid that cannot be built (a spec that is not a factor, a bad ``at=``)."""
+
+
+class IncompatibleFitsError(HierlmError, ValueError):
+    """Two fits that cannot be compared: different rows, random parts or estimation methods."""
+
+
+class AdjustmentError(HierlmError, ValueError):
+    """An unknown multiple-comparison adjustment (``adjust=``)."""
+
+
+class HypothesisError(HierlmError, ValueError):
+    """A hypothesis that cannot be read: bad syntax, non-linear, or an unknown coefficient."""
+
+
 class HierlmWarning(UserWarning):
     """Base class of hierlm's warnings."""
 
@@ -88,3 +109,7 @@ class ConvergenceWarning(HierlmWarning):
 
 class SamplingWarning(HierlmWarning):
     """MCMC diagnostics flag a problem (divergences, R-hat, low ESS, tree depth)."""
+
+
+class RankDeficientWarning(HierlmWarning):
+    """Aliased fixed-effect columns were dropped (lme4's "rank deficient so dropping ...")."""
