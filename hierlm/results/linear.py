@@ -228,7 +228,8 @@ def _unscaled_pev(fit: Any, function: LinearFunction, theta: np.ndarray) -> np.n
                                              format="csr"))
     z = cache["z"]
     qs = [b.q for b in design.blocks]
-    templates = fit.kernel.cp.layout.templates(fit.kernel.theta(theta), qs)
+    to_theta = getattr(fit.kernel, "theta", None)  # structured kernels map their parameters to theta
+    templates = fit.kernel.cp.layout.templates(to_theta(theta) if callable(to_theta) else theta, qs)
     lam = sp.block_diag([sp.kron(sp.identity(b.n_levels), t) for b, t in
                          zip(design.blocks, templates, strict=True)], format="csr")
     zl = sp.csr_matrix(z @ lam)
