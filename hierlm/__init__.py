@@ -15,13 +15,14 @@ _LAZY = {
     "compare_estimates": "hierlm.results.estimates",
     "Prior": "hierlm.bayes.priors",
     "load_fit": "hierlm.io",
+    "effect_sizes": "hierlm.results.effect_sizes",
 }
 
 __all__ = ["Model", "RandomTerm", "datasets", "errors", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``anova``, ``compare``, ``compare_estimates``, ``Prior`` and ``load_fit`` on first use."""
+    """Import ``anova``, ``compare``, ``effect_sizes``, ``Prior``, ``load_fit`` ... on first use."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hierlm' has no attribute {name!r}")

@@ -35,6 +35,7 @@ from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
 from hierlm.bayes.priors import PriorTable
 from hierlm.design.blocks import Design
 from hierlm.results.draws import FitDraws
+from hierlm.results.interpret import InterpretMethods
 from hierlm.results.methods import ResultMethods
 
 __all__ = ["BayesResult", "DeferredModel", "summarize_draws"]
@@ -78,7 +79,7 @@ def summarize_draws(draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame
 
 
 @dataclass(eq=False)
-class BayesResult(ResultMethods):
+class BayesResult(ResultMethods, InterpretMethods):
     """A Bayesian fit: posterior draws (NUTS) or the posterior mode (MAP).
 
     Attributes

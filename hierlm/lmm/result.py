@@ -27,6 +27,7 @@ from hierlm.lmm.kenward_roger import check_ddf, kr_contrast_test
 from hierlm.lmm.objective import LmmObjective, Solution
 from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_covariance
 from hierlm.results.draws import FitDraws
+from hierlm.results.interpret import InterpretMethods
 from hierlm.results.methods import ResultMethods
 
 __all__ = ["LmmResult"]
@@ -34,7 +35,7 @@ __all__ = ["LmmResult"]
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-class LmmResult(ResultMethods):
+class LmmResult(ResultMethods, InterpretMethods):
     """A linear mixed model fitted by REML or ML.
 
     Parameters

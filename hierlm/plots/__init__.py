@@ -11,6 +11,7 @@ function                                shows                                   
 :func:`plot_shrinkage`                  no pooling -> partial pooling per level      all
 :func:`plot_caterpillar`                sorted group effects with intervals          all
 :func:`plot_trajectories`               per-group and population lines over data     all
+:func:`plot_conditional_effects`        predicted mean over one variable, interval   all
 :func:`plot_residuals`                  residuals vs fitted                          all
 :func:`plot_effects_qq`                 normal QQ plot of group effects              all
 :func:`plot_icc`                        ICC posterior                                posterior
@@ -35,6 +36,7 @@ __all__ = [
     "plot_caterpillar",
     "plot_effects_qq",
     "plot_trajectories",
+    "plot_conditional_effects",
     "plot_icc",
     "plot_variance_components",
     "plot_correlations",
@@ -51,6 +53,7 @@ _HOME = {
     "plot_caterpillar": "hierlm.plots.effects",
     "plot_effects_qq": "hierlm.plots.effects",
     "plot_trajectories": "hierlm.plots.trajectories",
+    "plot_conditional_effects": "hierlm.plots.conditional",
     "plot_icc": "hierlm.plots.posterior",
     "plot_variance_components": "hierlm.plots.posterior",
     "plot_correlations": "hierlm.plots.posterior",

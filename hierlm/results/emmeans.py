@@ -26,6 +26,7 @@ custom weights, or a named family (``"pairwise"``, ``"revpairwise"``,
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,6 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import GridError, InputTypeError
-from hierlm.results.display import html_report
 from hierlm.results.linear import (
     LinearFunction,
     check_adjust,
@@ -219,8 +219,8 @@ class EmmeansResult:
 
     def _repr_html_(self) -> str:
         """The table, for notebooks."""
-        return html_report([f"Estimated marginal means ({', '.join(self.specs)})"],
-                           {"Means": self.table})
+        title = html.escape(f"Estimated marginal means of {', '.join(self.specs)}")
+        return f"<p><b>{title}</b></p>" + self.table.to_html(index=False)
 
 
 def emmeans(fit: Any, specs: str | Sequence[str], by: str | Sequence[str] | None = None,

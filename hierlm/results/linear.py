@@ -47,7 +47,6 @@ from hierlm.design.blocks import Design
 from hierlm.errors import AdjustmentError, FitError
 from hierlm.results.common import as_draws
 from hierlm.results.summary import interval_spec
-from hierlm.results.uncertainty import normal_quantile
 
 __all__ = [
     "ADJUSTMENTS",
@@ -358,6 +357,16 @@ def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwait
                            n_chains=int(draws.n_chains))
 
 
+def _quantile(prob: float, df: np.ndarray) -> np.ndarray:
+    """The ``0.5 + prob / 2`` quantile of Student's t with ``df`` (normal where df is infinite)."""
+    from scipy import stats
+
+    df = np.asarray(df, dtype=float)
+    finite = np.isfinite(df)
+    upper = 0.5 + prob / 2.0
+    return np.where(finite, stats.t.ppf(upper, np.where(finite, df, 1.0)), stats.norm.ppf(upper))
+
+
 def interval_table(est: LinearEstimates, prob: float | None = None) -> pd.DataFrame:
     """``estimate``, ``std_error``, ``df``, ``lower``, ``upper`` (t, normal or equal-tailed posterior).
 
@@ -365,7 +374,7 @@ def interval_table(est: LinearEstimates, prob: float | None = None) -> pd.DataFr
     """
     spec = interval_spec(prob, "eti")
     if est.point:
-        half = normal_quantile(spec.prob, est.df) * est.std_error
+        half = _quantile(spec.prob, est.df) * est.std_error
         table = pd.DataFrame({"estimate": est.estimate, "std_error": est.std_error, "df": est.df,
                               "lower": est.estimate - half, "upper": est.estimate + half})
     else:
