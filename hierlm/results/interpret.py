@@ -45,11 +45,13 @@ class InterpretMethods:
 
     def predictions(self, newdata: pd.DataFrame | Mapping[str, Any] | None = None,
                     by: bool | str | Sequence[str] | None = None, include_random: bool = True,
-                    ddf: str = "satterthwaite", prob: float | None = None) -> pd.DataFrame:
+                    ddf: str = "satterthwaite", prob: float | None = None,
+                    interval: str = "confidence", seed: int | None = None) -> pd.DataFrame:
         """Predicted means with uncertainty; see :func:`hierlm.results.marginal_effects.predictions`."""
         from hierlm.results.marginal_effects import predictions
 
-        return predictions(self, newdata, by=by, include_random=include_random, ddf=ddf, prob=prob)
+        return predictions(self, newdata, by=by, include_random=include_random, ddf=ddf, prob=prob,
+                           interval=interval, seed=seed)
 
     def comparisons(self, variable: str, newdata: pd.DataFrame | Mapping[str, Any] | None = None,
                     by: bool | str | Sequence[str] | None = None, include_random: bool = True,

@@ -284,7 +284,7 @@ def _random_part(fit: Any, function: LinearFunction) -> tuple[np.ndarray, np.nda
     return variance, grad_fixed
 
 
-def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str) -> LinearEstimates:
+def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str, noise: bool) -> LinearEstimates:
     """Estimates, SEs and Satterthwaite / Kenward-Roger df on an ML/REML fit."""
     from hierlm.lmm.kenward_roger import check_ddf
 
@@ -299,6 +299,8 @@ def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str) -> LinearEstima
         if function.random is not None and any(w.nnz for w in function.random):
             raise FitError("ddf='kenward-roger' adjusts the fixed part only; with group effects "
                            "included (include_random=True) use ddf='satterthwaite'.")
+        if noise:
+            raise FitError("Prediction intervals of new observations use ddf='satterthwaite'.")
         rows = [fit.contrast(a, ddf="kenward-roger") for a in A]
         return LinearEstimates(estimate=np.asarray(estimate, dtype=float),
                                std_error=np.array([r["std_error"] for r in rows]),
@@ -309,6 +311,9 @@ def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str) -> LinearEstima
     else:
         variance = np.einsum("ri,ij,rj->r", A, cov.vcov_beta, A)
         grad = np.einsum("ri,kij,rj->rk", A, cov.jacobian, A)
+    if noise:  # a new observation: + sigma^2, whose derivative in (theta, sigma) is (0, 2 sigma)
+        variance = variance + fit.sigma ** 2
+        grad[:, -1] += 2.0 * fit.sigma
     denom = np.einsum("rk,kl,rl->r", grad, cov.vcov_varpar, grad)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(denom > 0, 2.0 * variance ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
@@ -316,7 +321,8 @@ def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str) -> LinearEstima
                            std_error=np.sqrt(np.clip(variance, 0.0, None)), df=df)
 
 
-def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwaite") -> LinearEstimates:
+def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwaite",
+                    observation_noise: bool = False, seed: int | None = None) -> LinearEstimates:
     """Evaluate linear functions of ``(beta, b)`` on a fit (see the module docstring).
 
     Parameters
@@ -327,13 +333,19 @@ def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwait
         The weights.
     ddf : {"satterthwaite", "kenward-roger"}
         Denominator df of ML/REML fits (ignored by the other engines).
+    observation_noise : bool
+        Add the residual noise of a new observation: ``sigma^2`` to the
+        variance of point fits (with its share in Satterthwaite's df), a draw
+        of ``N(0, sigma_s^2)`` to every posterior draw (prediction intervals).
+    seed : int, optional
+        Seed of those noise draws.
 
     Returns
     -------
     LinearEstimates
     """
     if hasattr(fit, "varpar_covariance") and hasattr(fit, "kernel"):
-        return _lmm_estimates(fit, function, ddf)
+        return _lmm_estimates(fit, function, ddf, observation_noise)
     draws = as_draws(fit)
     values = draws.beta @ function.fixed.T
     if function.random is not None:
@@ -349,8 +361,13 @@ def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwait
             A = function.fixed
             variance = np.einsum("ri,ij,rj->r", A, np.asarray(unc.vcov_beta), A)
             variance = variance + _random_variance(function, unc.cond_var)
+            if observation_noise:
+                variance = variance + float(draws.sigma[0]) ** 2
             se = np.sqrt(np.clip(variance, 0.0, None))
         return LinearEstimates(estimate=values[0], std_error=se, df=np.full(function.size, np.inf))
+    if observation_noise:
+        rng = np.random.default_rng(seed)
+        values = values + draws.sigma[:, None] * rng.standard_normal(values.shape)
     std = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(function.size)
     return LinearEstimates(estimate=values.mean(axis=0), std_error=std,
                            df=np.full(function.size, np.nan), draws=values,

@@ -18,8 +18,10 @@ fit with :func:`~hierlm.results.linear.estimate_linear`:
 ``include_random=True`` (the default, marginaleffects's ``re.form = NULL``)
 adds the group effects of each row's levels; rows of a level the model never
 saw get the population prediction. ML/REML fits: delta-method standard
-errors (the conditional variance of the group effects included) and
-Satterthwaite's df; Bayesian fits: summaries of the draws.
+errors (the prediction error variance of the mixed-model equations when the
+group effects are included) and Satterthwaite's df; Bayesian fits: summaries
+of the draws. ``predictions(interval="prediction")`` is the interval of a new
+observation (the residual variance added).
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ def _columns(fit: Any, frame: pd.DataFrame) -> pd.DataFrame:
 
 def predictions(fit: Any, newdata: pd.DataFrame | Mapping[str, Any] | None = None,
                 by: bool | str | Sequence[str] | None = None, include_random: bool = True,
-                ddf: str = "satterthwaite", prob: float | None = None) -> pd.DataFrame:
+                ddf: str = "satterthwaite", prob: float | None = None, interval: str = "confidence",
+                seed: int | None = None) -> pd.DataFrame:
     """The predicted mean of each row (or its average within ``by`` groups), with uncertainty.
 
     Parameters
@@ -161,6 +164,11 @@ def predictions(fit: Any, newdata: pd.DataFrame | Mapping[str, Any] | None = Non
         Denominator df of ML/REML fits (Kenward-Roger: fixed part only).
     prob : float, optional
         Interval probability.
+    interval : {"confidence", "prediction"}
+        The uncertainty of the mean, or of a new observation of the row (adds
+        the residual variance; posterior draws get residual noise).
+    seed : int, optional
+        Seed of the noise draws of ``interval="prediction"`` on posterior fits.
 
     Returns
     -------
@@ -169,12 +177,17 @@ def predictions(fit: Any, newdata: pd.DataFrame | Mapping[str, Any] | None = Non
         ``df`` (point fits), ``lower``, ``upper``.
     """
     _check_flag(include_random)
+    if interval not in ("confidence", "prediction"):
+        raise InputTypeError(f"interval must be 'confidence' or 'prediction', not {interval!r}.")
+    if interval == "prediction" and by not in (None, False):
+        raise InputTypeError("interval='prediction' is for single new observations; drop by=.")
     frame = _rows(fit, newdata)
     function = _function(fit, frame, include_random)
     keys, weights = _by_weights(frame, by)
     if weights is not None:
         function = function.combine(weights)
-    body = interval_table(estimate_linear(fit, function, ddf), prob)
+    est = estimate_linear(fit, function, ddf, observation_noise=interval == "prediction", seed=seed)
+    body = interval_table(est, prob)
     head = _columns(fit, frame) if keys is None else keys
     return pd.concat([head.reset_index(drop=True), body], axis=1)
 

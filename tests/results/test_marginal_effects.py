@@ -58,6 +58,19 @@ def test_prediction_se_is_the_prediction_error_variance(slope_fit):
     np.testing.assert_allclose(half, stats.t.ppf(0.975, table["df"]) * table["std_error"], rtol=1e-10)
 
 
+def test_prediction_interval_of_a_new_observation(slope_fit):
+    grid = {"age": [8.0, 14.0], "Sex": "Female", "Subject": "F03"}
+    mean = slope_fit.predictions(grid)
+    new = slope_fit.predictions(grid, interval="prediction")
+    np.testing.assert_allclose(new["estimate"], mean["estimate"])
+    np.testing.assert_allclose(new["std_error"] ** 2, mean["std_error"] ** 2 + slope_fit.sigma ** 2)
+    assert (new["df"] > mean["df"]).all()  # sigma is well determined: more df
+    with pytest.raises(InputTypeError, match="interval"):
+        slope_fit.predictions(grid, interval="credible")
+    with pytest.raises(InputTypeError, match="drop by"):
+        slope_fit.predictions(interval="prediction", by="Sex")
+
+
 def test_population_predictions_are_contrasts_with_satterthwaite_df(slope_fit):
     grid = {"age": [8.0, 14.0], "Sex": ["Male", "Female"]}
     table = slope_fit.predictions(grid, include_random=False)
