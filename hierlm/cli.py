@@ -215,9 +215,12 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    """Print a warning as one line."""
+    """Print a warning as one line (other libraries' warnings with their class name)."""
+    from hierlm.errors import HierlmWarning
+
     text = " ".join(str(message).split())
-    print(f"hierlm: warning: {text}", file=sys.stderr)
+    where = "" if issubclass(category, HierlmWarning) else f"{category.__name__}: "
+    print(f"hierlm: warning: {where}{text}", file=sys.stderr)
 
 
 def _one_line(error: BaseException) -> str:

@@ -267,6 +267,23 @@ def test_warnings_are_one_line(capsys, tmp_path):
                                                       for line in err.splitlines())
 
 
+def test_other_libraries_warnings_name_their_class(monkeypatch, capsys):
+    import warnings
+
+    from hierlm import model
+
+    original = model.Model.fit
+
+    def noisy(self, *args, **kwargs):
+        warnings.warn("invalid value\nencountered in subtract", RuntimeWarning, stacklevel=1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(model.Model, "fit", noisy)
+    assert main(["fit", *SLEEP]) == 0
+    expected = "hierlm: warning: RuntimeWarning: invalid value encountered in subtract\n"
+    assert capsys.readouterr().err == expected
+
+
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hierlm.cli", *argv], capture_output=True, text=True,
                           cwd=ROOT, **kwargs)
