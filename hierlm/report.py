@@ -72,7 +72,8 @@ class ReportFiles:
     html : Path
         The report page.
     card : Path
-        The copy of the model card.
+        The model card of the run (a copy of its file, or its TOML rendering
+        with the options actually used).
     fit : tuple of Path
         The saved fit: the ``fit/`` folder (and ``fit/idata.nc`` for
         Bayesian fits); CSV tables and ``fit.json`` for point fits;
