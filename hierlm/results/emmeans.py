@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ import pandas as pd
 
 from hierlm.errors import GridError, InputTypeError
 from hierlm.results.linear import (
+    LinearEstimates,
     LinearFunction,
     check_adjust,
     comparison_table,
@@ -92,13 +94,18 @@ class EmmeansResult:
     ddf: str
     prob: float | None
 
+    @cached_property
+    def _estimates(self) -> LinearEstimates:
+        """The means evaluated on the fit (computed once)."""
+        return estimate_linear(self.fit, self.function, self.ddf)
+
     @property
     def table(self) -> pd.DataFrame:
         """One row per mean: the factor columns, ``estimate``, ``std_error``, ``df``, ``lower``, ``upper``.
 
         Posterior draws have no ``df`` column (posterior mean, SD and equal-tailed interval).
         """
-        est = estimate_linear(self.fit, self.function, self.ddf)
+        est = self._estimates
         body = interval_table(est, self.prob)
         table = pd.concat([self.cells.reset_index(drop=True), body], axis=1)
         table.attrs.update(body.attrs, ddf=self.ddf if est.point else None)

@@ -166,12 +166,11 @@ def hypothesis(fit: Any, hypotheses: str | Sequence[str], ddf: str = "satterthwa
     ops = [op for _, _, op in parsed]
     shifted = type(est)(estimate=est.estimate - constants, std_error=est.std_error, df=est.df,
                         draws=None if est.draws is None else est.draws - constants[None, :],
-                        n_chains=est.n_chains)
+                        n_chains=est.n_chains, bayesian=est.bayesian)
     table = interval_table(shifted, prob)
     table.index = pd.Index([t.strip() for t in texts], name="hypothesis")
     greater = _prob_greater(fit, shifted)
-    bayesian = not shifted.point or not (hasattr(fit, "varpar_covariance") and hasattr(fit, "kernel"))
-    if bayesian:
+    if shifted.bayesian:
         holds = np.array([greater[i] if op in (">", ">=") else 1.0 - greater[i] if op in ("<", "<=")
                           else np.nan for i, op in enumerate(ops)])
         table["prob"] = holds

@@ -23,7 +23,8 @@ them on a fit, the same way for every engine:
   effects through central differences of ``condVar``. ``ddf="kenward-roger"``
   uses the adjusted covariance and df of :mod:`hierlm.lmm.kenward_roger`
   (fixed-only rows).
-* **MAP** fits: the Laplace approximation's covariance, normal intervals (df infinite).
+* **MAP** fits: the Laplace approximation's covariance and normal intervals;
+  the tables treat it as a (normal) posterior.
 
 Tables: :func:`interval_table` (``estimate``, ``std_error``, ``df``,
 ``lower``, ``upper``) and :func:`comparison_table` (point fits: ``estimate``,
@@ -152,6 +153,9 @@ class LinearEstimates:
         ``(S, k)`` posterior draws; None for point fits.
     n_chains : int
         Chains of the draws (chain-major).
+    bayesian : bool
+        A posterior (NUTS draws, or MAP's normal approximation at the mode):
+        tables show posterior probabilities instead of df and p-values.
     """
 
     estimate: np.ndarray
@@ -159,6 +163,7 @@ class LinearEstimates:
     df: np.ndarray
     draws: np.ndarray | None = None
     n_chains: int = 1
+    bayesian: bool = False
 
     @property
     def point(self) -> bool:
@@ -364,14 +369,15 @@ def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwait
             if observation_noise:
                 variance = variance + float(draws.sigma[0]) ** 2
             se = np.sqrt(np.clip(variance, 0.0, None))
-        return LinearEstimates(estimate=values[0], std_error=se, df=np.full(function.size, np.inf))
+        return LinearEstimates(estimate=values[0], std_error=se, df=np.full(function.size, np.inf),
+                               bayesian=unc is not None)
     if observation_noise:
         rng = np.random.default_rng(seed)
         values = values + draws.sigma[:, None] * rng.standard_normal(values.shape)
     std = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(function.size)
     return LinearEstimates(estimate=values.mean(axis=0), std_error=std,
                            df=np.full(function.size, np.nan), draws=values,
-                           n_chains=int(draws.n_chains))
+                           n_chains=int(draws.n_chains), bayesian=True)
 
 
 def _quantile(prob: float, df: np.ndarray) -> np.ndarray:
@@ -387,13 +393,16 @@ def _quantile(prob: float, df: np.ndarray) -> np.ndarray:
 def interval_table(est: LinearEstimates, prob: float | None = None) -> pd.DataFrame:
     """``estimate``, ``std_error``, ``df``, ``lower``, ``upper`` (t, normal or equal-tailed posterior).
 
-    Posterior draws have no ``df`` column; ``attrs["prob"]`` records the level.
+    Posteriors (draws, or a MAP fit's normal approximation) have no ``df``
+    column; ``attrs["prob"]`` records the level.
     """
     spec = interval_spec(prob, "eti")
     if est.point:
         half = _quantile(spec.prob, est.df) * est.std_error
         table = pd.DataFrame({"estimate": est.estimate, "std_error": est.std_error, "df": est.df,
                               "lower": est.estimate - half, "upper": est.estimate + half})
+        if est.bayesian:
+            table = table.drop(columns="df")
     else:
         assert est.draws is not None
         lower, upper = spec.bounds(est.draws)
@@ -469,14 +478,20 @@ def comparison_table(est: LinearEstimates, adjust: str = "none", n_means: int = 
     Returns
     -------
     pandas.DataFrame
-        Point fits: ``estimate, std_error, df, t_value, p_value``. Draws:
-        ``estimate, std_error, lower, upper, prob_direction``.
+        ML/REML fits: ``estimate, std_error, df, t_value, p_value``. Posteriors
+        (NUTS draws; MAP's normal approximation): ``estimate, std_error,
+        lower, upper, prob_direction``.
     """
     adjust = check_adjust(adjust)
-    if not est.point:
-        assert est.draws is not None
+    if est.bayesian:
         table = interval_table(est, prob)
-        positive = np.mean(est.draws > 0, axis=0)
+        if est.draws is not None:
+            positive = np.mean(est.draws > 0, axis=0)
+        else:  # MAP: the normal approximation at the mode
+            from scipy import stats
+
+            with np.errstate(divide="ignore", invalid="ignore"):
+                positive = stats.norm.sf(-est.estimate / est.std_error)
         table["prob_direction"] = np.where(est.estimate >= 0, positive, 1.0 - positive)
         return table
     with np.errstate(divide="ignore", invalid="ignore"):

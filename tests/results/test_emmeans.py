@@ -124,3 +124,17 @@ def _fixture() -> dict:
     if not FIXTURE.exists():
         pytest.skip("tests/fixtures/emmeans/emmeans.json not generated yet")
     return json.loads(FIXTURE.read_text())
+
+
+def test_map_fits_read_as_a_normal_posterior():
+    fit = hl.Model("score ~ Machine + (1 | Worker) + (1 | Worker:Machine)",
+                   hl.datasets.load("Machines")).fit(method="map")
+    emm = fit.emmeans("Machine")
+    assert list(emm.table.columns) == ["Machine", "estimate", "std_error", "lower", "upper"]
+    pairs = emm.pairs()
+    assert list(pairs.columns) == ["contrast", "estimate", "std_error", "lower", "upper", "prob_direction"]
+    ref = fit.contrast({"MachineB": 1.0})  # B - A
+    row = pairs.set_index("contrast").loc["A - B"]
+    assert row["estimate"] == pytest.approx(-ref["estimate"])
+    assert row["std_error"] == pytest.approx(ref["std_error"])
+    assert row["prob_direction"] == pytest.approx(ref["prob_greater"])
