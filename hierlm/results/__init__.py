@@ -4,9 +4,11 @@ Every function takes a fit (or its :class:`~hierlm.results.draws.FitDraws`)
 and works the same on Bayesian fits (a posterior per quantity) and on
 ML/REML/MAP fits (a point value): :func:`icc`, :func:`r2`, :func:`shrinkage`,
 :func:`predict`, :func:`waic`, :func:`loo`, :func:`compare`,
-:func:`compare_estimates`, and the interpretation helpers :func:`emmeans`,
-:func:`effect_sizes`, :func:`variance_shares`, :func:`predictions`,
-:func:`comparisons`, :func:`slopes`, :func:`datagrid` and :func:`hypothesis`.
+:func:`compare_estimates`, and the interpretation helpers
+:func:`variance_shares`, :func:`predictions`, :func:`comparisons`,
+:func:`slopes` and :func:`datagrid`. ``emmeans``, ``effect_sizes`` and
+``hypothesis`` live in modules of the same names (``hl.effect_sizes`` is the
+function; ``fit.emmeans``, ``fit.hypothesis`` are methods of every fit).
 
 The names are loaded on first use, so importing ``hierlm.results.draws`` (as
 the engines do) does not import ArviZ.
@@ -28,14 +30,11 @@ __all__ = [
     "compare",
     "compare_estimates",
     "summarize",
-    "emmeans",
-    "effect_sizes",
     "variance_shares",
     "predictions",
     "comparisons",
     "slopes",
     "datagrid",
-    "hypothesis",
 ]
 
 _HOME = {
@@ -49,14 +48,11 @@ _HOME = {
     "compare": "hierlm.results.comparison",
     "compare_estimates": "hierlm.results.estimates",
     "summarize": "hierlm.results.summary",
-    "emmeans": "hierlm.results.emmeans",
-    "effect_sizes": "hierlm.results.effect_sizes",
     "variance_shares": "hierlm.results.effect_sizes",
     "predictions": "hierlm.results.marginal_effects",
     "comparisons": "hierlm.results.marginal_effects",
     "slopes": "hierlm.results.marginal_effects",
     "datagrid": "hierlm.results.marginal_effects",
-    "hypothesis": "hierlm.results.hypothesis",
 }
 
 
