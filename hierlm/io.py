@@ -409,9 +409,8 @@ def _lmm_state(fit: Any) -> dict[str, Any]:
 
 
 def _lmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
-    from hierlm.design.crossprod import crossproducts
     from hierlm.lmm.fit import FitRecord, blas_threads, projected_gradient
-    from hierlm.lmm.objective import LmmObjective
+    from hierlm.lmm.parameters import criterion_for
     from hierlm.lmm.result import LmmResult
 
     record = dict(state["record"])
@@ -420,7 +419,7 @@ def _lmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
         record[name] = np.asarray(record[name], dtype=float)
     theta = np.asarray(state["theta"], dtype=float)
     with blas_threads(state["threads"]):
-        kernel = LmmObjective(crossproducts(model.design))
+        kernel = criterion_for(model.design)
         if theta.shape != kernel.lower.shape:
             raise IncompatibleFileError(
                 f"{str(manifest_path)!r}: the saved theta has {theta.size} entries but the rebuilt "

@@ -17,6 +17,7 @@ from hierlm.bayes.groupstats import GroupStats, group_stats, shared_group
 from hierlm.bayes.naming import BlockNames, block_names
 from hierlm.bayes.priors import PriorTable, resolve_priors
 from hierlm.design.blocks import Design
+from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
 
 __all__ = [
@@ -138,6 +139,7 @@ def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTabl
     design = model if isinstance(model, Design) else getattr(model, "design", None)
     if not isinstance(design, Design):
         raise FitError(f"expected a hierlm Model or a Design, got {type(model).__name__}")
+    require_lme4_structures(design.blocks, "The Bayesian engine (MAP and NUTS)")
     family = str(getattr(model, "family", "gaussian"))
     if priors is None and not isinstance(model, Design):
         priors = getattr(model, "priors", None)

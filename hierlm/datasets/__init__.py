@@ -27,6 +27,8 @@ __all__ = [
     "penicillin",
     "cake",
     "machines",
+    "orthodont",
+    "bodyweight",
 ]
 
 
@@ -124,6 +126,25 @@ def machines() -> pd.DataFrame:
     return _read("Machines.csv", ["Worker", "Machine"])
 
 
+def orthodont() -> pd.DataFrame:
+    """Distance from the pituitary to the pterygomaxillary fissure in 27 children (108 rows).
+
+    Potthoff & Roy (1964); R package nlme (``Orthodont``). Columns: ``distance``
+    (mm), ``age`` (8, 10, 12, 14 years), ``Subject`` (F01-F11, M01-M16), ``Sex``
+    (Female, Male; levels sorted, so Female is the reference).
+    """
+    return _read("Orthodont.csv", ["Subject", "Sex"])
+
+
+def bodyweight() -> pd.DataFrame:
+    """Body weights of 16 rats on 3 diets, measured on 11 unequally spaced days (176 rows).
+
+    Crowder & Hand (1990); R package nlme (``BodyWeight``). Columns: ``weight``
+    (g), ``Time`` (days 1-64, irregular), ``Rat`` (1-16), ``Diet`` (1-3).
+    """
+    return _read("BodyWeight.csv", ["Rat", "Diet"])
+
+
 _LOADERS: dict[str, Callable[[], pd.DataFrame]] = {
     "sleepstudy": sleepstudy,
     "InstEval": instEval,
@@ -133,6 +154,8 @@ _LOADERS: dict[str, Callable[[], pd.DataFrame]] = {
     "Penicillin": penicillin,
     "cake": cake,
     "Machines": machines,
+    "Orthodont": orthodont,
+    "BodyWeight": bodyweight,
 }
 
 

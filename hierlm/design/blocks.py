@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from hierlm.design.covariance import CovarianceStructure
+from hierlm.design.residual import ResidualDesign
+
 __all__ = ["RandomBlock", "Design"]
 
 
@@ -27,9 +30,9 @@ class RandomBlock:
         interaction of factors.
     columns : tuple of str
         Names of the block's columns, e.g. ``("Intercept", "Days")``.
-    correlated : bool
-        True when the block has correlation parameters (more than one column
-        from one correlated bar). Bars from ``||`` give one-column blocks.
+    structure : CovarianceStructure
+        The covariance structure of the block's terms (``us`` for lme4's
+        ``(x | g)``; bars from ``||`` give one-column blocks).
     levels : tuple of str
         Labels of the grouping levels, in the order used by ``codes``.
     codes : numpy.ndarray
@@ -40,10 +43,15 @@ class RandomBlock:
 
     group: str
     columns: tuple[str, ...]
-    correlated: bool
+    structure: CovarianceStructure
     levels: tuple[str, ...]
     codes: np.ndarray
     z: np.ndarray
+
+    @property
+    def correlated(self) -> bool:
+        """True when the block has correlation parameters (from its structure)."""
+        return self.structure.has_correlation
 
     @property
     def n_levels(self) -> int:
@@ -61,7 +69,11 @@ class RandomBlock:
         lhs = " + ".join("1" if c == "Intercept" else c for c in self.columns)
         if "Intercept" not in self.columns:
             lhs = "0 + " + lhs
-        return f"{lhs} | {self.group}"
+        structure = self.structure
+        if structure.name == "us" or self.q == 1 and structure.name == "diag":
+            return f"{lhs} | {self.group}"
+        option = ", hom = FALSE" if getattr(structure, "homogeneous", True) is False else ""
+        return f"{structure.name}({lhs} | {self.group}{option})"
 
     def sparse_z(self) -> sp.csc_matrix:
         """Return the block's Z as a sparse ``n x (n_levels * q)`` matrix (level-major)."""
@@ -76,6 +88,7 @@ class RandomBlock:
             "group": self.group,
             "columns": list(self.columns),
             "correlated": self.correlated,
+            "structure": self.structure.describe(),
             "n_levels": self.n_levels,
         }
 
@@ -99,6 +112,9 @@ class Design:
         Name of the response column.
     row_index : numpy.ndarray
         Index labels of the rows of the input frame that were used.
+    residual : ResidualDesign or None
+        The residual covariance structure's row indices (``residual=`` /
+        ``variance=``); None for independent residuals with one variance.
     """
 
     y: np.ndarray
@@ -107,6 +123,7 @@ class Design:
     blocks: tuple[RandomBlock, ...]
     response: str
     row_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    residual: ResidualDesign | None = None
 
     @property
     def n(self) -> int:

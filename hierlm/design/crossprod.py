@@ -23,7 +23,11 @@ Layout (in the spirit of MixedModels.jl):
 
 The theta layout follows lme4: per random-effect block in the design's order,
 the lower-triangular entries of the block's relative covariance factor,
-column-wise (only the diagonal for uncorrelated multi-column blocks).
+column-wise (only the diagonal for uncorrelated multi-column blocks). The
+entries are those of the block's covariance structure
+(:meth:`~hierlm.design.covariance.CovarianceStructure.kernel_pattern`); for a
+patterned structure (``cs``, ``ar1``, ``toep``) they are every entry of its
+lower-triangular factor, which the structure's parameters determine.
 """
 
 from __future__ import annotations
@@ -118,12 +122,8 @@ def theta_layout(blocks: tuple[RandomBlock, ...]) -> ThetaLayout:
     block, row, col, names = [], [], [], []
     starts = [0]
     for index, rb in enumerate(blocks):
-        q = rb.q
-        if q > 1 and rb.correlated:
-            entries = [(i, j) for j in range(q) for i in range(j, q)]
-        else:
-            entries = [(i, i) for i in range(q)]
-        for i, j in entries:
+        # The kernel's template entries: lme4's theta for us/diag, all of T for patterned blocks.
+        for i, j in rb.structure.kernel_pattern():
             block.append(index)
             row.append(i)
             col.append(j)

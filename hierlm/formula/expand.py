@@ -33,11 +33,17 @@ class BarTerm:
         Names of the factors whose interaction is the grouping, e.g. ``("batch", "cask")``.
     source : str
         The bar as the user wrote it (for messages).
+    structure : str
+        Name of the block's covariance structure (``"us"``, ``"diag"``, ``"cs"``, ...).
+    homogeneous : bool
+        One variance for every term (``hom = TRUE``) of ``cs``/``ar1``/``toep``.
     """
 
     expr: str
     factors: tuple[str, ...]
     source: str
+    structure: str = "us"
+    homogeneous: bool = True
 
     @property
     def group(self) -> str:
@@ -101,5 +107,6 @@ def expand_bars(bars: tuple[Bar, ...] | list[Bar]) -> list[BarTerm]:
             exprs = [bar.expr]
         for expr in exprs:
             for factors in _nested_factor_sets(bar.group):
-                terms.append(BarTerm(expr=expr, factors=factors, source=bar.text))
+                terms.append(BarTerm(expr=expr, factors=factors, source=bar.text,
+                                     structure=bar.structure, homogeneous=bar.homogeneous))
     return terms

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from hierlm.errors import FormulaError
 from hierlm.formula.safety import check_formula_text
+from hierlm.formula.structures import HETEROGENEOUS_CAPABLE, STRUCTURES
 
 __all__ = ["Bar", "ParsedFormula", "parse_formula", "syntax_error", "describe_formulaic_error"]
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_IDENTIFIER = re.compile(r"^[^\W\d][\w.]*$")  # R-style names: letters (any script), digits, _ and .
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,19 @@ class Bar:
         True for ``||`` (uncorrelated terms).
     text : str
         The bar as written, for messages.
+    structure : str
+        Covariance structure of the bar's terms (:data:`~hierlm.formula.structures.STRUCTURES`):
+        ``"us"`` for a plain bar, or the name of a wrapper such as ``cs(0 + f | g)``.
+    homogeneous : bool
+        ``hom =`` option of ``cs``/``ar1``/``toep``: one variance for every term.
     """
 
     expr: str
     group: tuple[tuple[str, ...], ...]
     double: bool
     text: str
+    structure: str = "us"
+    homogeneous: bool = True
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,11 @@ def _parse_group(text: str, full: str, position: int) -> tuple[tuple[str, ...], 
                            "Write e.g. '(1 | Subject)'.")
     levels: list[tuple[str, ...]] = []
     for part in stripped.split("/"):
-        names = tuple(name.strip().strip("`") for name in part.split(":"))
-        for name in names:
-            if not _IDENTIFIER.match(name):
+        written = [name.strip() for name in part.split(":")]
+        # a backticked name (`my group`) may hold any characters, as in R
+        names = tuple(w[1:-1] if len(w) > 2 and w[0] == w[-1] == "`" else w for w in written)
+        for given, name in zip(written, names, strict=True):
+            if given == name and not _IDENTIFIER.match(name):
                 raise syntax_error(
                     full, position,
                     f"Grouping factor {name!r} is not a column name.",
@@ -193,6 +203,7 @@ def parse_formula(text: str) -> ParsedFormula:
                            "A formula needs exactly one '~' between response and predictors.",
                            "Write it as 'response ~ predictors', e.g. 'y ~ x + (1 | g)'.")
     lhs, rhs = text.split("~")
+    _refuse_unsupported(text, len(lhs))
     response = lhs.strip() or None
     if response is None:
         raise syntax_error(text, 0, "The formula has no response on the left of '~'.",
@@ -231,10 +242,69 @@ def parse_formula(text: str) -> ParsedFormula:
     return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars))
 
 
+_WRAPPER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
+_TRUE, _FALSE = ("TRUE", "True", "T", "true"), ("FALSE", "False", "F", "false")
+
+
+def _structure_options(text: str, name: str, full: str, position: int) -> bool:
+    """Parse ``hom = TRUE`` (the only option) and return ``homogeneous``."""
+    homogeneous = True
+    for option in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = (part.strip() for part in option.partition("="))
+        if key != "hom" or value not in _TRUE + _FALSE:
+            raise syntax_error(full, position, f"Unknown option {option!r} of {name}().",
+                               f"{name}() takes 'hom = TRUE' (one variance for all terms) or "
+                               "'hom = FALSE' (one variance per term).")
+        if name not in HETEROGENEOUS_CAPABLE:
+            raise syntax_error(full, position, f"{name}() takes no 'hom' option.",
+                               f"'hom' applies to {', '.join(sorted(HETEROGENEOUS_CAPABLE))}.")
+        homogeneous = value in _TRUE
+    return homogeneous
+
+
+def _as_structured_bar(chunk: str, full: str, position: int) -> Bar | None:
+    """Return the Bar of ``name(expr | group, options)``; None when ``chunk`` is no such wrapper."""
+    match = _WRAPPER.match(chunk)
+    if match is None or _closing_paren(chunk[match.start(2) - 1:]) != len(chunk) - match.start(2):
+        return None
+    name, inner = match.group(1), match.group(2)
+    if name not in STRUCTURES:
+        if _bar_split(inner) is None:
+            return None
+        raise syntax_error(full, position, f"Unknown covariance structure {name!r}.",
+                           "Choose one of: " + "; ".join(f"{key}: {text}"
+                                                          for key, text in STRUCTURES.items()) + ".")
+    body, options = inner, ""
+    depth = 0
+    for i, char in enumerate(inner):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            body, options = inner[:i], inner[i + 1:]
+            break
+    homogeneous = _structure_options(options, name, full, position)
+    bar = _as_bar(f"({body.strip()})", full, position)
+    if bar is None:
+        raise syntax_error(full, position, f"{name}() needs a bar inside, e.g. '{name}(0 + f | g)'.")
+    if bar.double:
+        raise syntax_error(full, position, f"'||' cannot be used inside {name}().",
+                           "Write diag(...) for independent terms, or a single '|'.")
+    return Bar(expr=bar.expr, group=bar.group, double=False, text=chunk, structure=name,
+               homogeneous=homogeneous)
+
+
 def _as_bar(chunk: str, full: str, position: int) -> Bar | None:
     """Return the Bar when ``chunk`` is ``( expr | group )``, None when it holds no bar."""
     if "|" not in chunk:
         return None
+    while (chunk.startswith("((") and _closing_paren(chunk) == len(chunk) - 1
+           and _closing_paren(chunk[1:-1]) == len(chunk) - 3):
+        chunk, position = chunk[1:-1], position + 1  # ((x | g)): redundant parentheses, as lme4 allows
+    structured = _as_structured_bar(chunk, full, position)
+    if structured is not None:
+        return structured
     if not (chunk.startswith("(") and chunk.endswith(")")) or _closing_paren(chunk) != len(chunk) - 1:
         raise syntax_error(full, position,
                            f"'|' may only appear inside a parenthesised bar: {chunk!r}.",
@@ -248,6 +318,32 @@ def _as_bar(chunk: str, full: str, position: int) -> Bar | None:
                            "Write '(1 | g)' for a random intercept.")
     group = _parse_group(group_text, full, position + chunk.find("|") + 1)
     return Bar(expr=expr.strip(), group=group, double=double, text=chunk)
+
+
+# (pattern, only left of '~', problem, fix)
+_UNSUPPORTED = (
+    (re.compile(r"\bcbind\s*\("), True, "cbind() responses (binomial successes and failures) are "
+     "not supported yet: hierlm fits Gaussian models; GLMMs come later.",
+     "Model a proportion as a Gaussian response, or fit the model in lme4::glmer for now."),
+    (re.compile(r"\boffset\s*\("), False, "offset() is not supported yet (offsets come with GLMMs).",
+     "For a Gaussian model subtract the offset from the response: 'I(y - x) ~ ...'."),
+    (re.compile(r"(?<![\w.`'\"])\.(?![\w.`'\"])"), False, "The '.' shorthand (every other column) "
+     "is not supported.", "Write the predictors out, e.g. 'y ~ x1 + x2 + (1 | g)'."),
+)
+_QUOTED = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"")
+
+
+def _refuse_unsupported(text: str, tilde: int) -> None:
+    """Raise a FormulaError for lme4 syntax hierlm does not support yet (``cbind``, ``offset``, ``.``).
+
+    A clear "not supported" beats the "column 'offset' not found" or "not an
+    allowed transform" these would otherwise get. Quoted text is ignored.
+    """
+    blanked = _QUOTED.sub(lambda match: " " * len(match.group(0)), text)
+    for pattern, left_only, problem, fix in _UNSUPPORTED:
+        match = pattern.search(blanked[:tilde] if left_only else blanked)
+        if match is not None:
+            raise syntax_error(text, match.start(), problem, fix)
 
 
 def _closing_paren(chunk: str) -> int:

@@ -86,13 +86,15 @@ def check_expression(expression: str) -> None:
     Raises
     ------
     FormulaError
-        If the piece does not parse, or uses a function, attribute or construct
-        outside the allow-list. Nothing is evaluated.
+        If the piece uses a function, attribute or construct outside the
+        allow-list. Nothing is evaluated. A piece that is not valid Python is
+        left to formulaic's own error message (it cannot be run either).
     """
     try:
         tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as error:
-        raise FormulaError(f"The formula term {expression!r} is not valid: {error.msg}.") from None
+    except SyntaxError:
+        # Python cannot run what it cannot parse; formulaic reports it with a caret later.
+        return
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
             raise _refuse(expression, f"{type(node).__name__} expressions are not supported")

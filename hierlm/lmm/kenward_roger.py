@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
 
 __all__ = [
@@ -112,6 +113,7 @@ def kenward_roger(fit: Any) -> KenwardRoger:
     FitError
         For an ML fit or a data set above the row limit.
     """
+    require_lme4_structures(fit.design.blocks, "Kenward-Roger inference")
     if not fit.reml:
         raise FitError("Kenward-Roger's method needs a REML fit; refit with method='reml'.")
     design = fit.design

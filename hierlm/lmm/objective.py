@@ -32,6 +32,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from hierlm.design.blocks import Design
 from hierlm.design.crossprod import CrossProducts
 from hierlm.errors import FitError
 
@@ -188,6 +189,56 @@ class LmmObjective:
         self.evaluations = 0
 
     # ------------------------------------------------------------------ basics
+    #: lme4's theta can change sign freely (the criterion is even in a template column).
+    needs_bounds = False
+
+    @property
+    def kernel(self) -> LmmObjective:
+        """The kernel over template entries: this object (see ``StructuredObjective``)."""
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """lme4's theta names."""
+        return self.cp.layout.names
+
+    def theta(self, theta: np.ndarray) -> np.ndarray:
+        """The template entries: theta itself."""
+        return np.asarray(theta, dtype=float)
+
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        """The optimiser's box: lme4's lower bounds, no upper ones."""
+        lower = self.cp.layout.lower.copy()
+        return lower, np.full(lower.size, np.inf)
+
+    def parameter_blocks(self) -> np.ndarray:
+        """Index of the design block of each theta entry."""
+        return np.asarray(self.cp.layout.block)
+
+    def parameter_levels(self) -> np.ndarray:
+        """Number of levels of each theta entry's grouping factor."""
+        cp = self.cp
+        return np.array([next(f.n_levels for f in cp.factors if b in f.blocks)
+                         for b in cp.layout.block], dtype=float)
+
+    def canonical(self, theta: np.ndarray) -> np.ndarray:
+        """Flip template columns with a negative diagonal (same covariance), then clip."""
+        layout = self.cp.layout
+        out = np.array(theta, dtype=float)
+        for k in np.flatnonzero(layout.is_diagonal & (out < 0)):
+            column = (layout.block == layout.block[k]) & (layout.col == layout.col[k])
+            out[column] = -out[column]
+        return np.maximum(out, layout.lower)
+
+    def column_scale(self, design: Design) -> np.ndarray:
+        """Root mean square of the random-effect column of each theta entry's template row."""
+        layout = self.cp.layout
+        rms = [np.sqrt(np.mean(np.square(np.asarray(b.z, dtype=float)), axis=0))
+               for b in design.blocks]
+        scale = np.array([rms[b][r] for b, r in zip(layout.block, layout.row, strict=True)],
+                         dtype=float)
+        return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
     @property
     def n_theta(self) -> int:
         """Number of covariance parameters."""

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.errors import ConvergenceWarning, FitError
-from hierlm.lmm.objective import LmmObjective
+from hierlm.lmm.parameters import Criterion
 
 __all__ = ["VarparCovariance", "varpar_covariance", "satterthwaite_df", "contrast_test"]
 
@@ -63,13 +64,13 @@ class VarparCovariance:
     vcov_beta: np.ndarray
 
 
-def _grad_theta(kernel: LmmObjective, theta: np.ndarray, sigma: float, reml: bool) -> np.ndarray:
+def _grad_theta(kernel: Criterion, theta: np.ndarray, sigma: float, reml: bool) -> np.ndarray:
     comp = kernel.components(theta, reml, gradient=True)
     assert comp.d_logdet is not None and comp.d_r2 is not None
     return comp.d_logdet + comp.d_r2 / sigma ** 2
 
 
-def _unscaled_vcov(kernel: LmmObjective, theta: np.ndarray, reml: bool) -> np.ndarray:
+def _unscaled_vcov(kernel: Criterion, theta: np.ndarray, reml: bool) -> np.ndarray:
     return kernel.solution(theta, reml, cond_var=False).unscaled_vcov
 
 
@@ -78,14 +79,14 @@ def _step(x: float, unit: float = 1.0) -> float:
     return 1e-4 * max(abs(x) * unit, 1e-2) / unit
 
 
-def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
+def varpar_covariance(kernel: Criterion, theta: np.ndarray, reml: bool,
                       warn: bool = True,
                       column_scale: np.ndarray | None = None) -> VarparCovariance:
     """Hessian of lmerTest's ``dev(theta, sigma)``, its pseudo-inverse and ``dVar(beta)``.
 
     Parameters
     ----------
-    kernel : LmmObjective
+    kernel : LmmObjective or StructuredObjective
         The model's criterion.
     theta : numpy.ndarray
         Estimated theta.
@@ -131,12 +132,13 @@ def varpar_covariance(kernel: LmmObjective, theta: np.ndarray, reml: bool,
         if negative.size:
             warnings.warn(
                 f"Model failed to converge with {negative.size} negative Hessian eigenvalue(s): "
-                + " ".join(f"{v:.1e}" for v in negative), ConvergenceWarning, stacklevel=3)
+                + " ".join(f"{v:.1e}" for v in negative), ConvergenceWarning,
+                skip_file_prefixes=(PACKAGE_DIR,))
         if near_zero.size:
             warnings.warn(
                 f"Model may not have converged with {near_zero.size} Hessian eigenvalue(s) close "
                 "to zero: " + " ".join(f"{v:.1e}" for v in near_zero),
-                ConvergenceWarning, stacklevel=3)
+                ConvergenceWarning, skip_file_prefixes=(PACKAGE_DIR,))
     keep = evals > _EIGEN_TOL
     h_pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
     vcov_varpar = 2.0 * d[:, None] * h_pinv * d[None, :]

@@ -18,6 +18,7 @@ from hierlm.bayes.groupstats import group_stats, shared_group
 from hierlm.bayes.map import MarginalDensity
 from hierlm.bayes.marginal import marginal_loglik
 from hierlm.design.blocks import Design, RandomBlock
+from hierlm.design.covariance import Unstructured
 
 from .helpers import fixture_model
 
@@ -37,7 +38,8 @@ def one_factor_design(
     for width in widths:
         z = columns[:, start : start + width]
         names = tuple(f"c{start + k}" for k in range(width))
-        blocks.append(RandomBlock("g", names, width > 1, tuple(f"L{k}" for k in range(n_levels)), codes, z))
+        blocks.append(RandomBlock("g", names, Unstructured(width),
+                                  tuple(f"L{k}" for k in range(n_levels)), codes, z))
         start += width
     y = X @ np.array([1.0, -0.5, 0.3]) + rng.normal(size=n)
     return Design(y, X, ("Intercept", "x1", "x2"), tuple(blocks), "y", np.arange(n))

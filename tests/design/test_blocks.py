@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from hierlm.design.blocks import Design, RandomBlock
+from hierlm.design.covariance import Unstructured
 from hierlm.design.spec import build_spec
 from hierlm.formula import parse_formula
 
@@ -74,7 +75,8 @@ def test_blocks_store_codes_and_raw_columns_not_a_dense_z():
 
 
 def test_block_sparse_z_and_summary():
-    block = RandomBlock(group="g", columns=("Intercept", "x"), correlated=True, levels=("a", "b"),
+    block = RandomBlock(group="g", columns=("Intercept", "x"), structure=Unstructured(2),
+                        levels=("a", "b"),
                         codes=np.array([1, 0, 1]), z=np.array([[1.0, 2.0], [1.0, 3.0], [1.0, 4.0]]))
     expected = np.array([
         [0.0, 0.0, 1.0, 2.0],
@@ -84,11 +86,11 @@ def test_block_sparse_z_and_summary():
     np.testing.assert_allclose(block.sparse_z().toarray(), expected)
     assert block.term == "1 + x | g"
     assert block.as_dict() == {"group": "g", "columns": ["Intercept", "x"], "correlated": True,
-                               "n_levels": 2}
+                               "structure": "us", "n_levels": 2}
 
 
 def test_term_without_intercept():
-    block = RandomBlock(group="g", columns=("x",), correlated=False, levels=("a", "b"),
+    block = RandomBlock(group="g", columns=("x",), structure=Unstructured(1), levels=("a", "b"),
                         codes=np.array([0, 1]), z=np.array([[2.0], [3.0]]))
     assert block.term == "0 + x | g"
 

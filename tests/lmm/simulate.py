@@ -12,6 +12,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from hierlm.design.blocks import Design, RandomBlock
+from hierlm.design.covariance import make_structure
 from hierlm.design.crossprod import theta_layout
 
 
@@ -21,7 +22,8 @@ def make_block(group, codes, z, columns, correlated=None):
     n_levels = int(codes.max()) + 1
     if correlated is None:
         correlated = z.shape[1] > 1
-    return RandomBlock(group, tuple(columns), correlated,
+    structure = make_structure("us" if correlated else "diag", z.shape[1])
+    return RandomBlock(group, tuple(columns), structure,
                        tuple(str(i) for i in range(n_levels)), codes, z)
 
 
