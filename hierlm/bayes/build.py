@@ -139,7 +139,7 @@ def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTabl
     design = model if isinstance(model, Design) else getattr(model, "design", None)
     if not isinstance(design, Design):
         raise FitError(f"expected a hierlm Model or a Design, got {type(model).__name__}")
-    require_lme4_structures(design.blocks, "The Bayesian engine (MAP and NUTS)")
+    require_lme4_structures(design.blocks, "The Bayesian engine (MAP and NUTS)", design.residual)
     family = str(getattr(model, "family", "gaussian"))
     if priors is None and not isinstance(model, Design):
         priors = getattr(model, "priors", None)

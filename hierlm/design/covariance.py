@@ -25,6 +25,7 @@ Adding a structure is one new :class:`CorrelationModel` (its ``R(r)`` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -514,7 +515,7 @@ def make_structure(name: str, q: int, homogeneous: bool = True) -> CovarianceStr
                        + ", ".join(f"{key} ({text})" for key, text in STRUCTURES.items()) + ".")
 
 
-def require_lme4_structures(blocks: tuple, feature: str) -> None:
+def require_lme4_structures(blocks: tuple, feature: str, residual: Any = None) -> None:
     """Refuse ``feature`` for blocks whose structure is not ``us``/``diag`` (not built there yet).
 
     Parameters
@@ -523,6 +524,8 @@ def require_lme4_structures(blocks: tuple, feature: str) -> None:
         The design's blocks.
     feature : str
         What is refused, for the message (e.g. ``"the Bayesian engine"``).
+    residual : ResidualDesign, optional
+        The design's residual structure, refused too when given.
 
     Raises
     ------
@@ -530,6 +533,10 @@ def require_lme4_structures(blocks: tuple, feature: str) -> None:
         Naming the blocks and what works for them.
     """
     patterned = [block.term for block in blocks if not block.structure.is_lme4]
+    if residual is not None:
+        raise FitError(
+            f"{feature} does not support residual structures (residual={residual.describe()!r}) "
+            "yet; fit the model with method='reml' or method='ml'.")
     if patterned:
         raise FitError(
             f"{feature} does not support the covariance structures of {', '.join(patterned)} "

@@ -56,6 +56,8 @@ __all__ = [
 
 #: Residual structure names and what they mean.
 RESIDUAL_STRUCTURES: dict[str, str] = {
+    "independent": "independent residuals, one variance (the baseline; a linear model without "
+                   "random effects)",
     "cs": "compound symmetry (one correlation, one variance)",
     "csh": "heterogeneous compound symmetry (one correlation, one variance per time)",
     "un": "unstructured (every variance and covariance over the times)",
@@ -81,7 +83,7 @@ class ResidualSpec:
     @property
     def text(self) -> str:
         """The structure written back, e.g. ``"ar1(week | id)"``."""
-        if self.name == "independent":
+        if self.name == "independent" and self.group == "row":
             return "independent"
         return f"{self.name}({self.time} | {self.group})" if self.time else f"{self.name}({self.group})"
 
@@ -106,7 +108,7 @@ def parse_residual(text: str) -> ResidualSpec:
     if name not in RESIDUAL_STRUCTURES:
         raise FormulaError(f"Unknown residual structure {name!r}; choose one of: "
                            + "; ".join(f"{k}: {v}" for k, v in RESIDUAL_STRUCTURES.items()) + ".")
-    if time is None and name != "cs":
+    if time is None and name not in ("cs", "independent"):
         raise FormulaError(f"residual={text!r}: {name} needs a time variable, e.g. "
                            f"'{name}(week | {group})'.")
     for column in filter(None, (time, group)):

@@ -113,7 +113,7 @@ def kenward_roger(fit: Any) -> KenwardRoger:
     FitError
         For an ML fit or a data set above the row limit.
     """
-    require_lme4_structures(fit.design.blocks, "Kenward-Roger inference")
+    require_lme4_structures(fit.design.blocks, "Kenward-Roger inference", fit.design.residual)
     if not fit.reml:
         raise FitError("Kenward-Roger's method needs a REML fit; refit with method='reml'.")
     design = fit.design

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
-if TYPE_CHECKING:
-    from hierlm.lmm.result import LmmResult
+from hierlm.core.formatting import format_pvalue, significance_stars
+from hierlm.results.display import FitSummary
 
 __all__ = ["LmmSummary", "abbreviate", "format_pvalue", "significance_stars"]
-
-_EPS = 2.220446049250313e-16
-
-
-def format_pvalue(p: float) -> str:
-    """Format a p-value as R's ``format.pval`` does in coefficient tables."""
-    if not np.isfinite(p):
-        return "NA"
-    if p < 2 * 1e-16 or p < _EPS:
-        return "< 2e-16"
-    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
-
-
-def significance_stars(p: float) -> str:
-    """R's significance codes: ``***`` < 0.001 < ``**`` < 0.01 < ``*`` < 0.05 < ``.`` < 0.1."""
-    if not np.isfinite(p):
-        return ""
-    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p < cut:
-            return mark
-    return ""
 
 
 def _table(rows: list[list[str]], align: list[str]) -> list[str]:
@@ -64,23 +42,20 @@ def _lme4_name(name: str) -> str:
     return "(Intercept)" if name == "Intercept" else name
 
 
-class LmmSummary:
+class LmmSummary(FitSummary):
     """Printable summary of an :class:`~hierlm.lmm.result.LmmResult`.
 
     Attributes
     ----------
     fit : LmmResult
         The fit being summarised.
+    prob : float or None
+        Confidence level of the intervals in the tables (``hierlm.DEFAULT_PROB`` when None).
     fixed : pandas.DataFrame
-        The fixed-effects table (estimate, std_error, df, t_value, p_value).
+        ``fit.fixef(prob=prob)``: estimate, std_error, interval, df, t_value, p_value.
     random : pandas.DataFrame
-        ``fit.varcorr()``.
+        ``fit.varcorr(prob=prob)``.
     """
-
-    def __init__(self, fit: LmmResult) -> None:
-        self.fit = fit
-        self.fixed = fit.fixef()
-        self.random = fit.varcorr()
 
     def _header(self) -> list[str]:
         fit = self.fit
@@ -117,14 +92,34 @@ class LmmSummary:
                 corr_cells = []
                 for j in range(i):
                     hit = cors[(cors["term1"] == terms[j]) & (cors["term2"] == terms[i])]
-                    corr_cells.append(f"{hit['sdcor'].iloc[0]:.2f}" if len(hit) else "")
+                    corr_cells.append(f"{hit['estimate'].iloc[0]:.2f}" if len(hit) else "")
                 name = "" if label == "Residual" else _lme4_name(str(row["term1"]))
                 rows.append([label if i == 0 else "", name, f"{row['vcov']:.4g}",
-                             f"{row['sdcor']:.4g}", " ".join(corr_cells)])
+                             f"{row['estimate']:.4g}", " ".join(corr_cells)])
         lines = ["Random effects:"]
         lines.extend(" " + line for line in _table(rows, ["l", "l", "r", "r", "l"]))
         groups = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+        residual = fit.design.residual
+        if (residual is not None and residual.spec.name != "independent"
+                and residual.spec.group not in fit.ngroups):
+            groups = ", ".join(filter(None, [groups, f"{residual.spec.group}, "
+                                                     f"{len(residual.group_labels)}"]))
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+        return lines + self._structures()
+
+    def _structures(self) -> list[str]:
+        """The patterned and residual structures' own parameters (nlme's ``Correlation Structure``)."""
+        table = self.fit.structure_parameters()
+        if table.empty:
+            return []
+        lines = []
+        for structure, part in table.groupby("structure", sort=False):
+            values = ", ".join(f"{row['parameter']} = {row['estimate']:.4g}"
+                               for _, row in part.iterrows())
+            lines.append(f"Structure {structure}: {values}")
+        residual = self.fit.design.residual
+        if residual is not None:
+            lines.append("The Residual row is the SD at the first time (and first variance level).")
         return lines
 
     def _fixed(self) -> list[str]:
@@ -171,10 +166,3 @@ class LmmSummary:
         if notes:
             parts += [[""], notes]
         return "\n".join(line for part in parts for line in part)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def to_frames(self) -> dict[str, pd.DataFrame]:
-        """The summary's tables as DataFrames (``fixed``, ``random``)."""
-        return {"fixed": self.fixed, "random": self.random}

@@ -1,0 +1,91 @@
+"""Tables of covariance structures: their parameters, the implied matrices, and AIC/BIC rankings.
+
+* :func:`structure_parameters`: the natural-scale parameters of every
+  patterned random-effect structure (``rho`` of ``cs``/``ar1``, the lag
+  correlations of ``toep``) and of the residual structure (``rho``, ``phi``,
+  the SD ratios by time and of ``variance=``).
+* :func:`residual_covariance`: the residual covariance over the distinct
+  times, ``sigma^2 M S M`` (:mod:`hierlm.design.residual`), and its correlation.
+
+:func:`hierlm.selection.compare_structures` ranks fits of several structures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierlm.errors import FitError
+
+__all__ = ["structure_parameters", "residual_covariance"]
+
+
+def _grouped_parts(fit: Any) -> tuple[Any, np.ndarray]:
+    residual = fit.design.residual
+    if residual is None:
+        raise FitError("The model has no residual structure (residual= / variance=).")
+    return residual, np.asarray(fit.theta, dtype=float)[len(fit.theta) - residual.n_params:]
+
+
+def structure_parameters(fit: Any) -> pd.DataFrame:
+    """Natural-scale parameters of the fit's patterned and residual covariance structures.
+
+    Parameters
+    ----------
+    fit : LmmResult
+        An ML/REML fit.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``structure`` (e.g. ``"ar1(week | id)"``), ``parameter``
+        (``rho``, ``rho1``, ``phi``, ``ratio.<level>``) and ``estimate``.
+        Empty when every structure is ``us``/``diag`` with independent residuals.
+    """
+    rows = []
+    offset = 0
+    for block in fit.design.blocks:
+        size = block.structure.n_params
+        part = np.asarray(fit.theta[offset:offset + size], dtype=float)
+        offset += size
+        for name, value in block.structure.natural(part).items():
+            rows.append({"structure": block.term, "parameter": name, "estimate": value})
+    residual = fit.design.residual
+    if residual is not None:
+        _, params = _grouped_parts(fit)
+        structure = residual.structure
+        for name, value in structure.natural(params[: structure.n_params]).items():
+            rows.append({"structure": residual.describe(), "parameter": name, "estimate": value})
+        ratios = np.exp(params[structure.n_params:])
+        for label, value in zip(residual.variance_labels[1:], ratios, strict=True):
+            rows.append({"structure": residual.describe(),
+                         "parameter": f"ratio.{residual.variance_column}.{label}",
+                         "estimate": float(value)})
+    return pd.DataFrame(rows, columns=["structure", "parameter", "estimate"])
+
+
+def residual_covariance(fit: Any, correlation: bool = False) -> pd.DataFrame:
+    """The residual covariance (or correlation) matrix over the distinct times.
+
+    Parameters
+    ----------
+    fit : LmmResult
+        A fit with ``residual=``.
+    correlation : bool
+        Return the correlation matrix instead.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows and columns labelled by the time values. For ``variance=`` the
+        matrix is that of the first level (SD ratio 1).
+    """
+    residual, _ = _grouped_parts(fit)
+    matrix = fit.kernel.residual_covariance(fit.theta, fit.sigma)
+    if correlation:
+        sd = np.sqrt(np.diag(matrix))
+        matrix = matrix / np.outer(sd, sd)
+    labels = pd.Index(residual.structure.time_labels, name=residual.spec.time or "position")
+    return pd.DataFrame(matrix, index=labels, columns=labels)
