@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import warnings
@@ -288,7 +289,9 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         "kind": kind,
         "model": {"formula": model.formula, "family": model.family,
                   "priors": model.user_priors, "na_action": getattr(model, "na_action", "omit"),
-                  "reference": dict(model.spec.reference)},
+                  "reference": dict(model.spec.reference),
+                  "residual": getattr(model, "residual", None),
+                  "variance": getattr(model, "variance", None)},
         "fit": _lmm_state(fit) if kind == "lmm" else _bayes_state(fit),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -305,10 +308,19 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
+        # mkdtemp made the staging folder 0700; the saved fit gets an ordinary folder's mode
+        target.chmod(0o777 & ~_current_umask())
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_fit(path: str | Path) -> Any:
@@ -373,7 +385,8 @@ def load_fit(path: str | Path) -> Any:
     spec = manifest["model"]
     try:
         model = hierlm.Model(spec["formula"], data, family=spec["family"], priors=spec["priors"],
-                             na_action=spec["na_action"], reference=spec["reference"] or None)
+                             na_action=spec["na_action"], reference=spec["reference"] or None,
+                             residual=spec.get("residual"), variance=spec.get("variance"))
     except HierlmError as error:
         raise IncompatibleFileError(
             f"{str(manifest_path)!r}: the saved model cannot be rebuilt: {error}") from None

@@ -192,6 +192,9 @@ def check_manifest(manifest: Any, path: Path) -> None:
     _require(model.get("family"), str, path, "'model.family'")
     if model.get("na_action") not in _NA_ACTIONS:
         raise _fail(path, f"unknown na_action {model.get('na_action')!r}")
+    for key in ("residual", "variance"):
+        if model.get(key) is not None:
+            _require(model[key], str, path, f"'model.{key}'")
     priors = model.get("priors")
     if priors is not None:
         _require(priors, dict, path, "'model.priors'")

@@ -285,3 +285,15 @@ def test_fit_save_method_and_top_level_load_fit_round_trip(tmp_path):
     loaded = hl.load_fit(path)
     assert loaded.loglik == fit.loglik
     pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef())
+
+
+def test_saved_folder_has_an_ordinary_mode(tmp_path):
+    import os
+
+    fit = _fit("Yield ~ 1 + (1 | Batch)", hl.datasets.load("Dyestuff"))
+    mask = os.umask(0o022)
+    try:
+        path = save_fit(fit, tmp_path / "f")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o755

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hierlm.errors import FitError
 
-__all__ = ["structure_parameters", "residual_covariance"]
+__all__ = ["structure_parameters", "residual_covariance", "require_single_residual_variance"]
 
 
 def _grouped_parts(fit: Any) -> tuple[Any, np.ndarray]:
@@ -89,3 +89,28 @@ def residual_covariance(fit: Any, correlation: bool = False) -> pd.DataFrame:
         matrix = matrix / np.outer(sd, sd)
     labels = pd.Index(residual.structure.time_labels, name=residual.spec.time or "position")
     return pd.DataFrame(matrix, index=labels, columns=labels)
+
+
+def require_single_residual_variance(fit: Any, quantity: str) -> None:
+    """Refuse a variance share (R², ICC) where the residual variance is not one number.
+
+    With homogeneous residual structures (``cs``, ``ar1``, ``toep``, ``car1``)
+    every observation has residual variance ``sigma^2``, and Nakagawa's R² and
+    the ICC are defined with it; heterogeneous ones (``csh``, ``arh1``,
+    ``toeph``, ``un``, ``variance=``) have one per time or level.
+
+    Raises
+    ------
+    FitError
+        Naming the structure and what to do instead.
+    """
+    design = getattr(fit, "design", None)
+    residual = getattr(design, "residual", None)
+    if residual is None:
+        return
+    structure = residual.structure
+    if structure.heterogeneous or structure.base == "un" or residual.variance_column:
+        raise FitError(
+            f"{quantity} needs one residual variance, and residual={residual.describe()!r} has "
+            "one per time or level; use a homogeneous structure (cs, ar1, toep, car1) for "
+            f"{quantity}, or read the variance components from fit.residual_covariance().")

@@ -188,3 +188,26 @@ def test_random_effects_on_another_group_are_refused():
     data = _data().assign(pen=lambda d: d["id"].str[-1].isin(list("02468")).map({True: "a", False: "b"}))
     with pytest.raises(DataError, match=r"\(1 \| pen\) is not grouped by the residual group 'id'"):
         hl.Model("weight ~ week + (1 | pen)", data, residual="ar1(week | id)").fit("reml")
+
+
+def test_residual_structure_fit_round_trips(tmp_path):
+    from hierlm.io import load_fit, save_fit
+
+    fit = _fit("arh1(week | id)", formula="weight ~ week + (1 | id)", variance=None)
+    loaded = load_fit(save_fit(fit, tmp_path / "f"))
+    np.testing.assert_array_equal(loaded.theta, fit.theta)
+    assert loaded.loglik == fit.loglik
+    pd.testing.assert_frame_equal(loaded.structure_parameters(), fit.structure_parameters())
+    other = _fit("cs(id)", variance="sex")
+    again = load_fit(save_fit(other, tmp_path / "g"))
+    assert again.model.variance == "sex" and again.loglik == other.loglik
+
+
+def test_variance_shares_need_one_residual_variance():
+    with pytest.raises(hl.errors.FitError, match=r"R² \(Nakagawa\) needs one residual variance.*arh1"):
+        _fit("arh1(week | id)", formula="weight ~ week + (1 | id)").r2()
+    with pytest.raises(hl.errors.FitError, match="The ICC needs one residual variance"):
+        _fit("cs(id)", formula="weight ~ week + (week | id)", variance="sex").icc()
+    homogeneous = _fit("ar1(week | id)", formula="weight ~ week + (1 | id)")
+    r2 = homogeneous.r2()
+    assert 0 < r2.loc["marginal", "estimate"] <= r2.loc["conditional", "estimate"] < 1
