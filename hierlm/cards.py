@@ -70,7 +70,10 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "ml": ("optimizer", "max_evaluations"),
 }
 _TOP_KEYS = ("name", "description", "data", "model", "fit")
-_SECTION_KEYS = {"data": ("dataset", "path", "categorical"), "model": ("formula", "family")}
+_SECTION_KEYS = {"data": ("dataset", "path", "categorical"),
+                 "model": ("formula", "family", "residual", "variance")}
+#: [model] keys passed to hierlm.Model as they are (residual structure, varIdent column).
+_MODEL_OPTIONS = ("residual", "variance")
 _INTEGER_OPTIONS = {"draws": 1, "chains": 1, "tune": 0, "random_seed": 0, "max_treedepth": 1,
                     "cores": 1, "max_evaluations": 1}
 
@@ -97,6 +100,9 @@ class ModelCard:
     data_spec : dict
         The ``[data]`` table that loads ``data`` again: ``{"dataset": name}``
         or ``{"path": absolute path, "categorical": [...]}``.
+    model_options : dict
+        ``residual`` (e.g. ``"ar1(week | id)"``) and ``variance`` of ``[model]``,
+        passed to :class:`hierlm.Model`.
     """
 
     name: str
@@ -107,6 +113,7 @@ class ModelCard:
     fit_options: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     data_spec: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, str] = field(default_factory=dict)
 
 
 def _categorical_list(categorical: object, where: str) -> list[str]:
@@ -325,6 +332,8 @@ def load_card(path: str | Path) -> ModelCard:
         fit_options=fit_options,
         source=card_path,
         data_spec=data_spec,
+        model_options={key: _string(model_section, key, where) for key in _MODEL_OPTIONS
+                       if key in model_section},
     )
 
 
@@ -354,6 +363,8 @@ def card_toml(card: ModelCard) -> str:
     else:
         lines.append("# [data]: the fit's data frame was given in memory; add dataset = ... or path = ...")
     lines += ["", "[model]", f"formula = {_toml_value(card.formula)}",
-              f"family = {_toml_value(card.family)}", "", "[fit]"]
+              f"family = {_toml_value(card.family)}"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in card.model_options.items()]
+    lines += ["", "[fit]"]
     lines += [f"{key} = {_toml_value(value)}" for key, value in card.fit_options.items()]
     return "\n".join(lines) + "\n"

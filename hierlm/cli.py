@@ -183,7 +183,7 @@ def run_fit(args: argparse.Namespace) -> int:
     card = _load(args)
     options = effective_options(card.fit_options, args)
     method, twin_method = options["method"], options.get("compare")
-    model = Model(card.formula, card.data, family=card.family)
+    model = Model(card.formula, card.data, family=card.family, **card.model_options)
     fit, elapsed = _fit(model, method, options)
     title = f"# {card.name}: {card.description}" if card.description else f"# {card.name}"
     _print(title)

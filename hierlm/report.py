@@ -354,6 +354,8 @@ def _card_file_describes(card: Any) -> bool:
     model = content.get("model", {})
     return (portable and model.get("formula") == card.formula
             and model.get("family", "gaussian") == card.family
+            and {k: model[k] for k in ("residual", "variance") if k in model}
+            == dict(getattr(card, "model_options", {}))
             and {"method": "reml", **content.get("fit", {})} == {"method": "reml", **card.fit_options})
 
 
@@ -367,7 +369,8 @@ def _card_text(card: Any) -> str:
         return card_toml(card)
     return card_toml(ModelCard(name=card.name, description=getattr(card, "description", ""),
                                formula=card.formula, family=getattr(card, "family", "gaussian"),
-                               data=pd.DataFrame(), fit_options=dict(card.fit_options)))
+                               data=pd.DataFrame(), fit_options=dict(card.fit_options),
+                               model_options=dict(getattr(card, "model_options", {}))))
 
 
 def _share_permissions(folder: Path, mode: int) -> None:

@@ -45,6 +45,21 @@ def test_reml_card_prints_lme4_numbers(capsys):
     assert "NUTS next to" not in out
 
 
+def test_residual_structure_card_prints_nlme_numbers(capsys, tmp_path):
+    from hierlm.cards import card_toml, load_card
+
+    assert main(["fit", str(MODELS / "pigs_ar1.toml")]) == 0
+    out = capsys.readouterr().out
+    fixture = json.loads((ROOT / "tests" / "fixtures" / "nlme" / "residual.json").read_text())
+    ar1 = next(f for f in fixture["fits"] if f["id"] == "pigs_AR1_reml")
+    assert f"Structure ar1(week | id): rho = {ar1['correlation_parameters']['Phi']:.4g}" in out
+    assert f"REML criterion at convergence: {-2 * ar1['logLik']:.1f}" in out
+    card = load_card(MODELS / "pigs_ar1.toml")
+    assert card.model_options == {"residual": "ar1(week | id)"}
+    (tmp_path / "again.toml").write_text(card_toml(card))
+    assert load_card(tmp_path / "again.toml").model_options == card.model_options
+
+
 def test_ad_hoc_fit_with_method(capsys):
     assert main(["fit", "--data", "Dyestuff", "--formula", "Yield ~ 1 + (1 | Batch)", "--method", "ml"]) == 0
     assert "maximum likelihood" in capsys.readouterr().out.lower()
