@@ -50,6 +50,7 @@ from hierlm.errors import FitError, HierlmWarning, IncompatibleFitsError, InputT
 from hierlm.results.common import as_draws
 from hierlm.results.draws import FitDraws
 from hierlm.results.explained import nakagawa_r2_draws
+from hierlm.results.structures import require_single_residual_variance
 from hierlm.results.summary import interval_spec
 
 __all__ = ["component_labels", "component_variances", "variance_shares", "effect_sizes",
@@ -106,6 +107,7 @@ def variance_shares(fit: Any, prob: float | None = None) -> pd.DataFrame:
         ``std_error``, ``lower``, ``upper``), then ``variance`` (the estimate
         or posterior mean of tau²).
     """
+    require_single_residual_variance(fit, "Variance shares")
     draws = as_draws(fit)
     variances = component_variances(draws)
     shares = variances / variances.sum(axis=1, keepdims=True)
@@ -136,11 +138,16 @@ def check_comparable(full: Any, reduced: Any) -> tuple[FitDraws, FitDraws]:
 
     Raises
     ------
+    FitError
+        For a fit whose residual variance is not one number (heterogeneous
+        residual structures, ``variance=``).
     IncompatibleFitsError
         For fits of different kinds or methods, on different rows, with
         different random parts, with the same fixed part, or with the full
         model having fewer fixed effects than the reduced one.
     """
+    for fit in (full, reduced):
+        require_single_residual_variance(fit, "Effect sizes")
     a, b = as_draws(full), as_draws(reduced)
     method_a, method_b = getattr(full, "method", None), getattr(reduced, "method", None)
     if a.point != b.point or method_a != method_b:

@@ -312,11 +312,17 @@ def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str, noise: bool) ->
                                df=np.array([r["df"] for r in rows], dtype=float))
     cov = fit.varpar_covariance
     if function.random is not None and any(w.nnz for w in function.random):
+        if getattr(fit.design, "residual", None) is not None:
+            raise FitError("Standard errors with group effects assume independent residuals; under "
+                           f"residual={fit.design.residual.describe()!r} use include_random=False.")
         variance, grad = _random_part(fit, function)
     else:
         variance = np.einsum("ri,ij,rj->r", A, cov.vcov_beta, A)
         grad = np.einsum("ri,kij,rj->rk", A, cov.jacobian, A)
     if noise:  # a new observation: + sigma^2, whose derivative in (theta, sigma) is (0, 2 sigma)
+        from hierlm.results.structures import require_single_residual_variance
+
+        require_single_residual_variance(fit, "A prediction interval of a new observation")
         variance = variance + fit.sigma ** 2
         grad[:, -1] += 2.0 * fit.sigma
     denom = np.einsum("rk,kl,rl->r", grad, cov.vcov_varpar, grad)

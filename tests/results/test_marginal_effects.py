@@ -149,3 +149,17 @@ def test_bad_input(slope_fit):
     ref = slope_fit.contrast({"Intercept": 1, "age": 14, "SexFemale": 1, "age:SexFemale": 14},
                              ddf="kenward-roger")
     assert kr["std_error"].iloc[0] == pytest.approx(ref["std_error"], rel=1e-10)
+
+
+def test_residual_structures_need_the_population_prediction():
+    fit = hl.Model("distance ~ age * Sex + (1 | Subject)", orthodont(), residual="cs(age | Subject)").fit()
+    with pytest.raises(FitError, match="include_random=False"):
+        fit.predictions()
+    table = fit.predictions({"age": 14.0, "Sex": "Female"}, include_random=False)
+    ref = fit.contrast({"Intercept": 1, "age": 14, "SexFemale": 1, "age:SexFemale": 14})
+    assert table["std_error"].iloc[0] == pytest.approx(ref["std_error"], rel=1e-10)
+    varident = hl.Model("distance ~ age + (1 | Subject)", orthodont(), variance="Sex").fit()
+    with pytest.raises(FitError, match="one residual variance"):
+        varident.predictions(include_random=False, interval="prediction")
+    with pytest.raises(FitError, match="one residual variance"):
+        varident.variance_shares()
