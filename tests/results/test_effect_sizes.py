@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,3 +99,26 @@ def test_refuses_fits_that_are_not_a_full_and_reduced_pair(pair):
         hl.effect_sizes(ml, reduced)
     with pytest.raises(InputTypeError, match="sigma_ref"):
         hl.effect_sizes(full, reduced, sigma_ref="pooled")
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "emmeans" / "emmeans.json"
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="emmeans.json not generated")
+def test_against_performance_r2_nakagawa():
+    """performance::r2_nakagawa's R2, f2 and relative changes of lmerTest fits of Orthodont."""
+    ref = json.loads(FIXTURE.read_text())["r2_nakagawa"]
+    data = hl.datasets.load("Orthodont")
+    full = hl.Model(ref["models"]["with_Sex"]["formula"], data).fit()
+    reduced = hl.Model(ref["models"]["without_Sex"]["formula"], data).fit()
+    table = hl.effect_sizes(full, reduced)["estimate"]
+    assert table["r2_full"] == pytest.approx(ref["models"]["with_Sex"]["R2_marginal"], rel=1e-5)
+    assert table["r2_reduced"] == pytest.approx(ref["models"]["without_Sex"]["R2_marginal"], rel=1e-5)
+    derived = ref["derived"]
+    assert table["f2"] == pytest.approx(derived["cohen_f2_marginal"], rel=1e-5)
+    subject, residual = (derived[f"relative_change_{c}_variance"] for c in ("subject", "residual"))
+    assert table["rel_change[Subject]"] == pytest.approx(subject, rel=1e-5)
+    # both fits have the same residual variance up to the optimisers' tolerance
+    assert table["rel_change[Residual]"] == pytest.approx(residual, abs=1e-6)
+    assert full.r2().loc["conditional", "estimate"] == pytest.approx(
+        ref["models"]["with_Sex"]["R2_conditional"], rel=1e-5)
