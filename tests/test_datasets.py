@@ -16,6 +16,8 @@ EXPECTED = {
     "Penicillin": (144, 3, {"plate": 24, "sample": 6}),
     "cake": (270, 5, {"replicate": 15, "recipe": 3, "temperature": 6}),
     "Machines": (54, 3, {"Worker": 6, "Machine": 3}),
+    "Orthodont": (108, 4, {"Subject": 27, "Sex": 2}),
+    "BodyWeight": (176, 4, {"Rat": 16, "Diet": 3}),
 }
 
 
