@@ -8,7 +8,6 @@ imported on first use so a frequentist fit never imports PyMC.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from hierlm.design.blocks import Design
 from hierlm.design.spec import ModelSpec, build_spec
 from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
 from hierlm.formula import parse_formula
+from hierlm.options import check_options
 
 __all__ = ["Model", "RandomTerm", "FIT_METHODS"]
 
@@ -72,6 +72,19 @@ class Model:
     reference : dict, optional
         Column -> level to use as treatment-contrast reference, e.g.
         ``{"Machine": "B"}``.
+    residual : str, optional
+        Residual covariance structure within a group, e.g. ``"ar1(week | id)"``:
+        ``cs``, ``csh``, ``un``, ``ar1``, ``arh1``, ``toep``, ``toeph``, ``car1``
+        (:mod:`hierlm.design.residual`). ML/REML fits.
+    variance : str, optional
+        A column whose levels get their own residual SD (nlme's ``varIdent``),
+        alone or with ``residual=``.
+    drop_aliased : bool
+        Fixed-effect columns that are linear combinations of earlier ones
+        (e.g. cells of a factorial design without rows) are dropped with a
+        :class:`~hierlm.errors.RankDeficientWarning`, as lme4 drops them
+        (True, the default), or raise :class:`~hierlm.errors.RankDeficientError`
+        (False). Predictions on new data drop the same columns.
 
     Examples
     --------
@@ -89,6 +102,9 @@ class Model:
         priors: Mapping[str, Any] | str | None = None,
         na_action: str = "omit",
         reference: Mapping[str, object] | None = None,
+        residual: str | None = None,
+        variance: str | None = None,
+        drop_aliased: bool = True,
     ) -> None:
         if family not in _FAMILIES:
             raise InputTypeError(
@@ -103,14 +119,19 @@ class Model:
                 f"reference must be a dict column -> level, e.g. {{'Machine': 'B'}}, "
                 f"not {type(reference).__name__}."
             )
+        if not isinstance(drop_aliased, bool):
+            raise InputTypeError(f"drop_aliased must be True or False, not {drop_aliased!r}.")
         self.formula = formula
         self.family = family
         self.na_action = na_action
         self.parsed = parse_formula(formula)
         self.spec: ModelSpec
         self.design: Design
+        self.residual = residual
+        self.variance = variance
         self.spec, self.design = build_spec(self.parsed, data, na_action=na_action,
-                                            reference=reference)
+                                            reference=reference, residual=residual,
+                                            variance=variance, drop_aliased=drop_aliased)
         # rows kept by build_spec (those complete in the model's columns); a boolean mask, not
         # the index labels, so that a frame with duplicate index labels keeps its n rows
         self.data = data.loc[data[self.spec.variables()].notna().all(axis=1).to_numpy()]
@@ -193,11 +214,11 @@ class Model:
         if method in ("reml", "ml"):
             from hierlm.lmm import fit_lmm
 
-            _check_options(fit_lmm, method, options, exclude=("design", "reml", "model"))
+            check_options(fit_lmm, method, options, exclude=("design", "reml", "model"))
             return fit_lmm(self.design, reml=(method == "reml"), model=self, **options)
         from hierlm.bayes import fit_bayes
 
-        _check_options(fit_bayes, method, options, exclude=("model", "method"))
+        # fit_bayes refuses the options its method does not use (draws for MAP, reml for NUTS)
         result = fit_bayes(self, method=method, **options)
         result.model = self
         return result
@@ -228,15 +249,3 @@ class Model:
         terms = ", ".join(f"({' + '.join(t.columns)} | {t.group})" for t in self.random_terms)
         return (f"Model({self.formula!r}, nobs={self.nobs}, fixed={self.fixed_names}, "
                 f"random=[{terms}])")
-
-
-def _check_options(engine: Any, method: str, options: Mapping[str, Any],
-                   exclude: tuple[str, ...] = ()) -> None:
-    """Raise FitError naming fit options the engine does not take (e.g. ``draws`` for REML)."""
-    valid = [name for name in inspect.signature(engine).parameters if name not in exclude]
-    unknown = [name for name in options if name not in valid]
-    if unknown:
-        raise FitError(
-            f"Unknown option(s) {', '.join(repr(u) for u in unknown)} for method={method!r}; "
-            f"it takes {', '.join(valid)}."
-        )

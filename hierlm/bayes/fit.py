@@ -1,4 +1,15 @@
-"""Entry point of the Bayesian engine: ``fit_bayes(model, method="nuts" | "map", ...)``."""
+"""Entry point of the Bayesian engine: ``fit_bayes(model, method="nuts" | "map", ...)``.
+
+``fit_bayes`` hands its options to :func:`fit_nuts` or
+:func:`hierlm.bayes.map.fit_map` and refuses those the method does not use
+(``draws`` or ``sampler`` for MAP, ``reml`` for NUTS) instead of ignoring
+them. Every value is checked before any work starts; a constant response is
+refused as the ML/REML engine refuses it.
+
+Interrupting a NUTS run (Ctrl-C) stops the sampler and raises
+``KeyboardInterrupt``: no fit, and no half-filled posterior, is returned (see
+:func:`hierlm.bayes.sample.run_sampler`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +30,11 @@ from hierlm.bayes.sample import (
     resolve_backend,
     run_sampler,
 )
+from hierlm.design.checks import require_varying_response
 from hierlm.errors import FitError
+from hierlm.options import check_options, require_bool, require_seed
 
-__all__ = ["METHODS", "DEFAULT_TARGET_ACCEPT", "fit_bayes", "new_seed"]
+__all__ = ["METHODS", "DEFAULT_TARGET_ACCEPT", "fit_bayes", "fit_nuts", "new_seed"]
 
 METHODS = ("nuts", "map")
 
@@ -35,9 +48,42 @@ def new_seed() -> int:
 DEFAULT_TARGET_ACCEPT = {"marginal": 0.8, "full": 0.95}
 
 
-def fit_bayes(
+def fit_bayes(model: Any, method: str = "nuts", **options: Any) -> BayesResult:
+    """Fit a Gaussian mixed model by NUTS or find its posterior mode.
+
+    Parameters
+    ----------
+    model : hierlm.Model or Design
+        The model (its ``design``, ``priors`` and ``family`` are used).
+    method : {"nuts", "map"}
+        Sample the posterior (:func:`fit_nuts`), or maximise it
+        (:func:`hierlm.bayes.map.fit_map`).
+    **options
+        The options of that function: ``priors``, ``draws``, ``chains``,
+        ``random_seed``... for NUTS; ``priors`` and ``reml`` for MAP.
+
+    Returns
+    -------
+    BayesResult
+
+    Raises
+    ------
+    FitError
+        For an unknown method, an option the method does not take, or a bad value.
+    """
+    if method not in METHODS:
+        raise FitError(f"method={method!r}; choose one of {', '.join(METHODS)}")
+    if method == "map":
+        from hierlm.bayes.map import fit_map
+
+        check_options(fit_map, method, options, exclude=("model",))
+        return fit_map(model, **options)
+    check_options(fit_nuts, method, options, exclude=("model",))
+    return fit_nuts(model, **options)
+
+
+def fit_nuts(
     model: Any,
-    method: str = "nuts",
     *,
     priors: Any = None,
     formulation: str = "auto",
@@ -53,22 +99,18 @@ def fit_bayes(
     log_likelihood: bool | str = "auto",
     posterior_predictive: bool | str = "auto",
     cores: int = 1,
-    reml: bool = False,
 ) -> BayesResult:
-    """Fit a Gaussian mixed model by NUTS or find its posterior mode.
+    """Sample the posterior of a Gaussian mixed model by NUTS.
 
     Parameters
     ----------
     model : hierlm.Model or Design
         The model (its ``design``, ``priors`` and ``family`` are used).
-    method : {"nuts", "map"}
-        Sample the posterior, or maximise it (see :func:`hierlm.bayes.map.fit_map`).
     priors : dict, "flat", PriorTable or None
         Override the model's priors (see :mod:`hierlm.bayes.priors`).
     formulation : {"auto", "full", "marginal"}
         ``"auto"`` integrates the group effects out whenever the structure
-        allows (see :mod:`hierlm.bayes.build`). MAP always uses the marginal
-        density.
+        allows (see :mod:`hierlm.bayes.build`).
     sampler : {"nutpie", "pymc", "numpyro"}, optional
         Default: the first of :func:`~hierlm.bayes.sample.available_samplers`.
     backend : {"auto", "kernel", "numba", "jax"}
@@ -85,9 +127,9 @@ def fit_bayes(
     max_treedepth : int
         Maximum NUTS tree depth.
     random_seed : int, optional
-        Seed of the sampler and of the conditional draws of the group effects;
-        the same seed gives identical results. A fresh seed is drawn (and
-        stored in the result) when None.
+        Seed of the sampler and of the conditional draws of the group effects,
+        an integer in ``[0, 2**64)``; the same seed gives identical results. A
+        fresh seed is drawn (and stored in the result) when None.
     progressbar : bool, optional
         Default: on in terminals and notebooks.
     log_likelihood : bool or "auto"
@@ -99,9 +141,6 @@ def fit_bayes(
     cores : int
         Chains run concurrently by nutpie (1 is fastest for the Python-callback
         log-densities used here; see the benchmark).
-    reml : bool
-        MAP only: maximise the REML criterion (fixed effects integrated out
-        under a flat prior).
 
     Returns
     -------
@@ -111,25 +150,19 @@ def fit_bayes(
     Raises
     ------
     FitError
-        For an unknown method, sampler, backend, formulation or bad settings.
+        For an unknown sampler, backend, formulation, bad settings or a constant response.
+    KeyboardInterrupt
+        When sampling is interrupted: the sampler is stopped and no fit is returned.
     """
-    if method not in METHODS:
-        raise FitError(f"method={method!r}; choose one of {', '.join(METHODS)}")
-    if random_seed is not None and (isinstance(random_seed, bool)
-                                    or not isinstance(random_seed, (int, np.integer)) or random_seed < 0):
-        raise FitError(f"random_seed must be an integer >= 0 or None, got {random_seed!r}")
+    seed_given = require_seed(random_seed)
+    require_bool(progressbar, "progressbar", allow_none=True)
     for name, mode in (("log_likelihood", log_likelihood), ("posterior_predictive", posterior_predictive)):
         if mode not in (True, False, "auto"):
             raise FitError(f"{name} must be True, False or 'auto', got {mode!r}")
-    seed = new_seed() if random_seed is None else int(random_seed)
-    if method == "map":
-        from hierlm.bayes.map import fit_map
-
-        return fit_map(model, priors=priors, reml=reml)
-    if reml:
-        raise FitError("reml=True applies to method='map' (or the ML/REML engine), not to NUTS")
+    seed = new_seed() if seed_given is None else seed_given
     start = time.perf_counter()
     design, prior_table, _ = design_and_priors(model, priors)
+    require_varying_response(design.y, design.X, design.response)
     built = build_model(model, prior_table, formulation)
     if target_accept is None:
         target_accept = DEFAULT_TARGET_ACCEPT[built.formulation]

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hierlm.design.blocks import Design, RandomBlock
+from hierlm.design.checks import require_dense_memory
 from hierlm.errors import DataError
 
 __all__ = [
@@ -371,6 +372,9 @@ def crossproducts(design: Design) -> CrossProducts:
             f"After eliminating {first.group!r} ({n1} levels), the remaining random effects "
             f"and fixed effects form a dense block {m} columns wide (limit {_MAX_DENSE}); this "
             "engine cannot fit it in memory. Consider fewer levels or fewer crossed factors.")
+    # the kernel holds several m x m copies: refuse before allocating what memory cannot hold
+    require_dense_memory(m, f"After eliminating {first.group!r} ({n1} levels), the remaining "
+                            "random effects and fixed effects")
 
     zz_first = _level_sums(c1, n1, z1, z1)
 

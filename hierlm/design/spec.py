@@ -5,76 +5,77 @@ their reference, stateful-transform state (``center``, ``scale``, ``within``),
 column names and the levels of each grouping factor. ``spec.design_for(new)``
 builds X and the Z blocks for new data identically; grouping levels the model
 never saw get code -1 and are reported per factor.
+
+The data reach formulaic through the model frame of :mod:`hierlm.design.frame`
+(numbers as float64, text as factors, kinds checked again for new data), and
+the built matrices are checked for values a transform made non-finite.
+Aliased fixed-effect columns are dropped with a warning, as lme4 drops them,
+and the spec remembers which, so new data lose the same columns.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, model_matrix
+from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 from formulaic.model_spec import ModelSpec as FormulaicSpec
 
 from hierlm.design import checks
 from hierlm.design.blocks import Design, RandomBlock
+from hierlm.design.covariance import CovarianceStructure, make_structure
+from hierlm.design.frame import (
+    FrameSpec,
+    column_kinds,
+    group_labels,
+    label_arguments,
+    learn_frame,
+    new_model_matrix,
+    quote_formula,
+    required_columns,
+)
+from hierlm.design.residual import ResidualDesign, ResidualSpec, build_residual, parse_residual
 from hierlm.design.transforms import FORMULA_CONTEXT
-from hierlm.errors import DataError, FormulaError
+from hierlm.errors import DataError, FormulaError, HierlmWarning
 from hierlm.formula import BarTerm, ParsedFormula, expand_bars
 from hierlm.formula.parser import describe_formulaic_error
 
 __all__ = ["GroupingSpec", "ModelSpec", "build_spec", "drop_unused_categories", "lme4_names", "group_labels"]
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_TREATMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\[(?:T\.)?(.+)\]$")
+_IDENTIFIER = re.compile(r"^[^\W\d][\w.]*$")
+_TREATMENT = re.compile(r"^([^\W\d][\w.]*)\[(?:T\.)?(.+)\]$")
+_INTEGRAL_FLOAT = re.compile(r"^(-?\d+)\.0$")
+_INTEGRAL_LEVEL = re.compile(r"\[((?:[A-Za-z]+\.)?)(-?\d+)\.0\]$")
 
 
 def lme4_names(names: list[str]) -> tuple[str, ...]:
     """Rename formulaic columns as lme4 does: ``f[T.b]`` -> ``fb``, ``x:f[T.b]`` -> ``x:fb``.
 
-    Names of other shapes are kept. If renaming would make two names equal,
-    formulaic's names are kept for all columns.
+    A level that is an integral number prints as R prints it (``C(k)[T.2.0]``
+    -> ``C(k)2``; numeric columns reach formulaic as float64). Names of other
+    shapes are kept. If renaming would make two names equal, formulaic's names
+    are kept for all columns.
     """
     renamed = []
     for name in names:
         parts = []
         for part in name.split(":"):
             match = _TREATMENT.match(part)
-            parts.append(match.group(1) + match.group(2) if match else part)
+            if match:
+                level = _INTEGRAL_FLOAT.sub(r"\1", match.group(2))
+                parts.append(match.group(1) + level)
+            else:
+                parts.append(_INTEGRAL_LEVEL.sub(r"[\1\2]", part))
         renamed.append(":".join(parts))
     if len(set(renamed)) != len(renamed):
         return tuple(names)
     return tuple(renamed)
-
-
-def group_labels(column: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Integer codes and level labels of one grouping column, in R's factor order.
-
-    Categorical columns keep their category order (unused categories dropped,
-    as lme4 drops them); numbers sort numerically; anything else sorts as text.
-    """
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.cat.remove_unused_categories()
-        return column.cat.codes.to_numpy(dtype=np.int64), tuple(_label(c) for c in column.cat.categories)
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        uniques = np.unique(column.to_numpy(dtype=float))
-        codes = np.searchsorted(uniques, column.to_numpy(dtype=float))
-        return codes.astype(np.int64), tuple(_label(v) for v in uniques)
-    text = column.astype(str).to_numpy(dtype=object)
-    uniques = np.array(sorted(set(text)), dtype=object)
-    codes = np.searchsorted(uniques, text)
-    return codes.astype(np.int64), tuple(str(u) for u in uniques)
-
-
-def _label(value: Any) -> str:
-    """Text label of a level; integral floats print without a decimal point."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _plain(error: BaseException) -> str:
@@ -100,9 +101,14 @@ class GroupingSpec:
     levels: tuple[str, ...]
 
     @property
+    def structure(self) -> CovarianceStructure:
+        """The block's covariance structure object, for its number of columns."""
+        return make_structure(self.term.structure, len(self.columns), self.term.homogeneous)
+
+    @property
     def correlated(self) -> bool:
         """True when the block has correlation parameters."""
-        return len(self.columns) > 1
+        return self.structure.has_correlation
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,16 @@ class ModelSpec:
         One per random-effect block, in lme4 order.
     reference : dict
         Reference levels chosen by the user.
+    residual : ResidualSpec or None
+        The residual covariance structure (``residual=``), if any.
+    variance : str or None
+        The ``variance=`` column (nlme's ``varIdent``), if any.
+    frame : FrameSpec
+        Kind (and categories) of each column formula terms read; new data
+        must match (:meth:`hierlm.design.frame.FrameSpec.prepare`).
+    kept_columns : tuple of int or None
+        Columns of formulaic's fixed-effect matrix that X keeps, when aliased
+        columns were dropped (None: all of them).
     """
 
     formula: ParsedFormula
@@ -131,10 +147,28 @@ class ModelSpec:
     fixed_names: tuple[str, ...]
     groupings: tuple[GroupingSpec, ...]
     reference: Mapping[str, object] = field(default_factory=dict)
+    residual: ResidualSpec | None = None
+    variance: str | None = None
+    frame: FrameSpec = field(default_factory=FrameSpec)
+    kept_columns: tuple[int, ...] | None = None
+
+    def model_frame(self, data: pd.DataFrame) -> pd.DataFrame:
+        """``data`` with the model's columns converted as formulaic saw them when fitting."""
+        return self.frame.prepare(data, "the data")
+
+    def fixed_matrix(self, frame: pd.DataFrame, where: str = "the fixed part") -> np.ndarray:
+        """X of a converted frame (:meth:`model_frame`), without the columns dropped as aliased."""
+        matrix = new_model_matrix(self.fixed_spec, frame, where)
+        return matrix if self.kept_columns is None else matrix[:, list(self.kept_columns)]
+
+    def residual_columns(self) -> list[str]:
+        """Columns the residual structure reads (time, group, ``variance=``)."""
+        return _residual_columns(self.residual, self.variance)
 
     def variables(self) -> list[str]:
         """Columns of the data the model reads (response first)."""
-        return _variables(self.formula, [g.term for g in self.groupings])
+        found = _variables(self.formula, [g.term for g in self.groupings])
+        return found + [c for c in self.residual_columns() if c not in found]
 
     def design_for(
         self, data: pd.DataFrame, with_response: bool = False
@@ -167,74 +201,30 @@ class ModelSpec:
                 f"(columns {[c for c in names if data[c].isna().any()]}); predictions need complete rows."
             )
         checks.require_finite(data, names)
-        # The reference levels are frozen in the formulaic specs (their level order), so they
-        # are not re-applied: new data need not contain the reference level.
-        _require_known_categories(data, self.fixed_spec, "the fixed part")
-        _require_numeric_kinds(data, self.fixed_spec, "the fixed part")
-        for grouping in self.groupings:
-            _require_known_categories(data, grouping.formulaic_spec, f"the bar {grouping.term.source}")
-            _require_numeric_kinds(data, grouping.formulaic_spec, f"the bar {grouping.term.source}")
-        try:
-            fixed = self.fixed_spec.get_model_matrix(data, context=FORMULA_CONTEXT)
-        except FormulaicError as error:
-            raise DataError(f"New data does not fit the fixed part: {_plain(error)}") from None
+        # Kinds as when fitted, factors on the fitted categories (so the reference levels,
+        # frozen there, need not occur in new data); the spec itself is never modified.
+        frame = self.frame.prepare(data, "the new data")
+        X = self.fixed_matrix(frame, "the fixed part")
+        checks.require_finite_matrix(X, self.fixed_names, "the fixed part (new data)", data.index)
         blocks = []
         new_levels: dict[str, list[str]] = {}
         for grouping in self.groupings:
-            try:
-                z = grouping.formulaic_spec.get_model_matrix(data, context=FORMULA_CONTEXT)
-            except FormulaicError as error:
-                raise DataError(
-                    f"New data does not fit the bar {grouping.term.source}: {_plain(error)}"
-                ) from None
+            where = f"the bar {grouping.term.source}"
+            z = new_model_matrix(grouping.formulaic_spec, frame, where)
+            checks.require_finite_matrix(z, grouping.columns, f"{where} (new data)", data.index)
             labels = _combined_labels(data, grouping.term.factors)
             lookup = {label: i for i, label in enumerate(grouping.levels)}
             codes = np.array([lookup.get(label, -1) for label in labels], dtype=np.int64)
             unseen = sorted({label for label, code in zip(labels, codes, strict=True) if code < 0})
             if unseen:
                 new_levels[grouping.term.group] = unseen
-            blocks.append(_block(grouping, codes, np.asarray(z, dtype=float)))
-        y = (_response_values(data, self.response) if with_response
+            blocks.append(_block(grouping, codes, z))
+        y = (_response_values(frame, self.response) if with_response
              else np.full(len(data), np.nan))
-        design = Design(y=y, X=np.asarray(fixed, dtype=float), fixed_names=self.fixed_names,
+        design = Design(y=y, X=X, fixed_names=self.fixed_names,
                         blocks=tuple(blocks), response=self.response,
                         row_index=data.index.to_numpy())
         return design, new_levels
-
-
-def _require_known_categories(data: pd.DataFrame, spec: FormulaicSpec, where: str) -> None:
-    """Raise a DataError naming a categorical predictor whose new data has unseen levels.
-
-    formulaic would only warn and encode such rows as all-zero (the reference level).
-    """
-    for name, (kind, state) in spec.encoder_state.items():
-        if getattr(kind, "value", kind) != "categorical" or name not in data.columns:
-            continue
-        categories = list(state.get("categories", ()))
-        known = set(categories)
-        unseen = [value for value in pd.unique(data[name].dropna()) if value not in known]
-        if unseen:
-            shown = ", ".join(repr(v) for v in unseen[:10])
-            raise DataError(
-                f"New data has level(s) {shown} of column {name!r} in {where} that the model "
-                f"never saw; known levels: {', '.join(repr(v) for v in categories[:20])}."
-            )
-
-
-def _require_numeric_kinds(data: pd.DataFrame, spec: FormulaicSpec, where: str) -> None:
-    """Raise a DataError naming a numeric predictor that is not numeric in new data.
-
-    formulaic would re-encode such a column as categorical and, doing so, rewrite
-    the frozen spec's encoder state in place, breaking every later prediction.
-    """
-    for name, (kind, _state) in spec.encoder_state.items():
-        if getattr(kind, "value", kind) != "numerical" or name not in data.columns:
-            continue
-        if not pd.api.types.is_numeric_dtype(data[name]):
-            raise DataError(
-                f"Column {name!r} in {where} was numeric when the model was fitted but is "
-                f"{data[name].dtype} in the new data; convert it with pandas.to_numeric."
-            )
 
 
 def drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -260,11 +250,7 @@ def _response_variables(response: str) -> list[str]:
     """Data columns the response reads: itself, or those of an expression like ``log(y)``."""
     if _IDENTIFIER.match(response):
         return [response]
-    try:
-        names = sorted(str(v) for v in Formula(f"0 + I({response})").required_variables)
-    except (FormulaicError, SyntaxError) as error:
-        raise FormulaError(f"Cannot parse the response {response!r}: {_plain(error)}") from None
-    return [name for name in names if name not in FORMULA_CONTEXT]
+    return required_columns(f"0 + I({response})", FORMULA_CONTEXT, f"the response {response!r}")
 
 
 def _response_values(data: pd.DataFrame, response: str) -> np.ndarray:
@@ -283,17 +269,36 @@ def _response_values(data: pd.DataFrame, response: str) -> np.ndarray:
     return values
 
 
+def _formula_columns(formula: ParsedFormula, terms: list[BarTerm],
+                     with_response: bool = True) -> list[str]:
+    """Data columns formulaic reads (response, fixed part, bars' left sides), without duplicates."""
+    found: list[str] = (list(_response_variables(formula.response))
+                        if formula.response and with_response else [])
+    for text in [formula.fixed] + [term.expr for term in terms]:
+        found.extend(required_columns(text, FORMULA_CONTEXT, f"the formula {formula.text!r}"))
+    return list(dict.fromkeys(found))
+
+
+def _column_uses(formula: ParsedFormula, terms: list[BarTerm]) -> dict[str, str]:
+    """Columns the model frame converts, each with the part of the formula that reads it first.
+
+    The group argument of ``within(x, g)`` / ``between(x, g)`` is a set of
+    labels, left as the user gave it (:func:`hierlm.design.frame.label_arguments`).
+    """
+    parts = [("the fixed part", formula.fixed)] + [(f"the bar {t.source}", t.expr) for t in terms]
+    labels = label_arguments(text for _, text in parts)
+    uses = {name: "the response" for name in _response_variables(str(formula.response))}
+    for where, text in parts:
+        for name in required_columns(text, FORMULA_CONTEXT, f"the formula {formula.text!r}"):
+            if name not in labels:
+                uses.setdefault(name, where)
+    return uses
+
+
 def _variables(formula: ParsedFormula, terms: list[BarTerm], with_response: bool = True) -> list[str]:
     """Every data column a formula reads, response first, without duplicates."""
     context = set(FORMULA_CONTEXT)
-    found: list[str] = (list(_response_variables(formula.response))
-                        if formula.response and with_response else [])
-    try:
-        texts = [formula.fixed] + [term.expr for term in terms]
-        for text in texts:
-            found.extend(sorted(str(v) for v in Formula(text).required_variables))
-    except (FormulaicError, SyntaxError) as error:
-        raise FormulaError(f"Cannot parse the formula {formula.text!r}: {_plain(error)}") from None
+    found = _formula_columns(formula, terms, with_response)
     for term in terms:
         found.extend(term.factors)
     unique: list[str] = []
@@ -328,7 +333,7 @@ def _grouping_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
 def _block(grouping: GroupingSpec, codes: np.ndarray, z: np.ndarray) -> RandomBlock:
     """RandomBlock from a grouping spec and its matrices."""
     return RandomBlock(group=grouping.term.group, columns=grouping.columns,
-                       correlated=grouping.correlated, levels=grouping.levels,
+                       structure=grouping.structure, levels=grouping.levels,
                        codes=codes, z=np.ascontiguousarray(z))
 
 
@@ -345,6 +350,9 @@ def build_spec(
     data: pd.DataFrame,
     na_action: str = "omit",
     reference: Mapping[str, object] | None = None,
+    residual: str | None = None,
+    variance: str | None = None,
+    drop_aliased: bool = True,
 ) -> tuple[ModelSpec, Design]:
     """Learn a ModelSpec from data and build the training Design.
 
@@ -358,6 +366,15 @@ def build_spec(
         What to do with rows that have missing values in used columns.
     reference : dict, optional
         Column -> level to use as the treatment-contrast reference.
+    residual : str, optional
+        Residual covariance structure, e.g. ``"ar1(week | id)"``
+        (:mod:`hierlm.design.residual`).
+    variance : str, optional
+        Column whose levels get their own residual SD (nlme's ``varIdent``).
+    drop_aliased : bool
+        Drop fixed-effect columns that are linear combinations of earlier
+        ones, with a warning, as lme4 does (True), or raise
+        :class:`~hierlm.errors.RankDeficientError` (False).
 
     Returns
     -------
@@ -366,43 +383,117 @@ def build_spec(
     """
     data = checks.require_frame(data)
     terms = expand_bars(formula.bars)
+    formula, terms = quote_formula(formula, terms, data.columns)
     if formula.response is None:
         raise FormulaError("The formula has no response.")
     variables = _variables(formula, terms)
     checks.require_columns(data, _response_variables(formula.response), "the response")
     checks.require_columns(data, variables, f"the formula {formula.text!r}")
+    residual_spec = parse_residual(residual) if residual is not None else None
+    if variance is not None and not isinstance(variance, str):
+        raise FormulaError(f"variance= names a column, e.g. variance='Sex'; got {variance!r}.")
+    extra = _residual_columns(residual_spec, variance)
+    checks.require_columns(data, extra, "residual= / variance=")
+    variables = variables + [c for c in extra if c not in variables]
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
-    y = _response_values(data, formula.response)
+    for name in _response_variables(formula.response):
+        checks.require_numeric_response(data, name)
     data = drop_unused_categories(data, variables)
+    uses = _column_uses(formula, terms)
+    kinds = column_kinds(data, list(uses), f"the formula {formula.text!r}")
+    for term in terms:
+        for name in term.factors:
+            group_labels(data[name], name, f"the bar {term.source}")  # refuses unusable label types
     reference = dict(reference or {})
     data = checks.apply_reference_levels(data, reference)
+    frame = learn_frame(data, kinds)
+    y = _response_values(frame, formula.response)
+    checks.check_response(y, formula.response)
 
-    fixed = _materialize(formula.fixed, data, "the fixed-effect matrix")
-    fixed_names = lme4_names(list(fixed.columns))
+    fixed = _materialize(formula.fixed, frame, "the fixed-effect matrix")
+    all_names = lme4_names(list(fixed.columns))
     X = np.asarray(fixed, dtype=float)
-    checks.check_rank(X, fixed_names)
+    checks.require_finite_matrix(X, all_names, "the fixed part", data.index)
+    kept = checks.check_rank(X, all_names, drop_aliased)
+    fixed_names = tuple(all_names[j] for j in kept)
+    X = X[:, kept]
 
     groupings: list[GroupingSpec] = []
     blocks: list[RandomBlock] = []
     for term in terms:
         for name in term.factors:
             checks.warn_continuous_grouping(data, name, term.source)
-        z = _materialize(term.expr, data, f"the bar {term.source}")
+        z = _materialize(term.expr, frame, f"the bar {term.source}")
         codes, levels = _grouping_codes(data, term.factors)
         columns = lme4_names(list(z.columns))
         if not columns:
             raise FormulaError(f"The bar {term.source} has no columns.")
-        checks.check_grouping(term.group, len(levels), len(columns), len(data), term.source)
+        z_values = np.asarray(z, dtype=float)
+        checks.require_finite_matrix(z_values, columns, f"the bar {term.source}", data.index)
         grouping = GroupingSpec(term=term, columns=columns, formulaic_spec=z.model_spec,
                                 levels=levels)
+        if grouping.structure.is_lme4:
+            # lme4's rule (levels x terms < rows) is about unstructured blocks; a patterned
+            # structure has fewer parameters than its random effects suggest.
+            checks.check_grouping(term.group, len(levels), len(columns), len(data), term.source)
         groupings.append(grouping)
-        blocks.append(_block(grouping, codes, np.asarray(z, dtype=float)))
+        blocks.append(_block(grouping, codes, z_values))
+    checks.warn_repeated_terms((g.term.group, g.columns, g.term.source) for g in groupings)
     order = _lme4_order([len(g.levels) for g in groupings])
     groupings = [groupings[i] for i in order]
     blocks = [blocks[i] for i in order]
     spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed.model_spec,
-                     fixed_names=fixed_names, groupings=tuple(groupings), reference=reference)
+                     fixed_names=fixed_names, groupings=tuple(groupings), reference=reference,
+                     residual=residual_spec, variance=variance,
+                     frame=FrameSpec.learn(frame, kinds, uses),
+                     kept_columns=None if len(kept) == len(all_names) else tuple(kept))
+    residual_design = None
+    if residual_spec is not None or variance is not None:
+        residual_design = _residual_design(data, residual_spec, variance, blocks)
     design = Design(y=y, X=X, fixed_names=fixed_names, blocks=tuple(blocks),
-                    response=formula.response, row_index=data.index.to_numpy())
+                    response=formula.response, row_index=data.index.to_numpy(),
+                    residual=residual_design)
     return spec, design
+
+
+def _residual_columns(residual: ResidualSpec | None, variance: str | None) -> list[str]:
+    columns = [] if residual is None else [c for c in (residual.time, residual.group) if c]
+    return columns + ([variance] if variance and variance not in columns else [])
+
+
+def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,
+                     variance: str | None, blocks: list[RandomBlock]) -> ResidualDesign:
+    """Index the training rows for the residual structure (``variance=`` alone: independence)."""
+    if residual is None:
+        # varIdent alone: independent residuals with SDs by level (nlme's weights = varIdent),
+        # grouped by the random effects' factor so that each group's covariance is one block
+        groupings = {block.group for block in blocks}
+        if len(groupings) > 1:
+            raise FormulaError(
+                f"variance={variance!r} with random effects on several grouping factors "
+                f"({', '.join(sorted(groupings))}) is not supported; use one grouping factor.")
+        if blocks:
+            group_codes = blocks[0].codes
+            group_labels = blocks[0].levels
+            name = blocks[0].group
+        else:
+            group_codes = np.arange(len(data), dtype=np.int64)
+            group_labels = tuple(str(i) for i in range(len(data)))
+            name = "row"
+        residual = ResidualSpec("independent", None, name)
+    else:
+        group_codes, group_labels = _grouping_codes(data, (residual.group,))
+        intercepts = [b.term for b in blocks if b.columns == ("Intercept",)
+                      and b.group == residual.group]
+        if residual.name in ("cs", "csh") and intercepts:
+            warnings.warn(
+                f"The random intercept ({intercepts[0]}) and residual={residual.text!r} both "
+                "make every pair of a group's observations equally correlated: the two are not "
+                "jointly identified (the intercept variance trades against the residual "
+                "correlation). Keep one of them.", HierlmWarning, stacklevel=4)
+    variance_codes, variance_labels = (None, ())
+    if variance is not None:
+        variance_codes, variance_labels = _grouping_codes(data, (variance,))
+    return build_residual(residual, data, group_codes, group_labels, variance, variance_codes,
+                          variance_labels)

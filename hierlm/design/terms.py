@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from formulaic import model_matrix
 
-from hierlm.design.spec import ModelSpec, drop_unused_categories
+from hierlm.design.spec import ModelSpec
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import FitError
 
@@ -84,18 +84,25 @@ def fixed_terms(spec: ModelSpec, data: pd.DataFrame) -> tuple[list[FixedTerm], i
     Returns
     -------
     terms : list of FixedTerm
-        In formula order.
+        In formula order; a term whose columns were all dropped as aliased
+        (see ``ModelSpec.kept_columns``) is left out.
     intercept : int or None
         Column of the intercept in X, if any.
     """
     fixed = spec.fixed_spec
     categorical = {str(factor.expr) for factor in fixed.factor_contrasts}
-    data = drop_unused_categories(data, spec.variables())
+    data = spec.model_frame(data)  # the kinds and categories formulaic saw when fitting
+    # formulaic's column j is column position[j] of X (None: dropped as aliased)
+    n_columns = sum(s.stop - s.start for s in fixed.term_slices.values())
+    kept = range(n_columns) if spec.kept_columns is None else spec.kept_columns
+    position: dict[int, int] = {j: i for i, j in enumerate(kept)}
     terms, intercept = [], None
     present = {frozenset(str(factor.expr) for factor in term.factors) for term in fixed.term_slices}
     for term, columns in fixed.term_slices.items():
-        indices = tuple(range(columns.start, columns.stop))
+        indices = tuple(position[j] for j in range(columns.start, columns.stop) if j in position)
         variables = tuple(str(factor.expr) for factor in term.factors)
+        if not indices:
+            continue
         if variables == ("1",):
             intercept = indices[0]
             continue

@@ -155,7 +155,7 @@ def test_bad_settings_raise_fit_errors(sleep_model):
         SamplerSettings("stan", "numba", 1, 1, 1, 0.8, 10, 0, False)
     with pytest.raises(FitError, match="backend='gpu'"):
         fit_bayes(sleep_model, backend="gpu", progressbar=False)
-    with pytest.raises(FitError, match="reml=True applies to method='map'"):
+    with pytest.raises(FitError, match="'reml' for method='nuts'"):
         fit_bayes(sleep_model, reml=True, progressbar=False)
 
 
