@@ -13,6 +13,24 @@ sampling arguments shrunk (``draws=``/``tune=`` to 100, ``chains=`` to 2) so
 that the code path is exercised in seconds; their printed numbers then
 differ from the page's, so their output is not compared. The fast test runs
 the other blocks of the page alone, so they must not depend on Bayesian ones.
+
+A Bayesian block whose output is meant to be checked carries a Monte Carlo
+tolerance, ``<!-- docs-test: bayes tolerance=0.05 -->``. The slow test runs
+it with the page's own sampling settings (not shrunk) and compares its
+output with that *relative* tolerance: a printed number may differ from the
+shown one by ``tolerance`` times the scale of its line, the largest absolute
+decimal number (a token with a decimal point) on that line of the shown
+output, and never by less than ``tolerance`` times the number itself. The
+line's scale keeps numbers near zero (a correlation of 0.08, an interval
+bound close to 0) from needing a far tighter tolerance than their row;
+integers such as level labels (``308``) do not set the scale. Keep such
+blocks small (e.g. 2 chains x 300 draws) and seeded: with a fixed
+``random_seed`` the output is the same on one machine, so the tolerance only
+has to absorb differences between machines and library versions. Print
+estimates, standard errors and intervals, not ESS (which varies by far more
+than a few per cent). The page must say so in the text just before the
+block, giving the tolerance as a percentage ("numbers vary with Monte Carlo
+error, within about 5 %"); the test checks that ``5 %`` appears there.
 ``<!-- docs-test: skip -->`` excludes a block (none is meant to need it).
 
 Regenerating the shown output after an intended change (full sampling
@@ -47,7 +65,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
-_MARKER = re.compile(r"<!--\s*docs-test:\s*(\w+)\s*-->\s*$")
+_MARKER = re.compile(r"<!--\s*docs-test:\s*(\w+)(?:\s+tolerance=(\d*\.?\d+))?\s*-->\s*$")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 _SAMPLING = (
     (re.compile(r"\bdraws=\d+"), "draws=100"),
@@ -70,6 +88,13 @@ class Block:
     marker: str
     expected: str | None
     expected_span: tuple[int, int] | None
+    tolerance: float | None = None
+    preceding: str = ""
+
+    @property
+    def compared(self) -> bool:
+        """Whether the block's output is checked (always, except Bayesian blocks without a tolerance)."""
+        return self.expected is not None and (not self.bayes or self.tolerance is not None)
 
     @property
     def bayes(self) -> bool:
@@ -91,13 +116,15 @@ def read_blocks(page: Path) -> list[Block]:
         before = text[: fence.start()].rstrip("\n").rsplit("\n", 1)[-1]
         found = _MARKER.search(before)
         marker = found.group(1) if found else ""
+        tolerance = float(found.group(2)) if found and found.group(2) else None
         expected, span = None, None
         if k + 1 < len(fences):
             following = fences[k + 1]
             if following.group(1) == "text" and not text[fence.end(): following.start()].strip():
                 expected, span = following.group(2), following.span(2)
         line = text.count("\n", 0, fence.start()) + 1
-        blocks.append(Block(page, line, fence.group(2), marker, expected, span))
+        preceding = text[max(0, fence.start() - 800): fence.start()]
+        blocks.append(Block(page, line, fence.group(2), marker, expected, span, tolerance, preceding))
     return blocks
 
 
@@ -110,7 +137,8 @@ def shrink_sampling(code: str) -> str:
 
 def run_block(block: Block, namespace: dict, tiny: bool) -> str:
     """Execute one block in ``namespace`` from the repository root; return its stdout."""
-    code = shrink_sampling(block.code) if (tiny and block.bayes) else block.code
+    shrink = tiny and block.bayes and block.tolerance is None
+    code = shrink_sampling(block.code) if shrink else block.code
     compiled = compile(code, block.label, "exec")
     out = io.StringIO()
     cwd = os.getcwd()
@@ -132,15 +160,35 @@ def _tolerance(shown: str) -> float:
     return 0.5 * 10.0 ** (exponent - decimals)
 
 
-def outputs_match(expected: str, actual: str) -> tuple[bool, str]:
-    """Compare printed text: words exactly (whitespace-insensitive), numbers with a tolerance."""
+_DECIMAL_TOKEN = re.compile(r"(?<!\S)[-+]?(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?(?!\S)")
+
+
+def _line_scales(text: str) -> list[float]:
+    """For every number of ``text``, the largest absolute decimal number on its line (0 if none)."""
+    scales = []
+    for line in text.splitlines():
+        decimals = [abs(float(x)) for x in _DECIMAL_TOKEN.findall(line)]
+        scales += [max(decimals, default=0.0)] * len(_NUMBER.findall(line))
+    return scales
+
+
+def outputs_match(expected: str, actual: str, mc_tolerance: float | None = None) -> tuple[bool, str]:
+    """Compare printed text: words exactly (whitespace-insensitive), numbers with a tolerance.
+
+    Numbers may differ by ``RTOL`` relative or their last printed digit; with
+    ``mc_tolerance`` (Bayesian blocks) by that fraction of their line's scale.
+    """
     words_expected = "".join(_NUMBER.sub("#", expected).split())
     words_actual = "".join(_NUMBER.sub("#", actual).split())
     if words_expected != words_actual:
         return False, f"text differs:\n--- shown\n{expected}\n--- printed\n{actual}"
-    for shown, printed in zip(_NUMBER.findall(expected), _NUMBER.findall(actual), strict=True):
+    scales = _line_scales(expected)
+    numbers = zip(_NUMBER.findall(expected), _NUMBER.findall(actual), scales, strict=True)
+    for shown, printed, scale in numbers:
         a, b = float(shown), float(printed)
         slack = max(RTOL * abs(a), 2 * _tolerance(shown), 2 * _tolerance(printed))
+        if mc_tolerance is not None:
+            slack = max(slack, mc_tolerance * max(abs(a), scale))
         if not (math.isclose(a, b, abs_tol=slack) or a == b):
             return False, (f"number {printed} printed where the page shows {shown}:\n"
                            f"--- shown\n{expected}\n--- printed\n{actual}")
@@ -152,6 +200,13 @@ def _check_markers(blocks: list[Block]) -> None:
         if _BAYES_WORDS.search(block.code) and not block.bayes and block.marker != "skip":
             pytest.fail(f"{block.label} uses the Bayesian engine; put "
                         "'<!-- docs-test: bayes -->' on the line before its fence.")
+        if block.tolerance is not None:
+            percent = f"{100 * block.tolerance:g} %"
+            if not block.bayes:
+                pytest.fail(f"{block.label}: a tolerance belongs to Bayesian blocks only.")
+            if percent not in block.preceding:
+                pytest.fail(f"{block.label}: its output is compared within {percent}; say so in the "
+                            f"text before the block (\"within about {percent}\").")
 
 
 def fresh_namespace() -> dict:
@@ -175,8 +230,8 @@ def _run_page(page: Path, include_bayes: bool) -> None:
             printed = run_block(block, namespace, tiny=True)
         except Exception as error:  # pragma: no cover - reported as a failure
             pytest.fail(f"{block.label} raised {type(error).__name__}: {error}\n{block.code}")
-        if block.expected is not None and not block.bayes:
-            ok, why = outputs_match(block.expected, printed)
+        if block.compared:
+            ok, why = outputs_match(block.expected, printed, mc_tolerance=block.tolerance)
             assert ok, f"{block.label}: {why}"
 
 
@@ -197,7 +252,7 @@ def test_page_examples(page: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if _has_code(p, bayes=True)], ids=_page_id)
 def test_page_examples_with_sampling(page: Path) -> None:
-    """Every example of the page, Bayesian ones with tiny draw counts."""
+    """Every example of the page; Bayesian ones with tiny draw counts, or in full when compared."""
     _run_page(page, include_bayes=True)
 
 
@@ -214,6 +269,28 @@ def test_output_comparison_catches_changed_numbers() -> None:
     assert outputs_match("[253.66366837 430.65999056]", "[253.66367015 430.6599919 ]")[0]
     assert not outputs_match(shown, "Days 10.57 1.546\nsigma 25.59")[0]
     assert not outputs_match(shown, "Days 10.47 1.546\ntau 25.59")[0]
+
+
+def test_monte_carlo_tolerance_is_relative_to_the_line() -> None:
+    shown = "Subject Intercept Days 0.082 0.319 -0.498 0.612\nSubject 308 Intercept 2.76 11.86"
+    # 5 % of the line's largest decimal (0.612): 0.082 -> 0.11 passes, -> 0.15 does not
+    assert outputs_match(shown, shown.replace("0.082", "0.11"), mc_tolerance=0.05)[0]
+    assert not outputs_match(shown, shown.replace("0.082", "0.15"), mc_tolerance=0.05)[0]
+    assert not outputs_match(shown, shown.replace("0.082", "0.11"))[0]
+    # the level label 308 does not widen its line's scale (11.86): 2.76 -> 3.5 fails
+    assert outputs_match(shown, shown.replace("2.76", "3.3"), mc_tolerance=0.05)[0]
+    assert not outputs_match(shown, shown.replace("2.76", "3.5"), mc_tolerance=0.05)[0]
+
+
+def test_marker_with_tolerance(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("Within about 5 % of the shown numbers.\n\n<!-- docs-test: bayes tolerance=0.05 -->\n"
+                    "```python\nfit = m.fit('nuts', draws=300)\n```\n\n```text\n1.0\n```\n\n"
+                    "<!-- docs-test: bayes -->\n```python\nprint(1)\n```\n\n```text\n1\n```\n")
+    compared, shrunk = read_blocks(page)
+    assert compared.bayes and compared.tolerance == 0.05 and compared.compared
+    assert shrunk.bayes and shrunk.tolerance is None and not shrunk.compared
+    assert "5 %" in compared.preceding
 
 
 def _hook(name: str):
