@@ -51,6 +51,7 @@ class _Batch:
     times: np.ndarray  # (k, m)
     z: list[np.ndarray]  # per block (k, m, q)
     variance: np.ndarray | None  # (k, m) codes
+    shared: bool = False  # every group of the batch has the same W (same times, no Z, no M)
 
 
 class GroupedObjective:
@@ -92,15 +93,26 @@ class GroupedObjective:
         order = np.lexsort((residual.times, codes))
         sizes = np.bincount(codes, minlength=len(residual.group_labels))
         starts = np.concatenate(([0], np.cumsum(sizes)))
+        # Without random effects or variance= levels, W depends on a group's times only: groups
+        # with the same times share one factorisation (balanced designs: one for all groups).
+        shareable = not design.blocks and residual.variance_codes is None
         batches = []
         for m in np.unique(sizes[sizes > 0]):
             groups = np.flatnonzero(sizes == m)
             rows = order[starts[groups][:, None] + np.arange(m)[None, :]]
-            variance = (None if residual.variance_codes is None
-                        else residual.variance_codes[rows])
-            batches.append(_Batch(rows, groups, design.X[rows], design.y[rows],
-                                  residual.slots[rows], residual.times[rows],
-                                  [b.z[rows] for b in design.blocks], variance))
+            if shareable:
+                _, pattern = np.unique(residual.times[rows], axis=0, return_inverse=True)
+                pieces = [np.flatnonzero(pattern.ravel() == k) for k in range(int(pattern.max()) + 1)]
+            else:
+                pieces = [np.arange(groups.size)]
+            for piece in pieces:
+                sub = rows[piece]
+                variance = (None if residual.variance_codes is None
+                            else residual.variance_codes[sub])
+                batches.append(_Batch(sub, groups[piece], design.X[sub], design.y[sub],
+                                      residual.slots[sub], residual.times[sub],
+                                      [b.z[sub] for b in design.blocks], variance,
+                                      shared=shareable))
         return batches
 
     @property
@@ -179,11 +191,12 @@ class GroupedObjective:
         blocks, struct, ratios = self._split(phi)
         residual = self.residual
         structure = residual.structure
+        times = batch.times[:1] if batch.shared else batch.times
         if structure.base == "car1":
-            s, d_s = structure.for_times(struct, batch.times)
+            s, d_s = structure.for_times(struct, times)
         else:
             full, d_full = structure.over_times(struct)
-            index = batch.slots
+            index = batch.slots[:1] if batch.shared else batch.slots
             s = full[index[:, :, None], index[:, None, :]]
             d_s = d_full[:, index[:, :, None], index[:, None, :]] if gradient else None
         if batch.variance is not None:
@@ -229,8 +242,13 @@ class GroupedObjective:
             except np.linalg.LinAlgError:
                 raise FitError("A group's covariance matrix is not positive definite at these "
                                "parameters.") from None
-            logdet += 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
+            copies = batch.rows.shape[0] if batch.shared else 1
+            logdet += copies * 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
             w_inv = np.linalg.inv(w)
+            if batch.shared:  # one W for the batch: broadcast views, no copies
+                w_inv = np.broadcast_to(w_inv, (copies,) + w_inv.shape[1:])
+                if d_w is not None:
+                    d_w = np.broadcast_to(d_w, d_w.shape[:1] + (copies,) + d_w.shape[2:])
             winv_x = w_inv @ batch.x  # (k, m, p)
             xtwx += np.einsum("kmp,kmq->pq", batch.x, winv_x)
             xtwy += np.einsum("kmp,km->p", winv_x, batch.y)
