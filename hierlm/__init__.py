@@ -4,9 +4,9 @@ from importlib import import_module
 from typing import Any
 
 from hierlm import datasets, errors
+from hierlm.core.defaults import DEFAULT_PROB
+from hierlm.core.version import __version__
 from hierlm.model import Model, RandomTerm
-
-__version__ = "0.1.0"
 
 # Loaded on first use so that ``import hierlm`` stays light (no ArviZ/PyMC/statsmodels).
 _LAZY = {
@@ -16,9 +16,10 @@ _LAZY = {
     "Prior": "hierlm.bayes.priors",
     "load_fit": "hierlm.io",
     "effect_sizes": "hierlm.results.effect_sizes",
+    "compare_structures": "hierlm.selection",
 }
 
-__all__ = ["Model", "RandomTerm", "datasets", "errors", "__version__", *_LAZY]
+__all__ = ["Model", "RandomTerm", "datasets", "errors", "DEFAULT_PROB", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.spec import ModelSpec, build_spec
 from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
@@ -242,7 +243,8 @@ class Model:
             warnings.warn(
                 f"New data has grouping levels the model never saw ({detail}): ML/REML fits "
                 "predict them at the population level, Bayesian fits draw their effects from "
-                "the population distribution N(0, G).", HierlmWarning, stacklevel=2)
+                "the population distribution N(0, G).", HierlmWarning,
+                skip_file_prefixes=(PACKAGE_DIR,))
         return design
 
     def __repr__(self) -> str:

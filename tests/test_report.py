@@ -259,7 +259,7 @@ def test_nuts_report_saves_the_idata_and_shows_every_figure(nuts_report):
     saved = xr.open_datatree(idata_path, engine="h5netcdf")
     np.testing.assert_array_equal(saved["posterior"]["fixef"].values, fit.idata["posterior"]["fixef"].values)
     reloaded = hl.load_fit(folder)
-    np.testing.assert_allclose(reloaded.fixef()["mean"], fit.fixef()["mean"])
+    np.testing.assert_allclose(reloaded.fixef()["estimate"], fit.fixef()["estimate"])
 
 
 def _chromium() -> str | None:

@@ -24,10 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from arviz_base import rcParams
 from arviz_stats.base.array import array_stats
 
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.errors import SamplingWarning
+from hierlm.results.display import html_report
 
 __all__ = [
     "RHAT_MAX",
@@ -108,6 +111,31 @@ class DiagnosticReport:
         """True when no check failed."""
         return not self.problems
 
+    def table(self) -> pd.DataFrame:
+        """Largest R-hat and smallest bulk/tail ESS per variable."""
+        names = list(dict.fromkeys([*self.rhat, *self.ess_bulk, *self.ess_tail]))
+        return pd.DataFrame({"r_hat": [self.rhat.get(n, np.nan) for n in names],
+                             "ess_bulk": [self.ess_bulk.get(n, np.nan) for n in names],
+                             "ess_tail": [self.ess_tail.get(n, np.nan) for n in names]},
+                            index=pd.Index(names, name="variable"))
+
+    def _lines(self) -> list[str]:
+        worst = max(self.rhat.values(), default=float("nan"))
+        low = min(self.ess_bulk.values(), default=float("nan"))
+        lines = [f"MCMC diagnostics ({self.n_chains} chains x {self.n_draws} draws): "
+                 + ("no problems" if self.ok else f"{len(self.problems)} problem(s)"),
+                 f"{self.divergences} divergent transition(s), {self.treedepth_hits} at the maximum "
+                 f"tree depth; max R-hat {worst:.3f}, min bulk ESS {low:.0f}"]
+        return lines + [f"- {problem}" for problem in self.problems]
+
+    def __repr__(self) -> str:
+        return "\n".join(self._lines())
+
+    def _repr_html_(self) -> str:
+        """The checks and the per-variable table, for notebooks."""
+        lines = self._lines()
+        return html_report(lines[:2], {"Per variable": self.table()}, notes=lines[2:])
+
 
 def diagnose(
     draws: Mapping[str, np.ndarray],
@@ -186,7 +214,11 @@ def diagnose(
 
 
 def warn_if_problems(report: DiagnosticReport, stacklevel: int = 3) -> None:
-    """Emit one :class:`~hierlm.errors.SamplingWarning` listing every failed check."""
+    """Emit one :class:`~hierlm.errors.SamplingWarning` listing every failed check.
+
+    The warning names the first caller outside hierlm (``stacklevel`` is kept
+    for callers that pass it, and no longer used).
+    """
     if report.problems:
         message = "MCMC diagnostics: " + " ".join(report.problems)
-        warnings.warn(message, SamplingWarning, stacklevel=stacklevel)
+        warnings.warn(message, SamplingWarning, skip_file_prefixes=(PACKAGE_DIR,))

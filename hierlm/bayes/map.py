@@ -49,9 +49,11 @@ from threadpoolctl import threadpool_limits
 
 from hierlm.bayes.build import design_and_priors
 from hierlm.bayes.conditional import batched_cholesky, solve_lower, solve_lower_transposed
+from hierlm.bayes.laplace import laplace_uncertainty
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames, block_names
 from hierlm.bayes.priors import Prior, PriorTable
 from hierlm.bayes.result import BayesResult
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.crossprod import ThetaLayout, theta_layout
 from hierlm.errors import FitError, SingularFitWarning
@@ -456,14 +458,15 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
             + ", ".join(f"{b} = 0" for b in boundary)
             + "; the variance is estimated at exactly zero",
             SingularFitWarning,
-            stacklevel=3,
+            skip_file_prefixes=(PACKAGE_DIR,),
         )
-    pieces = density.pieces(found.theta)
-    std_error = (
-        found.sigma * np.sqrt(np.diag(np.linalg.inv(pieces.xx)))
-        if prior_table.fixef_flat and density.p
-        else np.full(density.p, np.nan)
-    )
+    with threadpool_limits(limits=1, user_api="blas"):  # standard errors for every table (Laplace)
+        laplace = laplace_uncertainty(
+            density, found.theta, found.sigma, None if reml else found.beta,
+            lambda th, sig, b: log_prior_density(prior_table, names, density.templates(th), sig, b,
+                                                 design.fixed_names),
+            lambda j, value: _log_density(prior_table.fixef(design.fixed_names[j]), value))
+    std_error = np.sqrt(np.diag(laplace["vcov_beta"]))
     effects = density.conditional_modes(found.theta, found.beta)
     idata = _map_datatree(design, names, found, templates, effects)
     elapsed = time.perf_counter() - start
@@ -490,6 +493,7 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
             "boundary": boundary,
             "singular": bool(boundary),
             "fixef_std_error": std_error,
+            **laplace,
         },
     )
 

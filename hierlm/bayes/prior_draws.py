@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hierlm.bayes.priors import Prior
+from hierlm.core.correlation import cholesky_from_raw, lkj_pair_positions
 from hierlm.errors import PriorError
 
 __all__ = ["draw_prior", "draw_priors", "draw_lkj_raw", "cholesky_from_raw", "lkj_pair_positions"]
@@ -81,11 +82,6 @@ def draw_priors(
     return np.stack(columns, axis=1) if columns else np.empty((size, 0))
 
 
-def lkj_pair_positions(q: int) -> list[tuple[int, int]]:
-    """Return the (row, column) of each free value of the LKJ map, in storage order."""
-    return [(i, j) for i in range(q) for j in range(i)]
-
-
 def draw_lkj_raw(eta: float, q: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """Draw the sampler's free LKJ variables ``arctanh(cpc)``: shape (size, q (q - 1) / 2).
 
@@ -113,22 +109,3 @@ def draw_lkj_raw(eta: float, q: int, size: int, rng: np.random.Generator) -> np.
         # beta draws can round to exactly 0 or 1; keep the map finite
         out[:, k] = np.arctanh(np.clip(cpc, -1 + 1e-15, 1 - 1e-15))
     return out
-
-
-def cholesky_from_raw(raw: np.ndarray, q: int) -> np.ndarray:
-    """Map free LKJ variables (..., q (q - 1) / 2) to correlation Cholesky factors (..., q, q).
-
-    Row ``i`` is filled left to right with ``L[i, j] = cpc * sqrt(1 - sum_{k<j} L[i, k]^2)``
-    and the diagonal that gives the row unit length, ``cpc = tanh(raw)``.
-    """
-    raw = np.asarray(raw, dtype=float)
-    cpc = np.tanh(raw)
-    chol = np.zeros((*raw.shape[:-1], q, q))
-    chol[..., 0, 0] = 1.0
-    for k, (i, j) in enumerate(lkj_pair_positions(q)):
-        used = np.sum(chol[..., i, :j] ** 2, axis=-1)
-        chol[..., i, j] = cpc[..., k] * np.sqrt(np.clip(1.0 - used, 0.0, None))
-        if j == i - 1:
-            rest = 1.0 - np.sum(chol[..., i, :i] ** 2, axis=-1)
-            chol[..., i, i] = np.sqrt(np.clip(rest, 0.0, None))
-    return chol

@@ -13,21 +13,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.results.display import FitSummary
+
 __all__ = ["BayesSummary"]
 
-_POSTERIOR_COLUMNS = {"mean": "Estimate", "sd": "Est.Error", "estimate": "Estimate", "std_error": "Est.Error"}
+_POSTERIOR_COLUMNS = {"estimate": "Estimate", "std_error": "Est.Error"}
 _DIAGNOSTIC_COLUMNS = {"r_hat": "Rhat", "ess_bulk": "Bulk_ESS", "ess_tail": "Tail_ESS"}
 
 
 def _interval_columns(table: pd.DataFrame) -> list[str]:
-    """The lower and upper interval columns of a posterior table (e.g. ``eti89_lb``)."""
+    """The lower and upper interval columns of a posterior table (e.g. ``eti95_lb``)."""
     lower = [c for c in table.columns if str(c).endswith("_lb")]
     upper = [c for c in table.columns if str(c).endswith("_ub")]
     return lower[:1] + upper[:1]
 
 
 def _interval_label(column: str, bound: str) -> str:
-    """``eti89_lb`` -> ``l-89% CI``."""
+    """``eti95_lb`` -> ``l-95% CI``."""
     digits = "".join(ch for ch in column if ch.isdigit())
     return f"{bound}-{digits}% CI" if digits else column
 
@@ -60,16 +62,18 @@ def _format(shown: pd.DataFrame) -> pd.DataFrame:
     return formatted
 
 
-class BayesSummary:
+class BayesSummary(FitSummary):
     """A Bayesian fit's report: formula, data, draws, group-level, population-level, sigma.
 
-    ``str()`` gives the text report; notebooks show the HTML version.
+    ``str()`` gives the text report; notebooks show the HTML version;
+    ``to_frames()`` the tables (``fixed``: ``fit.fixef(prob)``, ``random``:
+    ``fit.varcorr(prob)``) it is made of.
     """
 
-    def __init__(self, fit: Any) -> None:
-        self.fit = fit
-        self.fixed = _display(fit.fixef(), list(fit.fixef().index))
-        varcorr = fit.varcorr()
+    def __init__(self, fit: Any, prob: float | None = None) -> None:
+        super().__init__(fit, prob)
+        self.fixed_display = _display(self.fixed, list(self.fixed.index))
+        varcorr = self.random
         self.groups: list[tuple[str, pd.DataFrame]] = []
         residual = varcorr[varcorr["group"] == "Residual"]
         self.sigma = _display(residual, ["sigma"])
@@ -133,21 +137,21 @@ class BayesSummary:
         lines += [
             "",
             "Population-Level Effects:",
-            _format(self.fixed).to_string(),
+            _format(self.fixed_display).to_string(),
             "",
             "Family Specific Parameters:",
             _format(self.sigma).to_string(),
         ]
-        interval = _interval_columns(self.fit.fixef())
+        interval = _interval_columns(self.fixed)
         if interval:
-            lines += ["", f"Intervals are equal-tailed ({_interval_label(interval[0], 'l')[2:]})."]
+            level = _interval_label(interval[0], "l")[2:]
+            how = ("Wald intervals of the Laplace approximation at the mode" if self.fit.method == "map"
+                   else "equal-tailed posterior intervals")
+            lines += ["", f"Intervals: {how} ({level})."]
         footer = self._footer()
         if footer:
             lines += [""] + footer
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
 
     def _repr_html_(self) -> str:
         """HTML version of the report for notebooks."""
@@ -156,7 +160,7 @@ class BayesSummary:
         parts.append("<h4>Group-level effects</h4>")
         for group, table in self.groups:
             parts.append(f"<p>~{html.escape(group)}</p>{_format(table).to_html()}")
-        parts.append(f"<h4>Population-level effects</h4>{_format(self.fixed).to_html()}")
+        parts.append(f"<h4>Population-level effects</h4>{_format(self.fixed_display).to_html()}")
         parts.append(f"<h4>Family-specific parameters</h4>{_format(self.sigma).to_html()}")
         parts += [f"<p>{html.escape(line)}</p>" for line in self._footer()]
         parts.append("</div>")

@@ -1,84 +1,49 @@
-"""The result of a Bayesian fit (NUTS or MAP) and its basic tables.
+"""The result of a Bayesian fit (NUTS or MAP).
 
 ``BayesResult`` holds the DataTree and everything needed to reproduce or
-interpret the fit. Its tables use lme4's row layout so they can be joined
-with the frequentist ones:
+interpret the fit. Its tables are those of every hierlm fit (the result
+protocol of :class:`~hierlm.results.methods.ResultMethods`, columns in
+:mod:`hierlm.results.tables`), so they can be joined with the frequentist ones:
 
 * ``fixef()``: one row per fixed effect (index = term);
 * ``varcorr()``: columns ``group``, ``term1``, ``term2`` like
   ``as.data.frame(VarCorr(fit))``: one row per SD (``term2`` missing), one
-  per correlation, then a ``Residual`` row; the summarised quantity is the SD
-  or the correlation (lme4's ``sdcor``);
-* ``ranef()``: one row per (group, level, term).
+  per correlation, then a ``Residual`` row;
+* ``ranef()``, ``coef()``: one row per (group, level, term);
+* ``predict()``: one row per predicted row.
 
-For NUTS fits the posterior columns are ``mean``, ``sd``, ``median``, the
-equal-tailed interval at ArviZ's default probability (``rcParams
-["stats.ci_prob"]``, 0.89 unless changed; columns ``eti89_lb``/``eti89_ub``),
-``ess_bulk``, ``ess_tail``, ``r_hat`` and ``mcse_mean``. For MAP fits the
-column is ``estimate`` (and ``std_error`` for fixed effects).
+NUTS fits: ``estimate`` is the posterior mean, ``std_error`` the posterior
+SD, the interval equal-tailed at ``prob`` (``hierlm.DEFAULT_PROB`` = 0.95),
+then ``ess_bulk``, ``ess_tail``, ``r_hat`` and ``mcse_mean`` (``fixef``,
+``varcorr``). MAP fits: the mode, with the standard errors and Wald
+intervals of the Laplace approximation at the mode
+(:func:`hierlm.bayes.map.laplace_uncertainty`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
-from arviz_base import rcParams
-from arviz_stats.base.array import array_stats
 
 from hierlm.bayes.diagnostics import DiagnosticReport
 from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
 from hierlm.bayes.priors import PriorTable
+from hierlm.bayes.report import BayesSummary
 from hierlm.design.blocks import Design
+from hierlm.design.crossprod import theta_layout
 from hierlm.results.draws import FitDraws
 from hierlm.results.interpret import InterpretMethods
 from hierlm.results.methods import ResultMethods
+from hierlm.results.uncertainty import PointUncertainty
 
-__all__ = ["BayesResult", "DeferredModel", "summarize_draws"]
-
-
-def summarize_draws(draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame:
-    """Posterior summary of each column of (chain, draw, k) draws.
-
-    Parameters
-    ----------
-    draws : ndarray
-        Shape (chain, draw, k).
-    diagnostics : bool
-        Also compute ESS, R-hat and MCSE (slower for many columns).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per column; see the module docstring for the columns.
-    """
-    prob = float(rcParams["stats.ci_prob"])
-    label = f"eti{round(prob * 100):d}"
-    pooled = draws.reshape(-1, draws.shape[-1])
-    interval = array_stats.eti(pooled, prob, axis=0)
-    table = {
-        "mean": pooled.mean(axis=0),
-        "sd": pooled.std(axis=0, ddof=1) if pooled.shape[0] > 1 else np.full(pooled.shape[1], np.nan),
-        "median": np.median(pooled, axis=0),
-        f"{label}_lb": interval[..., 0],
-        f"{label}_ub": interval[..., 1],
-    }
-    if diagnostics:
-        table["ess_bulk"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk")
-        # tail ESS: the smaller ESS of the 5% and 95% quantiles (Vehtari et al. 2021, as R's
-        # posterior package and hierlm.results.summary), whatever the interval probability
-        table["ess_tail"] = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail",
-                                           prob=(0.05, 0.95))
-        table["r_hat"] = array_stats.rhat(draws, chain_axis=0, draw_axis=1)
-        table["mcse_mean"] = array_stats.mcse(draws, chain_axis=0, draw_axis=1, method="mean")
-    return pd.DataFrame(table)
+__all__ = ["BayesResult", "DeferredModel"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class BayesResult(ResultMethods, InterpretMethods):
     """A Bayesian fit: posterior draws (NUTS) or the posterior mode (MAP).
 
@@ -150,11 +115,6 @@ class BayesResult(ResultMethods, InterpretMethods):
         effects = bn.effects(self.idata["map" if self._is_map else "posterior"])
         return effects[None, None, ...] if self._is_map else effects
 
-    def _summary(self, draws: np.ndarray, diagnostics: bool = True) -> pd.DataFrame:
-        if self._is_map:
-            return pd.DataFrame({"estimate": draws.reshape(-1)})
-        return summarize_draws(draws.reshape(draws.shape[0], draws.shape[1], -1), diagnostics)
-
     @staticmethod
     def _flat(values: np.ndarray) -> np.ndarray:
         """(chain, draw, ...) -> (chain * draw, ...)."""
@@ -178,162 +138,95 @@ class BayesResult(ResultMethods, InterpretMethods):
         return out
 
     def draws(self) -> FitDraws:
-        """Parameters as draws for :mod:`hierlm.results` (S = 1 holding the MAP estimate)."""
-        return FitDraws(
-            beta=self._pooled(FIXEF),
-            sigma=self._pooled(SIGMA),
-            covariances=tuple(self.covariances()),
-            effects=tuple(self._flat(self._effects(bn)) for bn in self.names),
-            design=self.design,
-            point=self._is_map,
-            n_chains=int(self._values(SIGMA).shape[0]),
-        )
+        """Parameters as draws for :mod:`hierlm.results` (S = 1 holding the MAP estimate).
 
-    def summary(self) -> Any:
-        """brms-style report (text via ``print``, HTML in notebooks); see :mod:`hierlm.bayes.report`."""
-        from hierlm.bayes.report import BayesSummary
-
-        return BayesSummary(self)
-
-    def coef(self) -> pd.DataFrame:
-        """Per-level coefficients, fixed effect plus group effect, as posterior summaries.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per (group, level, term) for every term that varies by a
-            group; the fixed effect is added where the term is also a fixed
-            effect (as lme4's ``coef``).
+        Built once from the DataTree and kept (the fit's draws do not change).
         """
-        beta = self._values(FIXEF)
-        fixed_index = {name: k for k, name in enumerate(self.design.fixed_names)}
-        parts = []
-        for bn in self.names:
-            values = self._effects(bn).copy()
-            for k, term in enumerate(bn.block.columns):
-                if term in fixed_index:
-                    values[..., k] += beta[..., fixed_index[term]][..., None]
-            levels = [str(level) for level in bn.block.levels]
-            head = pd.DataFrame({"group": bn.label, "level": np.repeat(levels, bn.block.q),
-                                 "term": np.tile(list(bn.block.columns), len(levels))})
-            body = (self._summary(values) if self._is_map
-                    else summarize_draws(values.reshape(*values.shape[:2], -1), False))
-            parts.append(pd.concat([head, body], axis=1))
-        return pd.concat(parts, ignore_index=True)
+        cached = self.__dict__.get("_draws")
+        if cached is None:
+            cached = FitDraws(
+                beta=self._pooled(FIXEF),
+                sigma=self._pooled(SIGMA),
+                covariances=tuple(self.covariances()),
+                effects=tuple(self._flat(self._effects(bn)) for bn in self.names),
+                design=self.design,
+                point=self._is_map,
+                n_chains=int(self._values(SIGMA).shape[0]),
+            )
+            self.__dict__["_draws"] = cached
+        return cached
 
-    def predict(self, new_data: pd.DataFrame | None = None, include_random: bool = True,
-                kind: str = "mean", summary: bool = True, prob: float | None = None,
-                seed: int | None = None) -> Any:
-        """Posterior predictions for the training data or ``new_data``.
+    def _point_uncertainty(self) -> PointUncertainty | None:
+        """MAP: the Laplace approximation at the mode, as stored by ``fit_map``; NUTS: None.
 
-        New grouping levels get effects drawn from the population distribution
-        N(0, G), one draw per level shared by its rows; see
-        :func:`hierlm.results.predict`.
+        The variance parameters are ``(theta, log sigma)`` (lme4's theta layout).
+        A MAP fit saved before the approximation was stored gets NaN standard errors.
         """
-        from hierlm.results.prediction import predict
+        if not self._is_map:
+            return None
+        cached = self.__dict__.get("_uncertainty")
+        if cached is not None:
+            return cached
+        info, design = self.info, self.design
+        theta = np.asarray(info["theta"], dtype=float)
+        sigma = float(self._pooled(SIGMA)[0])
+        varpar = np.append(theta, np.log(sigma))
+        nan = np.full((varpar.size, varpar.size), np.nan)
+        laplace = np.asarray(info.get("laplace_cov", nan), dtype=float)[: varpar.size, : varpar.size]
+        vcov_beta = np.asarray(info.get("vcov_beta", np.full((design.p, design.p), np.nan)), dtype=float)
+        stored = info.get("cond_var")
+        cond_var = (tuple(np.asarray(c, dtype=float) for c in stored) if stored is not None
+                    else tuple(np.full((b.n_levels, b.q, b.q), np.nan) for b in design.blocks))
+        layout = theta_layout(design.blocks)
+        qs = [b.q for b in design.blocks]
 
-        if new_data is None:
-            return predict(self, None, include_random=include_random, kind=kind,
-                           summary=summary, prob=prob, seed=seed)
-        if self.model is None:
-            from hierlm.errors import FitError
+        def covariances_of(x: np.ndarray) -> tuple[list[np.ndarray], float]:
+            scale = float(np.exp(x[-1]))
+            return [scale ** 2 * t @ t.T for t in layout.templates(x[:-1], qs)], scale
 
-            raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
-        design = self.model.new_design(new_data)
-        labels = {
-            block.group: [":".join(str(v) for v in row)
-                          for row in new_data[list(block.group.split(":"))].itertuples(index=False)]
-            for block in design.blocks
+        self.__dict__["_uncertainty"] = PointUncertainty(
+            vcov_beta=vcov_beta, cond_var=cond_var, varpar=varpar, varpar_cov=lambda: laplace,
+            covariances_of=covariances_of, source="Laplace approximation at the posterior mode")
+        return self.__dict__["_uncertainty"]
+
+    def _state(self) -> dict[str, Any]:
+        """What ``save()`` stores (:mod:`hierlm.core.store`): the DataTree and the fit's settings."""
+        return {
+            "kind": "bayes", "idata": self.idata,
+            "fit": {"method": self.method, "formulation": self.formulation, "sampler": self.sampler,
+                    "seed": self.seed, "settings": self.settings, "timing": self.timing,
+                    "info": self.info,
+                    "diagnostics": None if self.diagnostics is None else asdict(self.diagnostics),
+                    "priors": [{"kind": row.kind, "block": row.block, "term": row.term,
+                                "prior": row.prior, "source": row.source} for row in self.priors.rows]},
         }
-        return predict(self, design, include_random=include_random, kind=kind, summary=summary,
-                       prob=prob, seed=seed, new_level_labels=labels)
 
-    def fixef(self) -> pd.DataFrame:
-        """Fixed effects: one row per term (index), posterior summary columns.
+    def _header(self) -> list[str]:
+        """Short lines describing the fit, for ``repr`` and notebooks."""
+        formula = getattr(self.model, "formula", None) or f"{self.design.response} ~ ..."
+        groups: dict[str, int] = {}
+        for block in self.design.blocks:
+            groups.setdefault(block.group, block.n_levels)
+        data = f"{self.design.n} observations, " + ", ".join(f"{n} {g}" for g, n in groups.items())
+        seconds = self.timing.get("total", float("nan"))
+        if self._is_map:
+            reml = ", REML" if self.info.get("reml") else ""
+            state = "converged" if self.info.get("converged", True) else "did not converge"
+            if self.info.get("singular"):
+                state += "; singular: " + ", ".join(self.info.get("boundary", []))
+            return [f"Posterior mode (MAP{reml}): {formula}",
+                    f"{data}; {self.sampler}, {seconds:.1f} s; {state}"]
+        settings = self.settings
+        report = self.diagnostics
+        checks = ("diagnostics OK" if report is None or report.ok
+                  else f"{len(report.problems)} diagnostic problem(s): see fit.diagnostics")
+        return [f"Bayesian fit by NUTS ({self.formulation} formulation, {self.sampler}): {formula}",
+                f"{data}; {settings.get('chains')} chains x {settings.get('draws')} draws, "
+                f"{seconds:.1f} s; {checks}"]
 
-        Returns
-        -------
-        pandas.DataFrame
-            NUTS: mean, sd, median, interval, ess_bulk, ess_tail, r_hat,
-            mcse_mean. MAP: estimate, std_error (from ``X'V^-1 X`` at the
-            mode, as lme4's ``vcov``).
-        """
-        table = self._summary(self._values(FIXEF))
-        if self._is_map and "fixef_std_error" in self.info:
-            table["std_error"] = np.asarray(self.info["fixef_std_error"])
-        table.index = pd.Index(self.design.fixed_names, name="term")
-        return table
-
-    def varcorr(self) -> pd.DataFrame:
-        """Random-effect SDs and correlations and the residual SD, in lme4's row layout.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns group, term1, term2 then the summary columns of the SD
-            (``term2`` missing) or the correlation.
-        """
-        keys: list[tuple[str, str, str | None]] = []
-        columns = []
-        for bn in self.names:
-            sd = self._values(bn.sd)
-            for k, term in enumerate(bn.block.columns):
-                keys.append((bn.label, term, None))
-                columns.append(sd[..., k])
-            if bn.block.correlated and bn.block.q > 1:
-                cor = self._values(bn.cor)
-                for k, (term1, term2) in enumerate(bn.pair_terms):
-                    keys.append((bn.label, term1, term2))
-                    columns.append(cor[..., k])
-        keys.append(("Residual", None, None))  # type: ignore[arg-type]
-        columns.append(self._values(SIGMA))
-        table = self._summary(np.stack(columns, axis=-1))
-        head = pd.DataFrame(keys, columns=["group", "term1", "term2"])
-        head = head.astype(object).where(head.notna(), None)
-        return pd.concat([head, table], axis=1)
-
-    def ranef(self, diagnostics: bool = False) -> pd.DataFrame:
-        """Group effects: one row per (group, level, term).
-
-        Parameters
-        ----------
-        diagnostics : bool
-            Add ESS, R-hat and MCSE columns (NUTS; slow with many levels).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns group, level, term then the summary columns.
-        """
-        parts = []
-        for bn in self.names:
-            values = self._effects(bn)
-            levels = [str(level) for level in bn.block.levels]
-            head = pd.DataFrame(
-                {
-                    "group": bn.label,
-                    "level": np.repeat(levels, bn.block.q),
-                    "term": np.tile(list(bn.block.columns), len(levels)),
-                }
-            )
-            body = (
-                self._summary(values)
-                if self._is_map
-                else summarize_draws(values.reshape(*values.shape[:2], -1), diagnostics)
-            )
-            parts.append(pd.concat([head, body], axis=1))
-        return pd.concat(parts, ignore_index=True)
-
-    def __repr__(self) -> str:
-        what = (
-            f"{self.settings.get('chains')} chains x {self.settings.get('draws')} draws"
-            if not self._is_map
-            else "posterior mode"
-        )
-        return (
-            f"<BayesResult method={self.method} formulation={self.formulation} "
-            f"sampler={self.sampler}: {what}, {self.timing.get('total', float('nan')):.1f} s>"
-        )
+    def summary(self, prob: float | None = None) -> BayesSummary:
+        """brms-style report (text via ``print``, HTML in notebooks); see :mod:`hierlm.bayes.report`."""
+        return BayesSummary(self, prob)
 
 
 class DeferredModel:

@@ -14,13 +14,14 @@ as lme4 keeps them; their number is reported.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hierlm.core.warn import warn
+from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError, HierlmWarning, InputTypeError
 from hierlm.lmm.profile import parameter_vector
 
@@ -58,8 +59,7 @@ def parametric_bootstrap(fit: Any, n_boot: int = 500, random_seed: int | None = 
         One row per replicate, one column per parameter (:func:`parameter_vector`
         names, from :mod:`hierlm.lmm.profile`). ``attrs["n_singular"]`` counts the singular refits.
     """
-    from hierlm.lmm.fit import fit_lmm
-
+    require_lme4_structures(fit.design.blocks, "The parametric bootstrap", fit.design.residual)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)):
         raise InputTypeError(f"n_boot must be a positive integer, got {n_boot!r}")
     if n_boot < 2:
@@ -69,8 +69,7 @@ def parametric_bootstrap(fit: Any, n_boot: int = 500, random_seed: int | None = 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HierlmWarning)
         for _ in range(int(n_boot)):
-            design = dataclasses.replace(fit.design, y=_simulate(fit, rng))
-            refit = fit_lmm(design, reml=fit.reml, start=fit.theta, warn=False)
+            refit = fit.refit(newresp=_simulate(fit, rng), start=fit.theta, warn=False)
             singular += bool(refit.is_singular)
             rows.append(parameter_vector(refit))
     frame = pd.DataFrame(rows).reset_index(drop=True)
@@ -92,11 +91,7 @@ def bootstrap_confint(fit: Any, level: float = 0.95, n_boot: int = 500,
     out = pd.DataFrame({"lower": replicates.quantile(tail), "upper": replicates.quantile(1.0 - tail)})
     out.index.name = "parameter"
     if replicates.attrs["n_singular"]:
-        warnings.warn(
-            f"{replicates.attrs['n_singular']} of {n_boot} bootstrap refits were singular "
-            "(an SD at 0); their values are kept, as lme4 keeps them",
-            HierlmWarning,
-            stacklevel=3,
-        )
+        warn(f"{replicates.attrs['n_singular']} of {n_boot} bootstrap refits were singular "
+             "(an SD at 0); their values are kept, as lme4 keeps them", HierlmWarning)
     out.attrs.update(n_boot=int(n_boot), n_singular=replicates.attrs["n_singular"])
     return out

@@ -17,26 +17,28 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.crossprod import crossproducts
 from hierlm.errors import ConvergenceWarning, FitError, SingularFitWarning
 from hierlm.lmm.objective import LmmObjective
-
-if TYPE_CHECKING:
-    from hierlm.lmm.result import LmmResult
+from hierlm.lmm.optimum import (
+    SINGULAR_TOL,
+    FitRecord,
+    blas_threads,
+    projected_gradient,
+    singular_components,
+)
+from hierlm.lmm.result import LmmResult
 
 __all__ = ["FitRecord", "fit_lmm", "minimize_theta", "singular_components", "SINGULAR_TOL",
            "blas_threads", "theta_column_scale", "projected_gradient"]
 
-SINGULAR_TOL = 1e-4
 # A fit counts as converged when the projected gradient of the criterion
 # (-2 log-likelihood units per unit of theta) is below this, as lme4's check.
 _GRADIENT_OK = 2e-3
@@ -45,109 +47,6 @@ _OPTIMIZER_ALIASES = {"lbfgsb": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "bobyqa": "C
                       "cobyqa": "COBYQA", "cobyla": "COBYLA", "powell": "Powell",
                       "nelder-mead": "Nelder-Mead", "neldermead": "Nelder-Mead", "tnc": "TNC",
                       "slsqp": "SLSQP", "trust-constr": "trust-constr"}
-
-
-@dataclass(frozen=True)
-class FitRecord:
-    """How an ML/REML optimum was found.
-
-    Attributes
-    ----------
-    optimizer : str
-        Name of the optimiser (scipy method name).
-    criterion : str
-        ``"REML criterion"`` or ``"deviance"``.
-    start, end : numpy.ndarray
-        Theta at the start and at the optimum.
-    value : float
-        Criterion at ``end``.
-    n_evaluations : int
-        Number of evaluations of the criterion (with or without gradient).
-    converged : bool
-        Whether the optimiser met its convergence criteria.
-    message : str
-        The optimiser's own message.
-    boundary : tuple of str
-        lme4 names of the theta entries that ended exactly on their bound (0).
-    gradient : numpy.ndarray
-        Projected gradient of the criterion at ``end`` (0 for entries held
-        on their bound with a non-negative derivative).
-    seconds : float
-        Wall time of the whole fit (cross-products, optimisation, polish).
-    """
-
-    optimizer: str
-    criterion: str
-    start: np.ndarray
-    end: np.ndarray
-    value: float
-    n_evaluations: int
-    converged: bool
-    message: str
-    boundary: tuple[str, ...]
-    gradient: np.ndarray
-    seconds: float
-
-    def __str__(self) -> str:
-        status = "converged" if self.converged else "NOT converged"
-        lines = [
-            f"optimizer {self.optimizer}: {status} after {self.n_evaluations} evaluations "
-            f"in {self.seconds:.3g} s ({self.message})",
-            f"{self.criterion} at optimum: {self.value:.6f}",
-            f"theta start: {np.array2string(self.start, precision=4)}",
-            f"theta end:   {np.array2string(self.end, precision=6)}",
-            f"max |projected gradient|: {np.max(np.abs(self.gradient), initial=0.0):.3g}",
-        ]
-        if self.boundary:
-            lines.append(f"on the boundary: {', '.join(self.boundary)}")
-        return "\n".join(lines)
-
-
-_CONTROLLER: Any = None
-
-
-@contextmanager
-def blas_threads(limit: int | None) -> Iterator[None]:
-    """Limit the BLAS thread pool inside the block (no limit when ``limit`` is None).
-
-    The kernel's dense matrices are at most a few thousand wide, where a
-    second BLAS thread gains little but a busy machine (other processes on
-    the cores) makes OpenBLAS's spinning threads many times slower.
-    """
-    global _CONTROLLER
-    if limit is None:
-        yield
-        return
-    if _CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl comes with pymc
-            yield
-            return
-        # Finding the BLAS libraries scans the process's memory map; do it once.
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=limit, user_api="blas"):
-        yield
-
-
-def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Return the gradient with the entries that push a theta at its bound outwards set to 0."""
-    at_bound = (theta <= lower) & (grad > 0)
-    return np.where(at_bound, 0.0, grad)
-
-
-def singular_components(theta: np.ndarray, lower: np.ndarray, names: tuple[str, ...],
-                        tol: float = SINGULAR_TOL,
-                        column_scale: np.ndarray | None = None) -> list[str]:
-    """Names of bounded theta entries below ``tol`` (lme4's ``isSingular`` rule).
-
-    With ``column_scale`` (:func:`theta_column_scale`) the rule is applied to
-    ``theta * column_scale``, so that measuring a predictor in smaller units
-    (which shrinks its theta entries) does not make a fit singular.
-    """
-    bounded = np.isfinite(lower)
-    scaled = theta if column_scale is None else theta * column_scale
-    return [names[k] for k in range(theta.size) if bounded[k] and scaled[k] < lower[k] + tol]
 
 
 def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B",
@@ -369,8 +268,6 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     FitError
         If the design has no random-effect term or the system is degenerate.
     """
-    from hierlm.lmm.result import LmmResult
-
     if not isinstance(design, Design):
         raise FitError(f"fit_lmm needs a Design, got {type(design).__name__}.")
     if not design.blocks:
@@ -412,7 +309,7 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     )
     with blas_threads(threads):
         result = LmmResult(design=design, model=model, kernel=kernel, theta=theta, reml=reml,
-                           fit_record=record, threads=threads)
+                           fit_record=record, threads=threads, fitter=fit_lmm)
     if warn:
         singular = singular_components(theta, lower, names, column_scale=column_scale)
         if singular:
@@ -424,9 +321,9 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
                 + " estimated at (or next to) zero, so a variance is 0 or a correlation is "
                 "+-1; the random-effect structure is too rich for these data. Consider "
                 "simplifying that term (e.g. dropping it or its correlations).",
-                SingularFitWarning, stacklevel=3)
+                SingularFitWarning, skip_file_prefixes=(PACKAGE_DIR,))
         if not converged:
             warnings.warn(f"Optimizer {record.optimizer} did not converge: {message}. "
                           "Try another optimizer= or a start= near the current estimate.",
-                          ConvergenceWarning, stacklevel=3)
+                          ConvergenceWarning, skip_file_prefixes=(PACKAGE_DIR,))
     return result

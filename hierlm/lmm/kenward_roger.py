@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from hierlm.core.ddf import DDF_METHODS, check_ddf
 from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
 
@@ -41,18 +42,6 @@ __all__ = [
 ]
 
 MAX_ROWS = 6000
-DDF_METHODS = ("satterthwaite", "kenward-roger")
-
-
-def check_ddf(ddf: object) -> str:
-    """Normalise a ``ddf`` option (``"Kenward-Roger"``, ``"kr"``, ...) or raise naming the choices."""
-    key = str(ddf).lower().replace("_", "-").replace(" ", "-") if isinstance(ddf, str) else ""
-    key = {"kr": "kenward-roger", "kenwardroger": "kenward-roger", "satt": "satterthwaite"}.get(key, key)
-    if key not in DDF_METHODS:
-        raise FitError(f"ddf={ddf!r}: choose 'satterthwaite' or 'kenward-roger'.")
-    return key
-
-
 @dataclass(frozen=True)
 class KenwardRoger:
     """The adjusted covariance of the fixed effects and what the tests need.

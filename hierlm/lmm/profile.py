@@ -36,7 +36,10 @@ import pandas as pd
 from scipy.optimize import brentq, minimize
 from scipy.stats import chi2
 
+from hierlm.core.correlation import cholesky_from_raw, lkj_pair_positions
+from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
+from hierlm.lmm.optimum import blas_threads
 
 __all__ = [
     "profile_confint",
@@ -65,16 +68,12 @@ def _psd_cholesky(matrix: np.ndarray) -> np.ndarray:
 
 
 def _correlation_from_raw(raw: np.ndarray, q: int) -> np.ndarray:
-    from hierlm.bayes.prior_draws import cholesky_from_raw
-
     chol = cholesky_from_raw(np.clip(raw, -_RAW_LIMIT, _RAW_LIMIT), q)
     return chol @ chol.T
 
 
 def _raw_from_correlation(corr: np.ndarray) -> np.ndarray:
     """Canonical partial correlations (as arctanh) of a correlation matrix, row by row."""
-    from hierlm.bayes.prior_draws import lkj_pair_positions
-
     q = corr.shape[0]
     chol = _psd_cholesky(corr)
     out = []
@@ -404,8 +403,7 @@ def profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
         ``sigma`` and the fixed-effect names (lme4's order and names, with
         hierlm's term names); columns ``estimate`` (ML), ``lower``, ``upper``.
     """
-    from hierlm.lmm.fit import blas_threads
-
+    require_lme4_structures(fit.design.blocks, "Profile-likelihood intervals", fit.design.residual)
     ml = fit.refit(reml=False, warn=False) if fit.reml else fit
     reference = float(ml.deviance)
     cutoff = float(chi2.ppf(level, 1))

@@ -7,6 +7,8 @@ so a fit of a million rows stays small.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -14,21 +16,24 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design.blocks import Design
-from hierlm.errors import FitError, InputTypeError
-from hierlm.lmm.fit import (
-    SINGULAR_TOL,
-    FitRecord,
-    blas_threads,
-    fit_lmm,
-    singular_components,
-    theta_column_scale,
-)
+from hierlm.design.terms import fixed_terms
+from hierlm.errors import FitError
+from hierlm.lmm.bootstrap import bootstrap_confint
+from hierlm.lmm.ftests import anova_table
 from hierlm.lmm.kenward_roger import check_ddf, kr_contrast_test
-from hierlm.lmm.objective import LmmObjective, Solution
+from hierlm.lmm.kenward_roger import kenward_roger as kenward_roger_covariance
+from hierlm.lmm.objective import Solution
+from hierlm.lmm.optimum import SINGULAR_TOL, FitRecord, blas_threads, singular_components
+from hierlm.lmm.parameters import Criterion
+from hierlm.lmm.profile import profile_confint
+from hierlm.lmm.report import LmmSummary
 from hierlm.lmm.satterthwaite import VarparCovariance, contrast_test, varpar_covariance
 from hierlm.results.draws import FitDraws
 from hierlm.results.interpret import InterpretMethods
 from hierlm.results.methods import ResultMethods
+from hierlm.results.structures import residual_covariance, structure_parameters
+from hierlm.results.tables import contrast_vector, point_table
+from hierlm.results.uncertainty import PointUncertainty
 
 __all__ = ["LmmResult"]
 
@@ -44,20 +49,31 @@ class LmmResult(ResultMethods, InterpretMethods):
         The design that was fitted.
     model : Model or None
         The model the design came from (needed for ``predict`` on new data).
-    kernel : LmmObjective
-        The criterion on the design's cross-products.
+    kernel : LmmObjective or StructuredObjective
+        The criterion on the design's cross-products, over lme4's theta or
+        over the covariance structures' parameters (``cs``, ``ar1`` ...).
     theta : numpy.ndarray
-        Estimated relative covariance parameters (lme4's layout).
+        Estimated covariance parameters: lme4's theta when every block is
+        ``us``/``diag``, else the structures' parameters (``theta_names``).
     reml : bool
         REML (True) or ML fit.
     fit_record : FitRecord
         How the optimum was found.
     threads : int or None
         BLAS threads for later computations (None: the library's default).
+    fitter : callable, optional
+        The function that made the fit (:func:`hierlm.lmm.fit_lmm`), used by
+        :meth:`refit`; it is passed in so that this module does not import it back.
+
+    Notes
+    -----
+    The tables (``fixef``, ``varcorr``, ``ranef``, ``coef``, ``predict`` ...) are
+    the result protocol of :class:`~hierlm.results.methods.ResultMethods`.
     """
 
-    def __init__(self, design: Design, model: Any, kernel: LmmObjective, theta: np.ndarray,
-                 reml: bool, fit_record: FitRecord, threads: int | None = 1) -> None:
+    def __init__(self, design: Design, model: Any, kernel: Criterion, theta: np.ndarray,
+                 reml: bool, fit_record: FitRecord, threads: int | None = 1,
+                 fitter: Callable[..., LmmResult] | None = None) -> None:
         self.design = design
         self.model = model
         self.kernel = kernel
@@ -65,6 +81,7 @@ class LmmResult(ResultMethods, InterpretMethods):
         self.reml = bool(reml)
         self.fit_record = fit_record
         self.threads = threads
+        self.fitter = fitter
         self.solution: Solution = kernel.solution(self.theta, self.reml, cond_var=True)
 
     # ----------------------------------------------------------------- scalars
@@ -85,8 +102,8 @@ class LmmResult(ResultMethods, InterpretMethods):
 
     @property
     def theta_names(self) -> tuple[str, ...]:
-        """lme4's names of the theta entries."""
-        return self.kernel.cp.layout.names
+        """Names of the covariance parameters (lme4's theta names for us/diag blocks)."""
+        return self.kernel.names
 
     @property
     def nobs(self) -> int:
@@ -158,21 +175,15 @@ class LmmResult(ResultMethods, InterpretMethods):
     def singular_components(self, tol: float = SINGULAR_TOL) -> list[str]:
         """Names of the theta entries that make the fit singular at tolerance ``tol``."""
         return singular_components(self.theta, self.kernel.lower, self.theta_names, tol,
-                                   column_scale=theta_column_scale(self.design, self.kernel))
+                                   column_scale=self.kernel.column_scale(self.design))
 
     # ----------------------------------------------------------- fixed effects
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects, ``sigma^2 (R_X'R_X)^{-1}``."""
-        names = list(self.design.fixed_names)
-        return pd.DataFrame(self.sigma ** 2 * self.solution.unscaled_vcov, index=names,
-                            columns=names)
-
     @cached_property
     def varpar_covariance(self) -> VarparCovariance:
         """Hessian-based covariance of ``(theta, sigma)`` and ``dVar(beta)`` (lmerTest)."""
         with blas_threads(self.threads):
             return varpar_covariance(self.kernel, self.theta, self.reml,
-                                     column_scale=theta_column_scale(self.design, self.kernel))
+                                     column_scale=self.kernel.column_scale(self.design))
 
     @cached_property
     def kenward_roger(self) -> Any:
@@ -180,13 +191,12 @@ class LmmResult(ResultMethods, InterpretMethods):
 
         See :mod:`hierlm.lmm.kenward_roger`; computed once, on first use.
         """
-        from hierlm.lmm.kenward_roger import kenward_roger
-
         with blas_threads(self.threads):
-            return kenward_roger(self)
+            return kenward_roger_covariance(self)
 
-    def contrast(self, L: Any, rhs: float = 0.0, ddf: str = "satterthwaite") -> dict[str, float]:
-        """t-test of ``L' beta = rhs`` with Satterthwaite's or Kenward-Roger's df.
+    def contrast(self, L: Any, rhs: float = 0.0, prob: float | None = None,
+                 ddf: str = "satterthwaite") -> dict[str, float]:
+        """t-test and confidence interval of ``L' beta = rhs`` with Satterthwaite's or Kenward-Roger's df.
 
         Parameters
         ----------
@@ -194,198 +204,53 @@ class LmmResult(ResultMethods, InterpretMethods):
             Contrast vector of length p, or a mapping fixed-effect name -> weight.
         rhs : float
             Hypothesised value.
+        prob : float, optional
+            Confidence level of the t interval (``hierlm.DEFAULT_PROB`` when None).
         ddf : {"satterthwaite", "kenward-roger"}
             Denominator df (and, for Kenward-Roger, the adjusted standard error).
 
         Returns
         -------
         dict
-            ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value``.
+            ``estimate``, ``std_error``, the interval bounds (``eti95_lb``,
+            ``eti95_ub``: ``estimate -+ t_df * std_error``), ``df``, ``t_value``, ``p_value``.
         """
-        names = list(self.design.fixed_names)
-        if isinstance(L, dict):
-            unknown = [k for k in L if k not in names]
-            if unknown:
-                raise InputTypeError(f"Unknown fixed effects {unknown}; the model has {names}.")
-            vec = np.array([float(L.get(k, 0.0)) for k in names])
-        else:
-            try:
-                vec = np.asarray(L, dtype=float).ravel()
-            except (TypeError, ValueError):
-                raise InputTypeError(f"L must be a numeric vector or a dict, got {L!r}.") from None
-            if vec.size != len(names):
-                raise InputTypeError(f"The contrast L has {vec.size} entries; the model has "
-                                     f"{len(names)} fixed effects {names}.")
+        vec = contrast_vector(self.design, L)
         if check_ddf(ddf) == "kenward-roger":
-            return kr_contrast_test(self.kenward_roger, self.solution.beta, vec, rhs)
-        return contrast_test(self.varpar_covariance, self.solution.beta, vec, rhs)
+            test = kr_contrast_test(self.kenward_roger, self.solution.beta, vec, rhs)
+        else:
+            test = contrast_test(self.varpar_covariance, self.solution.beta, vec, rhs)
+        row = point_table(np.array([test["estimate"]]), np.array([test["std_error"]]), prob,
+                          df=np.array([test["df"]])).iloc[0]
+        return {**{str(k): float(v) for k, v in row.items()},
+                **{k: test[k] for k in ("df", "t_value", "p_value")}}
 
-    def fixef(self, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """Fixed effects with standard errors, df, t and p (lmerTest's table).
+    def fixef(self, prob: float | None = None, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects with standard errors, t intervals, df, t and p (lmerTest's table).
 
         Parameters
         ----------
+        prob : float, optional
+            Confidence level of the intervals (``hierlm.DEFAULT_PROB`` when None).
         ddf : {"satterthwaite", "kenward-roger"}
             Denominator df; Kenward-Roger also adjusts the standard errors (REML fits).
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by term; columns ``estimate, std_error, df, t_value, p_value``.
+            Indexed by term; columns ``estimate, std_error``, the interval bounds
+            (as ``confint(method="wald")``), then ``df, t_value, p_value``.
         """
         names = list(self.design.fixed_names)
-        rows = [self.contrast(np.eye(len(names))[i], ddf=ddf) for i in range(len(names))]
-        frame = pd.DataFrame(rows, index=pd.Index(names, name="term"))
-        return frame[["estimate", "std_error", "df", "t_value", "p_value"]]
+        rows = [self.contrast(np.eye(len(names))[i], ddf=ddf, prob=prob) for i in range(len(names))]
+        return pd.DataFrame(rows, index=pd.Index(names, name="term"))
 
     # -------------------------------------------------------- random effects
     def covariances(self) -> list[np.ndarray]:
         """Covariance matrix of each block's coefficients (response scale)."""
         layout = self.kernel.cp.layout
-        templates = layout.templates(self.theta, [b.q for b in self.design.blocks])
+        templates = layout.templates(self.kernel.theta(self.theta), [b.q for b in self.design.blocks])
         return [self.sigma ** 2 * t @ t.T for t in templates]
-
-    def varcorr(self) -> pd.DataFrame:
-        """Variance components in the layout of lme4's ``as.data.frame(VarCorr(fit))``.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``group, term1, term2, vcov, sdcor``: per block, one row per
-            variance (``term2`` None, ``sdcor`` the SD), then one per covariance
-            (``sdcor`` the correlation); a final ``"Residual"`` row.
-        """
-        rows: list[dict[str, Any]] = []
-        for label, block, cov in zip(self.design.block_labels(), self.design.blocks,
-                                     self.covariances(), strict=True):
-            sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-            for i, name in enumerate(block.columns):
-                rows.append({"group": label, "term1": name, "term2": None,
-                             "vcov": float(cov[i, i]), "sdcor": float(sd[i])})
-            if block.correlated:
-                for i in range(block.q):
-                    for j in range(i + 1, block.q):
-                        denom = sd[i] * sd[j]
-                        corr = float(cov[i, j] / denom) if denom > 0 else float("nan")
-                        rows.append({"group": label, "term1": block.columns[i],
-                                     "term2": block.columns[j], "vcov": float(cov[i, j]),
-                                     "sdcor": corr})
-        rows.append({"group": "Residual", "term1": None, "term2": None,
-                     "vcov": self.sigma ** 2, "sdcor": self.sigma})
-        return pd.DataFrame({
-            "group": pd.Series([r["group"] for r in rows], dtype=object),
-            "term1": pd.Series([r["term1"] for r in rows], dtype=object),
-            "term2": pd.Series([r["term2"] for r in rows], dtype=object),
-            "vcov": np.array([r["vcov"] for r in rows], dtype=float),
-            "sdcor": np.array([r["sdcor"] for r in rows], dtype=float),
-        })
-
-    def ranef(self, wide: bool = False) -> Any:
-        """Conditional modes of the random effects with their conditional SDs.
-
-        Parameters
-        ----------
-        wide : bool
-            False: one tidy DataFrame with columns ``group, level, term, estimate,
-            cond_sd`` (lme4's ``as.data.frame(ranef(fit))``). True: a dict
-            grouping factor -> DataFrame (levels x terms), as lme4's ``ranef``.
-
-        Returns
-        -------
-        pandas.DataFrame or dict of pandas.DataFrame
-        """
-        sol = self.solution
-        if wide:
-            out: dict[str, pd.DataFrame] = {}
-            for block, b in zip(self.design.blocks, sol.b, strict=True):
-                frame = pd.DataFrame(b, index=pd.Index(block.levels, name=block.group),
-                                     columns=list(block.columns))
-                if block.group in out:
-                    out[block.group] = pd.concat([out[block.group], frame], axis=1)
-                else:
-                    out[block.group] = frame
-            return out
-        parts = []
-        assert sol.cond_var is not None
-        for block, b, cv in zip(self.design.blocks, sol.b, sol.cond_var, strict=True):
-            cond_sd = np.sqrt(np.clip(np.diagonal(cv, axis1=1, axis2=2), 0.0, None))
-            levels = np.asarray(block.levels, dtype=object)
-            for i, term in enumerate(block.columns):
-                parts.append(pd.DataFrame({"group": block.group, "level": levels, "term": term,
-                                           "estimate": b[:, i], "cond_sd": cond_sd[:, i]}))
-        return pd.concat(parts, ignore_index=True)
-
-    def cond_var(self) -> dict[str, np.ndarray]:
-        """Conditional covariance matrices of each block's effects, ``(n_levels, q, q)``."""
-        assert self.solution.cond_var is not None
-        return dict(zip(self.design.block_labels(), self.solution.cond_var, strict=True))
-
-    def coef(self) -> dict[str, pd.DataFrame]:
-        """Per-level coefficients: fixed effects plus the level's random effects (lme4's ``coef``).
-
-        Returns
-        -------
-        dict of pandas.DataFrame
-            Grouping factor -> DataFrame (levels x coefficients).
-        """
-        fixed = dict(zip(self.design.fixed_names, self.solution.beta, strict=True))
-        out = {}
-        for group, frame in self.ranef(wide=True).items():
-            cols = list(self.design.fixed_names) + [c for c in frame.columns if c not in fixed]
-            table = pd.DataFrame(index=frame.index, columns=cols, dtype=float)
-            for c in cols:
-                table[c] = fixed.get(c, 0.0) + (frame[c] if c in frame.columns else 0.0)
-            out[group] = table
-        return out
-
-    # ------------------------------------------------------------ predictions
-    def _linear_predictor(self, design: Design, include_random: bool) -> np.ndarray:
-        mean = np.asarray(design.X, dtype=float) @ self.solution.beta
-        if include_random:
-            for block, b in zip(design.blocks, self.solution.b, strict=True):
-                codes = np.asarray(block.codes)
-                known = codes >= 0
-                contribution = np.einsum("nq,nq->n", np.asarray(block.z, dtype=float),
-                                         b[np.where(known, codes, 0)])
-                mean += np.where(known, contribution, 0.0)
-        return mean
-
-    def fitted(self) -> np.ndarray:
-        """Fitted values ``X beta + Z b`` of the data that were fitted."""
-        return self._linear_predictor(self.design, include_random=True)
-
-    def residuals(self, scaled: bool = False) -> np.ndarray:
-        """Response minus fitted values (divided by sigma when ``scaled``)."""
-        res = np.asarray(self.design.y, dtype=float) - self.fitted()
-        return res / self.sigma if scaled else res
-
-    def predict(self, new_data: pd.DataFrame | None = None,
-                include_random: bool = True) -> np.ndarray:
-        """Predict the mean response.
-
-        Parameters
-        ----------
-        new_data : pandas.DataFrame, optional
-            Data to predict for; the fitted data when omitted. Grouping levels the
-            model never saw get the population-level prediction.
-        include_random : bool
-            Add the conditional modes of known levels (lme4's ``re.form = NULL``);
-            False gives ``X beta`` only (``re.form = NA``).
-
-        Returns
-        -------
-        numpy.ndarray
-        """
-        if not isinstance(include_random, (bool, np.bool_)):
-            raise InputTypeError(f"include_random must be True or False, not {include_random!r}.")
-        if new_data is None:
-            return self._linear_predictor(self.design, include_random)
-        if self.model is None:
-            raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
-        if not isinstance(new_data, pd.DataFrame):
-            raise InputTypeError(f"new_data must be a pandas DataFrame, not "
-                                 f"{type(new_data).__name__}.")
-        return self._linear_predictor(self.model.new_design(new_data), include_random)
 
     def draws(self) -> FitDraws:
         """The estimates as one 'draw' (:class:`hierlm.results.draws.FitDraws`)."""
@@ -394,11 +259,95 @@ class LmmResult(ResultMethods, InterpretMethods):
                         effects=tuple(b[None] for b in self.solution.b),
                         design=self.design, point=True)
 
+    def _point_uncertainty(self) -> PointUncertainty:
+        """Standard-error ingredients: lme4's ``vcov`` and ``condVar``, lmerTest's ``2 H^-1`` (kept)."""
+        cached = self.__dict__.get("_uncertainty")
+        if cached is not None:
+            return cached
+        qs = [b.q for b in self.design.blocks]
+        layout = self.kernel.cp.layout
+
+        def covariances_of(varpar: np.ndarray) -> tuple[list[np.ndarray], float]:
+            sigma = float(varpar[-1])
+            templates = layout.templates(self.kernel.theta(varpar[:-1]), qs)
+            return [sigma ** 2 * t @ t.T for t in templates], sigma
+
+        assert self.solution.cond_var is not None
+        self.__dict__["_uncertainty"] = PointUncertainty(
+            vcov_beta=self.sigma ** 2 * self.solution.unscaled_vcov,
+            cond_var=tuple(self.solution.cond_var),
+            varpar=np.append(self.theta, self.sigma),
+            varpar_cov=lambda: self.varpar_covariance.vcov_varpar,
+            covariances_of=covariances_of,
+            source=f"{self.method.upper()} Hessian (lmerTest's covariance of theta and sigma)",
+        )
+        return self.__dict__["_uncertainty"]
+
+    def _state(self) -> dict[str, Any]:
+        """What ``save()`` stores (:mod:`hierlm.core.store`): theta and the optimiser's record."""
+        record = self.fit_record
+        return {"kind": "lmm", "idata": None,
+                "fit": {"reml": self.reml, "theta": self.theta, "threads": self.threads,
+                        "record": {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}}}
+
+    def _header(self) -> list[str]:
+        """Short lines describing the fit, for ``repr`` and notebooks."""
+        formula = getattr(self.model, "formula", None) or f"{self.design.response} ~ ..."
+        groups = ", ".join(f"{n} {g}" for g, n in self.ngroups.items())
+        record = self.fit_record
+        state = "converged" if record.converged else f"did not converge ({record.message})"
+        if self.is_singular:
+            state += "; singular: " + ", ".join(self.singular_components())
+        name = "REML criterion" if self.reml else "deviance"
+        return [f"Linear mixed model fit by {self.method.upper()}: {formula}",
+                f"{self.nobs} observations, {groups}; {name} {self.criterion:.2f}, "
+                f"sigma {self.sigma:.4g}; {state}"]
+
     # ----------------------------------------------------------------- others
-    def refit(self, reml: bool | None = None, **options: Any) -> LmmResult:
-        """Fit the same design again, e.g. by ML (``reml=False``) for a likelihood-ratio test."""
-        return fit_lmm(self.design, reml=self.reml if reml is None else reml, model=self.model,
-                       **options)
+    def structure_parameters(self) -> pd.DataFrame:
+        """Natural-scale parameters of patterned and residual structures (``rho``, ``phi`` ...).
+
+        See :func:`hierlm.results.structures.structure_parameters`.
+        """
+        return structure_parameters(self)
+
+    def residual_covariance(self, correlation: bool = False) -> pd.DataFrame:
+        """Residual covariance (or correlation) over the distinct times of ``residual=``.
+
+        See :func:`hierlm.results.structures.residual_covariance`.
+        """
+        return residual_covariance(self, correlation=correlation)
+
+    def refit(self, reml: bool | None = None, newresp: Any = None, **options: Any) -> LmmResult:
+        """Fit the same design again: by ML (``reml=False``) for a likelihood-ratio test, or to a new y.
+
+        Parameters
+        ----------
+        reml : bool, optional
+            Criterion of the new fit; this fit's when None.
+        newresp : array-like, optional
+            A new response of the same length (lme4's ``refit(object, newresp)``),
+            e.g. a simulated one (:mod:`hierlm.lmm.bootstrap`).
+        **options
+            Passed to :func:`hierlm.lmm.fit_lmm` (``start``, ``warn``, ``optimizer`` ...).
+
+        Raises
+        ------
+        FitError
+            If the fit does not know how it was made (it was built by hand), or
+            ``newresp`` does not match the data.
+        """
+        if self.fitter is None:
+            raise FitError("This fit was not made by fit_lmm, so it cannot be refitted; fit the "
+                           "model again with hierlm.Model(...).fit().")
+        design = self.design
+        if newresp is not None:
+            y = np.asarray(newresp, dtype=float).ravel()
+            if y.shape != (design.n,) or not np.isfinite(y).all():
+                raise FitError(f"newresp must be {design.n} finite numbers, got shape {y.shape}.")
+            design = dataclasses.replace(design, y=y)
+        return self.fitter(design, reml=self.reml if reml is None else reml, model=self.model,
+                           **options)
 
     def anova(self, type: int = 3, ddf: str = "satterthwaite") -> Any:  # noqa: A002 - lmerTest's name
         """F-tests of the fixed-effect terms with Satterthwaite's df (lmerTest's ``anova(fit)``).
@@ -425,28 +374,18 @@ class LmmResult(ResultMethods, InterpretMethods):
             For a fit made from a bare Design (the terms of the formula are
             needed), or type III with factors that are not treatment-coded.
         """
-        from hierlm.design.terms import fixed_terms
-        from hierlm.lmm.ftests import anova_table
-
         if self.model is None or not hasattr(self.model, "spec"):
             raise FitError("anova(fit) needs the formula's terms: fit a hierlm.Model, not a bare Design.")
         terms, intercept = fixed_terms(self.model.spec, self.model.data)
         return anova_table(self, terms, intercept, type, check_ddf(ddf))
 
-    def summary(self) -> Any:
-        """An lme4/lmerTest-like report; ``print(fit.summary())``."""
-        from hierlm.lmm.report import LmmSummary
-
-        return LmmSummary(self)
+    def summary(self, prob: float | None = None) -> LmmSummary:
+        """An lme4/lmerTest-like report; ``print(fit.summary())``; tables at ``prob`` in ``to_frames()``."""
+        return LmmSummary(self, prob)
 
     def scaled_residual_quantiles(self) -> np.ndarray:
         """Min, quartiles and max of the scaled residuals (as in lme4's summary)."""
         return np.quantile(self.residuals(scaled=True), [0.0, 0.25, 0.5, 0.75, 1.0])
-
-    def __repr__(self) -> str:
-        formula = getattr(self.model, "formula", None) or self.design.response
-        return (f"<LmmResult {self.method.upper()}: {formula}; n={self.nobs}, "
-                f"criterion={self.criterion:.4f}, sigma={self.sigma:.4g}>")
 
     def confint(self, level: float = 0.95, method: str = "wald", n_boot: int = 500,
                 random_seed: int | None = None) -> pd.DataFrame:
@@ -481,16 +420,9 @@ class LmmResult(ResultMethods, InterpretMethods):
             raise FitError(f"method={method!r}: choose 'wald' (fixed effects), 'profile' or 'boot' "
                            "(all parameters).")
         if method == "boot":
-            from hierlm.lmm.bootstrap import bootstrap_confint
-
             return bootstrap_confint(self, level, n_boot, random_seed)
         if method == "profile":
-            from hierlm.lmm.profile import profile_confint
-
             return profile_confint(self, level)[["lower", "upper"]]
-        from scipy import stats
-
-        table = self.fixef()
-        half = stats.t.ppf(0.5 + level / 2.0, table["df"]) * table["std_error"]
-        return pd.DataFrame({"lower": table["estimate"] - half,
-                             "upper": table["estimate"] + half}, index=table.index)
+        table = self.fixef(prob=level)
+        lower, upper = table.columns[2:4]
+        return table[[lower, upper]].set_axis(["lower", "upper"], axis=1)

@@ -10,8 +10,12 @@ ML/REML/MAP fits (a point value): :func:`icc`, :func:`r2`, :func:`shrinkage`,
 ``hypothesis`` live in modules of the same names (``hl.effect_sizes`` is the
 function; ``fit.emmeans``, ``fit.hypothesis`` are methods of every fit).
 
-The names are loaded on first use, so importing ``hierlm.results.draws`` (as
-the engines do) does not import ArviZ.
+This package sits below the engines (``hierlm.lmm``, ``hierlm.bayes``) and
+imports neither: the result classes inherit the result protocol of
+:mod:`hierlm.results.methods` and hand it what differs between engines
+through the methods they implement (``draws()``, ``_point_uncertainty()``).
+The names are loaded on first use; ArviZ itself is imported only where a
+diagnostic, an HDI or PSIS-LOO is computed.
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.core.formatting import format_pvalue, significance_stars
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.errors import DataError, FitError, HierlmWarning, InputTypeError
+from hierlm.results.display import html_report
 
 __all__ = ["anova", "LikelihoodRatioTest", "mixture_pvalue"]
 
@@ -50,8 +53,8 @@ def mixture_pvalue(statistic: float, df: int) -> float:
 
 
 def _theta_counts(fit: Any) -> tuple[int, int]:
-    diagonal = fit.kernel.cp.layout.is_diagonal
-    return int(diagonal.sum()), int((~diagonal).sum())
+    bounded = np.isfinite(fit.kernel.lower)  # variances (bounded at 0) and free parameters
+    return int(bounded.sum()), int((~bounded).sum())
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,8 +94,6 @@ class LikelihoodRatioTest:
     fits: tuple[Any, Any]
 
     def __str__(self) -> str:
-        from hierlm.lmm.report import format_pvalue, significance_stars
-
         lines = []
         if self.refitted:
             lines.append(_REFIT_MESSAGE)
@@ -120,6 +121,13 @@ class LikelihoodRatioTest:
 
     def __repr__(self) -> str:
         return self.__str__()
+
+    def _repr_html_(self) -> str:
+        """The models, the table and the boundary note, for notebooks."""
+        lines = ["Likelihood-ratio test" + (f" ({_REFIT_MESSAGE})" if self.refitted else "")]
+        lines += [f"{label}: {getattr(fit.model, 'formula', None) or fit.design.response}"
+                  for label, fit in zip(self.table.index, self.fits, strict=True)]
+        return html_report(lines, {"": self.table}, notes=[f"Boundary correction: {self.method}"])
 
 
 def _check_same_data(small: Any, big: Any) -> None:
@@ -203,7 +211,7 @@ def anova(small: Any, big: Any = None, names: tuple[str, str] | None = None,
     refitted = False
     fits = [small, big]
     if refit and (small.reml or big.reml):
-        warnings.warn(_REFIT_MESSAGE, HierlmWarning, stacklevel=2)
+        warnings.warn(_REFIT_MESSAGE, HierlmWarning, skip_file_prefixes=(PACKAGE_DIR,))
         fits = [f.refit(reml=False) if f.reml else f for f in fits]
         refitted = True
     elif not refit and (small.reml or big.reml):
@@ -213,7 +221,7 @@ def anova(small: Any, big: Any = None, names: tuple[str, str] | None = None,
                            "fixed effects; use refit=True.")
     note = _nesting_note(small, big)
     if note:
-        warnings.warn(note, HierlmWarning, stacklevel=2)
+        warnings.warn(note, HierlmWarning, skip_file_prefixes=(PACKAGE_DIR,))
 
     def criterion(fit: Any) -> float:
         return float(fit.deviance if not fit.reml else fit.criterion)

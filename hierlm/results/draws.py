@@ -9,6 +9,7 @@ Bayesian fit gets a posterior, a frequentist fit its point value.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,12 +81,39 @@ class FitDraws:
         Rows whose grouping level is unknown (code -1 in a new design) get no
         group effect from that block (the population prediction).
         """
+        return _linear_predictor(self.beta, self.effects, self.design if design is None else design,
+                                 include_random)
+
+    def mean_linear_predictor(self, design: Design | None = None,
+                              include_random: bool = True) -> np.ndarray:
+        """The mean over draws of :meth:`linear_predictor`, shape (n,), without forming (S, n).
+
+        The linear predictor is linear in (beta, b), so its mean over draws is
+        the linear predictor at the mean parameters.
+        """
+        beta = self.beta.mean(axis=0, keepdims=True)
+        effects = tuple(e.mean(axis=0, keepdims=True) for e in self.effects)
         target = self.design if design is None else design
-        mean = self.beta @ target.X.T
-        if include_random:
-            for block, effects in zip(target.blocks, self.effects, strict=True):
-                known = block.codes >= 0
-                codes = np.where(known, block.codes, 0)
-                contribution = np.einsum("snq,nq->sn", effects[:, codes, :], block.z)
-                mean += contribution * known[None, :]
-        return np.asarray(mean)
+        return _linear_predictor(beta, effects, target, include_random)[0]
+
+    def __repr__(self) -> str:
+        kind = "point estimates" if self.point else f"{self.n_draws} draws from {self.n_chains} chain(s)"
+        return (f"<FitDraws: {kind}; {self.design.p} fixed effects, "
+                f"{len(self.design.blocks)} random-effect block(s), {self.design.n} rows>")
+
+    def _repr_html_(self) -> str:
+        """A one-line HTML description (the arrays are the attributes)."""
+        return f"<p><code>{html.escape(repr(self))}</code></p>"
+
+
+def _linear_predictor(beta: np.ndarray, effects: tuple[np.ndarray, ...], design: Design,
+                      include_random: bool) -> np.ndarray:
+    """X beta (+ Z b) per draw for (S, p) ``beta`` and per-block (S, levels, q) ``effects``."""
+    mean = beta @ np.asarray(design.X, dtype=float).T
+    if include_random:
+        for block, block_effects in zip(design.blocks, effects, strict=True):
+            known = block.codes >= 0
+            codes = np.where(known, block.codes, 0)
+            contribution = np.einsum("snq,nq->sn", block_effects[:, codes, :], block.z)
+            mean += contribution * known[None, :]
+    return np.asarray(mean)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.core.ddf import check_ddf
 from hierlm.errors import GridError, InputTypeError
 from hierlm.results.linear import (
     LinearEstimates,
@@ -261,8 +262,6 @@ def emmeans(fit: Any, specs: str | Sequence[str], by: str | Sequence[str] | None
         For a spec or by that is not a factor of the model, or ``at`` naming a
         column that is not one of its covariates or factors.
     """
-    from hierlm.lmm.kenward_roger import check_ddf
-
     ddf = check_ddf(ddf)
     spec_names, by_names = _names(specs, "specs"), _names(by, "by")
     if not spec_names:

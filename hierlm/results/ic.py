@@ -37,14 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from arviz_base import from_dict
-from arviz_stats import loo as arviz_loo
-from arviz_stats.base.array import array_stats
 from scipy.special import logsumexp
 
+from hierlm.core.warn import PACKAGE_DIR
 from hierlm.errors import FitError, HierlmWarning, InputTypeError
 from hierlm.results.common import as_draws, chains_of
+from hierlm.results.display import html_report
 from hierlm.results.draws import FitDraws
 from hierlm.results.grouped import group_loglik, split_factor
 
@@ -116,6 +114,11 @@ class ElpdResult:
         if self.warning:
             lines.append(f"  Warning: {self.warning}")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The estimate's lines and the first pointwise rows, for notebooks."""
+        lines = [line.strip() for line in repr(self).split("\n")]
+        return html_report(lines, {"Pointwise": self.pointwise})
 
 
 def pointwise_loglik(draws: FitDraws) -> np.ndarray:
@@ -213,7 +216,8 @@ def _as_chain_draw(log_lik: np.ndarray, chains: int) -> np.ndarray:
 def _resolve(source: object, level: str, group: str | None, chains: int | None,
              labels: list[str] | None) -> tuple[np.ndarray, list[str], str | None, np.ndarray | None]:
     """Turn a fit or an array into (chains, draws, n) log-likelihood, labels, group, y."""
-    if isinstance(source, np.ndarray | list | xr.DataArray):
+    # an array of log-likelihoods (an xarray.DataArray is recognised by its dims, without importing xarray)
+    if isinstance(source, np.ndarray | list) or (hasattr(source, "dims") and hasattr(source, "values")):
         values = _as_chain_draw(np.asarray(source), chains or 1)
         names = labels if labels is not None else [str(i) for i in range(values.shape[-1])]
         return values, names, group, None
@@ -258,7 +262,7 @@ def waic(source: object, level: str = "observation", group: str | None = None,
     if flagged:
         message = (f"{flagged} of {n_points} points have p_waic > {P_WAIC_LIMIT}; WAIC may be "
                    "unreliable there (Vehtari, Gelman & Gabry 2017), prefer loo().")
-        warnings.warn(message, HierlmWarning, stacklevel=2)
+        warnings.warn(message, HierlmWarning, skip_file_prefixes=(PACKAGE_DIR,))
     return ElpdResult(
         kind="waic", level=level, group=factor,
         elpd=float(elpd_i.sum()), se=float(np.sqrt(n_points * elpd_i.var(ddof=1))),
@@ -273,6 +277,8 @@ def relative_efficiency(values: np.ndarray) -> np.ndarray:
     chains, per_chain, _ = values.shape
     if chains == 1:
         return np.ones(values.shape[-1])
+    from arviz_stats.base.array import array_stats  # heavy; imported when an ESS is needed
+
     likelihood = np.exp(values - values.max(axis=(0, 1), keepdims=True))
     ess = array_stats.ess(np.moveaxis(likelihood, -1, 0), method="mean")
     return np.asarray(np.clip(ess / (chains * per_chain), 1e-3, None))
@@ -312,6 +318,9 @@ def loo(source: object, level: str = "observation", group: str | None = None,
     pareto_k = np.zeros(flat.shape[1])
     good_k = 0.7
     if varying.any():
+        from arviz_base import from_dict  # heavy; imported when PSIS runs
+        from arviz_stats import loo as arviz_loo
+
         tree = from_dict({"log_likelihood": {"y": values[..., varying]}}, dims={"y": ["unit"]})
         reff = float(relative_efficiency(values[..., varying]).mean())
         with warnings.catch_warnings():
@@ -325,7 +334,7 @@ def loo(source: object, level: str = "observation", group: str | None = None,
     if bad:
         message = (f"{bad} of {len(pareto_k)} points have Pareto k > {good_k:.2f}; "
                    "their LOO estimates are unreliable (consider exact refits or K-fold CV).")
-        warnings.warn(message, HierlmWarning, stacklevel=2)
+        warnings.warn(message, HierlmWarning, skip_file_prefixes=(PACKAGE_DIR,))
     n_points = elpd_i.size
     return ElpdResult(
         kind="loo", level=level, group=factor,

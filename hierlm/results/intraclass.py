@@ -45,7 +45,9 @@ from hierlm.results.common import (
     mean_random_variance,
     random_variance_at,
 )
+from hierlm.results.display import html_report
 from hierlm.results.grouped import nested_in
+from hierlm.results.structures import require_single_residual_variance
 from hierlm.results.summary import point_or_posterior
 
 __all__ = ["IccResult", "icc", "icc_draws", "nesting_matrix"]
@@ -129,6 +131,13 @@ class IccResult:
             return (f"{kind}\n{self.correlations.to_string()}\n\n"
                     f"Variance components and their shares\n{self.components.to_string()}")
 
+    def _repr_html_(self) -> str:
+        """The correlations and the variance components, for notebooks."""
+        kind = "Intraclass correlation" + (f" at {self.at}" if self.at is not None
+                                           else " (adjusted)" if self.adjusted else "")
+        return html_report([kind], {"Correlations": self.correlations,
+                                    "Variance components and their shares": self.components})
+
 
 def _shared_sets(design: Design,
                  shared: Iterable[str | Iterable[str]] | None) -> list[tuple[str, list[int]]]:
@@ -189,6 +198,7 @@ def icc(
     DataError
         If the model has no random effects.
     """
+    require_single_residual_variance(fit, "The ICC")
     draws = as_draws(fit)
     design = draws.design
     labels = block_labels(design)

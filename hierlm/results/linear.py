@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from hierlm.core.ddf import check_ddf
 from hierlm.design.blocks import Design
 from hierlm.errors import AdjustmentError, FitError
 from hierlm.results.common import as_draws
@@ -204,10 +205,8 @@ def _fit_cache(fit: Any) -> dict[str, Any]:
 
 def _theta_steps(fit: Any) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Central-difference points ``(up, down, 2h)`` for every theta entry (lmerTest's steps)."""
-    from hierlm.lmm.fit import theta_column_scale
-
     theta = np.asarray(fit.theta, dtype=float)
-    unit = np.asarray(theta_column_scale(fit.design, fit.kernel), dtype=float)
+    unit = np.asarray(fit.kernel.column_scale(fit.design), dtype=float)
     out = []
     for j in range(theta.size):
         h = 1e-4 * max(abs(theta[j]) * unit[j], 1e-2) / unit[j]
@@ -291,8 +290,6 @@ def _random_part(fit: Any, function: LinearFunction) -> tuple[np.ndarray, np.nda
 
 def _lmm_estimates(fit: Any, function: LinearFunction, ddf: str, noise: bool) -> LinearEstimates:
     """Estimates, SEs and Satterthwaite / Kenward-Roger df on an ML/REML fit."""
-    from hierlm.lmm.kenward_roger import check_ddf
-
     ddf = check_ddf(ddf)
     draws = fit.draws()
     A = function.fixed

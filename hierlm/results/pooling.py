@@ -50,6 +50,7 @@ import pandas as pd
 
 from hierlm.errors import InputTypeError
 from hierlm.results.common import as_draws
+from hierlm.results.display import html_report
 from hierlm.results.draws import FitDraws
 from hierlm.results.grouped import (
     FactorSplit,
@@ -105,8 +106,15 @@ class ShrinkageResult:
         return out
 
     def __repr__(self) -> str:
-        with pd.option_context("display.width", 140, "display.precision", 4, "display.max_rows", 20):
-            return "\n".join(self.lines()) + "\n\n" + self.table.to_string(max_rows=20)
+        levels = self.table["level"].nunique() if "level" in self.table else len(self.table)
+        return "\n".join([f"Shrinkage of the levels of {self.group}", *self.lines(),
+                          f"({len(self.table)} rows for {levels} levels in .table, one per "
+                          "coefficient in .summary)"])
+
+    def _repr_html_(self) -> str:
+        """The sentences, the per-coefficient summary and the first rows of the table."""
+        return html_report([f"Shrinkage of the levels of {self.group}", *self.lines()],
+                           {"Summary": self.summary, "Levels (.table)": self.table})
 
 
 def _own_columns(draws: FitDraws, split: FactorSplit) -> tuple[list[str], np.ndarray, np.ndarray]:

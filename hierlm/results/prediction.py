@@ -16,10 +16,19 @@ Rows whose grouping level the model never saw (code -1 in a design from
   summaries are the same either way, only the joint draws differ).
   ``new_levels="population"`` uses ``b = 0`` instead.
 * Point fits (ML/REML/MAP) predict at ``b = 0``, the population prediction.
-  Their ``kind="response"`` interval is the plug-in normal interval
-  ``mu_i +- z * sqrt(sigma^2 + v_i)``, with ``v_i = sum_k z_ki' G_k z_ki`` over
-  the blocks whose level is new (0 for known levels). It ignores the
-  estimation uncertainty of beta, G and sigma.
+
+Point fits' standard error is ``sqrt(PEV_i + v_i (+ sigma^2 for kind="response"))``:
+``PEV_i`` the prediction error variance of ``x_i' beta-hat + z_i' b-hat``
+from the mixed-model equations at the estimates (Henderson's; it includes
+the covariance between beta-hat and the conditional modes; see
+:mod:`hierlm.results.uncertainty`), ``v_i = sum_k z_ki' G_k z_ki`` over the
+blocks whose level is new (with ``new_levels="sample"``), and the interval is
+normal, ``mu_i +- z * se``. The uncertainty of G and sigma themselves is
+ignored, as in every plug-in interval. ``attrs["std_error"]`` says how the
+estimation part was computed. A bare
+:class:`~hierlm.results.draws.FitDraws` of a point fit carries no ``V_beta``
+or ``C_k``: its ``kind="mean"`` standard error is NaN and its
+``kind="response"`` interval the plug-in ``sqrt(sigma^2 + v_i)``.
 """
 
 from __future__ import annotations
@@ -28,14 +37,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+import scipy.sparse as sp
 
 from hierlm.design.blocks import Design
 from hierlm.errors import DataError, InputTypeError
 from hierlm.results.common import as_draws, row_random_variance
 from hierlm.results.draws import FitDraws
 from hierlm.results.grouped import covariance_root
-from hierlm.results.summary import interval_spec, summarize
+from hierlm.results.tables import point_table, posterior_table
+from hierlm.results.uncertainty import target_z
 
 __all__ = ["predict", "predictive_draws"]
 
@@ -149,6 +159,38 @@ def predictive_draws(
     return mean
 
 
+def _point_variance(
+    fit: object,
+    draws: FitDraws,
+    target: Design,
+    include_random: bool,
+    kind: str,
+    new_levels: str,
+) -> tuple[np.ndarray, str]:
+    """Variance of a point fit's prediction per row, and how the estimation part was computed."""
+    method = getattr(fit, "_point_uncertainty", None)
+    uncertainty = method() if callable(method) else None
+    how = "none (a bare FitDraws has no standard errors)"
+    if uncertainty is not None:
+        z = target_z(target)
+        if not include_random:
+            z = sp.csr_matrix(z.shape)  # x' beta only
+        variance, how = uncertainty.prediction_variance(draws.design, np.asarray(target.X, dtype=float), z)
+    elif kind == "mean":
+        return np.full(target.n, np.nan), how
+    else:
+        variance = np.zeros(target.n)
+    if include_random and new_levels == "sample":
+        for block, covariance in zip(target.blocks, draws.covariances, strict=True):
+            unknown = np.asarray(block.codes) < 0
+            if unknown.any():
+                z_new = np.asarray(block.z, dtype=float)[unknown]
+                variance[unknown] += row_random_variance(covariance, z_new)[0]
+    if kind == "response":
+        variance += draws.sigma[0] ** 2
+    return variance, how
+
+
 def predict(
     fit: object,
     design: Design | None = None,
@@ -175,9 +217,10 @@ def predict(
     summary : bool
         Return a per-row table (True) or the draws, shape (S, n) (False).
     prob : float, optional
-        Interval probability (ArviZ default when None).
+        Interval probability (``hierlm.DEFAULT_PROB`` when None).
     new_levels : {"sample", "population"}
-        Treatment of unseen grouping levels for Bayesian fits (module docstring).
+        Rows of unseen grouping levels: their effects vary as N(0, G)
+        ("sample") or are 0 ("population"); see the module docstring.
     new_level_labels : dict, optional
         Grouping factor -> label of each row, for shared new-level draws.
     seed : int or numpy.random.Generator, optional
@@ -186,9 +229,9 @@ def predict(
     Returns
     -------
     pandas.DataFrame or numpy.ndarray
-        Indexed by the rows of the design. Bayesian fits: mean, sd, median
-        and the interval bounds. Point fits: ``estimate``, plus the plug-in
-        interval bounds for ``kind="response"``.
+        Indexed by the rows of the design, with the protocol columns of
+        :mod:`hierlm.results.tables`: ``estimate``, ``std_error`` and the
+        interval bounds (the same on every fit).
     """
     draws = as_draws(fit)
     target = draws.design if design is None else design
@@ -196,21 +239,11 @@ def predict(
     if not summary:
         return values
     index = pd.Index(target.row_index if len(target.row_index) == target.n else np.arange(target.n))
-    if not draws.point:
-        table = summarize(values, prob=prob, diagnostics=False)
-        table.index = index
-        return table
-    table = pd.DataFrame({"estimate": values[0]}, index=index)
-    if kind == "response":
-        spec = interval_spec(prob, "eti")
-        variance = np.full(target.n, draws.sigma[0] ** 2)
-        if include_random:
-            for block, covariance in zip(target.blocks, draws.covariances, strict=True):
-                unknown = np.asarray(block.codes) < 0
-                if unknown.any():
-                    z = np.asarray(block.z, dtype=float)[unknown]
-                    variance[unknown] += row_random_variance(covariance, z)[0]
-        half = norm.ppf(0.5 + spec.prob / 2) * np.sqrt(variance)
-        table[spec.lower] = values[0] - half
-        table[spec.upper] = values[0] + half
+    if draws.point:
+        variance, how = _point_variance(fit, draws, target, include_random, kind, new_levels)
+        table = point_table(values[0], np.sqrt(variance), prob)
+        table.attrs["std_error"] = how
+    else:
+        table = posterior_table(values, draws.n_chains, prob, diagnostics=False)
+    table.index = index
     return table

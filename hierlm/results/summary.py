@@ -2,13 +2,16 @@
 
 A quantity computed per draw (a fixed effect, an ICC, a shrinkage factor...)
 is an array whose first axis has one entry per draw. :func:`summarize` turns
-it into the columns of a posterior table: mean, sd, median, the interval of
-ArviZ's default probability and kind (``arviz_base.rcParams["stats.ci_prob"]``
-and ``["stats.ci_kind"]``), and, when the draws come from several chains, the
-convergence diagnostics ess_bulk, ess_tail and r_hat computed by
-``arviz_stats``. Interval columns are named as ArviZ names them
-(``eti89_lb``, ``eti89_ub``), so hierlm tables and ``arviz_stats.summary``
-read alike.
+it into the columns of a posterior table: mean, sd, median, the interval at
+``hierlm.DEFAULT_PROB`` (0.95) and of kind ``hierlm.core.DEFAULT_KIND``
+(equal-tailed) unless ``prob``/``kind`` are given, and, when the draws come
+from several chains, the convergence diagnostics ess_bulk, ess_tail, r_hat
+and mcse_mean computed by ``arviz_stats``. Interval columns are named as
+ArviZ names them (``eti95_lb``, ``eti95_ub``), so hierlm tables and
+``arviz_stats.summary`` read alike.
+
+ArviZ is imported only when a diagnostic or an HDI is computed, so fits and
+tables that need neither stay free of its import time.
 
 For a point fit (one "draw") the same helpers return the value itself under
 the column ``estimate``; see :func:`point_or_posterior`.
@@ -20,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from arviz_base import rcParams
-from arviz_stats.base.array import array_stats
 
+from hierlm.core.defaults import DEFAULT_KIND, DEFAULT_PROB
 from hierlm.errors import InputTypeError
 
 __all__ = [
@@ -50,12 +52,12 @@ class IntervalSpec:
 
     @property
     def lower(self) -> str:
-        """Column name of the lower bound, ArviZ style (``eti89_lb``)."""
+        """Column name of the lower bound, ArviZ style (``eti95_lb``)."""
         return f"{self.kind}{round(self.prob * 100):d}_lb"
 
     @property
     def upper(self) -> str:
-        """Column name of the upper bound, ArviZ style (``eti89_ub``)."""
+        """Column name of the upper bound, ArviZ style (``eti95_ub``)."""
         return f"{self.kind}{round(self.prob * 100):d}_ub"
 
     def bounds(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,20 +67,21 @@ class IntervalSpec:
             tail = (1.0 - self.prob) / 2.0
             lower, upper = np.quantile(moved, [tail, 1.0 - tail], axis=-1)
             return np.asarray(lower), np.asarray(upper)
+        from arviz_stats.base.array import array_stats  # heavy; only HDIs need it
+
         limits = np.asarray(array_stats.hdi(moved, self.prob, axis=-1))
         return limits[..., 0], limits[..., 1]
 
 
 def interval_spec(prob: float | None = None, kind: str | None = None) -> IntervalSpec:
-    """Resolve an interval request against ArviZ's defaults.
+    """Resolve an interval request against the package defaults.
 
     Parameters
     ----------
     prob : float, optional
-        Probability inside the interval; ``rcParams["stats.ci_prob"]`` (0.89
-        unless changed) when None.
+        Probability inside the interval; ``hierlm.DEFAULT_PROB`` (0.95) when None.
     kind : {"eti", "hdi"}, optional
-        Interval kind; ``rcParams["stats.ci_kind"]`` when None.
+        Interval kind; ``hierlm.core.DEFAULT_KIND`` (``"eti"``) when None.
 
     Returns
     -------
@@ -89,9 +92,10 @@ def interval_spec(prob: float | None = None, kind: str | None = None) -> Interva
     InputTypeError
         If ``prob`` is not in (0, 1) or ``kind`` is unknown.
     """
-    prob = float(rcParams["stats.ci_prob"]) if prob is None else prob
-    kind = str(rcParams["stats.ci_kind"]) if kind is None else kind
-    if not isinstance(prob, (int, float)) or not 0.0 < float(prob) < 1.0:
+    prob = DEFAULT_PROB if prob is None else prob
+    kind = DEFAULT_KIND if kind is None else kind
+    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.number)) \
+            or not 0.0 < float(prob) < 1.0:
         raise InputTypeError(f"prob must be a number strictly between 0 and 1, got {prob!r}.")
     if kind not in ("eti", "hdi"):
         raise InputTypeError(f"Interval kind must be 'eti' or 'hdi', got {kind!r}.")
@@ -122,20 +126,20 @@ def summarize(
     chains : int
         Number of chains the S draws are split into (equal lengths).
     prob, kind : optional
-        Interval probability and kind (ArviZ defaults when None).
+        Interval probability and kind (package defaults when None).
     diagnostics : bool
-        Add ess_bulk, ess_tail and r_hat (Vehtari, Gelman, Simpson, Carpenter
-        & Buerkner 2021, computed by ``arviz_stats``): bulk ESS of the
-        rank-normalised draws, tail ESS as the smaller ESS of the 5% and 95%
-        quantiles (the definition of R's ``posterior`` package), and
+        Add ess_bulk, ess_tail, r_hat and mcse_mean (Vehtari, Gelman, Simpson,
+        Carpenter & Buerkner 2021, computed by ``arviz_stats``): bulk ESS of
+        the rank-normalised draws, tail ESS as the smaller ESS of the 5% and
+        95% quantiles (the definition of R's ``posterior`` package),
         rank-normalised split R-hat, which needs at least two chains (NaN
-        otherwise).
+        otherwise), and the Monte Carlo standard error of the mean.
 
     Returns
     -------
     pandas.DataFrame
         One row per quantity (k rows), columns mean, sd, median, the two
-        interval bounds and, optionally, ess_bulk, ess_tail, r_hat.
+        interval bounds and, optionally, ess_bulk, ess_tail, r_hat, mcse_mean.
 
     Raises
     ------
@@ -159,6 +163,8 @@ def summarize(
         spec.upper: upper,
     })
     if diagnostics:
+        from arviz_stats.base.array import array_stats  # heavy; imported when diagnostics are asked
+
         per_chain = _by_chain(values, chains)
         enough = n_draws // chains >= 4
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -166,6 +172,7 @@ def summarize(
             table["ess_tail"] = (array_stats.ess(per_chain, method="tail", prob=(0.05, 0.95))
                                  if enough else np.nan)
             table["r_hat"] = array_stats.rhat(per_chain) if enough and chains > 1 else np.nan
+            table["mcse_mean"] = array_stats.mcse(per_chain, method="mean") if enough else np.nan
     return table
 
 
@@ -188,7 +195,7 @@ def point_or_posterior(
     chains, prob
         Passed to :func:`summarize` for posterior draws.
     diagnostics : bool, optional
-        Add ess_bulk, ess_tail, r_hat; by default when the draws come from
+        Add ess_bulk, ess_tail, r_hat, mcse_mean; by default when the draws come from
         more than one chain.
 
     Returns

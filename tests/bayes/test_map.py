@@ -87,7 +87,8 @@ def test_map_standard_errors_are_lme4s(sleep_model):
     np.testing.assert_allclose(fit.fixef()["std_error"], expected, rtol=1e-4)
     ranef = fit.ranef()
     modes = np.array(fx["ranef"][0]["modes"])
-    np.testing.assert_allclose(ranef["estimate"].to_numpy().reshape(-1, 2), modes, rtol=1e-3, atol=1e-3)
+    # ranef rows are term-major (lme4's as.data.frame(ranef)): all intercepts, then all slopes
+    np.testing.assert_allclose(ranef["estimate"].to_numpy().reshape(2, -1).T, modes, rtol=1e-3, atol=1e-3)
 
 
 def test_reml_needs_flat_fixed_effect_priors(sleep_model):
@@ -110,8 +111,9 @@ def test_priors_move_the_mode(sleep_model):
 
 def test_map_result_tables_and_draws(sleep_model):
     fit = fit_map(sleep_model, priors="flat")
-    assert list(fit.varcorr().columns) == ["group", "term1", "term2", "estimate"]
+    assert list(fit.varcorr().columns) == ["group", "term1", "term2", "estimate", "std_error", "eti95_lb",
+                                           "eti95_ub", "vcov"]
     draws = fit.draws()
     assert draws.point and draws.beta.shape == (1, 2) and draws.covariances[0].shape == (1, 2, 2)
     assert set(fit.idata["map"].data_vars) == {"fixef", "sigma", "sd_Subject", "cor_Subject", "ranef_Subject"}
-    assert "map" in repr(fit)
+    assert "Posterior mode (MAP" in repr(fit)

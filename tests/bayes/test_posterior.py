@@ -68,8 +68,8 @@ def test_summary_row_of_each_group_effect_equals_ranef(sleep_fit):
     assert len(ranef) == 36
     for row in ranef.itertuples():
         summary_row = table.loc[f"ranef_Subject[{row.term}, {row.level}]"]
-        assert summary_row["mean"] == pytest.approx(row.mean, rel=1e-10)
-        assert summary_row["sd"] == pytest.approx(row.sd, rel=1e-10)
+        assert summary_row["mean"] == pytest.approx(row.estimate, rel=1e-10)
+        assert summary_row["sd"] == pytest.approx(row.std_error, rel=1e-10)
 
 
 def test_summary_labels_do_not_depend_on_variable_order(sleep_fit):
@@ -83,8 +83,8 @@ def test_summary_with_two_blocks_on_one_factor(two_block_fit):
     table = az.summary(two_block_fit.idata, round_to="none", kind="stats")
     assert_summary_labels_every_value(two_block_fit.idata["posterior"].to_dataset(), table)
     ranef = two_block_fit.ranef()
-    row = ranef[(ranef.group == "Subject.1") & (ranef.level == "309")].iloc[0]
-    assert table.loc["ranef_Subject.1[Days, 309]", "mean"] == pytest.approx(row["mean"], rel=1e-10)
+    row = ranef[(ranef.group == "Subject") & (ranef.term == "Days") & (ranef.level == "309")].iloc[0]
+    assert table.loc["ranef_Subject.1[Days, 309]", "mean"] == pytest.approx(row["estimate"], rel=1e-10)
 
 
 def test_posterior_predictive_group_matches_observed_data(sleep_fit, sleep_model):
@@ -155,7 +155,7 @@ def test_full_formulation_on_crossed_factors_labels_every_value(crossed_df):
     assert_summary_labels_every_value(fit.idata["posterior"].to_dataset(), table)
     ranef = fit.ranef()
     row = ranef[(ranef.group == "a") & (ranef.level == "a3") & (ranef.term == "x")].iloc[0]
-    assert table.loc["ranef_a[x, a3]", "mean"] == pytest.approx(row["mean"], rel=1e-10)
+    assert table.loc["ranef_a[x, a3]", "mean"] == pytest.approx(row["estimate"], rel=1e-10)
     assert fit.idata["posterior_predictive"]["y"].shape == (2, 80, len(crossed_df))
 
 

@@ -29,16 +29,17 @@ def test_nuts_report_prints_the_fit_tables(nuts_fit):
     fixef = nuts_fit.fixef()
     for term in ("Intercept", "Days"):
         cells = _row(text, term)
-        assert float(cells[0]) == pytest.approx(round(fixef.loc[term, "mean"], 2), abs=0.006)
-        assert float(cells[1]) == pytest.approx(round(fixef.loc[term, "sd"], 2), abs=0.006)
+        assert float(cells[0]) == pytest.approx(round(fixef.loc[term, "estimate"], 2), abs=0.006)
+        assert float(cells[1]) == pytest.approx(round(fixef.loc[term, "std_error"], 2), abs=0.006)
         assert float(cells[4]) == pytest.approx(fixef.loc[term, "r_hat"], abs=6e-4)
     varcorr = nuts_fit.varcorr()
     sd_days = varcorr[(varcorr.group == "Subject") & (varcorr.term1 == "Days") & varcorr.term2.isna()]
-    assert float(_row(text, "sd(Days)")[0]) == pytest.approx(float(sd_days["mean"].iloc[0]), abs=0.006)
+    assert float(_row(text, "sd(Days)")[0]) == pytest.approx(float(sd_days["estimate"].iloc[0]), abs=0.006)
     cor = varcorr[varcorr.term2 == "Days"]
-    assert float(_row(text, "cor(Intercept,Days)")[0]) == pytest.approx(float(cor["mean"].iloc[0]), abs=0.006)
+    cor_estimate = float(cor["estimate"].iloc[0])
+    assert float(_row(text, "cor(Intercept,Days)")[0]) == pytest.approx(cor_estimate, abs=0.006)
     sigma = varcorr[varcorr.group == "Residual"]
-    assert float(_row(text, "sigma")[0]) == pytest.approx(float(sigma["mean"].iloc[0]), abs=0.006)
+    assert float(_row(text, "sigma")[0]) == pytest.approx(float(sigma["estimate"].iloc[0]), abs=0.006)
     assert "2 chains, each with 150 draws after 150 tuning steps" in text
     assert re.search(r"Diagnostics: \d+ divergent transition", text)
     assert "Formula: Reaction ~ Days + (Days | Subject)" in text

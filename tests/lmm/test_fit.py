@@ -144,22 +144,29 @@ def test_reml_deviance_is_ml_loglik_at_reml_estimates(slope_fit):
 
 def test_tables(slope_fit):
     fe = slope_fit.fixef()
-    assert list(fe.columns) == ["estimate", "std_error", "df", "t_value", "p_value"]
+    assert list(fe.columns) == ["estimate", "std_error", "eti95_lb", "eti95_ub", "df", "t_value",
+                                "p_value"]
     assert list(fe.index) == ["Intercept", "Days"]
     vc = slope_fit.varcorr()
-    assert list(vc.columns) == ["group", "term1", "term2", "vcov", "sdcor"]
+    assert list(vc.columns) == ["group", "term1", "term2", "estimate", "std_error", "eti95_lb",
+                                "eti95_ub", "vcov"]
     assert list(vc["group"]) == ["Subject"] * 3 + ["Residual"]
     assert vc["term2"].tolist() == [None, None, "Days", None]
-    assert vc["sdcor"].iloc[-1] == pytest.approx(slope_fit.sigma)
+    assert vc["estimate"].iloc[-1] == pytest.approx(slope_fit.sigma)
     ranef = slope_fit.ranef()
-    assert list(ranef.columns) == ["group", "level", "term", "estimate", "cond_sd"]
-    assert len(ranef) == 36 and (ranef["cond_sd"] > 0).all()
+    assert list(ranef.columns) == ["group", "level", "term", "estimate", "std_error", "eti95_lb",
+                                   "eti95_ub"]
+    assert len(ranef) == 36 and (ranef["std_error"] > 0).all()
+    # std_error is lme4's conditional SD (condVar)
+    cond_sd = np.sqrt(np.diagonal(slope_fit.cond_var()["Subject"], axis1=1, axis2=2))
+    np.testing.assert_allclose(ranef["std_error"], cond_sd.T.ravel())
     wide = slope_fit.ranef(wide=True)["Subject"]
     assert wide.shape == (18, 2)
-    coef = slope_fit.coef()["Subject"]
+    coef = slope_fit.coef(wide=True)["Subject"]
     np.testing.assert_allclose(coef["Days"], fe.loc["Days", "estimate"] + wide["Days"])
     ci = slope_fit.confint()
     assert (ci["lower"] < fe["estimate"]).all() and (fe["estimate"] < ci["upper"]).all()
+    np.testing.assert_allclose(ci.to_numpy(), fe[["eti95_lb", "eti95_ub"]].to_numpy())
 
 
 def test_contrast_equals_fixef_row(slope_fit):
@@ -175,13 +182,13 @@ def test_contrast_equals_fixef_row(slope_fit):
 def test_fitted_residuals_and_predict(sleep, slope_fit):
     fitted = slope_fit.fitted()
     np.testing.assert_allclose(fitted + slope_fit.residuals(), sleep["Reaction"])
-    np.testing.assert_allclose(slope_fit.predict(sleep), fitted)
-    fixed_only = slope_fit.predict(sleep, include_random=False)
+    np.testing.assert_allclose(slope_fit.predict(sleep)["estimate"], fitted)
+    fixed_only = slope_fit.predict(sleep, include_random=False)["estimate"]
     np.testing.assert_allclose(fixed_only, slope_fit.beta[0] + slope_fit.beta[1] * sleep["Days"])
     new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": ["308", "999"]})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pred = slope_fit.predict(new)
+        pred = slope_fit.predict(new)["estimate"]
     b308 = slope_fit.ranef(wide=True)["Subject"].loc["308"]
     assert pred[0] == pytest.approx(slope_fit.beta[0] + b308["Intercept"])
     assert pred[1] == pytest.approx(slope_fit.beta[0] + 5 * slope_fit.beta[1])

@@ -148,9 +148,9 @@ def test_variance_components(name):
         assert (row.term1 or None) == (fixed_name(ref["var1"]) if ref["var1"] else None)
         assert (row.term2 or None) == (fixed_name(ref["var2"]) if ref["var2"] else None)
         if ref["var2"] is None:  # an SD
-            assert row.sdcor == pytest.approx(value, rel=1e-4, abs=1e-4 * sigma)
+            assert row.estimate == pytest.approx(value, rel=1e-4, abs=1e-4 * sigma)
         else:  # a correlation
-            assert row.sdcor == pytest.approx(value, abs=1e-3)
+            assert row.estimate == pytest.approx(value, abs=1e-3)
 
 
 def _level_key(label):
@@ -162,7 +162,7 @@ def test_conditional_modes_and_variances(name):
     fx, fit, _ = fitted(name)
     rel = 1e-3 if name in LOOSE_LME4 else 1e-4
     ours = fit.ranef(wide=True)
-    sds = {(row.group, row.term1): row.sdcor for row in fit.varcorr().itertuples()
+    sds = {(row.group, row.term1): row.estimate for row in fit.varcorr().itertuples()
            if row.term2 is None}
     cond_var = fit.cond_var()
     for ref in fx["ranef"]:
@@ -195,7 +195,7 @@ def test_fitted_and_residuals(name):
                                atol=1e-4 * fit.sigma)
     np.testing.assert_allclose(fit.residuals()[:head], fx["residuals_head"], rtol=0,
                                atol=1e-4 * fit.sigma)
-    np.testing.assert_allclose(fit.predict()[:head], fx["fitted_head"], rtol=0,
+    np.testing.assert_allclose(fit.predict()["estimate"].to_numpy()[:head], fx["fitted_head"], rtol=0,
                                atol=1e-4 * fit.sigma)
 
 

@@ -20,7 +20,7 @@ def test_residuals_against_fitted_values(sleep_reml):
 
 
 def test_marginal_and_scaled_residuals(sleep_reml):
-    population = sleep_reml.predict(include_random=False)
+    population = sleep_reml.predict(include_random=False)["estimate"].to_numpy()
     (points,) = scatters(plot_residuals(sleep_reml, include_random=False, scaled=True).axes[0])
     np.testing.assert_allclose(points[:, 0], population)
     np.testing.assert_allclose(points[:, 1], (sleep_reml.design.y - population) / sleep_reml.sigma)

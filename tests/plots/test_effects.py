@@ -26,8 +26,8 @@ def test_reml_caterpillar_shows_blups_with_conditional_intervals(sleep_reml):
         assert len(bars) == 18
         bars = bars[np.argsort(bars[:, 0, 1])]
         np.testing.assert_allclose(bars[:, 0, 1], np.arange(18))
-        np.testing.assert_allclose(bars[:, 0, 0], rows["estimate"] - z * rows["cond_sd"])
-        np.testing.assert_allclose(bars[:, 1, 0], rows["estimate"] + z * rows["cond_sd"])
+        np.testing.assert_allclose(bars[:, 0, 0], rows["estimate"] - z * rows["std_error"])
+        np.testing.assert_allclose(bars[:, 1, 0], rows["estimate"] + z * rows["std_error"])
         points = ax.lines[0]
         by_row = np.argsort(points.get_ydata())
         np.testing.assert_allclose(points.get_ydata()[by_row], np.arange(18))
@@ -35,7 +35,7 @@ def test_reml_caterpillar_shows_blups_with_conditional_intervals(sleep_reml):
 
 
 def test_coefficients_equal_lme4_coef(sleep_reml):
-    coef = sleep_reml.coef()["Subject"]
+    coef = sleep_reml.coef(wide=True)["Subject"]
     table = group_effect_table(sleep_reml, "Subject", include_fixed=True)
     days = table[table["term"] == "Days"].set_index("level")
     np.testing.assert_allclose(days["estimate"], coef.loc[days.index, "Days"])

@@ -39,7 +39,7 @@ def test_plane_has_one_arrow_per_subject_from_no_pooling_to_partial_pooling(slee
 
 def test_partial_pooling_of_a_subject_equals_lme4_coef(sleep_reml):
     """Arrow heads are the per-subject coefficients, fixed effect plus BLUP (lme4's coef())."""
-    coef = sleep_reml.coef()["Subject"]
+    coef = sleep_reml.coef(wide=True)["Subject"]
     (arrows,) = quivers(plot_shrinkage(sleep_reml, "Subject").axes[0])
     np.testing.assert_allclose(arrows.X + arrows.U, coef["Intercept"].to_numpy())
     np.testing.assert_allclose(arrows.Y + arrows.V, coef["Days"].to_numpy())

@@ -18,7 +18,7 @@ def _by_level(frame, fitted, population, time, group):
 
 def test_sleepstudy_facets_show_subject_and_population_lines(sleep_model, sleep_reml):
     expected = _by_level(sleep_model.data, sleep_reml.fitted(),
-                         sleep_reml.predict(include_random=False), "Days", "Subject")
+                         sleep_reml.predict(include_random=False)["estimate"], "Days", "Subject")
     figure = plot_trajectories(sleep_reml, "Days")
     axes = visible_axes(figure)
     assert len(axes) == 18
@@ -41,7 +41,7 @@ def test_pigs_facets_and_overlay(pigs_data, pigs_reml):
     one_pig = table[table["level"] == table["level"].iloc[0]]
     # weight ~ week + (week | id): each pig's line is straight, its slope the pig's coefficient
     slope = np.diff(one_pig["fitted"]) / np.diff(one_pig["time"])
-    coef = pigs_reml.coef()["id"].iloc[0]
+    coef = pigs_reml.coef(wide=True)["id"].iloc[0]
     np.testing.assert_allclose(slope, coef["week"])
     overlay = plot_trajectories(pigs_reml, "week", layout="overlay")
     ax = overlay.axes[0]

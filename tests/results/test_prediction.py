@@ -30,6 +30,13 @@ def test_point_fit_reproduces_lme4_fitted_values(lme4_draws):
     assert list(table.index[:3]) == list(model.design.row_index[:3])
 
 
+def test_bare_point_draws_have_no_mean_standard_error(lme4_draws):
+    draws, _, _ = lme4_draws("sleep_slope_reml")
+    table = predict(draws)
+    assert list(table.columns) == ["estimate", "std_error", "eti95_lb", "eti95_ub"]
+    assert table["std_error"].isna().all()
+
+
 def test_point_fit_response_interval_adds_new_level_variance(lme4_draws):
     draws, fix, model = lme4_draws("sleep_slope_reml")
     frame = pd.DataFrame({"Days": [5, 5], "Subject": ["308", "new"]})
@@ -83,9 +90,9 @@ def test_posterior_predictive_adds_residual_noise(lme4_draws):
     point, fix, model = lme4_draws("sleep_int_reml")
     draws = posterior_like(point, 20000)
     table = predict(draws, kind="response", seed=11, prob=0.5)
-    assert table["sd"].iloc[0] == pytest.approx(fix["sigma"], rel=0.03)
-    assert table["mean"].iloc[0] == pytest.approx(fix["fitted_head"][0], abs=4 * fix["sigma"] / 141)
-    assert {"mean", "sd", "median", "eti50_lb", "eti50_ub"} <= set(table.columns)
+    assert table["std_error"].iloc[0] == pytest.approx(fix["sigma"], rel=0.03)
+    assert table["estimate"].iloc[0] == pytest.approx(fix["fitted_head"][0], abs=4 * fix["sigma"] / 141)
+    assert list(table.columns) == ["estimate", "std_error", "eti50_lb", "eti50_ub"]
 
 
 def test_bad_arguments(lme4_draws):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from arviz_base import from_dict
-from arviz_stats import ess, rhat
+from arviz_stats import ess, mcse, rhat
 
+import hierlm as hl
 from hierlm.errors import InputTypeError
 from hierlm.results.summary import interval_spec, point_or_posterior, summarize
 
@@ -26,6 +27,7 @@ def test_summary_matches_arviz_stats():
     np.testing.assert_allclose(table["ess_tail"], ess(tree, method="tail", prob=(0.05, 0.95))["a"].values,
                                rtol=1e-10)
     np.testing.assert_allclose(table["r_hat"], rhat(tree)["a"].values, rtol=1e-10)
+    np.testing.assert_allclose(table["mcse_mean"], mcse(tree, method="mean")["a"].values, rtol=1e-10)
     np.testing.assert_allclose(table["eti90_lb"], np.quantile(flat, 0.05, axis=0), rtol=1e-12)
     np.testing.assert_allclose(table["median"], np.median(flat, axis=0))
     assert table["r_hat"].iloc[0] > 1.01
@@ -33,8 +35,8 @@ def test_summary_matches_arviz_stats():
 
 def test_defaults_and_point_values():
     spec = interval_spec()
-    assert (spec.prob, spec.kind) == (0.89, "eti")
-    assert (spec.lower, spec.upper) == ("eti89_lb", "eti89_ub")
+    assert (spec.prob, spec.kind) == (hl.DEFAULT_PROB, "eti") == (0.95, "eti")
+    assert (spec.lower, spec.upper) == ("eti95_lb", "eti95_ub")
     hdi = interval_spec(0.5, "hdi")
     lower, upper = hdi.bounds(np.random.default_rng(1).normal(size=(4000, 1)))
     assert upper[0] - lower[0] == pytest.approx(2 * 0.6745, abs=0.1)
@@ -43,5 +45,7 @@ def test_defaults_and_point_values():
     assert np.isnan(single_chain["r_hat"].iloc[0])
     with pytest.raises(InputTypeError, match="prob"):
         interval_spec(1.5)
+    with pytest.raises(InputTypeError, match="prob"):
+        interval_spec(True)
     with pytest.raises(InputTypeError, match="chains=3"):
         summarize(np.zeros(100), chains=3)

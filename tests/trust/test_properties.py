@@ -200,8 +200,8 @@ def test_fit_invariant_to_row_order_and_level_labels(seed, n, formula, method):
     np.testing.assert_allclose(fb["std_error"], fa["std_error"], rtol=1e-3, atol=1e-4)
     va, vb = fit_a.varcorr(), fit_b.varcorr()
     assert va[["group", "term1", "term2"]].equals(vb[["group", "term1", "term2"]])
-    finite = np.isfinite(va["sdcor"].to_numpy())
-    np.testing.assert_allclose(vb["sdcor"].to_numpy()[finite], va["sdcor"].to_numpy()[finite],
+    finite = np.isfinite(va["estimate"].to_numpy())
+    np.testing.assert_allclose(vb["estimate"].to_numpy()[finite], va["estimate"].to_numpy()[finite],
                                rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(vb["vcov"], va["vcov"], rtol=1e-3, atol=1e-3)
 
@@ -214,9 +214,9 @@ def test_predictions_on_training_data_equal_fitted_values(problem, method):
         return
     fit = fit_quiet(model, method)
     fitted = fit.fitted()
-    np.testing.assert_allclose(fit.predict(), fitted, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fit.predict(model.data), fitted, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(fit.predict(model.data, include_random=False),
+    np.testing.assert_allclose(fit.predict()["estimate"], fitted, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fit.predict(model.data)["estimate"], fitted, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(fit.predict(model.data, include_random=False)["estimate"],
                                model.design.X @ fit.beta, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(fitted + fit.residuals(), model.design.y, rtol=1e-12, atol=1e-10)
 
