@@ -33,6 +33,7 @@ import pandas as pd
 from hierlm.errors import InputTypeError
 from hierlm.results.common import as_draws, chains_of, fixed_variance, mean_random_variance
 from hierlm.results.draws import FitDraws
+from hierlm.results.structures import require_single_residual_variance
 from hierlm.results.summary import point_or_posterior
 
 __all__ = ["r2", "nakagawa_r2_draws", "bayes_r2_draws"]
@@ -115,6 +116,7 @@ def r2(fit: object, bayes: bool | None = None, residual: str = "model",
         ``bayes``, ``bayes_marginal``; columns ``estimate`` (point fits) or a
         posterior summary.
     """
+    require_single_residual_variance(fit, "R² (Nakagawa)")
     draws = as_draws(fit)
     marginal, conditional = nakagawa_r2_draws(draws)
     rows = {"marginal": marginal, "conditional": conditional}

@@ -211,3 +211,11 @@ def test_variance_shares_need_one_residual_variance():
     homogeneous = _fit("ar1(week | id)", formula="weight ~ week + (1 | id)")
     r2 = homogeneous.r2()
     assert 0 < r2.loc["marginal", "estimate"] <= r2.loc["conditional", "estimate"] < 1
+
+
+def test_gls_model_has_no_group_effect_tables():
+    fit = _fit("ar1(week | id)")
+    for method in ("ranef", "coef"):
+        with pytest.raises(DataError, match=f"{method}\\(\\): the model has no random-effect terms"):
+            getattr(fit, method)()
+    assert fit.fixef().shape[0] == 2 and np.isfinite(fit.fixef()["df"]).all()
