@@ -243,8 +243,7 @@ class Model:
             warnings.warn(
                 f"New data has grouping levels the model never saw ({detail}): ML/REML fits "
                 "predict them at the population level, Bayesian fits draw their effects from "
-                "the population distribution N(0, G).", HierlmWarning,
-                skip_file_prefixes=(PACKAGE_DIR,))
+                "the population distribution N(0, G).", HierlmWarning, skip_file_prefixes=(PACKAGE_DIR,))
         return design
 
     def __repr__(self) -> str:

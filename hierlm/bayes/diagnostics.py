@@ -10,7 +10,11 @@ Analysis 16(2), and Stan's defaults):
   recommend at least 100 per chain for R-hat and ESS estimates to be
   reliable, i.e. 400 with four chains);
 * any transition that stopped at the maximum tree depth (an efficiency
-  problem rather than a bias, but one worth knowing about).
+  problem rather than a bias, but one worth knowing about);
+* a check that could not be made: R-hat needs at least two chains, R-hat
+  and ESS need at least four draws per chain, and neither exists for draws
+  that are constant or not finite. A sample too small to be checked is
+  reported as a problem, never passed silently.
 
 Every function here takes plain NumPy arrays with leading ``(chain, draw)``
 axes and returns plain numbers or arrays, so they can be tested without a
@@ -35,6 +39,7 @@ from hierlm.results.display import html_report
 __all__ = [
     "RHAT_MAX",
     "ESS_PER_CHAIN_MIN",
+    "MIN_DRAWS",
     "count_true",
     "max_rhat",
     "min_ess",
@@ -45,6 +50,7 @@ __all__ = [
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
+MIN_DRAWS = 4  # fewest draws per chain for (split) R-hat and ESS
 
 
 def count_true(flags: np.ndarray | None) -> int:
@@ -60,8 +66,10 @@ def _as_chain_draw_matrix(draws: np.ndarray) -> np.ndarray:
 
 def max_rhat(draws: np.ndarray) -> float:
     """Largest rank-normalised split R-hat over the trailing axes of (chain, draw, ...) draws."""
-    values = array_stats.rhat(_as_chain_draw_matrix(draws), chain_axis=0, draw_axis=1)
-    return float(np.nanmax(values)) if np.size(values) else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant draws: NaN, reported by diagnose
+        values = np.asarray(array_stats.rhat(_as_chain_draw_matrix(draws), chain_axis=0, draw_axis=1))
+    finite = values[np.isfinite(values)]
+    return float(np.max(finite)) if finite.size else float("nan")
 
 
 def min_ess(draws: np.ndarray, method: str = "bulk") -> float:
@@ -71,10 +79,12 @@ def min_ess(draws: np.ndarray, method: str = "bulk") -> float:
     of the equal-tailed interval at ``rcParams["stats.ci_prob"]``.
     """
     prob = float(rcParams["stats.ci_prob"]) if method == "tail" else None
-    values = array_stats.ess(
-        _as_chain_draw_matrix(draws), chain_axis=0, draw_axis=1, method=method, prob=prob
-    )
-    return float(np.nanmin(values)) if np.size(values) else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.asarray(array_stats.ess(
+            _as_chain_draw_matrix(draws), chain_axis=0, draw_axis=1, method=method, prob=prob
+        ))
+    finite = values[np.isfinite(values)]
+    return float(np.min(finite)) if finite.size else float("nan")
 
 
 @dataclass
@@ -166,9 +176,9 @@ def diagnose(
     n_chains, n_draws = int(first.shape[0]), int(first.shape[1])
     rhat, bulk, tail = {}, {}, {}
     for name, values in draws.items():
-        if n_chains > 1 and n_draws >= 4:
+        if n_chains > 1 and n_draws >= MIN_DRAWS:
             rhat[name] = max_rhat(values)
-        if n_draws >= 4:
+        if n_draws >= MIN_DRAWS:
             bulk[name] = min_ess(values, "bulk")
             tail[name] = min_ess(values, "tail")
     report = DiagnosticReport(
@@ -180,6 +190,7 @@ def diagnose(
         n_chains=n_chains,
         n_draws=n_draws,
     )
+    report.problems.extend(_not_checked(n_chains, n_draws, list(draws), rhat, bulk, tail))
     other = "marginal" if formulation == "full" else "full"
     higher = min(0.99, max(0.95, target_accept + 0.1))
     total = n_chains * n_draws
@@ -211,6 +222,25 @@ def diagnose(
             f"sampling is inefficient; raise max_treedepth or try formulation='{other}'."
         )
     return report
+
+
+def _not_checked(n_chains: int, n_draws: int, names: list[str], rhat: Mapping[str, float],
+                 bulk: Mapping[str, float], tail: Mapping[str, float]) -> list[str]:
+    """Sentences for the checks a sample is too small (or too degenerate) to allow."""
+    if n_draws < MIN_DRAWS:
+        return [f"only {n_draws} draw(s) per chain: R-hat and the effective sample size need at "
+                f"least {MIN_DRAWS}, so convergence was not checked; run more draws (e.g. draws=1000)."]
+    out = []
+    if n_chains < 2:
+        out.append(f"{n_chains} chain only: R-hat compares chains, so convergence was not checked; "
+                   "run chains=4.")
+    failed = [name for name in names
+              if not (np.isfinite(bulk[name]) and np.isfinite(tail[name])
+                      and (n_chains < 2 or np.isfinite(rhat[name])))]
+    if failed:
+        out.append(f"R-hat / effective sample size could not be computed for {', '.join(failed)} "
+                   "(draws constant or not finite): those variables were not checked.")
+    return out
 
 
 def warn_if_problems(report: DiagnosticReport, stacklevel: int = 3) -> None:

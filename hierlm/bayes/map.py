@@ -55,6 +55,7 @@ from hierlm.bayes.priors import Prior, PriorTable
 from hierlm.bayes.result import BayesResult
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
+from hierlm.design.checks import require_varying_response
 from hierlm.design.crossprod import ThetaLayout, theta_layout
 from hierlm.errors import FitError, SingularFitWarning
 
@@ -431,14 +432,18 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
     Raises
     ------
     FitError
-        For reml with non-flat fixed-effect priors, or a model without random effects.
+        For reml with non-flat fixed-effect priors or not a bool, a model
+        without random effects, or a constant response.
     """
     start = time.perf_counter()
+    if not isinstance(reml, (bool, np.bool_)):
+        raise FitError(f"reml must be True or False, got {reml!r}")
     design, prior_table, family = design_and_priors(model, priors)
     if family != "gaussian":
         raise FitError(f"MAP for family={family!r} is not implemented")
     if not design.blocks:
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
+    require_varying_response(design.y, design.X, design.response)
     if reml and not prior_table.fixef_flat:
         raise FitError(
             "reml=True integrates the fixed effects out under a flat prior; give them flat priors "

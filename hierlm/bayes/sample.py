@@ -37,14 +37,28 @@ leading (chain, draw) axes and the sampler statistics under common names
 (``diverging``, ``reached_max_treedepth``, ``tree_depth``, ``step_size``,
 ``n_steps``, ``lp``, ``energy``, ``acceptance_rate``), so that everything
 after sampling is sampler-independent.
+
+Interrupting
+------------
+nutpie and PyMC catch ``KeyboardInterrupt`` themselves and return the draws
+made so far as if sampling had finished. :func:`run_sampler` watches for
+Ctrl-C (SIGINT) while the sampler runs; when it came, the sampler has
+stopped (its own cleanup ran) and ``KeyboardInterrupt`` is raised again, so
+no half-empty posterior is ever reported as a finished fit. A sample that
+comes back short without an interrupt raises a
+:class:`~hierlm.errors.FitError`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,13 +344,72 @@ def run_sampler(built: BuiltModel, settings: SamplerSettings) -> RawSample:
     Raises
     ------
     FitError
-        If the requested sampler is not installed.
+        If the requested sampler is not installed, or it returned fewer
+        (or non-finite) draws than asked for.
+    KeyboardInterrupt
+        When sampling was interrupted (Ctrl-C): the sampler has stopped, and
+        nothing is returned.
     """
     if settings.sampler not in available_samplers():
         raise FitError(
             f"sampler={settings.sampler!r} is not installed; available: " + ", ".join(available_samplers())
         )
     names = stored_variables(built)
-    if settings.sampler == "nutpie":
-        return _run_nutpie(built, settings, names)
-    return _run_pymc(built, settings, names)
+    runner = _run_nutpie if settings.sampler == "nutpie" else _run_pymc
+    with _watch_interrupt() as interrupted:
+        try:
+            raw = runner(built, settings, names)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                "Sampling was interrupted (Ctrl-C); the sampler was stopped and no fit is returned."
+            ) from None
+    shortfall = _shortfall(raw, settings)
+    if interrupted.is_set():
+        raise KeyboardInterrupt(
+            "Sampling was interrupted (Ctrl-C)" + (f" {shortfall}" if shortfall else "")
+            + "; the sampler was stopped and no fit is returned, since a partial posterior "
+            "would look finished. Run again (with fewer draws if time is short)."
+        )
+    if shortfall:
+        raise FitError(f"The {settings.sampler} sampler returned an incomplete sample: {shortfall}.")
+    return raw
+
+
+@contextmanager
+def _watch_interrupt() -> Iterator[threading.Event]:
+    """Set the yielded event when SIGINT arrives, then let the usual handler run.
+
+    Samplers that catch ``KeyboardInterrupt`` and return what they have would
+    otherwise hide the interrupt. Outside the main thread (where Python
+    delivers no signals) the event is never set.
+    """
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        interrupted.set()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _shortfall(raw: RawSample, settings: SamplerSettings) -> str:
+    """What is missing from a sample (wrong shape or non-finite draws); empty when complete."""
+    shape = raw.draws[FIXEF].shape[:2] if FIXEF in raw.draws else (0, 0)
+    if tuple(shape) != (settings.chains, settings.draws):
+        return (f"after {shape[1]} of {settings.draws} draws per chain "
+                f"({shape[0]} of {settings.chains} chains)")
+    bad = [name for name, values in raw.draws.items() if not np.all(np.isfinite(values))]
+    if bad:
+        return f"with non-finite draws of {', '.join(bad)}"
+    return ""

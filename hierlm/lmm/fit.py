@@ -24,9 +24,8 @@ from scipy.optimize import minimize
 
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
-from hierlm.design.crossprod import crossproducts
+from hierlm.design.checks import require_varying_response
 from hierlm.errors import ConvergenceWarning, FitError, SingularFitWarning
-from hierlm.lmm.objective import LmmObjective
 from hierlm.lmm.optimum import (
     SINGULAR_TOL,
     FitRecord,
@@ -34,7 +33,9 @@ from hierlm.lmm.optimum import (
     projected_gradient,
     singular_components,
 )
+from hierlm.lmm.parameters import Criterion, criterion_for
 from hierlm.lmm.result import LmmResult
+from hierlm.options import require_bool
 
 __all__ = ["FitRecord", "fit_lmm", "minimize_theta", "singular_components", "SINGULAR_TOL",
            "blas_threads", "theta_column_scale", "projected_gradient"]
@@ -49,7 +50,31 @@ _OPTIMIZER_ALIASES = {"lbfgsb": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "bobyqa": "C
                       "slsqp": "SLSQP", "trust-constr": "trust-constr"}
 
 
-def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B",
+# Scaled criterion value returned for trial points where the criterion cannot be evaluated.
+_REFUSED = 1e30
+
+
+def _warn_at_limits(kernel: Criterion, theta: np.ndarray) -> None:
+    """Warn when a structure's parameter ended at the optimiser's finite limit."""
+    _, upper = kernel.box()
+    lower = kernel.box()[0]
+    finite_hi, finite_lo = np.isfinite(upper), np.isfinite(lower) & ~np.isfinite(kernel.lower)
+    tol = 1e-6
+    hi = np.where(finite_hi, upper, 0.0)
+    lo = np.where(finite_lo, lower, 0.0)
+    at = (finite_hi & (theta >= hi - tol * np.abs(hi))) | (finite_lo & (theta <= lo + tol * np.abs(lo)))
+    if at.any():
+        names = [kernel.names[k] for k in np.flatnonzero(at)]
+        warnings.warn(
+            "boundary fit: " + ", ".join(names) + " ended at the optimiser's limit: a "
+            "correlation within 1e-6 of +-1, or an SD more than 1000 times sigma (sigma is then "
+            "not identified: the residual is confounded with the term's diagonal, one observation "
+            "per group and term). Simplify the structure, or write the within-group covariance "
+            "as a residual structure (residual='ar1(time | group)') without that term.",
+            SingularFitWarning, skip_file_prefixes=(PACKAGE_DIR,))
+
+
+def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
                    start: np.ndarray | None = None, max_evaluations: int = 2000,
                    ftol: float = 1e-12, gtol: float = 1e-6, polish: bool = True,
                    column_scale: np.ndarray | None = None,
@@ -58,8 +83,8 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
 
     Parameters
     ----------
-    kernel : LmmObjective
-        The criterion.
+    kernel : LmmObjective or StructuredObjective
+        The criterion (over lme4's theta, or over the structures' parameters).
     reml : bool
         REML criterion or ML deviance.
     optimizer : str
@@ -100,17 +125,20 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
     if np.any(theta0 < lower):
         raise FitError("start has a negative diagonal theta entry; diagonal entries are >= 0.")
     before = kernel.evaluations
+    if lower.size == 0:  # independent residuals, no random effects: nothing to optimise
+        value0 = float(kernel(theta0, reml))
+        return theta0, value0, True, "no covariance parameters", kernel.evaluations - before
     uses_gradient = method in _GRADIENT_OPTIMIZERS
     # The optimiser works on x = theta * sqrt(levels): the curvature of the
     # criterion in a variance parameter grows about linearly with the number
     # of levels of its factor, so this evens out the scales (crossed designs
     # with 3000 and 14 levels need markedly fewer iterations).
     cp = kernel.cp
-    levels = np.array([
-        next(f.n_levels for f in cp.factors if b in f.blocks) for b in cp.layout.block
-    ], dtype=float)
+    levels = kernel.parameter_levels()
     x_scale = np.sqrt(np.maximum(levels, 1.0)) * unit
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    box_lower, box_upper = kernel.box()
+    bounds = [(lo * s if np.isfinite(lo) else None, hi * s if np.isfinite(hi) else None)
+              for lo, hi, s in zip(box_lower, box_upper, x_scale, strict=True)]
     # Scale the criterion (about n times a constant) so that tolerances do not
     # depend on the number of rows.
     scale = 1.0 / max(1.0, float(cp.n))
@@ -119,12 +147,19 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
         return kernel(x / x_scale, reml) * scale
 
     def value_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        val, grad = kernel.value_and_gradient(x / x_scale, reml)
+        try:
+            val, grad = kernel.value_and_gradient(x / x_scale, reml)
+        except FitError:
+            if not kernel.needs_bounds:
+                raise
+            # A trial point of the line search where a patterned structure's factor is
+            # numerically singular (a correlation at its limit): refuse it, the search backs off.
+            return _REFUSED, np.zeros_like(x)
         return val * scale, grad * (scale / x_scale)
 
     def run(theta_start: np.ndarray) -> Any:
         x0 = theta_start * x_scale
-        if method == "L-BFGS-B":
+        if method == "L-BFGS-B" and not kernel.needs_bounds:
             # Unconstrained: the criterion only depends on Lambda Lambda', which
             # is unchanged when a column of a template changes sign, so iterates
             # may cross 0 freely (no projection onto the bound, where the
@@ -132,6 +167,13 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
             return minimize(value_grad, x0, jac=True, method=method,
                             options={"maxiter": max_evaluations, "maxfun": max_evaluations,
                                      "ftol": ftol, "gtol": gtol * scale, "maxcor": 20})
+        if method == "L-BFGS-B":
+            # Bounded (structured models): a tighter gradient tolerance, since the flat ridges
+            # of patterned and residual structures would otherwise stop it early.
+            return minimize(value_grad, x0, jac=True, method=method, bounds=bounds,
+                            options={"maxiter": max_evaluations, "maxfun": max_evaluations,
+                                     "ftol": ftol, "gtol": gtol * scale * 1e-3,
+                                     "maxcor": 20})
         if uses_gradient:
             return minimize(value_grad, x0, jac=True, method=method, bounds=bounds,
                             options={"maxiter": max_evaluations})
@@ -144,10 +186,23 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
         raise
     except (ValueError, np.linalg.LinAlgError) as err:
         raise FitError(f"The optimiser {method} failed: {err}") from err
-    theta = _bounded(kernel, np.asarray(res.x, dtype=float) / x_scale)
+    theta = kernel.canonical(np.asarray(res.x, dtype=float) / x_scale)
     converged = bool(res.success)
     message = str(res.message)
     best = kernel(theta, reml)
+    if kernel.needs_bounds:
+        # L-BFGS-B stops on the relative decrease of the scaled criterion; on the flat ridges
+        # of structured models a restart from the end point (fresh curvature memory) goes on.
+        for _ in range(4):
+            again = run(theta)
+            candidate = kernel.canonical(np.asarray(again.x, dtype=float) / x_scale)
+            cand_value = kernel(candidate, reml)
+            improved = cand_value < best - 1e-10 * max(1.0, abs(best))
+            if cand_value < best:
+                theta, best = candidate, cand_value
+                converged, message = bool(again.success), str(again.message)
+            if not improved:
+                break
     if polish:
         # theta_j = 0 is a stationary point of the criterion in the direction of
         # a variance parameter (the criterion is even in it), so a gradient-based
@@ -157,7 +212,7 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
             if escape is None:
                 break
             again = run(escape)
-            candidate = _bounded(kernel, np.asarray(again.x, dtype=float) / x_scale)
+            candidate = kernel.canonical(np.asarray(again.x, dtype=float) / x_scale)
             cand_value = kernel(candidate, reml)
             if cand_value >= best:
                 break
@@ -175,17 +230,7 @@ def minimize_theta(kernel: LmmObjective, reml: bool, optimizer: str = "L-BFGS-B"
     return theta, float(best), converged, message, kernel.evaluations - before
 
 
-def _bounded(kernel: LmmObjective, theta: np.ndarray) -> np.ndarray:
-    """Flip template columns with a negative diagonal (same covariance), then clip."""
-    layout = kernel.cp.layout
-    out = theta.copy()
-    for k in np.flatnonzero(layout.is_diagonal & (theta < 0)):
-        column = (layout.block == layout.block[k]) & (layout.col == layout.col[k])
-        out[column] = -out[column]
-    return np.maximum(out, layout.lower)
-
-
-def _escape_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value: float,
+def _escape_boundary(kernel: Criterion, reml: bool, theta: np.ndarray, value: float,
                      lower: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
     """Return a better start when a bounded entry at (or near) 0 should be positive."""
     tolerance = 1e-10 * max(1.0, abs(value))
@@ -200,7 +245,7 @@ def _escape_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value:
     return best_trial
 
 
-def _snap_to_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value: float,
+def _snap_to_boundary(kernel: Criterion, reml: bool, theta: np.ndarray, value: float,
                       lower: np.ndarray, unit: np.ndarray) -> tuple[np.ndarray, float]:
     """Set tiny diagonal entries to exactly 0 when the criterion does not increase."""
     tolerance = 1e-10 * max(1.0, abs(value))
@@ -213,16 +258,13 @@ def _snap_to_boundary(kernel: LmmObjective, reml: bool, theta: np.ndarray, value
     return theta, value
 
 
-def theta_column_scale(design: Design, kernel: LmmObjective) -> np.ndarray:
+def theta_column_scale(design: Design, kernel: Criterion) -> np.ndarray:
     """Root mean square of the random-effect column of each theta entry's template row.
 
     1 for intercepts; a predictor multiplied by ``c`` gets ``c`` times its scale,
     so ``theta * scale`` is unchanged (see :func:`minimize_theta`).
     """
-    layout = kernel.cp.layout
-    rms = [np.sqrt(np.mean(np.square(np.asarray(b.z, dtype=float)), axis=0)) for b in design.blocks]
-    scale = np.array([rms[b][r] for b, r in zip(layout.block, layout.row, strict=True)], dtype=float)
-    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return kernel.column_scale(design)
 
 
 def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str = "L-BFGS-B",
@@ -266,13 +308,25 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     Raises
     ------
     FitError
-        If the design has no random-effect term or the system is degenerate.
+        If the design has no random-effect term, the response is constant, an
+        option is invalid (``warn="no"``, a non-finite ``start``) or the system
+        is degenerate.
+
+    Notes
+    -----
+    The kernel works on an orthonormal basis of the fixed-effect columns
+    (:mod:`hierlm.lmm.conditioning`: centred, scaled and decorrelated by QR);
+    every result is on the original scale.
     """
     if not isinstance(design, Design):
         raise FitError(f"fit_lmm needs a Design, got {type(design).__name__}.")
-    if not design.blocks:
+    require_bool(reml, "reml")
+    require_bool(polish, "polish")
+    require_bool(warn, "warn")
+    if not design.blocks and design.residual is None:
         raise FitError("The formula has no random-effect term (| group); "
-                       "ML/REML mixed-model fitting needs at least one.")
+                       "ML/REML mixed-model fitting needs at least one, or a residual "
+                       "structure (residual='ar1(week | id)', a GLS / MMRM model).")
     if design.n <= design.p:
         raise FitError(f"{design.n} observations cannot identify {design.p} fixed effects.")
     if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, (int, np.integer)) \
@@ -286,9 +340,14 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
             start = np.array(start, dtype=float)
         except (TypeError, ValueError):
             raise FitError(f"start must be an array of theta values, got {start!r}.") from None
+        if not np.all(np.isfinite(start)):
+            raise FitError(f"start has non-finite value(s) {start[~np.isfinite(start)].tolist()}; "
+                           "give finite theta values, or omit start for lme4's default.")
+    require_varying_response(design.y, design.X, design.response)
     clock = time.perf_counter()
     with blas_threads(threads):
-        kernel = LmmObjective(crossproducts(design))
+        # an orthonormal basis of X (same results, no digits lost to cancellation)
+        kernel = criterion_for(design)
         column_scale = theta_column_scale(design, kernel)
         theta0 = kernel.start() / column_scale if start is None else start
         theta, value, converged, message, n_eval = minimize_theta(
@@ -296,7 +355,7 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
             polish=polish, column_scale=column_scale)
         lower = kernel.lower
         _, grad = kernel.value_and_gradient(theta, reml)
-    names = kernel.cp.layout.names
+    names = kernel.names
     boundary = tuple(names[k] for k in range(theta.size)
                      if np.isfinite(lower[k]) and theta[k] <= lower[k])
     record = FitRecord(
@@ -311,10 +370,11 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
         result = LmmResult(design=design, model=model, kernel=kernel, theta=theta, reml=reml,
                            fit_record=record, threads=threads, fitter=fit_lmm)
     if warn:
+        _warn_at_limits(kernel, theta)
         singular = singular_components(theta, lower, names, column_scale=column_scale)
         if singular:
-            layout = kernel.cp.layout
-            described = [f"{name} in ({design.blocks[layout.block[names.index(name)]].term})"
+            blocks = kernel.parameter_blocks()
+            described = [f"{name} in ({design.blocks[blocks[names.index(name)]].term})"
                          for name in singular]
             warnings.warn(
                 "boundary (singular) fit: " + ", ".join(described)

@@ -54,6 +54,8 @@ def fit(name: str = "sleep") -> Any:
             "sleep_shifted": _quiet(lambda: hl.Model(
                 FORMULA, SLEEP.assign(Reaction=SLEEP["Reaction"] + 1.0)).fit()),
             "machines": _quiet(lambda: hl.Model("score ~ Machine + (1 | Worker)", MACHINES).fit()),
+            "ck": _quiet(lambda: hl.Model("Reaction ~ C(k) + (1 | Subject)",
+                                          SLEEP.assign(k=SLEEP["Days"] % 3)).fit()),
         })
     return FITS[name]
 
@@ -109,6 +111,15 @@ CASES: list[Case] = [
      "Reactn"),
     ("log of a non-positive response", model("log(Days) ~ 1 + (1 | Subject)"), DataError,
      "log(Days)"),
+    ("'.' shorthand", model("Reaction ~ . + (1 | Subject)"), FormulaError, "'.' shorthand"),
+    ("offset() term", model("Reaction ~ Days + offset(Days) + (1 | Subject)"), FormulaError,
+     "offset() is not supported yet"),
+    ("cbind() response", model("cbind(Reaction, Days) ~ 1 + (1 | Subject)"), FormulaError,
+     "cbind() responses"),
+    ("log of zero in a fixed-effect term", model("Reaction ~ log(Days) + (1 | Subject)"), DataError,
+     "'log(Days)' (18 row(s))"),
+    ("NaN from a transform in a bar", model("Reaction ~ Days + (sqrt(Days - 5) | Subject)"),
+     DataError, "'sqrt(Days - 5)' (90 row(s)) of the bar"),
     # ------------------------------------------------------------------ data
     ("data is a list", model(data=[1.0, 2.0]), InputTypeError, "list"),
     ("data is a dict", model(data={"Reaction": [1.0]}), InputTypeError, "dict"),
@@ -127,6 +138,21 @@ CASES: list[Case] = [
      DataError, "Subject"),
     ("non-numeric response", model(data=with_column(SLEEP, Reaction=lambda d: d["Reaction"]
                                                     .astype(str))), DataError, "Reaction"),
+    ("object column mixing 5 and '5'", model("Reaction ~ g + (1 | Subject)", with_column(
+        SLEEP, g=lambda d: np.array([5 if i % 2 else "5" for i in range(len(d))], dtype=object))),
+     DataError, "Column 'g' mixes values"),
+    ("object grouping column mixing 5 and '5'", model("Reaction ~ 1 + (1 | g)", with_column(
+        SLEEP, g=lambda d: np.array([5 if i % 2 else "5" for i in range(len(d))], dtype=object))),
+     DataError, "Column 'g' mixes values"),
+    ("datetime predictor", model("Reaction ~ t + (1 | Subject)", with_column(
+        SLEEP, t=lambda d: pd.Timestamp("2020-01-01") + pd.to_timedelta(d["Days"], unit="D"))),
+     DataError, "Column 't'"),
+    ("timedelta predictor", model("Reaction ~ t + (1 | Subject)", with_column(
+        SLEEP, t=lambda d: pd.to_timedelta(d["Days"], unit="D"))), DataError, "Column 't'"),
+    ("response at 1e200", model(data=with_column(SLEEP, Reaction=lambda d: d["Reaction"] * 1e200)),
+     DataError, "'Reaction' reaches"),
+    ("response at 1e-200", model(data=with_column(SLEEP, Reaction=lambda d: d["Reaction"] * 1e-200)),
+     DataError, "'Reaction' varies by only"),
     ("grouping factor with one level", model(data=with_column(SLEEP, Subject="s1")), DataError,
      "Subject"),
     ("one level per observation", model("Reaction ~ Days + (1 | row)",
@@ -135,11 +161,15 @@ CASES: list[Case] = [
     ("more random effects than rows", model(
         "Reaction ~ Days + (Days | pair)",
         with_column(SLEEP, pair=lambda d: np.arange(len(d)) // 2)), DataError, "Days | pair"),
-    ("aliased fixed-effect column", model("Reaction ~ Days + Days2 + (1 | Subject)",
-                                          with_column(SLEEP, Days2=lambda d: 2 * d["Days"])),
-     RankDeficientError, "Days2"),
+    ("aliased fixed-effect column with drop_aliased=False", model(
+        "Reaction ~ Days + Days2 + (1 | Subject)", with_column(SLEEP, Days2=lambda d: 2 * d["Days"]),
+        drop_aliased=False), RankDeficientError, "Days2"),
     ("constant response", lambda: hl.Model(FORMULA, with_column(SLEEP, Reaction=250.0)).fit(),
      FitError, "response"),
+    ("constant response under MAP", lambda: hl.Model(FORMULA, with_column(SLEEP, Reaction=250.0)).fit(
+        "map"), FitError, "response 'Reaction' is constant"),
+    ("constant response under NUTS", lambda: hl.Model(FORMULA, with_column(SLEEP, Reaction=250.0)).fit(
+        "nuts", progressbar=False), FitError, "response 'Reaction' is constant"),
     # ------------------------------------------------------- Model arguments
     ("unsupported family", model(family="poisson"), InputTypeError, "poisson"),
     ("unknown na_action", model(na_action="drop"), InputTypeError, "drop"),
@@ -148,6 +178,7 @@ CASES: list[Case] = [
      "Subjx"),
     ("reference to unknown level", model(reference={"Subject": "999x"}), DataError, "999x"),
     ("priors of the wrong type", model(priors=3), InputTypeError, "priors"),
+    ("drop_aliased not a bool", model(drop_aliased="yes"), InputTypeError, "drop_aliased"),
     ("unknown prior key", model(priors={"Dayz": "flat"}), PriorError, "Dayz"),
     ("unknown named prior set", model(priors="weak"), PriorError, "weak"),
     # --------------------------------------------------------- fit arguments
@@ -160,6 +191,12 @@ CASES: list[Case] = [
     ("negative variance in start", sleep_fit(start=[-1.0, 0.0, 1.0]), FitError, "negative"),
     ("max_evaluations = 0", sleep_fit(max_evaluations=0), FitError, "max_evaluations"),
     ("threads not an integer", sleep_fit(threads="x"), FitError, "threads"),
+    ("warn not a bool", sleep_fit(warn="no"), FitError, "warn must be True or False"),
+    ("NaN in start", sleep_fit(start=[np.nan, 0.0, 1.0]), FitError, "non-finite"),
+    ("infinity in start", sleep_fit(start=[1.0, np.inf, 1.0]), FitError, "non-finite"),
+    ("MAP given a NUTS option", sleep_fit(method="map", draws=-5), FitError, "'draws'"),
+    ("MAP given a sampler", sleep_fit(method="map", sampler="foo"), FitError, "'sampler'"),
+    ("MAP reml not a bool", sleep_fit(method="map", reml="yes"), FitError, "reml"),
     ("no random-effect term", lambda: hl.Model("Reaction ~ Days", SLEEP).fit(), FitError,
      "random-effect term"),
     # -------------------------------------------------------- predict / new data
@@ -179,6 +216,15 @@ CASES: list[Case] = [
      lambda: fit("machines").predict(with_column(MACHINES, Machine=1.5)), DataError, "Machine"),
     ("predict: include_random not a bool", lambda: fit().predict(SLEEP, include_random="no"),
      InputTypeError, "include_random"),
+    ("predict: factor given as integers",
+     lambda: fit("machines").predict(with_column(MACHINES, Machine=lambda d: d["Machine"].cat.codes
+                                                 .astype(int))), DataError, "Column 'Machine' was a factor"),
+    ("predict: C(k) given as text", lambda: fit("ck").predict(with_column(
+        SLEEP, k=lambda d: (d["Days"] % 3).astype(str))), DataError, "Column 'k' was numeric"),
+    ("predict: unseen level of C(k)", lambda: fit("ck").predict(with_column(SLEEP, k=7)), DataError,
+     "never saw"),
+    ("predict: bool where a number was fitted", lambda: fit().predict(with_column(
+        SLEEP, Days=lambda d: d["Days"] > 4)), DataError, "Column 'Days' was numeric"),
     ("new levels not allowed", lambda: hl.Model(FORMULA, SLEEP).new_design(
         with_column(SLEEP, Subject="new"), allow_new_levels=False), NewLevelError, "new"),
     # ------------------------------------------------------ result accessors
@@ -225,6 +271,9 @@ CASES: list[Case] = [
     ("target_accept above 1", nuts(target_accept=1.5), FitError, "target_accept"),
     ("max_treedepth = 0", nuts(max_treedepth=0), FitError, "max_treedepth"),
     ("random_seed not an integer", nuts(random_seed="abc"), FitError, "random_seed"),
+    ("random_seed of 2**64", nuts(random_seed=2**64), FitError, "random_seed"),
+    ("negative random_seed", nuts(random_seed=-1), FitError, "random_seed"),
+    ("progressbar not a bool", nuts(progressbar="no"), FitError, "progressbar"),
     ("unknown formulation", nuts(formulation="foo"), FitError, "foo"),
     ("unknown sampler", nuts(sampler="foo"), FitError, "foo"),
     ("unknown backend", nuts(backend="foo"), FitError, "foo"),
@@ -258,7 +307,7 @@ CASES: list[Case] = [
 def test_catalogue_is_large_and_distinct():
     ids = [case[0] for case in CASES]
     assert len(ids) == len(set(ids))
-    assert len(ids) >= 30
+    assert len(ids) >= 125
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
