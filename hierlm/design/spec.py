@@ -492,7 +492,8 @@ def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,
                 "make every pair of a group's observations equally correlated: the two are not "
                 "jointly identified (the intercept variance trades against the residual "
                 "correlation). Keep one of them.", HierlmWarning, stacklevel=4)
-    variance_codes, variance_labels = (None, ())
+    variance_codes: np.ndarray | None = None
+    variance_labels: tuple[str, ...] = ()
     if variance is not None:
         variance_codes, variance_labels = _grouping_codes(data, (variance,))
     return build_residual(residual, data, group_codes, group_labels, variance, variance_codes,
