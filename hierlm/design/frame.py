@@ -463,7 +463,8 @@ def new_model_matrix(spec: Any, frame: pd.DataFrame, where: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
         try:
-            matrix = copy.deepcopy(spec).get_model_matrix(frame, context=FORMULA_CONTEXT)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # checked after
+                matrix = copy.deepcopy(spec).get_model_matrix(frame, context=FORMULA_CONTEXT)
         except DataMismatchWarning as warning:
             text = str(warning)
             unseen = text[text.find(":") + 1:text.find(". They")].strip() if ". They" in text else text

@@ -84,9 +84,15 @@ def _plain(error: BaseException) -> str:
 
 
 def _materialize(formula: str, data: pd.DataFrame, where: str) -> Any:
-    """Run formulaic on ``formula`` with hierlm's transforms, translating its errors."""
+    """Run formulaic on ``formula`` with hierlm's transforms, translating its errors.
+
+    numpy's warnings about a transform outside its domain (log of 0) are
+    silenced: the matrices are checked afterwards and such values raise a
+    DataError naming the term (:func:`hierlm.design.checks.require_finite_matrix`).
+    """
     try:
-        return model_matrix(formula, data, context=FORMULA_CONTEXT, na_action="ignore")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return model_matrix(formula, data, context=FORMULA_CONTEXT, na_action="ignore")
     except (FormulaicError, SyntaxError) as error:
         raise FormulaError(f"Cannot build {where} from {formula!r}: {_plain(error)}") from None
 
