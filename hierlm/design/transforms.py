@@ -94,4 +94,7 @@ FORMULA_CONTEXT: dict[str, Any] = {
     "log10": np.log10,
     "exp": np.exp,
     "sqrt": np.sqrt,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "abs": np.abs,
 }

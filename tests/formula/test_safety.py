@@ -60,3 +60,13 @@ def test_formula_text_checks_each_python_piece():
 def test_parse_formula_refuses_before_any_evaluation(formula):
     with pytest.raises(FormulaError, match="not allowed"):
         parse_formula(formula)
+
+
+def test_every_allowed_bare_transform_is_defined():
+    """An allowed name must also evaluate: each is in hierlm's or formulaic's context."""
+    from formulaic.transforms import TRANSFORMS
+
+    from hierlm.design.transforms import FORMULA_CONTEXT
+    from hierlm.formula.safety import ALLOWED_FUNCTIONS
+
+    assert ALLOWED_FUNCTIONS <= set(FORMULA_CONTEXT) | set(TRANSFORMS)
