@@ -134,8 +134,8 @@ print("RESULT" + json.dumps({{
     "simulate": simulated - start, "fit": done - simulated, "timing": fit.timing,
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
     "estimates": {{label(g, a, b): m
-                  for g, a, b, m in zip(vc["group"], vc["term1"], vc["term2"], vc["mean"])}},
-    "fixef": fit.fixef()["mean"].tolist(), "min_ess_bulk": float(vc["ess_bulk"].min()),
+                  for g, a, b, m in zip(vc["group"], vc["term1"], vc["term2"], vc["estimate"])}},
+    "fixef": fit.fixef()["estimate"].tolist(), "min_ess_bulk": float(vc["ess_bulk"].min()),
 }}))
 """
 

@@ -62,9 +62,9 @@ def main() -> None:
         bayes = split.fit(method="nuts", progressbar=False, **SAMPLING)
         bayes_single = single.fit(method="nuts", progressbar=False, **SAMPLING)
     post = bayes.fixef()
-    print(post[["mean", "sd"]].round(3))
-    print(f"single slope of y ~ x + (1 | g): {bayes_single.fixef().loc['x', 'mean']:.3f}")
-    contextual_post = post.loc[BETWEEN, "mean"] - post.loc[WITHIN, "mean"]
+    print(post[["estimate", "std_error"]].round(3))  # posterior mean and SD
+    print(f"single slope of y ~ x + (1 | g): {bayes_single.fixef().loc['x', 'estimate']:.3f}")
+    contextual_post = post.loc[BETWEEN, "estimate"] - post.loc[WITHIN, "estimate"]
     print(f"NUTS contextual effect (posterior mean of between - within): {contextual_post:.3f}")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
 
+from hierlm.core.defaults import DEFAULT_PROB
 from hierlm.core.formatting import format_pvalue, significance_stars
-from hierlm.results.display import FitSummary
+from hierlm.results.display import FitSummary, html_report
 
 __all__ = ["LmmSummary", "abbreviate", "format_pvalue", "significance_stars"]
 
@@ -151,6 +153,12 @@ class LmmSummary(FitSummary):
         lines = ["Correlation of Fixed Effects:"]
         lines.extend(_table(rows, ["l"] + ["r"] * (p - 1)))
         return lines
+
+    def _repr_html_(self) -> str:
+        """The lme4-style report as preformatted text, then the two tables, for notebooks."""
+        return (f"<div class='hierlm-result'><pre>{html.escape(str(self))}</pre></div>"
+                + html_report([f"Tables at prob={self.prob or DEFAULT_PROB}"],
+                              {"Fixed effects": self.fixed, "Variance components": self.random}))
 
     def __str__(self) -> str:
         parts = [self._header(), [""], self._random(), [""], self._fixed()]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hierlm.core.defaults import DEFAULT_PROB
 from hierlm.design.blocks import Design
 from hierlm.design.terms import fixed_terms
 from hierlm.errors import FitError
@@ -387,14 +388,15 @@ class LmmResult(ResultMethods, InterpretMethods):
         """Min, quartiles and max of the scaled residuals (as in lme4's summary)."""
         return np.quantile(self.residuals(scaled=True), [0.0, 0.25, 0.5, 0.75, 1.0])
 
-    def confint(self, level: float = 0.95, method: str = "wald", n_boot: int = 500,
+    def confint(self, level: float | None = None, method: str = "wald", n_boot: int = 500,
                 random_seed: int | None = None) -> pd.DataFrame:
         """Confidence intervals: Wald for the fixed effects, or profile likelihood for everything.
 
         Parameters
         ----------
-        level : float
-            Confidence level, between 0 and 1.
+        level : float, optional
+            Confidence level, between 0 and 1 (lme4's name for ``prob``);
+            ``hierlm.DEFAULT_PROB`` (0.95) when None.
         method : {"wald", "profile", "boot"}
             ``"wald"``: fixed effects only, ``estimate +- t * SE`` with
             Satterthwaite's df (lmerTest-style), instant. ``"profile"``: every
@@ -413,6 +415,7 @@ class LmmResult(ResultMethods, InterpretMethods):
             boot: indexed ``sd_<term>|<group>``, ``cor_<term2>.<term1>|<group>``,
             ``sigma``, then the fixed effects, in lme4's order.
         """
+        level = DEFAULT_PROB if level is None else level
         if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) \
                 or not 0.0 < level < 1.0:
             raise FitError(f"level must be a number between 0 and 1, got {level!r}.")
