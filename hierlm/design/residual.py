@@ -41,6 +41,7 @@ from hierlm.design.covariance import (
     FREE_LIMIT,
     AR1Correlation,
     CompoundSymmetryCorrelation,
+    CorrelationModel,
     ToeplitzCorrelation,
 )
 from hierlm.errors import FormulaError
@@ -140,6 +141,7 @@ class ResidualStructure:
         self.base = base
         self.heterogeneous = name in _HETEROGENEOUS
         self._grid: np.ndarray | None = None
+        self._correlation: CorrelationModel | None
         if base in _INTEGER_TIME:
             offsets = self.times - self.times[0]
             self._grid = np.rint(offsets).astype(np.int64)
@@ -394,7 +396,9 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     group_codes, group_labels : numpy.ndarray, tuple of str
         The residual group of each row, coded.
     variance : str, optional
-        The ``variance=`` column, with its codes and labels.
+        The ``variance=`` column.
+    variance_codes, variance_labels : numpy.ndarray and tuple of str, optional
+        Its level of each row and its levels (the first has SD ratio 1).
 
     Raises
     ------

@@ -136,7 +136,7 @@ class GroupedObjective:
 
     @property
     def kernel(self) -> GroupedObjective:
-        """This object (the interface of :class:`~hierlm.lmm.parameters.StructuredObjective`)."""
+        """Return itself (the interface of :class:`~hierlm.lmm.parameters.StructuredObjective`)."""
         return self
 
     def start(self) -> np.ndarray:
@@ -192,6 +192,7 @@ class GroupedObjective:
         residual = self.residual
         structure = residual.structure
         times = batch.times[:1] if batch.shared else batch.times
+        d_s: np.ndarray | None
         if structure.base == "car1":
             s, d_s = structure.for_times(struct, times)
         else:
