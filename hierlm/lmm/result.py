@@ -244,6 +244,10 @@ class LmmResult(ResultMethods, InterpretMethods):
         """
         names = list(self.design.fixed_names)
         rows = [self.contrast(np.eye(len(names))[i], ddf=ddf, prob=prob) for i in range(len(names))]
+        if not rows:  # y ~ 0 + (1 | g): the table keeps its columns
+            empty = point_table(np.zeros(0), np.zeros(0), prob, df=np.zeros(0))
+            columns = list(dict.fromkeys([*empty.columns, "df", "t_value", "p_value"]))
+            return pd.DataFrame(columns=columns, index=pd.Index([], name="term"), dtype=float)
         return pd.DataFrame(rows, index=pd.Index(names, name="term"))
 
     # -------------------------------------------------------- random effects
