@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+import scipy.sparse as sp
 
 from hierlm.design.blocks import Design
 from hierlm.design.crossprod import theta_layout
@@ -341,6 +342,34 @@ class GroupedObjective:
                         ldRX2=fac["ldrx2"], r2=fac["r2"], sigma=sigma, beta=beta,  # type: ignore[arg-type]
                         R_X=fac["r_x"], unscaled_vcov=fac["unscaled"], u=u_list, b=b_list,  # type: ignore[arg-type]
                         cond_var=cv_list if cond_var else None)
+
+    def residual_precision(self, phi: np.ndarray) -> sp.csr_matrix:
+        """``Omega^-1``: the inverse relative residual covariance, block diagonal in row order.
+
+        ``Var(e) = sigma^2 Omega`` with ``Omega_i = M_i S_i M_i`` per group; the mixed-model
+        equations of the prediction error variance weight ``X`` and ``Z`` with it.
+        """
+        _, struct, ratios = self._split(phi)
+        structure = self.residual.structure
+        n = self.design.n
+        rows, cols, vals = [], [], []
+        for batch in self._batches:
+            times = batch.times
+            if structure.base == "car1":
+                s, _ = structure.for_times(struct, times)
+            else:
+                full, _ = structure.over_times(struct)
+                s = full[batch.slots[:, :, None], batch.slots[:, None, :]]
+            if batch.variance is not None:
+                multiplier = np.exp(np.concatenate([[0.0], ratios]))[batch.variance]
+                s = s * multiplier[:, :, None] * multiplier[:, None, :]
+            inverse = np.linalg.inv(np.broadcast_to(s, (batch.rows.shape[0],) + s.shape[1:]))
+            m = batch.rows.shape[1]
+            rows.append(np.repeat(batch.rows, m, axis=1).ravel())
+            cols.append(np.tile(batch.rows, (1, m)).ravel())
+            vals.append(inverse.ravel())
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n, n))
 
     def residual_covariance(self, phi: np.ndarray, sigma: float) -> np.ndarray:
         """Residual covariance over the distinct times (``car1``: at the distinct times)."""

@@ -21,6 +21,7 @@ from hierlm.design.terms import fixed_terms
 from hierlm.errors import FitError
 from hierlm.lmm.bootstrap import bootstrap_confint
 from hierlm.lmm.ftests import anova_table
+from hierlm.lmm.grouped import GroupedObjective
 from hierlm.lmm.kenward_roger import check_ddf, kr_contrast_test
 from hierlm.lmm.kenward_roger import kenward_roger as kenward_roger_covariance
 from hierlm.lmm.objective import Solution
@@ -285,6 +286,7 @@ class LmmResult(ResultMethods, InterpretMethods):
             varpar_cov=lambda: self.varpar_covariance.vcov_varpar,
             covariances_of=covariances_of,
             source=f"{self.method.upper()} Hessian (lmerTest's covariance of theta and sigma)",
+            residual_precision=self._residual_precision(),
         )
         return self.__dict__["_uncertainty"]
 
@@ -294,6 +296,14 @@ class LmmResult(ResultMethods, InterpretMethods):
         return {"kind": "lmm", "idata": None,
                 "fit": {"reml": self.reml, "theta": self.theta, "threads": self.threads,
                         "record": {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}}}
+
+    def _residual_precision(self) -> Callable[[], Any] | None:
+        """``Omega^-1`` of a residual structure, computed on demand (None: independent residuals)."""
+        kernel = self.kernel
+        if not isinstance(kernel, GroupedObjective):
+            return None
+        theta = self.theta
+        return lambda: kernel.residual_precision(theta)
 
     def _header(self) -> list[str]:
         """Short lines describing the fit, for ``repr`` and notebooks."""

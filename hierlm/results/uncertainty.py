@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -175,9 +176,14 @@ class MixedModelEquations:
         Per block, the estimated covariance matrix (q, q) on the response scale.
     sigma : float
         The estimated residual SD.
+    residual_precision : scipy.sparse matrix, optional
+        ``Omega^-1`` for a residual structure (``Var(e) = sigma^2 Omega``): the
+        equations then weight ``X`` and ``Z`` with it (Henderson's equations with
+        ``R = sigma^2 Omega``); identity when None.
     """
 
-    def __init__(self, design: Design, covariances: list[np.ndarray], sigma: float) -> None:
+    def __init__(self, design: Design, covariances: list[np.ndarray], sigma: float,
+                 residual_precision: sp.spmatrix | None = None) -> None:
         self.design = design
         self.sigma = float(sigma)
         roots = [_root(np.asarray(c, dtype=float) / self.sigma ** 2) for c in covariances]
@@ -185,11 +191,12 @@ class MixedModelEquations:
                                   zip(design.blocks, roots, strict=True)], format="csr") \
             if roots else sp.csr_matrix((0, 0))
         zl = (design.sparse_z() @ self.lam).tocsc()
-        a = (zl.T @ zl).toarray() + np.eye(zl.shape[1])
+        weighted = zl if residual_precision is None else sp.csc_matrix(residual_precision @ zl)
+        a = (zl.T @ weighted).toarray() + np.eye(zl.shape[1])
         self.a_inv = np.linalg.inv(a)
         self.a_inv = 0.5 * (self.a_inv + self.a_inv.T)
         # m = P w for w = Lambda' z: P = X'Z Lambda A^-1, (p, m)
-        self.p_matrix = np.asarray((zl.T @ np.asarray(design.X, dtype=float)).T) @ self.a_inv
+        self.p_matrix = np.asarray((weighted.T @ np.asarray(design.X, dtype=float)).T) @ self.a_inv
 
     def variance(self, x: np.ndarray, z: sp.spmatrix, vcov_beta: np.ndarray) -> np.ndarray:
         """Prediction error variance of ``x_i' beta + z_i' b`` per row (see the module docstring).
@@ -255,6 +262,7 @@ class PointUncertainty:
     varpar_cov: Callable[[], np.ndarray]
     covariances_of: Callable[[np.ndarray], tuple[list[np.ndarray], float]]
     source: str = ""
+    residual_precision: Callable[[], Any] | None = None
     _mme: dict[str, MixedModelEquations | None] = field(default_factory=dict, repr=False)
 
     def equations(self, design: Design) -> MixedModelEquations | None:
@@ -262,8 +270,9 @@ class PointUncertainty:
         if "mme" not in self._mme:
             m = sum(b.n_levels * b.q for b in design.blocks)
             covariances, sigma = self.covariances_of(np.asarray(self.varpar, dtype=float))
-            self._mme["mme"] = (MixedModelEquations(design, covariances, sigma) if m <= MME_LIMIT
-                                else None)
+            precision = None if self.residual_precision is None else self.residual_precision()
+            self._mme["mme"] = (MixedModelEquations(design, covariances, sigma, precision)
+                                if m <= MME_LIMIT else None)
         return self._mme["mme"]
 
     def prediction_variance(self, fitted: Design, x: np.ndarray, z: sp.spmatrix) -> tuple[np.ndarray, str]:

@@ -219,3 +219,24 @@ def test_gls_model_has_no_group_effect_tables():
         with pytest.raises(DataError, match=f"{method}\\(\\): the model has no random-effect terms"):
             getattr(fit, method)()
     assert fit.fixef().shape[0] == 2 and np.isfinite(fit.fixef()["df"]).all()
+
+
+def test_prediction_standard_errors_use_the_residual_structure():
+    """predict's SEs with group effects equal Henderson's PEV with R = sigma^2 Omega, densely."""
+    fit = _fit("arh1(week | id)", formula="weight ~ week + (1 | id)")
+    design = fit.design
+    x, z = design.X, design.sparse_z().toarray()
+    omega = np.linalg.inv(fit.kernel.residual_precision(fit.theta).toarray())
+    r_inv = np.linalg.inv(fit.sigma ** 2 * omega)
+    g = np.kron(np.eye(design.blocks[0].n_levels), fit.covariances()[0])
+    mme = np.block([[x.T @ r_inv @ x, x.T @ r_inv @ z],
+                    [z.T @ r_inv @ x, z.T @ r_inv @ z + np.linalg.inv(g)]])
+    c = np.linalg.inv(mme)
+    rows = np.hstack([x, z])
+    pev = np.einsum("ri,ij,rj->r", rows, c, rows)
+    table = fit.predict(fit.model.data.iloc[: len(pev)])
+    np.testing.assert_allclose(table["std_error"].to_numpy() ** 2, pev, rtol=1e-6)
+    # the modes are the dense BLUPs G Z' V^-1 (y - X beta)
+    v = z @ g @ z.T + fit.sigma ** 2 * omega
+    blup = g @ z.T @ np.linalg.solve(v, design.y - x @ fit.beta)
+    np.testing.assert_allclose(fit.solution.b[0].ravel(), blup, rtol=1e-8, atol=1e-10)
