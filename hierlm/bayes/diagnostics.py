@@ -153,6 +153,7 @@ def diagnose(
     reached_max_treedepth: np.ndarray | None,
     formulation: str,
     target_accept: float,
+    other_available: bool = True,
 ) -> DiagnosticReport:
     """Run every check on a sample.
 
@@ -166,6 +167,9 @@ def diagnose(
         ``"full"`` or ``"marginal"`` (the hint suggests the other one).
     target_accept : float
         The target acceptance rate used (the hint suggests a higher one).
+    other_available : bool
+        Whether the other formulation can fit this model; the hints suggest it only then
+        (the marginal one needs every random-effect term on one grouping factor).
 
     Returns
     -------
@@ -196,8 +200,8 @@ def diagnose(
     total = n_chains * n_draws
     if report.divergences:
         hint = f"raise target_accept (e.g. {higher:.2f})"
-        if formulation == "full":
-            hint += ", or use formulation='marginal' where the structure allows it"
+        if formulation == "full" and other_available:
+            hint += ", or use formulation='marginal'"
         report.problems.append(
             f"{report.divergences} of {total} transitions diverged: the posterior may be biased; {hint}."
         )
@@ -206,7 +210,8 @@ def diagnose(
         listed = ", ".join(f"{k} ({v:.3f})" for k, v in bad_rhat.items())
         report.problems.append(
             f"R-hat above {RHAT_MAX} for {listed}: chains disagree; run more tune and draws "
-            f"(e.g. tune={2 * max(n_draws, 1000)}) or try formulation='{other}'."
+            f"(e.g. tune={2 * max(n_draws, 1000)})"
+            + (f" or try formulation='{other}'." if other_available else ".")
         )
     floor = ESS_PER_CHAIN_MIN * n_chains
     low = {k: min(bulk[k], tail[k]) for k in bulk if min(bulk[k], tail[k]) < floor}
@@ -214,12 +219,13 @@ def diagnose(
         listed = ", ".join(f"{k} ({v:.0f})" for k, v in low.items())
         report.problems.append(
             f"effective sample size below {floor} ({ESS_PER_CHAIN_MIN} per chain) for {listed}: "
-            f"increase draws, or try formulation='{other}'."
+            "increase draws" + (f", or try formulation='{other}'." if other_available else ".")
         )
     if report.treedepth_hits:
         report.problems.append(
             f"{report.treedepth_hits} of {total} transitions hit the maximum tree depth: "
-            f"sampling is inefficient; raise max_treedepth or try formulation='{other}'."
+            "sampling is inefficient; raise max_treedepth"
+            + (f" or try formulation='{other}'." if other_available else ".")
         )
     return report
 

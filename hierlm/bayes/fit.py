@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.bayes.build import build_model, design_and_priors
+from hierlm.bayes.build import build_model, choose_formulation, design_and_priors
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
 from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.bayes.posterior import assemble_datatree
@@ -80,6 +80,16 @@ def fit_bayes(model: Any, method: str = "nuts", **options: Any) -> BayesResult:
         return fit_map(model, **options)
     check_options(fit_nuts, method, options, exclude=("model",))
     return fit_nuts(model, **options)
+
+
+def _other_formulation_available(design: Any, formulation: str) -> bool:
+    """Whether the formulation not used could fit the (Gaussian) design, for actionable hints."""
+    other = "marginal" if formulation == "full" else "full"
+    try:
+        choose_formulation(design, other)
+    except FitError:
+        return False
+    return True
 
 
 def fit_nuts(
@@ -200,6 +210,7 @@ def fit_nuts(
         raw.stats.get("reached_max_treedepth"),
         built.formulation,
         target_accept,
+        other_available=_other_formulation_available(design, built.formulation),
     )
     done = time.perf_counter()
     warn_if_problems(report)

@@ -78,17 +78,12 @@ def test_posterior_layout(sleep_fit, sleep_model):
 def test_result_tables(sleep_fit):
     fixef = sleep_fit.fixef()
     assert list(fixef.index) == ["Intercept", "Days"]
-    assert {
-        "mean",
-        "sd",
-        "median",
-        "eti89_lb",
-        "eti89_ub",
-        "ess_bulk",
-        "ess_tail",
-        "r_hat",
-        "mcse_mean",
-    } <= set(fixef.columns)
+    # the result protocol: posterior mean and SD as estimate / std_error, interval at DEFAULT_PROB
+    assert list(fixef.columns) == ["estimate", "std_error", "eti95_lb", "eti95_ub", "ess_bulk",
+                                   "ess_tail", "r_hat", "mcse_mean"]
+    beta = sleep_fit.draws().beta
+    np.testing.assert_allclose(fixef["estimate"], beta.mean(axis=0))
+    np.testing.assert_allclose(fixef["std_error"], beta.std(axis=0, ddof=1), rtol=1e-6)
     varcorr = sleep_fit.varcorr()
     assert varcorr[["group", "term1", "term2"]].values.tolist() == [
         ["Subject", "Intercept", None],
