@@ -207,13 +207,17 @@ class ResidualStructure:
         return lower, upper
 
     def start(self) -> np.ndarray:
-        """No correlation and equal variances."""
+        """Equal variances and no correlation (a small one for ``ar1``/``car1``)."""
         if self.base == "independent":
             corr = np.zeros(0)
         elif self.base == "un":
             corr = np.array([1.0 if i == j else 0.0 for i, j in self._un_pattern()])
         elif self.base == "car1":
             corr = np.array([-2.0])  # phi = 0.12
+        elif self.base == "ar1":
+            # rho = 0.3, not 0: with times two or more units apart every correlation is an even
+            # power of rho, so rho = 0 is a stationary point the optimiser would never leave
+            corr = np.array([np.arctanh(0.3)])[: self.n_correlation]
         else:
             assert self._correlation is not None
             corr = self._correlation.start()

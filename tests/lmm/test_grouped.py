@@ -240,3 +240,14 @@ def test_prediction_standard_errors_use_the_residual_structure():
     v = z @ g @ z.T + fit.sigma ** 2 * omega
     blup = g @ z.T @ np.linalg.solve(v, design.y - x @ fit.beta)
     np.testing.assert_allclose(fit.solution.b[0].ravel(), blup, rtol=1e-8, atol=1e-10)
+
+
+def test_ar1_on_times_two_units_apart_is_not_stuck_at_zero():
+    """Orthodont ages 8, 10, 12, 14: rho^2 per visit, the same fit as AR(1) over visit numbers."""
+    ortho = hl.datasets.load("Orthodont").assign(visit=lambda d: (d["age"] - 8) // 2)
+    by_age = hl.Model("distance ~ age * Sex", ortho, residual="ar1(age | Subject)").fit("ml")
+    by_visit = hl.Model("distance ~ age * Sex", ortho, residual="ar1(visit | Subject)").fit("ml")
+    assert by_age.loglik == pytest.approx(by_visit.loglik, abs=1e-6)
+    rho_age = by_age.structure_parameters().set_index("parameter").loc["rho", "estimate"]
+    rho_visit = by_visit.structure_parameters().set_index("parameter").loc["rho", "estimate"]
+    assert rho_age ** 2 == pytest.approx(rho_visit, rel=1e-4)
