@@ -160,5 +160,5 @@ def test_full_formulation_on_crossed_factors_labels_every_value(crossed_df):
 
 
 def test_negative_seed_is_refused_before_sampling(sleep_model):
-    with pytest.raises(FitError, match="random_seed must be an integer >= 0 or None, got -1"):
+    with pytest.raises(FitError, match=r"random_seed must be an integer in \[0, 2\*\*64\), got -1"):
         sleep_model.fit(method="nuts", random_seed=-1)
