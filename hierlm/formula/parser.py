@@ -137,19 +137,27 @@ def _top_level_split(text: str, offset: int, full: str) -> list[tuple[str, str, 
     return chunks
 
 
-def _bar_split(inner: str) -> tuple[str, str, bool] | None:
-    """Split the inside of ``( ... )`` at a depth-0 ``|`` or ``||``; None if there is none."""
+def _top_level_index(text: str, target: str) -> int:
+    """Index of the first ``target`` character outside parentheses and brackets; -1 if none."""
     depth = 0
-    for i, char in enumerate(inner):
+    for i, char in enumerate(text):
         if char in "([":
             depth += 1
         elif char in ")]":
             depth -= 1
-        elif char == "|" and depth == 0:
-            if inner[i + 1 : i + 2] == "|":
-                return inner[:i], inner[i + 2 :], True
-            return inner[:i], inner[i + 1 :], False
-    return None
+        elif char == target and depth == 0:
+            return i
+    return -1
+
+
+def _bar_split(inner: str) -> tuple[str, str, bool] | None:
+    """Split the inside of ``( ... )`` at a depth-0 ``|`` or ``||``; None if there is none."""
+    i = _top_level_index(inner, "|")
+    if i < 0:
+        return None
+    if inner[i + 1 : i + 2] == "|":
+        return inner[:i], inner[i + 2 :], True
+    return inner[:i], inner[i + 1 :], False
 
 
 def _parse_group(text: str, full: str, position: int) -> tuple[tuple[str, ...], ...]:
@@ -274,16 +282,8 @@ def _as_structured_bar(chunk: str, full: str, position: int) -> Bar | None:
         raise syntax_error(full, position, f"Unknown covariance structure {name!r}.",
                            "Choose one of: " + "; ".join(f"{key}: {text}"
                                                           for key, text in STRUCTURES.items()) + ".")
-    body, options = inner, ""
-    depth = 0
-    for i, char in enumerate(inner):
-        if char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        elif char == "," and depth == 0:
-            body, options = inner[:i], inner[i + 1:]
-            break
+    comma = _top_level_index(inner, ",")
+    body, options = (inner, "") if comma < 0 else (inner[:comma], inner[comma + 1:])
     homogeneous = _structure_options(options, name, full, position)
     bar = _as_bar(f"({body.strip()})", full, position)
     if bar is None:
