@@ -186,26 +186,34 @@ class GroupedObjective:
         return np.ones(self.n_theta)
 
     # ------------------------------------------------------ the matrices
-    def _w(self, batch: _Batch, phi: np.ndarray, gradient: bool
-           ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``W`` (k, m, m) of a batch and its derivative (n_params, k, m, m)."""
-        blocks, struct, ratios = self._split(phi)
-        residual = self.residual
-        structure = residual.structure
-        times = batch.times[:1] if batch.shared else batch.times
+    def _residual_parts(self, batch: _Batch, phi: np.ndarray, gradient: bool, first_only: bool
+                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The structure's ``S`` of a batch (k, m, m), its derivative, and ``M``'s outer product.
+
+        ``first_only``: ``S`` of the batch's first group only (groups that share it).
+        """
+        _, struct, ratios = self._split(phi)
+        structure = self.residual.structure
         d_s: np.ndarray | None
         if structure.base == "car1":
-            s, d_s = structure.for_times(struct, times)
+            s, d_s = structure.for_times(struct, batch.times[:1] if first_only else batch.times)
         else:
             full, d_full = structure.over_times(struct)
-            index = batch.slots[:1] if batch.shared else batch.slots
+            index = batch.slots[:1] if first_only else batch.slots
             s = full[index[:, :, None], index[:, None, :]]
             d_s = d_full[:, index[:, :, None], index[:, None, :]] if gradient else None
+        outer = None
         if batch.variance is not None:
             multiplier = np.exp(np.concatenate([[0.0], ratios]))[batch.variance]  # (k, m)
             outer = multiplier[:, :, None] * multiplier[:, None, :]
-        else:
-            outer = None
+        return s, d_s, outer
+
+    def _w(self, batch: _Batch, phi: np.ndarray, gradient: bool
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``W`` (k, m, m) of a batch and its derivative (n_params, k, m, m)."""
+        blocks, _, _ = self._split(phi)
+        residual = self.residual
+        s, d_s, outer = self._residual_parts(batch, phi, gradient, batch.shared)
         w = s * outer if outer is not None else s.copy()
         grads: list[np.ndarray] = []
         for block, part, z in zip(self.design.blocks, blocks, batch.z, strict=True):
@@ -349,20 +357,12 @@ class GroupedObjective:
         ``Var(e) = sigma^2 Omega`` with ``Omega_i = M_i S_i M_i`` per group; the mixed-model
         equations of the prediction error variance weight ``X`` and ``Z`` with it.
         """
-        _, struct, ratios = self._split(phi)
-        structure = self.residual.structure
         n = self.design.n
         rows, cols, vals = [], [], []
         for batch in self._batches:
-            times = batch.times
-            if structure.base == "car1":
-                s, _ = structure.for_times(struct, times)
-            else:
-                full, _ = structure.over_times(struct)
-                s = full[batch.slots[:, :, None], batch.slots[:, None, :]]
-            if batch.variance is not None:
-                multiplier = np.exp(np.concatenate([[0.0], ratios]))[batch.variance]
-                s = s * multiplier[:, :, None] * multiplier[:, None, :]
+            s, _, outer = self._residual_parts(batch, phi, gradient=False, first_only=False)
+            if outer is not None:
+                s = s * outer
             inverse = np.linalg.inv(np.broadcast_to(s, (batch.rows.shape[0],) + s.shape[1:]))
             m = batch.rows.shape[1]
             rows.append(np.repeat(batch.rows, m, axis=1).ravel())
