@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from hierlm.design.covariance import CovarianceStructure
 from hierlm.design.residual import ResidualDesign
 
-__all__ = ["RandomBlock", "Design"]
+__all__ = ["RandomBlock", "Design", "RowSummary"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +94,36 @@ class RandomBlock:
 
 
 @dataclass(frozen=True, eq=False)
+class RowSummary:
+    """What a row-less design knows of the rows it summarises (:mod:`hierlm.sources`).
+
+    A design built from data held elsewhere (DuckDB, Parquet, Polars, Dask)
+    carries its sufficient statistics in square-root form: per cell of the
+    grouping factors, rows whose cross-products equal those of the cell's data
+    (the cell's Gram matrix factorised). Everything that depends on the data
+    through cross-products is exact; quantities that need the rows themselves
+    ask ``source`` for a second pass or are refused.
+
+    Attributes
+    ----------
+    n : int
+        Number of observations summarised.
+    column_sq_sums : tuple of numpy.ndarray
+        Per design block, the sum over the observations of each squared
+        random-effect column.
+    x_sums : numpy.ndarray
+        Column sums of the fixed-effect matrix over the observations.
+    source : object
+        The data source that made the summary (second passes).
+    """
+
+    n: int
+    column_sq_sums: tuple[np.ndarray, ...]
+    x_sums: np.ndarray
+    source: object = None
+
+
+@dataclass(frozen=True, eq=False)
 class Design:
     """Response, fixed-effect matrix and random-effect blocks of one data set.
 
@@ -115,6 +145,10 @@ class Design:
     residual : ResidualDesign or None
         The residual covariance structure's row indices (``residual=`` /
         ``variance=``); None for independent residuals with one variance.
+    summary : RowSummary or None
+        Set for a row-less design (:mod:`hierlm.sources`): ``X``, ``y`` and the
+        blocks' ``z`` are then the square-root form of the sufficient
+        statistics, not observations.
     """
 
     y: np.ndarray
@@ -124,11 +158,24 @@ class Design:
     response: str
     row_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
     residual: ResidualDesign | None = None
+    summary: RowSummary | None = None
 
     @property
     def n(self) -> int:
         """Number of observations."""
-        return int(self.X.shape[0])
+        return int(self.X.shape[0]) if self.summary is None else self.summary.n
+
+    @property
+    def rowless(self) -> bool:
+        """True when the design holds sufficient statistics instead of rows."""
+        return self.summary is not None
+
+    def column_rms(self) -> list[np.ndarray]:
+        """Root mean square over the observations of each block's random-effect columns."""
+        if self.summary is not None:
+            return [np.sqrt(sq / self.summary.n) for sq in self.summary.column_sq_sums]
+        return [np.sqrt(np.mean(np.square(np.asarray(b.z, dtype=float)), axis=0))
+                for b in self.blocks]
 
     @property
     def p(self) -> int:

@@ -233,8 +233,7 @@ class LmmObjective:
     def column_scale(self, design: Design) -> np.ndarray:
         """Root mean square of the random-effect column of each theta entry's template row."""
         layout = self.cp.layout
-        rms = [np.sqrt(np.mean(np.square(np.asarray(b.z, dtype=float)), axis=0))
-               for b in design.blocks]
+        rms = design.column_rms()
         scale = np.array([rms[b][r] for b, r in zip(layout.block, layout.row, strict=True)],
                          dtype=float)
         return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)

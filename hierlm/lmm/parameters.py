@@ -222,8 +222,7 @@ class StructuredObjective:
     def column_scale(self, design: Design) -> np.ndarray:
         """Root mean square of the columns a scale parameter multiplies; 1 for correlations."""
         out = np.ones(self.n_theta)
-        for k, block in enumerate(design.blocks):
-            rms = np.sqrt(np.mean(np.square(np.asarray(block.z, dtype=float)), axis=0))
+        for k, (block, rms) in enumerate(zip(design.blocks, design.column_rms(), strict=True)):
             rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
             structure = block.structure
             start = self.parameters.phi_start[k]
