@@ -18,6 +18,14 @@ EXPECTED = {
     "Machines": (54, 3, {"Worker": 6, "Machine": 3}),
     "Orthodont": (108, 4, {"Subject": 27, "Sex": 2}),
     "BodyWeight": (176, 4, {"Rat": 16, "Diet": 3}),
+    "cbpp": (56, 4, {"herd": 15, "period": 4}),
+    "grouseticks": (403, 7, {"INDEX": 403, "BROOD": 118, "YEAR": 3, "LOCATION": 63}),
+    "VerbAgg": (
+        7584,
+        9,
+        {"Gender": 2, "item": 24, "resp": 3, "id": 316, "btype": 3, "situ": 2, "mode": 2, "r2": 2},
+    ),
+    "Salamanders": (644, 9, {"site": 23, "mined": 2, "spp": 7}),
 }
 
 
@@ -77,3 +85,35 @@ def test_unknown_name_lists_the_available_ones():
         hl.datasets.load("sleepstudyy")
     message = str(info.value)
     assert "'sleepstudyy'" in message and "sleepstudy" in message and "InstEval" in message
+
+
+def test_cbpp_incidence_is_a_count_out_of_size():
+    frame = hl.datasets.load("cbpp")
+    assert ((frame.incidence >= 0) & (frame.incidence <= frame["size"])).all()
+    # totals from R: sum(cbpp$incidence), sum(cbpp$size)
+    assert int(frame.incidence.sum()) == 99 and int(frame["size"].sum()) == 842
+
+
+def test_grouseticks_centred_height_and_one_row_per_chick():
+    frame = hl.datasets.load("grouseticks")
+    centred = frame.HEIGHT - frame.HEIGHT.mean()
+    assert abs(frame.cHEIGHT - centred).max() < 1e-12
+    assert frame.INDEX.is_unique
+    assert list(frame.YEAR.cat.categories) == [95, 96, 97]
+
+
+def test_verbagg_r2_is_the_binary_response_and_items_sort_by_code_point():
+    frame = hl.datasets.load("VerbAgg")
+    assert ((frame.r2 == "Y") == (frame.resp != "no")).all()
+    assert (frame.groupby("id", observed=True).size() == 24).all()
+    items = list(frame.item.cat.categories)
+    assert items.index("S4wantCurse") == items.index("S4WantShout") + 1
+
+
+def test_salamanders_mined_is_a_site_property():
+    frame = hl.datasets.load("Salamanders")
+    per_site = frame.groupby("site", observed=True).mined.nunique()
+    assert (per_site == 1).all()
+    mined_sites = sorted(frame.loc[frame.mined == "yes", "site"].unique())
+    assert len(mined_sites) == 11 and all(site.startswith("VF-") for site in mined_sites)
+    assert list(frame.mined.cat.categories) == ["no", "yes"]

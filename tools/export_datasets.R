@@ -12,6 +12,7 @@
 suppressPackageStartupMessages({
   library(lme4)
   library(nlme)
+  library(glmmTMB)  # Salamanders
 })
 
 out_dir <- file.path("hierlm", "datasets", "data")
@@ -83,6 +84,21 @@ write_dataset(lme4::cake[, c("replicate", "recipe", "temperature", "angle",
 write_dataset(nlme::Machines[, c("Worker", "Machine", "score")],
               "Machines.csv")
 
+# Non-Gaussian examples (binomial, Poisson, negative binomial GLMMs).
+write_dataset(lme4::cbpp[, c("herd", "incidence", "size", "period")],
+              "cbpp.csv")
+write_dataset(lme4::grouseticks[, c("INDEX", "TICKS", "BROOD", "HEIGHT",
+                                    "YEAR", "LOCATION", "cHEIGHT")],
+              "grouseticks.csv")
+write_dataset(lme4::VerbAgg[, c("Anger", "Gender", "item", "resp", "id",
+                                "btype", "situ", "mode", "r2")],
+              "VerbAgg.csv")
+write_dataset(glmmTMB::Salamanders[, c("site", "mined", "cover", "sample",
+                                       "DOP", "Wtemp", "DOY", "spp",
+                                       "count")],
+              "Salamanders.csv")
+
 cat("R", as.character(getRversion()),
     " lme4", as.character(packageVersion("lme4")),
-    " nlme", as.character(packageVersion("nlme")), "\n")
+    " nlme", as.character(packageVersion("nlme")),
+    " glmmTMB", as.character(packageVersion("glmmTMB")), "\n")

@@ -29,6 +29,10 @@ __all__ = [
     "machines",
     "orthodont",
     "bodyweight",
+    "cbpp",
+    "grouseticks",
+    "verbagg",
+    "salamanders",
 ]
 
 
@@ -145,6 +149,55 @@ def bodyweight() -> pd.DataFrame:
     return _read("BodyWeight.csv", ["Rat", "Diet"])
 
 
+def cbpp() -> pd.DataFrame:
+    """New cases of contagious bovine pleuropneumonia in 15 Ethiopian herds (56 rows).
+
+    Lesnoff et al. (2004), Preventive Veterinary Medicine 64, 27-40; R package
+    lme4 (``cbpp``). Columns: ``herd`` (1-15), ``incidence`` (new serological
+    cases in the period), ``size`` (herd size at the start of the period, the
+    binomial trials), ``period`` (1-4).
+    """
+    return _read("cbpp.csv", ["herd", "period"])
+
+
+def grouseticks() -> pd.DataFrame:
+    """Ticks counted on the heads of 403 red grouse chicks (403 rows).
+
+    Elston et al. (2001), Parasitology 122, 563-569; R package lme4
+    (``grouseticks``). Columns: ``INDEX`` (chick, one row each), ``TICKS``
+    (count), ``BROOD`` (118 broods), ``HEIGHT`` (altitude, m), ``YEAR`` (95,
+    96, 97), ``LOCATION`` (63 locations), ``cHEIGHT`` (centred altitude).
+    ``INDEX``, ``BROOD``, ``YEAR`` and ``LOCATION`` are categorical.
+    """
+    return _read("grouseticks.csv", ["INDEX", "BROOD", "YEAR", "LOCATION"])
+
+
+def verbagg() -> pd.DataFrame:
+    """Verbal-aggression questionnaire: 316 respondents x 24 items (7,584 rows).
+
+    De Boeck & Wilson (2004), Explanatory Item Response Models; R package lme4
+    (``VerbAgg``). Columns: ``Anger`` (trait-anger score), ``Gender`` (F, M),
+    ``item``, ``resp`` (no, perhaps, yes), ``id`` (respondent), ``btype``
+    (curse, scold, shout), ``situ`` (other, self), ``mode`` (do, want) and
+    ``r2`` (N = no, Y = perhaps or yes). All but ``Anger`` are categorical;
+    the item categories are sorted labels, not lme4's questionnaire order.
+    """
+    return _read("VerbAgg.csv", ["Gender", "item", "resp", "id", "btype", "situ", "mode", "r2"])
+
+
+def salamanders() -> pd.DataFrame:
+    """Salamander counts at 23 streams, 4 surveys x 7 species or stages each (644 rows).
+
+    Price et al. (2016), Journal of Applied Ecology 53, 459-468; R package
+    glmmTMB (``Salamanders``). Columns: ``site``, ``mined`` (no, yes; sorted,
+    so ``no`` is the reference, unlike glmmTMB's copy), ``cover``, ``sample``
+    (1-4, numeric), ``DOP``, ``Wtemp``, ``DOY`` (standardised covariates),
+    ``spp`` (species or life stage) and ``count``. ``site``, ``mined`` and
+    ``spp`` are categorical.
+    """
+    return _read("Salamanders.csv", ["site", "mined", "spp"])
+
+
 _LOADERS: dict[str, Callable[[], pd.DataFrame]] = {
     "sleepstudy": sleepstudy,
     "InstEval": instEval,
@@ -156,6 +209,10 @@ _LOADERS: dict[str, Callable[[], pd.DataFrame]] = {
     "Machines": machines,
     "Orthodont": orthodont,
     "BodyWeight": bodyweight,
+    "cbpp": cbpp,
+    "grouseticks": grouseticks,
+    "VerbAgg": verbagg,
+    "Salamanders": salamanders,
 }
 
 
