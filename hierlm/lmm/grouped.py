@@ -370,6 +370,76 @@ class GroupedObjective:
             vals.append(inverse.ravel())
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(n, n))
+    # ---------------------------------------------- unprofiled likelihood (hierlm.lmm.likelihood)
+    # A self-contained block: the marginal likelihood at a given beta, for the Bayesian engine.
+    def at_beta(self, phi: np.ndarray, beta: np.ndarray, gradient: bool = True
+                ) -> tuple[float, float, np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """``sum_i log|W_i|`` and ``sum_i r_i' W_i^-1 r_i`` at a given beta (``r = y - X beta``).
+
+        Returns
+        -------
+        tuple
+            ``(logdet, quad, d logdet / d phi, d quad / d phi, d quad / d beta)``; the
+            phi gradients are None when ``gradient`` is False.
+        """
+        phi = np.asarray(phi, dtype=float)
+        beta = np.asarray(beta, dtype=float)
+        logdet, quad = 0.0, 0.0
+        d_beta = np.zeros(self.design.p)
+        d_logdet = np.zeros(self.n_theta) if gradient else None
+        d_quad = np.zeros(self.n_theta) if gradient else None
+        for batch in self._batches:
+            w, d_w = self._w(batch, phi, gradient)
+            chol, w_inv = self._batch_inverse(batch, w)  # broadcast to every group if shared
+            copies = batch.rows.shape[0] if batch.shared else 1
+            logdet += 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
+            resid = batch.y - batch.x @ beta
+            a = np.einsum("kmn,kn->km", w_inv, resid)
+            quad += float(np.einsum("km,km->", resid, a))
+            d_beta -= 2.0 * np.einsum("kmp,km->p", batch.x, a)
+            if d_logdet is not None and d_quad is not None and d_w is not None:
+                if batch.shared:
+                    d_logdet += copies * np.einsum("mn,jmn->j", w_inv[0], d_w[:, 0])
+                    d_quad -= np.einsum("km,kn,jmn->j", a, a, d_w[:, 0])
+                else:
+                    d_logdet += np.einsum("kmn,jkmn->j", w_inv, d_w)
+                    d_quad -= np.einsum("km,kn,jkmn->j", a, a, d_w)
+        self.evaluations += 1
+        return logdet, quad, d_logdet, d_quad, d_beta
+
+    def group_logdensity(self, phi: np.ndarray, beta: np.ndarray, sigma: float) -> np.ndarray:
+        """Log-density of each residual group's observations (random effects integrated out).
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per group, in the order of ``design.residual.group_labels``.
+        """
+        out = np.zeros(len(self.residual.group_labels))
+        for batch in self._batches:
+            w, _ = self._w(batch, np.asarray(phi, dtype=float), gradient=False)
+            chol, w_inv = self._batch_inverse(batch, w)
+            logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+            resid = batch.y - batch.x @ np.asarray(beta, dtype=float)
+            quad = np.einsum("km,kmn,kn->k", resid, w_inv, resid)
+            m = batch.rows.shape[1]
+            out[batch.groups] = -0.5 * (m * (_LOG_2PI + 2.0 * np.log(sigma)) + logdet
+                                        + quad / sigma ** 2)
+        return out
+
+    def _batch_inverse(self, batch: _Batch, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cholesky factors and inverses of a batch's ``W`` (broadcast to every group if shared)."""
+        try:
+            chol = np.linalg.cholesky(w)
+        except np.linalg.LinAlgError:
+            raise FitError("A group's covariance matrix is not positive definite at these "
+                           "parameters.") from None
+        w_inv = np.linalg.inv(w)
+        if batch.shared:
+            shape = (batch.rows.shape[0],) + w.shape[1:]
+            return np.broadcast_to(chol, shape), np.broadcast_to(w_inv, shape)
+        return chol, w_inv
+
 
     def residual_covariance(self, phi: np.ndarray, sigma: float) -> np.ndarray:
         """Residual covariance over the distinct times (``car1``: at the distinct times)."""

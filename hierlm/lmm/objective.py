@@ -389,14 +389,24 @@ class LmmObjective:
         r2 = float(d[-1] ** 2)
         return ldL2, ldRX2, r2
 
-    def _solve(self, fac: _Factor) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray,
-                                            np.ndarray, np.ndarray]:
-        """Return u and b per factor (level x q), beta, and the PLS weight vector w."""
+    def _solve(self, fac: _Factor, beta_fixed: np.ndarray | None = None
+               ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Return u and b per factor (level x q), beta, and the PLS weight vector w.
+
+        ``beta_fixed``: solve for ``u`` at that beta instead of at its optimum
+        (the back-substitution ``L_ZZ' u = l_yZ - L_XZ' beta``).
+        """
         cp = self.cp
         m = cp.m
         chol = fac.chol
-        x = sla.solve_triangular(chol[:m - 1, :m - 1], chol[m - 1, :m - 1], trans="T",
-                                 lower=True, check_finite=False)
+        if beta_fixed is None:
+            x = sla.solve_triangular(chol[:m - 1, :m - 1], chol[m - 1, :m - 1], trans="T",
+                                     lower=True, check_finite=False)
+        else:
+            m_z, p = cp.m_z, cp.p
+            rhs = chol[m - 1, :m_z] - chol[m_z:m_z + p, :m_z].T @ beta_fixed
+            x = np.concatenate([sla.solve_triangular(chol[:m_z, :m_z], rhs, trans="T", lower=True,
+                                                     check_finite=False), beta_fixed])
         w = np.empty(m)
         us, bs = [], []
         t1 = fac.templates[0]
@@ -483,10 +493,12 @@ class LmmObjective:
         d_logdet, d_r2 = self._gradient(fac, reml)
         return Components(theta, reml, ldL2, ldRX2, r2, d_logdet, d_r2)
 
-    def _gradient(self, fac: _Factor, reml: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _gradient(self, fac: _Factor, reml: bool, beta_fixed: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         r"""Exact gradients of the log-determinant term and of ``r2``.
 
-        ``r2``: by the envelope theorem ``d r2 / d theta_j = -2 r' Z E_j u`` with
+        ``r2`` (at beta's optimum, or the penalised residual sum of squares at
+        ``beta_fixed``): by the envelope theorem ``d r2 / d theta_j = -2 r' Z E_j u`` with
         ``E_j = d Lambda / d theta_j`` and ``Z'r`` formed from cross-products.
 
         Log-determinant: ``log|M_P| = sum_l log|A_l| + log|S_P|`` where
@@ -499,7 +511,7 @@ class LmmObjective:
         cp = self.cp
         m, m_z = cp.m, cp.m_z
         q1 = cp.first.q
-        us, _, _, w, t_level = self._solve(fac)
+        us, _, _, w, t_level = self._solve(fac, beta_fixed)
         t1 = fac.templates[0]
         b1 = us[0] @ t1.T
         z1_r = -(t_level + np.einsum("lab,lb->la", cp.zz_first, b1))
@@ -535,6 +547,34 @@ class LmmObjective:
         return d_logdet, d_r2
 
     # ------------------------------------------------------------ solution
+    def at_beta(self, theta: np.ndarray, beta: np.ndarray, gradient: bool = True
+                ) -> tuple[float, float, np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """``log|L|^2`` and the penalised residual sum of squares at a given beta.
+
+        ``pwrss(beta) = min_u |y - X beta - Z Lambda u|^2 + |u|^2 = r2 + |R_X (beta - beta_hat)|^2``
+        from the same factorisation as :meth:`components`; the likelihood of
+        :mod:`hierlm.lmm.likelihood` is built on it.
+
+        Returns
+        -------
+        tuple
+            ``(ldL2, pwrss, d ldL2 / d theta, d pwrss / d theta, d pwrss / d beta)``; the
+            theta gradients are None when ``gradient`` is False.
+        """
+        cp = self.cp
+        beta = np.asarray(beta, dtype=float)
+        fac = self._factorize(theta)
+        ldL2, _, r2 = self._pieces(fac)
+        m_z, p, m = cp.m_z, cp.p, cp.m
+        l_xx = fac.chol[m_z:m_z + p, m_z:m_z + p]
+        gap = l_xx.T @ beta - fac.chol[m - 1, m_z:m_z + p]  # R_X (beta - beta_hat)
+        pwrss = r2 + float(gap @ gap)
+        d_beta = 2.0 * (l_xx @ gap)
+        if not gradient:
+            return ldL2, pwrss, None, None, d_beta
+        d_ldL2, d_pwrss = self._gradient(fac, reml=False, beta_fixed=beta)
+        return ldL2, pwrss, d_ldL2, d_pwrss, d_beta
+
     def solution(self, theta: np.ndarray, reml: bool = True,
                  cond_var: bool = True) -> Solution:
         """Return beta, sigma, random effects and derived quantities at ``theta``."""
