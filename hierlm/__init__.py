@@ -6,6 +6,7 @@ from typing import Any
 from hierlm import datasets, errors
 from hierlm.core.defaults import DEFAULT_PROB
 from hierlm.core.version import __version__
+from hierlm.design import residual
 from hierlm.model import Model, RandomTerm
 
 # Loaded on first use so that ``import hierlm`` stays light (no ArviZ/PyMC/statsmodels).
@@ -19,7 +20,7 @@ _LAZY = {
     "compare_structures": "hierlm.selection",
 }
 
-__all__ = ["Model", "RandomTerm", "datasets", "errors", "DEFAULT_PROB", "__version__", *_LAZY]
+__all__ = ["Model", "RandomTerm", "datasets", "errors", "residual", "DEFAULT_PROB", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -73,13 +73,14 @@ class Model:
     reference : dict, optional
         Column -> level to use as treatment-contrast reference, e.g.
         ``{"Machine": "B"}``.
-    residual : str, optional
-        Residual covariance structure within a group, e.g. ``"ar1(week | id)"``:
-        ``cs``, ``csh``, ``un``, ``ar1``, ``arh1``, ``toep``, ``toeph``, ``car1``
+    residual : str or ResidualStructure, optional
+        Residual covariance structure within a group, e.g. ``"ar1(week | id)"``
+        or the object ``hierlm.residual.AR1("week", "id")``: ``cs``, ``csh``,
+        ``un``, ``ar1``, ``arh1``, ``toep``, ``toeph``, ``car1``
         (:mod:`hierlm.design.residual`). ML/REML fits.
-    variance : str, optional
-        A column whose levels get their own residual SD (nlme's ``varIdent``),
-        alone or with ``residual=``.
+    variance : str or VarIdent, optional
+        A column whose levels get their own residual SD (nlme's ``varIdent``;
+        or ``hierlm.residual.VarIdent("Sex")``), alone or with ``residual=``.
     drop_aliased : bool
         Fixed-effect columns that are linear combinations of earlier ones
         (e.g. cells of a factorial design without rows) are dropped with a

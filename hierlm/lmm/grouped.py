@@ -193,18 +193,13 @@ class GroupedObjective:
         ``first_only``: ``S`` of the batch's first group only (groups that share it).
         """
         _, struct, ratios = self._split(phi)
-        structure = self.residual.structure
-        d_s: np.ndarray | None
-        if structure.base == "car1":
-            s, d_s = structure.for_times(struct, batch.times[:1] if first_only else batch.times)
-        else:
-            full, d_full = structure.over_times(struct)
-            index = batch.slots[:1] if first_only else batch.slots
-            s = full[index[:, :, None], index[:, None, :]]
-            d_s = d_full[:, index[:, :, None], index[:, None, :]] if gradient else None
+        slots = batch.slots[:1] if first_only else batch.slots
+        times = batch.times[:1] if first_only else batch.times
+        s, d_s = self.residual.structure.for_groups(struct, slots, times, gradient)
         outer = None
-        if batch.variance is not None:
-            multiplier = np.exp(np.concatenate([[0.0], ratios]))[batch.variance]  # (k, m)
+        function = self.residual.variance_function
+        if batch.variance is not None and function is not None:
+            multiplier = function.multipliers(ratios, batch.variance)  # (k, m)
             outer = multiplier[:, :, None] * multiplier[:, None, :]
         return s, d_s, outer
 
@@ -233,10 +228,8 @@ class GroupedObjective:
         else:
             grads.extend(d_s)
         if outer is not None and batch.variance is not None:
-            base = s * outer
-            for level in range(1, len(residual.variance_labels)):
-                hit = (batch.variance == level).astype(float)
-                grads.append(base * (hit[:, :, None] + hit[:, None, :]))
+            assert residual.variance_function is not None
+            grads.extend(residual.variance_function.outer_gradient(s * outer, batch.variance))
         return w, np.stack(grads) if grads else np.zeros((0,) + w.shape)
 
     def _factor(self, phi: np.ndarray, gradient: bool) -> dict[str, object]:
@@ -370,6 +363,13 @@ class GroupedObjective:
             vals.append(inverse.ravel())
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(n, n))
+
+    def residual_covariance(self, phi: np.ndarray, sigma: float) -> np.ndarray:
+        """Residual covariance over the distinct times (``car1``: at the distinct times)."""
+        _, struct, _ = self._split(phi)
+        cov, _ = self.residual.structure.over_times(struct)
+        return sigma ** 2 * cov
+
     # ---------------------------------------------- unprofiled likelihood (hierlm.lmm.likelihood)
     # A self-contained block: the marginal likelihood at a given beta, for the Bayesian engine.
     def at_beta(self, phi: np.ndarray, beta: np.ndarray, gradient: bool = True
@@ -439,17 +439,6 @@ class GroupedObjective:
             shape = (batch.rows.shape[0],) + w.shape[1:]
             return np.broadcast_to(chol, shape), np.broadcast_to(w_inv, shape)
         return chol, w_inv
-
-
-    def residual_covariance(self, phi: np.ndarray, sigma: float) -> np.ndarray:
-        """Residual covariance over the distinct times (``car1``: at the distinct times)."""
-        _, struct, _ = self._split(phi)
-        structure = self.residual.structure
-        if structure.base == "car1":
-            cov, _ = structure.for_times(struct, structure.times[None, :])
-            return sigma ** 2 * cov[0]
-        cov, _ = structure.over_times(struct)
-        return sigma ** 2 * cov
 
 
 def _one_level_per_group(block_codes: np.ndarray, group_codes: np.ndarray) -> bool:

@@ -58,11 +58,11 @@ def structure_parameters(fit: Any) -> pd.DataFrame:
         structure = residual.structure
         for name, value in structure.natural(params[: structure.n_params]).items():
             rows.append({"structure": residual.describe(), "parameter": name, "estimate": value})
-        ratios = np.exp(params[structure.n_params:])
-        for label, value in zip(residual.variance_labels[1:], ratios, strict=True):
-            rows.append({"structure": residual.describe(),
-                         "parameter": f"ratio.{residual.variance_column}.{label}",
-                         "estimate": float(value)})
+        if residual.variance_function is not None:
+            ratios = residual.variance_function.natural(params[structure.n_params:])
+            for name, value in ratios.items():
+                rows.append({"structure": residual.describe(), "parameter": name,
+                             "estimate": value})
     return pd.DataFrame(rows, columns=["structure", "parameter", "estimate"])
 
 
@@ -109,7 +109,7 @@ def require_single_residual_variance(fit: Any, quantity: str) -> None:
     if residual is None:
         return
     structure = residual.structure
-    if structure.heterogeneous or structure.base == "un" or residual.variance_column:
+    if structure.heterogeneous or residual.variance_function is not None:
         raise FitError(
             f"{quantity} needs one residual variance, and residual={residual.describe()!r} has "
             "one per time or level; use a homogeneous structure (cs, ar1, toep, car1) for "

@@ -26,8 +26,11 @@ toeph  ``toep`` with one SD ratio per time
 car1   continuous-time AR(1): ``phi^|t - s|``, ``0 < phi < 1``
 ====== ==========================================================
 
-Each structure is one :class:`ResidualStructure` object: parameters, names,
-start, and the relative covariance with its derivative.
+Each structure is one class of :mod:`hierlm.design.residual.structures`
+answering the protocol of :class:`ResidualStructure`, registered in
+:data:`RESIDUAL_STRUCTURES`; the variance function ``variance=`` is a
+:class:`~hierlm.design.residual.variance.VarIdent`, composable with any of
+them. Structures can be given as objects: ``residual=AR1("week", "id")``.
 """
 
 from __future__ import annotations
@@ -37,39 +40,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hierlm.design.covariance import (
-    FREE_LIMIT,
-    AR1Correlation,
-    CompoundSymmetryCorrelation,
-    CorrelationModel,
-    ToeplitzCorrelation,
+from hierlm.design.residual.structures import (
+    AR1,
+    ARH1,
+    CAR1,
+    CS,
+    CSH,
+    RESIDUAL_STRUCTURES,
+    UN,
+    Independent,
+    ResidualStructure,
+    Toep,
+    ToepH,
 )
+from hierlm.design.residual.variance import VarIdent
 from hierlm.errors import FormulaError
 
 __all__ = [
     "RESIDUAL_STRUCTURES",
     "ResidualStructure",
+    "Independent",
+    "CS",
+    "CSH",
+    "UN",
+    "AR1",
+    "ARH1",
+    "Toep",
+    "ToepH",
+    "CAR1",
+    "VarIdent",
     "ResidualSpec",
     "ResidualDesign",
     "parse_residual",
+    "residual_text",
+    "variance_column",
     "build_residual",
 ]
 
 #: Residual structure names and what they mean.
-RESIDUAL_STRUCTURES: dict[str, str] = {
-    "independent": "independent residuals, one variance (the baseline; a linear model without "
-                   "random effects)",
-    "cs": "compound symmetry (one correlation, one variance)",
-    "csh": "heterogeneous compound symmetry (one correlation, one variance per time)",
-    "un": "unstructured (every variance and covariance over the times)",
-    "ar1": "first-order autoregressive in the integer time",
-    "arh1": "heterogeneous AR(1) (one variance per time)",
-    "toep": "Toeplitz (one correlation per integer lag, one variance)",
-    "toeph": "heterogeneous Toeplitz (one correlation per lag, one variance per time)",
-    "car1": "continuous-time AR(1), corr = phi^|t - s| (nlme's corCAR1)",
-}
-_HETEROGENEOUS = {"csh": "cs", "arh1": "ar1", "toeph": "toep"}
-_INTEGER_TIME = {"ar1", "toep"}
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_]+)\s*\(\s*(?:([^|()]+?)\s*\|\s*)?([^|()]+?)\s*\)\s*$")
 
 
@@ -81,6 +89,10 @@ class ResidualSpec:
     time: str | None
     group: str
 
+    def structure(self) -> ResidualStructure:
+        """The structure object (not yet bound to the data's times)."""
+        return RESIDUAL_STRUCTURES[self.name](self.time, self.group)
+
     @property
     def text(self) -> str:
         """The structure written back, e.g. ``"ar1(week | id)"``."""
@@ -89,8 +101,36 @@ class ResidualSpec:
         return f"{self.name}({self.time} | {self.group})" if self.time else f"{self.name}({self.group})"
 
 
-def parse_residual(text: str) -> ResidualSpec:
-    """Parse ``"ar1(week | id)"`` or ``"cs(id)"``.
+def residual_text(residual: str | ResidualStructure | None) -> str | None:
+    """``residual=`` as text: a structure object (``AR1("week", "id")``) written out.
+
+    Raises
+    ------
+    FormulaError
+        For an object without a group column, or one that is neither text nor a structure.
+    """
+    if residual is None or isinstance(residual, str):
+        return residual
+    if isinstance(residual, ResidualStructure):
+        if residual.group is None:
+            raise FormulaError(f"residual={residual!r} has no group column; write e.g. "
+                               f"{type(residual).__name__}('week', 'id').")
+        if residual.needs_time and residual.time is None:
+            raise FormulaError(f"residual={residual!r}: {residual.name} needs a time column, "
+                               f"e.g. {type(residual).__name__}('week', '{residual.group}').")
+        return residual.text()
+    raise FormulaError(f"residual= must be a string such as 'ar1(week | id)' or a structure "
+                       f"object such as hierlm.residual.AR1('week', 'id'), not "
+                       f"{type(residual).__name__}.")
+
+
+def variance_column(variance: str | VarIdent | None) -> str | None:
+    """``variance=`` as a column name (a :class:`VarIdent` object gives its column)."""
+    return variance.column if isinstance(variance, VarIdent) else variance
+
+
+def parse_residual(text: str | ResidualStructure) -> ResidualSpec:
+    """Parse ``"ar1(week | id)"``, ``"cs(id)"`` or a structure object.
 
     Raises
     ------
@@ -98,9 +138,8 @@ def parse_residual(text: str) -> ResidualSpec:
         For a malformed text, an unknown name (the valid ones are listed), or
         a structure that needs a time variable and has none.
     """
-    if not isinstance(text, str):
-        raise FormulaError(f"residual= must be a string such as 'ar1(week | id)', not "
-                           f"{type(text).__name__}.")
+    text = residual_text(text)  # type: ignore[assignment]
+    assert isinstance(text, str)
     match = _SPEC.match(text)
     if match is None:
         raise FormulaError(f"Cannot read residual={text!r}; write 'name(time | group)', e.g. "
@@ -108,201 +147,15 @@ def parse_residual(text: str) -> ResidualSpec:
     name, time, group = match.group(1), match.group(2), match.group(3)
     if name not in RESIDUAL_STRUCTURES:
         raise FormulaError(f"Unknown residual structure {name!r}; choose one of: "
-                           + "; ".join(f"{k}: {v}" for k, v in RESIDUAL_STRUCTURES.items()) + ".")
-    if time is None and name not in ("cs", "independent"):
+                           + "; ".join(f"{k}: {cls.description}"
+                                     for k, cls in RESIDUAL_STRUCTURES.items()) + ".")
+    if time is None and RESIDUAL_STRUCTURES[name].needs_time:
         raise FormulaError(f"residual={text!r}: {name} needs a time variable, e.g. "
                            f"'{name}(week | {group})'.")
     for column in filter(None, (time, group)):
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", column):
             raise FormulaError(f"residual={text!r}: {column!r} is not a column name.")
     return ResidualSpec(name, time, group)
-
-
-class ResidualStructure:
-    """The relative covariance of one group's residuals and its derivative.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`RESIDUAL_STRUCTURES`.
-    times : numpy.ndarray
-        The distinct time values (sorted), or the slot numbers ``0 .. T-1``
-        for ``cs(group)`` without a time.
-    time_labels : tuple of str
-        Labels of the distinct times, for parameter names.
-    """
-
-    def __init__(self, name: str, times: np.ndarray, time_labels: tuple[str, ...]) -> None:
-        self.name = name
-        self.times = np.asarray(times, dtype=float)
-        self.time_labels = time_labels
-        self.n_times = self.times.size
-        base = _HETEROGENEOUS.get(name, name)
-        self.base = base
-        self.heterogeneous = name in _HETEROGENEOUS
-        self._grid: np.ndarray | None = None
-        self._correlation: CorrelationModel | None
-        if base in _INTEGER_TIME:
-            offsets = self.times - self.times[0]
-            self._grid = np.rint(offsets).astype(np.int64)
-            size = int(self._grid[-1]) + 1 if self.n_times else 1
-            self._correlation = (AR1Correlation(size) if base == "ar1"
-                                 else ToeplitzCorrelation(size))
-        elif base == "cs":
-            self._correlation = CompoundSymmetryCorrelation(max(self.n_times, 2))
-        else:
-            self._correlation = None
-
-    # ----------------------------------------------------------- parameters
-    @property
-    def n_correlation(self) -> int:
-        """Number of correlation parameters."""
-        if self.base == "independent":
-            return 0
-        if self.base == "un":
-            return self.n_times * (self.n_times + 1) // 2 - 1
-        if self.base == "car1":
-            return 1
-        assert self._correlation is not None
-        return self._correlation.n_params
-
-    @property
-    def n_ratio(self) -> int:
-        """Number of per-time SD ratios (heterogeneous structures)."""
-        return self.n_times - 1 if self.heterogeneous else 0
-
-    @property
-    def n_params(self) -> int:
-        """Number of parameters (counted in AIC/BIC and LRT df)."""
-        return self.n_correlation + self.n_ratio
-
-    def _un_pattern(self) -> list[tuple[int, int]]:
-        pattern = [(i, j) for j in range(self.n_times) for i in range(j, self.n_times)]
-        return pattern[1:]  # L[0, 0] = 1 fixes the scale (sigma is the first time's SD)
-
-    def names(self) -> tuple[str, ...]:
-        """Parameter names (on the optimiser's scale)."""
-        if self.base == "independent":
-            corr = []
-        elif self.base == "un":
-            lab = self.time_labels
-            corr = [f"residual.L.{lab[i]}.{lab[j]}" for i, j in self._un_pattern()]
-        elif self.base == "car1":
-            corr = ["residual.logit_phi"]
-        else:
-            assert self._correlation is not None
-            corr = [f"residual.r_{label}" for label in self._correlation.param_labels()]
-        ratios = [f"residual.log_ratio.{label}" for label in self.time_labels[1:]][: self.n_ratio]
-        return tuple(corr + ratios)
-
-    def box(self) -> tuple[np.ndarray, np.ndarray]:
-        """The optimiser's box: correlation reals within +-FREE_LIMIT, the rest free."""
-        lower = np.full(self.n_params, -np.inf)
-        upper = np.full(self.n_params, np.inf)
-        if self.base in ("cs", "ar1", "toep", "car1"):
-            lower[: self.n_correlation] = -FREE_LIMIT
-            upper[: self.n_correlation] = FREE_LIMIT
-        lower[self.n_correlation:] = -FREE_LIMIT  # SD ratios within exp(+-7)
-        upper[self.n_correlation:] = FREE_LIMIT
-        return lower, upper
-
-    def start(self) -> np.ndarray:
-        """Equal variances and no correlation (a small one for ``ar1``/``car1``)."""
-        if self.base == "independent":
-            corr = np.zeros(0)
-        elif self.base == "un":
-            corr = np.array([1.0 if i == j else 0.0 for i, j in self._un_pattern()])
-        elif self.base == "car1":
-            corr = np.array([-2.0])  # phi = 0.12
-        elif self.base == "ar1":
-            # rho = 0.3, not 0: with times two or more units apart every correlation is an even
-            # power of rho, so rho = 0 is a stationary point the optimiser would never leave
-            corr = np.array([np.arctanh(0.3)])[: self.n_correlation]
-        else:
-            assert self._correlation is not None
-            corr = self._correlation.start()
-        return np.concatenate([corr, np.zeros(self.n_ratio)])
-
-    # ------------------------------------------------------------ matrices
-    def _correlation_over_times(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Correlation over the distinct times and its derivative (slot structures)."""
-        assert self._correlation is not None
-        matrix, grad = self._correlation.matrix_and_gradient(r)
-        if self._grid is not None:
-            index = self._grid
-            return matrix[np.ix_(index, index)], grad[:, index][:, :, index]
-        t = self.n_times
-        return matrix[:t, :t], grad[:, :t, :t]
-
-    def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Relative covariance over the distinct times ``(T, T)`` and its derivative.
-
-        Not for ``car1``, which depends on each group's own times (:meth:`for_times`).
-        """
-        params = np.asarray(params, dtype=float)
-        t = self.n_times
-        if self.base == "independent":
-            return np.eye(t), np.zeros((0, t, t))
-        if self.base == "un":
-            lower = np.zeros((t, t))
-            lower[0, 0] = 1.0
-            pattern = self._un_pattern()
-            rows, cols = (list(x) for x in zip(*pattern, strict=True)) if pattern else ([], [])
-            lower[rows, cols] = params
-            cov = lower @ lower.T
-            grad = np.zeros((len(pattern), t, t))
-            for k, (i, j) in enumerate(pattern):
-                unit = np.zeros((t, t))
-                unit[i, j] = 1.0
-                grad[k] = unit @ lower.T + lower @ unit.T
-            return cov, grad
-        corr, d_corr = self._correlation_over_times(params[: self.n_correlation])
-        if not self.heterogeneous:
-            return corr, d_corr
-        ratios = np.exp(np.concatenate([[0.0], params[self.n_correlation:]]))
-        outer = np.outer(ratios, ratios)
-        cov = corr * outer
-        grad = np.zeros((self.n_params, t, t))
-        grad[: self.n_correlation] = d_corr * outer
-        for k in range(1, t):  # d/d log ratio_k of r_a r_b R_ab: (1[a=k] + 1[b=k]) cov_ab
-            indicator = np.zeros(t)
-            indicator[k] = 1.0
-            grad[self.n_correlation + k - 1] = cov * (indicator[:, None] + indicator[None, :])
-        return cov, grad
-
-    def for_times(self, params: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``car1``: relative covariance of groups with times ``(k, m)`` and its derivative."""
-        r = float(np.asarray(params, dtype=float)[0])
-        phi = 1.0 / (1.0 + np.exp(-r))
-        lag = np.abs(times[:, :, None] - times[:, None, :])
-        cov = phi ** lag
-        d_phi = phi * (1.0 - phi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            grad = np.where(lag > 0, lag * phi ** np.maximum(lag - 1.0, 0.0), 0.0) * d_phi
-        return cov, grad[None]
-
-    def natural(self, params: np.ndarray) -> dict[str, float]:
-        """Natural-scale parameters: correlations (``rho``, ``phi``) and SD ratios."""
-        params = np.asarray(params, dtype=float)
-        out: dict[str, float] = {}
-        if self.base == "car1":
-            out["phi"] = float(1.0 / (1.0 + np.exp(-params[0])))
-        elif self.base not in ("un", "independent"):
-            assert self._correlation is not None
-            values = self._correlation.natural(params[: self.n_correlation])
-            labels = self._correlation.param_labels()
-            if self.base == "toep" and self._grid is not None:
-                out.update({f"rho{k}": float(v) for k, v in zip(range(1, len(values) + 1), values,
-                                                               strict=True)})
-            else:
-                out.update(dict(zip(labels, map(float, values), strict=True)))
-        ratios = np.exp(params[self.n_correlation:])
-        out.update({f"ratio.{label}": float(v)
-                    for label, v in zip(self.time_labels[1:], ratios, strict=False)})
-        return out
-
-    def __repr__(self) -> str:
-        return f"ResidualStructure({self.name!r}, times={self.n_times})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,6 +182,8 @@ class ResidualDesign:
         Its levels; the first has SD ratio 1.
     variance_column : str or None
         The ``variance=`` column.
+    variance_function : VarIdent or None
+        The variance function of ``variance=``, bound to its levels.
     """
 
     spec: ResidualSpec
@@ -340,11 +195,12 @@ class ResidualDesign:
     variance_codes: np.ndarray | None = None
     variance_labels: tuple[str, ...] = ()
     variance_column: str | None = None
+    variance_function: VarIdent | None = None
 
     @property
     def n_variance(self) -> int:
         """Number of ``variance=`` SD ratios estimated (levels minus one)."""
-        return max(len(self.variance_labels) - 1, 0)
+        return 0 if self.variance_function is None else self.variance_function.n_params
 
     @property
     def n_params(self) -> int:
@@ -353,9 +209,8 @@ class ResidualDesign:
 
     def names(self) -> tuple[str, ...]:
         """Parameter names of the structure and the ``variance=`` ratios."""
-        extra = [f"residual.log_ratio.{self.variance_column}.{label}"
-                 for label in self.variance_labels[1:]]
-        return self.structure.names() + tuple(extra)
+        extra = () if self.variance_function is None else self.variance_function.names()
+        return self.structure.names() + extra
 
     def start(self) -> np.ndarray:
         """Starting parameters."""
@@ -364,8 +219,10 @@ class ResidualDesign:
     def box(self) -> tuple[np.ndarray, np.ndarray]:
         """The optimiser's box of the structure and ``variance=`` parameters."""
         lower, upper = self.structure.box()
-        extra = np.full(self.n_variance, FREE_LIMIT)
-        return np.concatenate([lower, -extra]), np.concatenate([upper, extra])
+        if self.variance_function is None:
+            return lower, upper
+        extra_lower, extra_upper = self.variance_function.box()
+        return np.concatenate([lower, extra_lower]), np.concatenate([upper, extra_upper])
 
     def describe(self) -> str:
         """Label for tables, e.g. ``"ar1(week | id)"`` (+ ``variance = Sex``)."""
@@ -424,7 +281,8 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     else:
         column = data[spec.time]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            if spec.name in ("car1", "ar1", "arh1", "toep", "toeph"):
+            kind = RESIDUAL_STRUCTURES[spec.name]
+            if kind.integer_time or kind.numeric_time:
                 raise DataError(f"residual={spec.text!r}: the time {spec.time!r} must be numeric "
                                 f"for {spec.name} (it is {column.dtype}).")
             codes, uniques = pd.factorize(column, sort=True)
@@ -444,7 +302,8 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
                 f"residual={spec.text!r}: time {spec.time}={_labels(times[[row]])[0]} repeats "
                 f"within {spec.group}={group_labels[group_codes[row]]!r}; each group needs "
                 "distinct times (aggregate the rows, or use another time variable).")
-        if spec.name in ("ar1", "arh1", "toep", "toeph") and not np.allclose(times, np.rint(times)):
+        if (RESIDUAL_STRUCTURES[spec.name].integer_time
+                and not np.allclose(times, np.rint(times))):
             raise DataError(f"residual={spec.text!r}: {spec.name} needs integer times; "
                             f"{spec.time!r} has fractional values (use car1 for continuous time).")
     distinct = np.unique(times)
@@ -453,7 +312,7 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
         time_labels = tuple(str(v) for v in labels_from)
     else:
         time_labels = _labels(distinct)
-    structure = ResidualStructure(spec.name, distinct, time_labels)
+    structure = spec.structure().bind(distinct, time_labels)
     n_groups = len(group_labels)
     if spec.name == "un" and structure.n_params + 1 > n:
         raise DataError(f"residual={spec.text!r}: un over {distinct.size} times has "
@@ -462,5 +321,7 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     if spec.name == "un" and n_groups <= distinct.size:
         raise DataError(f"residual={spec.text!r}: un over {distinct.size} times needs more groups "
                         f"than times to be identified, and {spec.group!r} has {n_groups}.")
+    function = None if variance is None else VarIdent(variance).bind(variance_labels)
     return ResidualDesign(spec, structure, np.asarray(group_codes, dtype=np.int64), group_labels,
-                          slots.astype(np.int64), times, variance_codes, variance_labels, variance)
+                          slots.astype(np.int64), times, variance_codes, variance_labels, variance,
+                          function)
