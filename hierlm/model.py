@@ -21,6 +21,7 @@ from hierlm.design.spec import ModelSpec, build_spec
 from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
 from hierlm.formula import parse_formula
 from hierlm.options import check_options
+from hierlm.sources import source_design, source_for
 
 __all__ = ["Model", "RandomTerm", "FIT_METHODS"]
 
@@ -61,8 +62,10 @@ class Model:
     ----------
     formula : str
         lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame
-        The data; columns named in the formula must be present.
+    data : pandas.DataFrame or a source of :mod:`hierlm.sources`
+        The data; columns named in the formula must be present. A DuckDB
+        relation, a Parquet path or glob, a polars LazyFrame or a Dask
+        DataFrame is fitted from sufficient statistics the engine computes.
     family : str
         Response family; only ``"gaussian"`` is supported so far.
     priors : dict, "flat" or None
@@ -87,6 +90,10 @@ class Model:
         :class:`~hierlm.errors.RankDeficientWarning`, as lme4 drops them
         (True, the default), or raise :class:`~hierlm.errors.RankDeficientError`
         (False). Predictions on new data drop the same columns.
+    progress : bool
+        For data held by an engine (a DuckDB relation, Parquet files, a polars
+        LazyFrame, a Dask DataFrame; :mod:`hierlm.sources`): report each pass
+        on stderr with its elapsed time.
 
     Examples
     --------
@@ -107,6 +114,7 @@ class Model:
         residual: str | None = None,
         variance: str | None = None,
         drop_aliased: bool = True,
+        progress: bool = True,
     ) -> None:
         if family not in _FAMILIES:
             raise InputTypeError(
@@ -131,6 +139,15 @@ class Model:
         self.design: Design
         self.residual = residual
         self.variance = variance
+        source = source_for(data)  # a registered kind of data held by an engine (hierlm.sources)
+        if source is not None:
+            self.spec, self.design = source_design(
+                self.parsed, source, family=family, na_action=na_action, reference=reference,
+                residual=residual, variance=variance, drop_aliased=drop_aliased,
+                weights=locals().get("weights"), offset=locals().get("offset"), progress=progress)
+            self.data = data
+            self.user_priors = priors
+            return
         self.spec, self.design = build_spec(self.parsed, data, na_action=na_action,
                                             reference=reference, residual=residual,
                                             variance=variance, drop_aliased=drop_aliased)

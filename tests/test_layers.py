@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hierlm.core",),
     ("hierlm.datasets", "hierlm.formula"),
     ("hierlm.design",),
+    ("hierlm.sources",),
     ("hierlm.results",),
     ("hierlm.lmm", "hierlm.bayes"),
     ("hierlm.model",),

@@ -355,7 +355,7 @@ def crossproducts(design: Design) -> CrossProducts:
         if c.size and (c.min() < 0 or c.max() >= f.n_levels):
             raise DataError(f"Grouping factor {f.group!r} has codes outside its levels.")
     n, p = design.n, design.p
-    y = np.asarray(design.y, dtype=float).reshape(n, 1)
+    y = np.asarray(design.y, dtype=float).reshape(-1, 1)  # rows (square-root rows if row-less)
     xy = np.hstack([np.asarray(design.X, dtype=float), y])
     first, c1, z1 = factors[0], codes[0], zs[0]
     n1, q1 = first.n_levels, first.q
@@ -514,10 +514,10 @@ def group_crossproducts(design: Design, group: str | None = None) -> GroupCrossP
     rb = design.blocks[members[0]]
     n = design.n
     codes = np.asarray(rb.codes, dtype=np.int64)
-    z = np.column_stack([np.asarray(design.blocks[k].z, dtype=float).reshape(n, -1)
+    z = np.column_stack([np.asarray(design.blocks[k].z, dtype=float).reshape(codes.size, -1)
                          for k in members])
     x = np.asarray(design.X, dtype=float)
-    y = np.asarray(design.y, dtype=float).reshape(n, 1)
+    y = np.asarray(design.y, dtype=float).reshape(-1, 1)
     J = rb.n_levels
     return GroupCrossProducts(
         group=group, levels=rb.levels, blocks=tuple(members),
