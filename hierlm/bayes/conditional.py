@@ -18,9 +18,15 @@ levels, which is much faster than NumPy's batched LAPACK calls on millions of
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from hierlm.bayes.groupstats import GroupStats
+from hierlm.design.blocks import Design
+from hierlm.design.crossprod import theta_layout
 
 __all__ = [
     "linear_predictor",
@@ -33,6 +39,8 @@ __all__ = [
     "draw_group_effects",
     "group_loglik",
     "pointwise_loglik",
+    "SparseConditional",
+    "conditional_means",
 ]
 
 _CHUNK_ELEMENTS = 4_000_000
@@ -329,3 +337,100 @@ def linear_predictor(
     for codes, z, effects in blocks:
         mu += np.einsum("sik,ik->si", effects[:, codes, :], z)
     return mu
+
+
+# A of at most this size is factored densely; larger ones by sparse LU (symmetric mode).
+_DENSE_A = 2500
+
+
+class SparseConditional:
+    """The Gaussian conditional of every group effect given (beta, theta, sigma), any design.
+
+    With ``b = Lambda u`` and ``A = Lambda'Z'Z Lambda + I`` (sparse, never a
+    dense n x levels matrix), ``u | y ~ N(A^-1 Lambda'Z'(y - X beta), sigma^2 A^-1)``.
+    A draw perturbs the right-hand side instead of factoring the covariance:
+    ``u = A^-1 (Lambda'Z'(y - X beta) + sigma (Lambda'Z'e_1 + e_2))`` with
+    ``e_1 ~ N(0, I_n)``, ``e_2 ~ N(0, I_q)`` has exactly that distribution
+    (the perturbation has covariance ``sigma^2 A``), so each draw is one
+    sparse solve. Crossed and nested designs included.
+
+    Parameters
+    ----------
+    design : Design
+        The model's design (us/diag blocks: ``theta`` is lme4's).
+    """
+
+    def __init__(self, design: Design) -> None:
+        self.design = design
+        self.layout = theta_layout(design.blocks)
+        self.z = design.sparse_z().tocsr()
+        self.zt = self.z.T.tocsr()
+        self.ztz = (self.zt @ self.z).tocsc()
+        X = np.asarray(design.X, dtype=float)
+        self.ztx = np.asarray(self.zt @ X)
+        self.zty = np.asarray(self.zt @ np.asarray(design.y, dtype=float)).ravel()
+        self.m = self.z.shape[1]
+        self._q = [b.q for b in design.blocks]
+
+    def lambda_matrix(self, theta: np.ndarray) -> sp.csc_matrix:
+        """Block-diagonal ``Lambda`` (level-major within each block, as ``Design.sparse_z``)."""
+        templates = self.layout.templates(np.asarray(theta, dtype=float), self._q)
+        parts = [sp.kron(sp.identity(block.n_levels, format="csc"), sp.csc_matrix(t), format="csc")
+                 for block, t in zip(self.design.blocks, templates, strict=True)]
+        return sp.block_diag(parts, format="csc")
+
+    def _solve(self, lam: sp.csc_matrix, rhs: np.ndarray) -> np.ndarray:
+        """``A^-1 rhs``."""
+        a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).tocsc()
+        if self.m <= _DENSE_A:
+            dense = a.toarray()
+            chol = np.linalg.cholesky(dense)
+            return np.linalg.solve(chol.T, np.linalg.solve(chol, rhs))
+        lu = spla.splu(a, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                       options={"SymmetricMode": True})
+        return np.asarray(lu.solve(rhs))
+
+    def _split(self, b: np.ndarray) -> list[np.ndarray]:
+        out, start = [], 0
+        for block in self.design.blocks:
+            size = block.n_levels * block.q
+            out.append(np.asarray(b[start:start + size]).reshape(block.n_levels, block.q))
+            start += size
+        return out
+
+    def mean(self, theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
+        """Conditional means ``E(b | y)`` per block, shape (levels, q)."""
+        lam = self.lambda_matrix(theta)
+        rhs = np.asarray(lam.T @ (self.zty - self.ztx @ np.asarray(beta, dtype=float))).ravel()
+        return self._split(lam @ self._solve(lam, rhs))
+
+    def draw(self, theta: np.ndarray, beta: np.ndarray, sigma: float,
+             rng: np.random.Generator) -> list[np.ndarray]:
+        """One exact draw of every group effect from its conditional, per block (levels, q)."""
+        lam = self.lambda_matrix(theta)
+        base = self.zty - self.ztx @ np.asarray(beta, dtype=float)
+        perturbed = base + sigma * (self.zt @ rng.standard_normal(self.z.shape[0]))
+        rhs = np.asarray(lam.T @ perturbed).ravel() + sigma * rng.standard_normal(self.m)
+        return self._split(lam @ self._solve(lam, rhs))
+
+    def draws(self, thetas: np.ndarray, fixef: np.ndarray, sigma: np.ndarray,
+              rng: np.random.Generator) -> list[np.ndarray]:
+        """Exact draws for every posterior draw: per block, shape (S, levels, q)."""
+        out = [np.empty((thetas.shape[0], b.n_levels, b.q)) for b in self.design.blocks]
+        for s in range(thetas.shape[0]):
+            for k, values in enumerate(self.draw(thetas[s], fixef[s], float(sigma[s]), rng)):
+                out[k][s] = values
+        return out
+
+
+def conditional_means(design: Design, criterion: Any, theta: np.ndarray,
+                      beta: np.ndarray) -> list[np.ndarray]:
+    """Conditional means of the group effects at ``(theta, beta)``, per block (levels, q).
+
+    At the generalised least-squares beta these are the ML criterion's own
+    solution; elsewhere :class:`SparseConditional` solves for them.
+    """
+    sol = criterion.solution(theta, False, cond_var=False)
+    if np.allclose(sol.beta, beta, rtol=1e-12, atol=0.0):
+        return [np.asarray(b) for b in sol.b]
+    return SparseConditional(design).mean(theta, beta)

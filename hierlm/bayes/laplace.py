@@ -25,8 +25,6 @@ import numpy as np
 
 __all__ = ["laplace_uncertainty", "conditional_variances"]
 
-# Columns of A^-1 solved at once (memory: about 8 bytes x this x the size of A).
-_SOLVE_CELLS = 2_000_000
 
 
 def conditional_variances(density: Any, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
@@ -35,7 +33,7 @@ def conditional_variances(density: Any, theta: np.ndarray, sigma: float) -> list
     Parameters
     ----------
     density : hierlm.bayes.map.MarginalDensity
-        The model's marginal density (its solver of ``A``).
+        The model's marginal density (the ML/REML factorisation gives ``condVar``).
     theta : numpy.ndarray
         The covariance parameters.
     sigma : float
@@ -46,23 +44,7 @@ def conditional_variances(density: Any, theta: np.ndarray, sigma: float) -> list
     list of numpy.ndarray
         One (levels, q, q) array per design block.
     """
-    lam = density.lambda_matrix(theta)
-    solve, _ = density._solver(theta, lam)
-    out, offset = [], 0
-    chunk_levels = max(1, _SOLVE_CELLS // max(density.m, 1))
-    for block, template in zip(density.design.blocks, density.templates(theta), strict=True):
-        q, levels = block.q, block.n_levels
-        inverse = np.empty((levels, q, q))
-        for first in range(0, levels, chunk_levels):
-            count = min(chunk_levels, levels - first)
-            columns = offset + first * q + np.arange(count * q)
-            unit = np.zeros((density.m, columns.size))
-            unit[columns, np.arange(columns.size)] = 1.0
-            solved = np.asarray(solve(unit))[columns].reshape(count, q, count, q)
-            inverse[first:first + count] = solved[np.arange(count), :, np.arange(count), :]
-        out.append(sigma**2 * np.einsum("ab,lbc,dc->lad", template, inverse, template))
-        offset += levels * q
-    return out
+    return list(density.conditional_variances(theta, sigma))
 
 
 def _hessian(func: Callable[[np.ndarray], float], x: np.ndarray, steps: np.ndarray) -> np.ndarray:

@@ -8,19 +8,16 @@ keeps a variance of exactly zero reachable: a singular mode lies on the
 boundary ``theta_k = 0``, where an optimiser over log-SDs could only creep
 towards it.
 
-The marginal density is evaluated from the penalised least-squares system of
-Bates et al. (2015), with ``Lambda`` the block-diagonal matrix of the
-``T_b``, ``A = Lambda'Z'Z Lambda + I``, ``R_X'R_X`` the Schur complement of
-``X`` and ``r2`` the penalised residual sum of squares at ``beta_hat``:
+The marginal density is the one Gaussian likelihood of
+:mod:`hierlm.lmm.likelihood` (the ML/REML criterion's factorisation, for one
+factor, nested and crossed designs), with ``A = Lambda'Z'Z Lambda + I``,
+``R_X'R_X`` the Schur complement of ``X`` and ``r2`` the penalised residual
+sum of squares at ``beta_hat``:
 
     -2 log p(y | theta, sigma, beta) = n log(2 pi sigma^2) + log|A|
                                        + (r2 + |R_X (beta - beta_hat)|^2) / sigma^2
     -2 log p_REML(y | theta, sigma)  = (n - p) log(2 pi sigma^2) + log|A|
                                        + log|R_X'R_X| + r2 / sigma^2
-
-``A`` is factored densely when small and with SuperLU (symmetric mode, no
-pivoting, minimum-degree ordering) otherwise; it is never formed from the n
-rows again after the cross-products.
 
 The mode is that of the posterior density in the natural parameters (SDs,
 correlations, sigma, fixed effects), without Jacobian terms, so that with
@@ -29,7 +26,8 @@ estimate. With flat priors sigma and beta are profiled out in closed form and
 only theta is optimised, with COBYQA (Powell's derivative-free trust-region
 method with bounds, successor of the BOBYQA lme4 uses); otherwise the optimum
 of the flat problem is the start of a joint optimisation with the log-prior
-added (L-BFGS-B with box constraints and central-difference gradients).
+added (L-BFGS-B with box constraints, the likelihood's exact gradient and
+central differences of the closed-form log-prior).
 """
 
 from __future__ import annotations
@@ -40,15 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import xarray as xr
 from scipy import optimize, stats
-from scipy.linalg import cho_solve
 from threadpoolctl import threadpool_limits
 
 from hierlm.bayes.build import design_and_priors
-from hierlm.bayes.conditional import batched_cholesky, solve_lower, solve_lower_transposed
+from hierlm.bayes.conditional import conditional_means
 from hierlm.bayes.laplace import laplace_uncertainty
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames, block_names
 from hierlm.bayes.priors import Prior, PriorTable
@@ -58,19 +53,18 @@ from hierlm.design.blocks import Design
 from hierlm.design.checks import require_varying_response
 from hierlm.design.crossprod import ThetaLayout, theta_layout
 from hierlm.errors import FitError, SingularFitWarning
+from hierlm.lmm.likelihood import GaussianLikelihood
 
 __all__ = ["MarginalDensity", "MapFit", "fit_map", "log_prior_density"]
 
-_DENSE_LIMIT = 2500
-_SCHUR_LIMIT = 4000  # largest dense Schur complement (columns after the first block)
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal entries
-_LOG_2PI = float(np.log(2 * np.pi))
 
 
 @dataclass(frozen=True)
 class Pieces:
-    """The marginal density's ingredients at one theta."""
+    """The marginal density's ingredients at one theta (from the ML/REML factorisation)."""
 
+    theta: np.ndarray
     logdet_a: float
     logdet_xx: float
     r2: float
@@ -81,6 +75,10 @@ class Pieces:
 class MarginalDensity:
     """The Gaussian marginal density of a design as a function of (theta, sigma, beta).
 
+    Every value comes from :class:`hierlm.lmm.likelihood.GaussianLikelihood`,
+    i.e. from the factorisation of the ML/REML criterion (one factor, nested
+    and crossed designs); nothing here refactors ``A``.
+
     Parameters
     ----------
     design : Design
@@ -90,137 +88,59 @@ class MarginalDensity:
     def __init__(self, design: Design) -> None:
         self.design = design
         self.layout: ThetaLayout = theta_layout(design.blocks)
-        z = design.sparse_z().tocsc()
-        X = np.asarray(design.X, dtype=float)
-        y = np.asarray(design.y, dtype=float)
-        self.ztz = (z.T @ z).tocsc()
-        self.ztx = np.asarray(z.T @ X)
-        self.zty = np.asarray(z.T @ y).ravel()
-        self.xtx, self.xty, self.yty = X.T @ X, X.T @ y, float(y @ y)
-        self.n, self.p = X.shape
-        self.m = z.shape[1]
+        self.likelihood = GaussianLikelihood(design)
+        self.criterion = self.likelihood.criterion
+        self.n, self.p = design.n, design.p
+        self.m = int(sum(b.n_levels * b.q for b in design.blocks))
         self._q = [b.q for b in design.blocks]
-        first = design.blocks[0]
-        self._m1 = first.n_levels * first.q
-        codes, z1 = np.asarray(first.codes, dtype=np.intp), np.asarray(first.z, dtype=float)
-        self._ztz_first = np.empty((first.n_levels, first.q, first.q))
-        for a in range(first.q):
-            for b in range(first.q):
-                weights = z1[:, a] * z1[:, b]
-                self._ztz_first[:, a, b] = np.bincount(codes, weights=weights, minlength=first.n_levels)
-        self._ztz_12 = self.ztz[: self._m1, self._m1 :].tocsc()
-        self._ztz_22 = self.ztz[self._m1 :, self._m1 :].tocsc()
 
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per-block relative Cholesky factors ``T_b``."""
         return self.layout.templates(np.asarray(theta, dtype=float), self._q)
 
-    def lambda_matrix(self, theta: np.ndarray) -> sp.csc_matrix:
-        """Block-diagonal ``Lambda`` (level-major within each block, like ``Design.sparse_z``)."""
-        parts = [
-            sp.kron(sp.identity(block.n_levels, format="csc"), sp.csc_matrix(t), format="csc")
-            for block, t in zip(self.design.blocks, self.templates(theta), strict=True)
-        ]
-        return sp.block_diag(parts, format="csc")
-
-    def _solver(self, theta: np.ndarray, lam: sp.csc_matrix) -> tuple[Any, float]:
-        """A solve function for ``A = Lambda'Z'Z Lambda + I`` and ``log|A|``.
-
-        Small ``A``: dense Cholesky. Larger: the first block (one factor,
-        block diagonal per level) is eliminated level by level and the rest
-        goes through a dense Schur complement, as in lme4 / MixedModels.jl,
-        when that complement is at most ``_SCHUR_LIMIT`` wide; otherwise SuperLU.
-        """
-        if self.m <= _DENSE_LIMIT:
-            a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).toarray()
-            chol = np.linalg.cholesky(a)
-            logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
-            return (lambda rhs: cho_solve((chol, True), rhs)), logdet
-        if self.m - self._m1 <= _SCHUR_LIMIT:
-            return self._schur_solver(theta, lam)
-        a = (lam.T @ self.ztz @ lam + sp.identity(self.m, format="csc")).tocsc()
-        lu = spla.splu(a, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        return lu.solve, float(np.sum(np.log(np.abs(lu.U.diagonal()))))
-
-    def _schur_solver(self, theta: np.ndarray, lam: sp.csc_matrix) -> tuple[Any, float]:
-        """Block elimination of the first block, then a dense Cholesky of the Schur complement."""
-        m1 = self._m1
-        levels, q1 = self._ztz_first.shape[:2]
-        t1 = self.templates(theta)[0]
-        a11 = np.einsum("ka,lkm,mb->lab", t1, self._ztz_first, t1) + np.eye(q1)
-        # entrywise batched Cholesky and inverse: LAPACK per 1x1 or 2x2 matrix is far slower
-        r11 = batched_cholesky(a11)
-        logdet = 2.0 * float(np.sum(np.log(np.diagonal(r11, axis1=1, axis2=2))))
-        identity = np.broadcast_to(np.eye(q1), a11.shape)
-        columns = [solve_lower_transposed(r11, solve_lower(r11, identity[:, :, k])) for k in range(q1)]
-        blocks = np.stack(columns, axis=2)
-        inv11 = sp.bsr_matrix((blocks, np.arange(levels), np.arange(levels + 1)), shape=(m1, m1))
-        lam1, lam2 = lam[:m1, :m1], lam[m1:, m1:]
-        coupling = (lam1.T @ self._ztz_12 @ lam2).tocsc()
-        scaled = (inv11 @ coupling).tocsc()  # A11^-1 A12
-        schur = (lam2.T @ self._ztz_22 @ lam2).toarray() + np.eye(self.m - m1)
-        schur -= (coupling.T @ scaled).toarray()
-        chol2 = np.linalg.cholesky(schur)
-        logdet += 2.0 * float(np.sum(np.log(np.diag(chol2))))
-
-        def solve(rhs: np.ndarray) -> np.ndarray:
-            top, bottom = rhs[:m1], rhs[m1:]
-            x2 = cho_solve((chol2, True), bottom - scaled.T @ top)
-            x1 = inv11 @ top - scaled @ x2
-            return np.concatenate([x1, x2], axis=0)
-
-        return solve, logdet
-
     def pieces(self, theta: np.ndarray) -> Pieces:
-        """Factor ``A`` and solve the penalised least-squares system at ``theta``."""
-        lam = self.lambda_matrix(theta)
-        solve, logdet_a = self._solver(theta, lam)
-        lzx = np.asarray(lam.T @ self.ztx)
-        lzy = np.asarray(lam.T @ self.zty).ravel()
-        solved = solve(np.column_stack([lzy, lzx]))
-        cu, cx = solved[:, 0], solved[:, 1:]
-        xx = self.xtx - lzx.T @ cx
-        xy = self.xty - lzx.T @ cu
-        if self.p:
-            chol_x = np.linalg.cholesky(xx)
-            beta_hat = np.linalg.solve(chol_x.T, np.linalg.solve(chol_x, xy))
-            logdet_xx = 2.0 * float(np.sum(np.log(np.diag(chol_x))))
-        else:
-            beta_hat, logdet_xx = np.zeros(0), 0.0
-        r2 = self.yty - float(lzy @ cu) - float(beta_hat @ xy)
-        return Pieces(logdet_a, logdet_xx, max(r2, 0.0), beta_hat, xx)
+        """The penalised least-squares solution at ``theta`` (the criterion's)."""
+        theta = np.asarray(theta, dtype=float)
+        sol = self.criterion.solution(theta, False, cond_var=False)
+        r_x = np.asarray(sol.R_X)
+        return Pieces(theta, float(sol.ldL2), float(sol.ldRX2), max(float(sol.r2), 0.0),
+                      np.asarray(sol.beta), r_x.T @ r_x)
 
     def profiled_criterion(self, theta: np.ndarray, reml: bool) -> float:
         """lme4's ML deviance or REML criterion (sigma and beta profiled out)."""
-        pc = self.pieces(theta)
-        dof = self.n - (self.p if reml else 0)
-        value = pc.logdet_a + dof * (1.0 + _LOG_2PI + np.log(pc.r2 / dof))
-        return float(value + (pc.logdet_xx if reml else 0.0))
+        return float(self.criterion(np.asarray(theta, dtype=float), reml))
 
     def minus_two_loglik(self, pc: Pieces, sigma: float, beta: np.ndarray | None, reml: bool) -> float:
         """``-2 log`` likelihood (ML, at ``beta``) or REML likelihood, at given sigma."""
-        var = sigma**2
         if reml:
-            dof = self.n - self.p
-            return dof * (_LOG_2PI + np.log(var)) + pc.logdet_a + pc.logdet_xx + pc.r2 / var
+            return -2.0 * self.likelihood.evaluate_reml(pc.theta, sigma, gradient=False).value
         if beta is None:
             raise ValueError("beta is needed for the ML likelihood")
-        diff = np.asarray(beta) - pc.beta_hat
-        rss = pc.r2 + float(diff @ pc.xx @ diff)
-        return self.n * (_LOG_2PI + np.log(var)) + pc.logdet_a + rss / var
+        return -2.0 * self.likelihood.evaluate(beta, pc.theta, sigma, gradient=False).value
+
+    def minus_two_loglik_gradient(self, theta: np.ndarray, sigma: float, beta: np.ndarray | None,
+                                  reml: bool) -> tuple[float, np.ndarray]:
+        """``-2 log`` (REML) likelihood and its exact gradient in ``(theta, log sigma, beta)``."""
+        if reml:
+            got = self.likelihood.evaluate_reml(theta, sigma)
+        else:
+            assert beta is not None
+            got = self.likelihood.evaluate(beta, theta, sigma)
+        assert got.d_phi is not None
+        grad = np.concatenate([got.d_phi, [got.d_sigma * sigma], got.d_beta])
+        return -2.0 * got.value, -2.0 * grad
 
     def conditional_modes(self, theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
-        """Group effects ``b = Lambda A^-1 Lambda'Z'(y - X beta)`` per block, shape (levels, q)."""
-        lam = self.lambda_matrix(theta)
-        solve, _ = self._solver(theta, lam)
-        rhs = np.asarray(lam.T @ (self.zty - self.ztx @ beta)).ravel()
-        b = lam @ solve(rhs)
-        out, start = [], 0
-        for block in self.design.blocks:
-            size = block.n_levels * block.q
-            out.append(np.asarray(b[start : start + size]).reshape(block.n_levels, block.q))
-            start += size
-        return out
+        """Group effects ``b`` at ``(theta, beta)`` per block, shape (levels, q)."""
+        return conditional_means(self.design, self.criterion, np.asarray(theta, dtype=float),
+                                 np.asarray(beta, dtype=float))
+
+    def conditional_variances(self, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
+        """Per block, ``sigma^2 T A_ll^-1 T'`` for every level (lme4's ``condVar``)."""
+        sol = self.criterion.solution(np.asarray(theta, dtype=float), False, cond_var=True)
+        assert sol.cond_var is not None
+        scale = (sigma / sol.sigma) ** 2 if sol.sigma > 0 else 0.0
+        return [np.asarray(cv) * scale for cv in sol.cond_var]
 
 
 def _log_density(prior: Prior, value: float) -> float:
@@ -317,14 +237,10 @@ def _central_gradient(func: Any, x: np.ndarray, lower: np.ndarray) -> np.ndarray
 
 
 def _minimize(func: Any, start: np.ndarray, lower: np.ndarray) -> optimize.OptimizeResult:
-    """L-BFGS-B with box constraints and central-difference gradients."""
+    """L-BFGS-B with box constraints; ``func(x) -> (value, gradient)``."""
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        return func(x), _central_gradient(func, x, lower)
-
     return optimize.minimize(
-        value_and_grad,
+        func,
         start,
         jac=True,
         method="L-BFGS-B",
@@ -369,13 +285,19 @@ def _optimize(density: MarginalDensity, priors: PriorTable, names: list[BlockNam
         n_theta = layout.size
         fixed = density.design.fixed_names
 
-        def negative_log_posterior(x: np.ndarray) -> float:
-            th, log_sigma = x[:n_theta], x[n_theta]
+        def log_prior(x: np.ndarray) -> float:
             b = None if reml else x[n_theta + 1 :]
-            sig = float(np.exp(log_sigma))
-            value = 0.5 * density.minus_two_loglik(density.pieces(th), sig, b, reml)
-            prior = log_prior_density(priors, names, density.templates(th), sig, b, fixed)
-            return float(value - prior) if np.isfinite(prior) else np.inf
+            return log_prior_density(priors, names, density.templates(x[:n_theta]),
+                                     float(np.exp(x[n_theta])), b, fixed)
+
+        def negative_log_posterior(x: np.ndarray) -> tuple[float, np.ndarray]:
+            th, sig = x[:n_theta], float(np.exp(x[n_theta]))
+            b = None if reml else x[n_theta + 1 :]
+            prior = log_prior(x)
+            if not np.isfinite(prior):
+                return np.inf, np.zeros_like(x)
+            value, grad = density.minus_two_loglik_gradient(th, sig, b, reml)
+            return 0.5 * value - prior, 0.5 * grad - _central_gradient(log_prior, x, bounds)
 
         start = np.concatenate([theta, [np.log(sigma)], [] if reml else beta])
         bounds = np.concatenate([lower, np.full(start.size - n_theta, -np.inf)])

@@ -13,7 +13,7 @@ from scipy.linalg import block_diag
 from scipy.stats import multivariate_normal
 
 import hierlm as hl
-from hierlm.bayes.conditional import draw_group_effects, group_loglik
+from hierlm.bayes.conditional import SparseConditional, draw_group_effects, group_loglik
 from hierlm.bayes.groupstats import group_stats, shared_group
 from hierlm.bayes.map import MarginalDensity
 from hierlm.bayes.marginal import marginal_loglik
@@ -196,7 +196,7 @@ def test_map_density_matches_dense_for_crossed_factors(crossed_df):
     sigma, beta = 0.8, np.array([1.1, 0.4])
     templates = density.templates(theta)
     z = design.sparse_z().toarray()
-    lam = density.lambda_matrix(theta).toarray()
+    lam = SparseConditional(design).lambda_matrix(theta).toarray()
     cov = sigma**2 * (np.eye(design.n) + z @ lam @ lam.T @ z.T)
     expected = multivariate_normal(design.X @ beta, cov).logpdf(design.y)
     value = -0.5 * density.minus_two_loglik(density.pieces(theta), sigma, beta, reml=False)
@@ -260,21 +260,35 @@ def test_compiled_loop_matches_numpy(monkeypatch):
     np.testing.assert_allclose(compiled_loglik, numpy_loglik, rtol=1e-10)
 
 
-@pytest.mark.parametrize("route", ["schur", "splu"])
-def test_large_problem_factorizations_match_dense(crossed_df, monkeypatch, route):
-    import hierlm.bayes.map as map_module
+@pytest.mark.parametrize("route", ["dense", "splu"])
+def test_sparse_conditional_means_and_draws_are_exact(crossed_df, monkeypatch, route):
+    """Crossed design: the conditional mean equals G Z'V^-1 (y - X beta) (dense, rel 1e-8), at
+    beta_hat it equals the ML kernel's solution, and draws have that mean and covariance."""
+    import hierlm.bayes.conditional as conditional_module
 
+    if route == "splu":
+        monkeypatch.setattr(conditional_module, "_DENSE_A", 0)
     design = hl.Model("y ~ x + (x | a) + (1 | b)", crossed_df).design
     theta = np.array([0.9, 0.2, 0.5, 0.6])
-    dense = MarginalDensity(design)
-    expected = dense.pieces(theta)
-    monkeypatch.setattr(map_module, "_DENSE_LIMIT", 0)
-    if route == "splu":
-        monkeypatch.setattr(map_module, "_SCHUR_LIMIT", 0)
-    other = MarginalDensity(design).pieces(theta)
-    np.testing.assert_allclose(other.logdet_a, expected.logdet_a, rtol=1e-10)
-    np.testing.assert_allclose(other.r2, expected.r2, rtol=1e-10)
-    np.testing.assert_allclose(other.beta_hat, expected.beta_hat, rtol=1e-10)
-    modes = MarginalDensity(design).conditional_modes(theta, expected.beta_hat)
-    for ours, reference in zip(modes, dense.conditional_modes(theta, expected.beta_hat), strict=True):
+    sigma, beta = 0.8, np.array([1.1, 0.4])
+    cond = SparseConditional(design)
+    z = design.sparse_z().toarray()
+    lam = cond.lambda_matrix(theta).toarray()
+    g = sigma**2 * lam @ lam.T
+    v = z @ g @ z.T + sigma**2 * np.eye(design.n)
+    expected = g @ z.T @ np.linalg.solve(v, design.y - design.X @ beta)
+    np.testing.assert_allclose(np.concatenate([m.ravel() for m in cond.mean(theta, beta)]),
+                               expected, rtol=1e-8, atol=1e-10)
+    density = MarginalDensity(design)
+    beta_hat = density.pieces(theta).beta_hat
+    kernel_modes = density.conditional_modes(theta, beta_hat)
+    for ours, reference in zip(cond.mean(theta, beta_hat), kernel_modes, strict=True):
         np.testing.assert_allclose(ours, reference, rtol=1e-8, atol=1e-10)
+    # draws: mean and covariance g - g Z'V^-1 Z g within Monte Carlo error (4000 draws)
+    rng = np.random.default_rng(5)
+    many = np.array([np.concatenate([d.ravel() for d in cond.draw(theta, beta, sigma, rng)])
+                     for _ in range(4000)])
+    post_cov = g - g @ z.T @ np.linalg.solve(v, z @ g)
+    sd = np.sqrt(np.diag(post_cov))
+    assert np.max(np.abs(many.mean(axis=0) - expected) / sd) < 4.5 / np.sqrt(4000)
+    np.testing.assert_allclose(many.std(axis=0), sd, rtol=0.06)
