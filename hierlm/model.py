@@ -230,6 +230,11 @@ class Model:
         """
         if method not in FIT_METHODS:
             raise FitError(f"Unknown fit method {method!r}; choose one of {', '.join(FIT_METHODS)}.")
+        if method in ("map", "nuts") and self.design.rowless:
+            raise FitError(
+                f"method={method!r} is not available yet for data held by an engine (DuckDB, "
+                "Parquet, polars, Dask): the default priors are scaled by statistics of the rows "
+                "that the row-less design does not carry yet. Use method='reml' or 'ml'.")
         if method in ("reml", "ml"):
             from hierlm.lmm import fit_lmm
 

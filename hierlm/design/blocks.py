@@ -170,6 +170,25 @@ class Design:
         """True when the design holds sufficient statistics instead of rows."""
         return self.summary is not None
 
+    def require_rows(self, what: str) -> None:
+        """Refuse a quantity that needs the observations when the design is row-less.
+
+        Raises
+        ------
+        FitError
+            Naming the quantity, for a design of data held by an engine.
+        """
+        if self.summary is not None:
+            from hierlm.errors import FitError
+
+            raise FitError(
+                f"{what} needs the rows of the data, and this model was fitted from sufficient "
+                "statistics computed by its data engine (DuckDB, Parquet, polars or Dask); it is "
+                "not available for such data. Fit a sample of the rows as a pandas DataFrame, or "
+                "use fixef(), varcorr(), ranef(), coef(), confint(method='profile'), "
+                "predict(new_data) and the engine's own second pass (docs: 'Data larger than "
+                "memory').")
+
     def column_rms(self) -> list[np.ndarray]:
         """Root mean square over the observations of each block's random-effect columns."""
         if self.summary is not None:

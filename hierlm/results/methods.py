@@ -183,10 +183,12 @@ class ResultMethods:
     # ------------------------------------------------------------ predictions
     def fitted(self) -> np.ndarray:
         """Fitted values ``X beta + Z b`` of the rows that were fitted (NUTS: posterior mean)."""
+        self.design.require_rows("fitted()")
         return self.draws().mean_linear_predictor()
 
     def residuals(self, scaled: bool = False) -> np.ndarray:
         """Response minus ``fitted()``; divided by sigma (NUTS: its posterior mean) when ``scaled``."""
+        self.design.require_rows("residuals()")
         res = np.asarray(self.design.y, dtype=float) - self.fitted()
         return res / float(np.mean(self.draws().sigma)) if scaled else res
 
@@ -225,6 +227,7 @@ class ResultMethods:
         if not isinstance(include_random, (bool, np.bool_)):
             raise InputTypeError(f"include_random must be True or False, not {include_random!r}.")
         if new_data is None:
+            self.design.require_rows("predict() of the fitted rows")
             return predict(self, None, include_random=include_random, kind=kind, summary=summary,
                            prob=prob, new_levels=new_levels, seed=seed)
         if self.model is None:
@@ -244,22 +247,27 @@ class ResultMethods:
     def icc(self, shared: Iterable[str | Iterable[str]] | None = None,
             at: Mapping[str, float] | None = None, prob: float | None = None) -> Any:
         """Intraclass correlation(s) and variance shares; see :func:`hierlm.results.icc`."""
+        self.design.require_rows("icc()")
         return icc(self, shared=shared, at=at, prob=prob)
 
     def r2(self, bayes: bool | None = None, residual: str = "model", prob: float | None = None) -> Any:
         """Marginal, conditional (Nakagawa) and Bayesian R²; see :func:`hierlm.results.r2`."""
+        self.design.require_rows("r2()")
         return r2(self, bayes=bayes, residual=residual, prob=prob)
 
     def shrinkage(self, group: str, complete: str = "fixed", prob: float | None = None) -> Any:
         """No/partial/complete pooling per level of ``group``; see :func:`hierlm.results.shrinkage`."""
+        self.design.require_rows("shrinkage()")
         return shrinkage(self, group, complete=complete, prob=prob)
 
     def waic(self, level: str = "observation", group: str | None = None) -> Any:
         """WAIC (elpd scale), per observation or per level of ``group``; see :func:`hierlm.results.waic`."""
+        self.design.require_rows("waic()")
         return waic(self, level=level, group=group)
 
     def loo(self, level: str = "observation", group: str | None = None) -> Any:
         """PSIS-LOO, per observation or leave-one-group-out; see :func:`hierlm.results.loo`."""
+        self.design.require_rows("loo()")
         return loo(self, level=level, group=group)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
