@@ -18,6 +18,7 @@ __all__ = [
     "NewLevelError",
     "PriorError",
     "FitError",
+    "FamilyError",
     "IncompatibleFileError",
     "GridError",
     "IncompatibleFitsError",
@@ -69,6 +70,10 @@ class PriorError(HierlmError, ValueError):
 
 class FitError(HierlmError, ValueError):
     """Bad arguments to a fit (unknown method, draws=0, ...)."""
+
+
+class FamilyError(HierlmError, ValueError):
+    """An unknown family, or a family/link pair that does not exist (e.g. Poisson with logit)."""
 
 
 class IncompatibleFileError(HierlmError, ValueError):

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.spec import ModelSpec, build_spec
 from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
+from hierlm.families import Family, Link, get_family
 from hierlm.formula import parse_formula
 from hierlm.options import check_options
 from hierlm.sources import source_design, source_for
@@ -26,7 +28,6 @@ from hierlm.sources import source_design, source_for
 __all__ = ["Model", "RandomTerm", "FIT_METHODS"]
 
 FIT_METHODS = ("reml", "ml", "map", "nuts")
-_FAMILIES = ("gaussian",)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class RandomTerm:
 
 
 class Model:
-    """A linear mixed model given by an lme4 formula and a data frame.
+    """A (generalised) linear mixed model given by an lme4 formula and a data frame.
 
     Parameters
     ----------
@@ -66,8 +67,20 @@ class Model:
         The data; columns named in the formula must be present. A DuckDB
         relation, a Parquet path or glob, a polars LazyFrame or a Dask
         DataFrame is fitted from sufficient statistics the engine computes.
-    family : str
-        Response family; only ``"gaussian"`` is supported so far.
+    family : str or Family
+        Response family: ``"gaussian"`` (default), ``"binomial"``,
+        ``"poisson"``, ``"negative_binomial"`` (NB2), or a Family object
+        (:mod:`hierlm.families`). Stored as the Family object ``model.family``.
+    link : str, optional
+        Link function; the family's default (identity, logit, log) when omitted.
+        Binomial takes ``"logit"``, ``"probit"``, ``"cloglog"``.
+    weights : str or array, optional
+        Prior weights: a column name or one value per row (lme4's
+        ``weights=``). Binomial: the trials of a proportion response.
+        Gaussian: ``Var(y_i) = sigma^2 / w_i``.
+    offset : str or array, optional
+        Added to the linear predictor: a column name or one value per row
+        (with any ``offset(...)`` terms of the formula).
     priors : dict, "flat" or None
         Prior overrides for Bayesian fits (see ``hierlm.bayes.priors``).
     na_action : {"omit", "raise"}
@@ -107,7 +120,7 @@ class Model:
         self,
         formula: str,
         data: pd.DataFrame,
-        family: str = "gaussian",
+        family: str | Family = "gaussian",
         priors: Mapping[str, Any] | str | None = None,
         na_action: str = "omit",
         reference: Mapping[str, object] | None = None,
@@ -115,11 +128,11 @@ class Model:
         variance: str | None = None,
         drop_aliased: bool = True,
         progress: bool = True,
+        link: str | Link | None = None,
+        weights: str | np.ndarray | None = None,
+        offset: str | np.ndarray | None = None,
     ) -> None:
-        if family not in _FAMILIES:
-            raise InputTypeError(
-                f"family={family!r} is not supported; hierlm fits {', '.join(_FAMILIES)} models."
-            )
+        self.family: Family = get_family(family, link)
         if priors is not None and not isinstance(priors, (Mapping, str)):
             raise InputTypeError(
                 f"priors must be a dict of Prior objects or 'flat', not {type(priors).__name__}."
@@ -132,7 +145,8 @@ class Model:
         if not isinstance(drop_aliased, bool):
             raise InputTypeError(f"drop_aliased must be True or False, not {drop_aliased!r}.")
         self.formula = formula
-        self.family = family
+        self.weights = weights
+        self.offset = offset
         self.na_action = na_action
         self.parsed = parse_formula(formula)
         self.spec: ModelSpec
@@ -150,7 +164,8 @@ class Model:
             return
         self.spec, self.design = build_spec(self.parsed, data, na_action=na_action,
                                             reference=reference, residual=residual,
-                                            variance=variance, drop_aliased=drop_aliased)
+                                            variance=variance, drop_aliased=drop_aliased,
+                                            family=self.family, weights=weights, offset=offset)
         # rows kept by build_spec (those complete in the model's columns); a boolean mask, not
         # the index labels, so that a frame with duplicate index labels keeps its n rows
         self.data = data.loc[data[self.spec.variables()].notna().all(axis=1).to_numpy()]
@@ -230,12 +245,19 @@ class Model:
         """
         if method not in FIT_METHODS:
             raise FitError(f"Unknown fit method {method!r}; choose one of {', '.join(FIT_METHODS)}.")
-        if method in ("map", "nuts") and self.design.rowless:
-            raise FitError(
-                f"method={method!r} is not available yet for data held by an engine (DuckDB, "
-                "Parquet, polars, Dask): the default priors are scaled by statistics of the rows "
-                "that the row-less design does not carry yet. Use method='reml' or 'ml'.")
+        if method == "reml" and not self.family.supports_reml:
+            raise FitError(f"REML is defined for Gaussian models only; use method='ml' for this "
+                           f"{self.family.describe()} model.")
+        if method == "ml" and self.family.name != "gaussian":
+            raise FitError(f"ML fits of {self.family.describe()} models arrive with hierlm.glmm; "
+                           "use method='map' or 'nuts' meanwhile.")
         if method in ("reml", "ml"):
+            if self.design.has_weights and self.design.residual is not None:
+                raise FitError("weights= cannot be combined with residual=/variance= structures; "
+                               "drop one of them.")
+            if self.design.has_offset:
+                raise FitError("Gaussian ML/REML fits take no offset here; subtract it from the "
+                               "response instead: 'I(y - offset_column) ~ ...'.")
             from hierlm.lmm import fit_lmm
 
             check_options(fit_lmm, method, options, exclude=("design", "reml", "model"))
@@ -248,14 +270,16 @@ class Model:
         return result
 
     def new_design(self, data: pd.DataFrame, with_response: bool = False,
-                   allow_new_levels: bool = True) -> Design:
+                   allow_new_levels: bool = True, offset: np.ndarray | None = None) -> Design:
         """Build the design of new data with this model's spec.
 
         Grouping levels the model never saw get code -1 (population-level
         prediction); they are reported with a warning, or raise
         :class:`~hierlm.errors.NewLevelError` when ``allow_new_levels=False``.
+        Offsets given by column or ``offset()`` term are read from ``data``; an
+        ``offset=`` array of the training data needs ``offset`` for the new rows.
         """
-        design, new_levels = self.spec.design_for(data, with_response=with_response)
+        design, new_levels = self.spec.design_for(data, with_response=with_response, offset=offset)
         if new_levels:
             detail = "; ".join(
                 f"{group}: {', '.join(levels[:5])}{' ...' if len(levels) > 5 else ''} "

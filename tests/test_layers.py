@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hierlm.errors",),
     ("hierlm.io_validation", "hierlm.options"),
     ("hierlm.core",),
-    ("hierlm.datasets", "hierlm.formula"),
+    ("hierlm.datasets", "hierlm.formula", "hierlm.families"),
     ("hierlm.design",),
     ("hierlm.sources",),
     ("hierlm.results",),

@@ -69,12 +69,21 @@ import numpy as np
 import pandas as pd
 
 from hierlm.bayes.naming import block_names
+from hierlm.bayes.structures import (
+    INTERVAL_KINDS,
+    RESIDUAL_LABEL,
+    STRUCTURE_KINDS,
+    BlockParameterisation,
+    ResidualParameterisation,
+    design_structures,
+)
 from hierlm.design.blocks import Design
 from hierlm.errors import PriorError
 
-__all__ = ["Prior", "PriorTable", "PriorRow", "resolve_priors", "default_priors_note"]
+__all__ = ["Prior", "PriorTable", "PriorRow", "resolve_priors", "default_priors_note",
+           "structure_rows"]
 
-Support = Literal["real", "positive", "correlation"]
+Support = Literal["real", "positive", "correlation", "interval"]
 
 # family -> (parameters in order, default values, supports the family can be used for)
 _FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, float], tuple[Support, ...]]] = {
@@ -85,7 +94,8 @@ _FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, float], tuple[Support, ...
     "half_cauchy": (("sigma",), {}, ("positive",)),
     "exponential": (("lam",), {}, ("positive",)),
     "lkj": (("eta",), {}, ("correlation",)),
-    "flat": ((), {}, ("real", "positive", "correlation")),
+    "uniform": (("lower", "upper"), {}, ("interval",)),
+    "flat": ((), {}, ("real", "positive", "correlation", "interval")),
 }
 # parameters that must be strictly positive; "mu" only has to be finite
 _POSITIVE_PARAMS = {"sigma", "nu", "lam", "eta"}
@@ -161,8 +171,9 @@ class Prior:
 
     @property
     def is_flat(self) -> bool:
-        """True for the flat prior and for LKJ(1), which is flat over correlation matrices."""
-        return self.family == "flat" or (self.family == "lkj" and self.param("eta") == 1.0)
+        """True for the flat prior, uniform priors and LKJ(1) (constant density on the support)."""
+        return (self.family in ("flat", "uniform")
+                or (self.family == "lkj" and self.param("eta") == 1.0))
 
     def problems(self) -> list[str]:
         """Return a list of reasons the parameter values are impossible (empty if fine)."""
@@ -172,6 +183,8 @@ class Prior:
                 out.append(f"{name}={value} is not finite")
             elif name in _POSITIVE_PARAMS and value <= 0:
                 out.append(f"{name}={value:g} must be > 0")
+        if self.family == "uniform" and not out and self.param("lower") >= self.param("upper"):
+            out.append(f"lower={self.param('lower'):g} must be below upper={self.param('upper'):g}")
         return out
 
     def supports(self, support: Support) -> bool:
@@ -203,6 +216,9 @@ class PriorRow:
         The prior that will be used.
     source : str
         ``"default"``, ``"flat"`` or the key of ``priors`` it came from.
+    lower, upper : float
+        Natural range of an interval parameter (``rho``, ``pacf``, ``phi``) of a
+        covariance structure (kinds of :mod:`hierlm.bayes.structures`).
     """
 
     kind: str
@@ -210,10 +226,14 @@ class PriorRow:
     term: str
     prior: Prior
     source: str
+    lower: float = -math.inf
+    upper: float = math.inf
 
     @property
     def parameter(self) -> str:
         """The posterior variable (and coordinate) this row is the prior of."""
+        if self.kind in STRUCTURE_KINDS:
+            return f"{self.kind}_{self.block}" + (f"[{self.term}]" if self.term else "")
         if self.kind == "fixef":
             return f"fixef[{self.term}]"
         if self.kind == "sd":
@@ -252,6 +272,18 @@ class PriorTable:
     def sigma(self) -> Prior:
         """Prior of the residual SD."""
         return self._find("sigma", "", "")
+
+    def structure(self, kind: str, block: str, term: str = "") -> Prior:
+        """Prior of a covariance-structure parameter (kinds of :mod:`hierlm.bayes.structures`)."""
+        return self._find(kind, block, term)
+
+    def interval(self, kind: str, block: str, term: str, lower: float,
+                 upper: float) -> tuple[float, float]:
+        """Range of an interval parameter: its uniform prior's bounds, else ``(lower, upper)``."""
+        prior = self._find(kind, block, term)
+        if prior.family == "uniform":
+            return prior.param("lower"), prior.param("upper")
+        return lower, upper
 
     @property
     def is_flat(self) -> bool:
@@ -294,7 +326,9 @@ def default_priors_note() -> str:
     return (
         "Defaults: Intercept ~ normal(mean(y), 2.5 sd(y)); other fixed effects ~ "
         "normal(0, 2.5 sd(y)/sd(x)); SDs ~ half_student_t(3, 2.5 sd(y)/sd(x)); "
-        "sigma ~ half_student_t(3, 2.5 sd(y)); correlations ~ lkj(1)."
+        "sigma ~ half_student_t(3, 2.5 sd(y)); correlations ~ lkj(1); structure "
+        "correlations (rho, Toeplitz partial autocorrelations, car1's phi) ~ uniform over "
+        "their range; log SD ratios of heterogeneous residuals ~ normal(0, 1)."
     )
 
 
@@ -319,20 +353,64 @@ def _default_table(design: Design) -> list[PriorRow]:
             prior = Prior("normal", mu=0.0, sigma=2.5 * s_y / _spread(design.X[:, k]))
         rows.append(PriorRow("fixef", "", name, prior, "default"))
     names = block_names(design)
-    for bn in names:
-        for k, term in enumerate(bn.block.columns):
-            s_x = 1.0 if term == "Intercept" else _spread(bn.block.z[:, k])
+    blocks, residual = design_structures(names, design.residual)
+    for bn, structure in zip(names, blocks, strict=True):
+        spreads = [1.0 if term == "Intercept" else _spread(bn.block.z[:, k])
+                   for k, term in enumerate(bn.block.columns)]
+        if structure.homogeneous:  # one SD for every term: the widest of their rules
+            prior = Prior("half_student_t", nu=3.0, sigma=2.5 * s_y / min(spreads))
+            rows.append(PriorRow("sd_common", bn.label, "", prior, "default"))
+            continue
+        for term, s_x in zip(bn.block.columns, spreads, strict=True):
             prior = Prior("half_student_t", nu=3.0, sigma=2.5 * s_y / s_x)
             rows.append(PriorRow("sd", bn.label, term, prior, "default"))
-    for bn in names:
-        if bn.block.correlated:
-            rows.append(PriorRow("cor", bn.label, "", Prior("lkj", eta=1.0), "default"))
+    for structure in blocks:
+        rows += structure_rows(structure)
     rows.append(PriorRow("sigma", "", "", Prior("half_student_t", nu=3.0, sigma=2.5 * s_y), "default"))
+    if residual is not None:
+        rows += structure_rows(residual)
     return rows
+
+
+def structure_rows(structure: BlockParameterisation | ResidualParameterisation) -> list[PriorRow]:
+    """Default rows of a structure's correlation and SD-ratio parameters (not its SDs).
+
+    LKJ(1) on a correlation matrix (``cor``), uniform over the natural range
+    on ``rho``, ``pacf`` and ``phi``, normal(0, 1) on log SD ratios.
+    """
+    rows = []
+    for p in structure.parameters:
+        if p.kind in ("sd", "sd_common"):
+            continue
+        for term in p.terms:
+            if p.kind == "cor":
+                prior = Prior("lkj", eta=1.0)
+            elif p.kind in INTERVAL_KINDS:
+                prior = Prior("uniform", lower=p.lower, upper=p.upper)
+            else:  # log SD ratios
+                prior = Prior("normal", mu=0.0, sigma=1.0)
+            rows.append(PriorRow(p.kind, p.block, term, prior, "default", p.lower, p.upper))
+    return rows
+
+
+def _structure_keys(row: PriorRow, group_of: Mapping[str, str]) -> list[str]:
+    """Prior keys of a structure parameter, most specific first.
+
+    ``kind:block:term``, ``kind:group:term``, ``kind:block``, ``kind:group``,
+    ``kind`` (residual rows: block ``residual``, no group keys).
+    """
+    if row.kind == "sd_common":
+        return list(dict.fromkeys([f"sd:{row.block}", f"sd:{group_of[row.block]}", "sd"]))
+    group = group_of.get(row.block, row.block)
+    keys = [f"{row.kind}:{row.block}:{row.term}", f"{row.kind}:{group}:{row.term}"] if row.term else []
+    keys += [f"{row.kind}:{row.block}", f"{row.kind}:{group}", row.kind]
+    return list(dict.fromkeys(keys))
 
 
 def _candidate_keys(row: PriorRow, group_of: Mapping[str, str]) -> list[str]:
     """User keys that apply to ``row``, most specific first."""
+    if row.kind in STRUCTURE_KINDS or row.block in (RESIDUAL_LABEL, "residual_variance"):
+        return _structure_keys(row, group_of)
     if row.kind == "fixef":
         keys = [f"b:{row.term}", row.term]
         if row.term != "Intercept":
@@ -355,6 +433,8 @@ _SUPPORT_OF_KIND: dict[str, Support] = {
     "sigma": "positive",
     "cor": "correlation",
 }
+_SUPPORT_OF_KIND.update({"sd_common": "positive", "rho": "interval", "pacf": "interval",
+                         "phi": "interval", "log_ratio": "real"})
 
 
 def _as_prior(key: str, value: object) -> Prior:
@@ -364,6 +444,19 @@ def _as_prior(key: str, value: object) -> Prior:
     if isinstance(value, str) and value == "flat":
         return Prior.flat()
     raise PriorError(f"priors[{key!r}] must be a hierlm.Prior (or the string 'flat'), got {value!r}")
+
+
+def _interval_prior(key: str, prior: Prior, row: PriorRow) -> Prior:
+    """A uniform prior within the parameter's range (flat: the whole range)."""
+    if prior.family == "flat":
+        return Prior("uniform", lower=row.lower, upper=row.upper)
+    low, high = prior.param("lower"), prior.param("upper")
+    if low < row.lower - 1e-12 or high > row.upper + 1e-12:
+        raise PriorError(
+            f"priors[{key!r}] = {prior}: {row.parameter} lies in ({row.lower:.4g}, "
+            f"{row.upper:.4g}); give bounds inside that range, e.g. "
+            f"Prior('uniform', lower={row.lower:.4g}, upper={row.upper:.4g})")
+    return prior
 
 
 def resolve_priors(
@@ -404,7 +497,10 @@ def resolve_priors(
         flat_rows = []
         for row in rows:
             prior = Prior("lkj", eta=1.0) if row.kind == "cor" else Prior.flat()
-            flat_rows.append(PriorRow(row.kind, row.block, row.term, prior, "flat"))
+            if row.kind in INTERVAL_KINDS:  # flat on the range
+                prior = Prior("uniform", lower=row.lower, upper=row.upper)
+            flat_rows.append(PriorRow(row.kind, row.block, row.term, prior, "flat",
+                                      row.lower, row.upper))
         return PriorTable(tuple(flat_rows))
     if not isinstance(user_priors, Mapping):
         raise PriorError(
@@ -440,5 +536,7 @@ def resolve_priors(
             raise PriorError(f"priors[{key!r}] = {prior!r}: " + "; ".join(problems))
         if row.kind == "cor" and prior.family == "flat":
             prior = Prior("lkj", eta=1.0)
-        resolved.append(PriorRow(row.kind, row.block, row.term, prior, key))
+        if row.kind in INTERVAL_KINDS:
+            prior = _interval_prior(key, prior, row)
+        resolved.append(PriorRow(row.kind, row.block, row.term, prior, key, row.lower, row.upper))
     return PriorTable(tuple(resolved))

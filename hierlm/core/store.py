@@ -190,7 +190,7 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         "format_version": FORMAT_VERSION,
         "hierlm_version": __version__,
         "kind": kind,
-        "model": {"formula": model.formula, "family": model.family,
+        "model": {"formula": model.formula, "family": getattr(model.family, "name", model.family),
                   "priors": model.user_priors, "na_action": getattr(model, "na_action", "omit"),
                   "reference": dict(model.spec.reference),
                   "residual": getattr(model, "residual", None),

@@ -149,6 +149,12 @@ class Design:
         Set for a row-less design (:mod:`hierlm.sources`): ``X``, ``y`` and the
         blocks' ``z`` are then the square-root form of the sufficient
         statistics, not observations.
+    offset : numpy.ndarray
+        Offset added to the linear predictor, one per row of ``X`` (zeros when
+        the model has none; ``offset()`` terms and ``offset=`` summed).
+    weights : numpy.ndarray
+        Prior weights, one per row of ``X`` (ones when none were given;
+        binomial: the trials).
     """
 
     y: np.ndarray
@@ -159,6 +165,26 @@ class Design:
     row_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
     residual: ResidualDesign | None = None
     summary: RowSummary | None = None
+    # None is replaced by zeros / ones in __post_init__, so the attributes are always arrays
+    offset: np.ndarray = None  # type: ignore[assignment]
+    weights: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        rows = int(np.shape(self.X)[0])
+        offset = np.zeros(rows) if self.offset is None else np.asarray(self.offset, dtype=float)
+        weights = np.ones(rows) if self.weights is None else np.asarray(self.weights, dtype=float)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "weights", weights)
+
+    @property
+    def has_offset(self) -> bool:
+        """Whether any offset is non-zero."""
+        return bool(np.any(self.offset != 0.0))
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether any prior weight differs from 1."""
+        return bool(np.any(self.weights != 1.0))
 
     @property
     def n(self) -> int:
@@ -169,25 +195,6 @@ class Design:
     def rowless(self) -> bool:
         """True when the design holds sufficient statistics instead of rows."""
         return self.summary is not None
-
-    def require_rows(self, what: str) -> None:
-        """Refuse a quantity that needs the observations when the design is row-less.
-
-        Raises
-        ------
-        FitError
-            Naming the quantity, for a design of data held by an engine.
-        """
-        if self.summary is not None:
-            from hierlm.errors import FitError
-
-            raise FitError(
-                f"{what} needs the rows of the data, and this model was fitted from sufficient "
-                "statistics computed by its data engine (DuckDB, Parquet, polars or Dask); it is "
-                "not available for such data. Fit a sample of the rows as a pandas DataFrame, or "
-                "use fixef(), varcorr(), ranef(), coef(), confint(method='profile'), "
-                "predict(new_data) and the engine's own second pass (docs: 'Data larger than "
-                "memory').")
 
     def column_rms(self) -> list[np.ndarray]:
         """Root mean square over the observations of each block's random-effect columns."""

@@ -32,6 +32,10 @@ __all__ = [
     "drop_missing",
     "require_finite",
     "require_numeric_response",
+    "require_counts",
+    "require_weights",
+    "require_offset",
+    "require_row_array",
     "apply_reference_levels",
     "aliased_columns",
     "check_rank",
@@ -309,6 +313,53 @@ def require_finite_matrix(matrix: np.ndarray, names: tuple[str, ...], where: str
         "domain (e.g. log of 0 or of a negative value). Change the transform (e.g. log(x + 1)) or "
         "remove those rows."
     )
+
+
+def require_row_array(values: object, n: int, name: str) -> np.ndarray:
+    """A float array of one value per row of the data, or a DataError naming ``name``."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"{name} must be a column name or numbers, one per row of the data; "
+                             f"got {type(values).__name__}.") from None
+    if array.ndim != 1 or array.size != n:
+        raise DataError(f"{name} has {array.size} value(s) (shape {array.shape}); the data have "
+                        f"{n} rows: give one value per row, or name a column.")
+    return array
+
+
+def require_weights(weights: np.ndarray, name: str) -> np.ndarray:
+    """Prior weights: finite and not negative (a DataError naming ``name`` and the first bad row)."""
+    values = np.asarray(weights, dtype=float)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{name} must be finite and not negative; {int(bad.sum())} value(s) are "
+                        f"not (first at position {i}: {values[i]!r}).")
+    return values
+
+
+def require_offset(offset: object, n: int, name: str) -> np.ndarray:
+    """An offset: one finite number per row (a DataError naming ``name``)."""
+    values = require_row_array(offset, n, name)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{name} has {int(bad.sum())} value(s) that are NaN or infinite (first at "
+                        f"position {i}: {values[i]!r}); an offset must be finite in every row "
+                        "(e.g. log(exposure) needs exposure > 0).")
+    return values
+
+
+def require_counts(values: np.ndarray, name: str) -> np.ndarray:
+    """Whole, non-negative counts (cbind's successes and failures), or a DataError naming ``name``."""
+    values = np.asarray(values, dtype=float)
+    bad = (values < 0) | (np.abs(values - np.round(values)) > 1e-8 * np.maximum(1.0, np.abs(values)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"The counts {name} must be whole numbers >= 0; {int(bad.sum())} value(s) "
+                        f"are not (first at position {i}: {values[i]:g}).")
+    return values
 
 
 def check_response(y: np.ndarray, name: str) -> None:

@@ -222,6 +222,10 @@ class CrossProducts:
     rest_positions : tuple of numpy.ndarray
         For each remaining factor, the coupling positions whose column belongs
         to it (in groups of that factor's ``q`` consecutive columns).
+    log_weights : float
+        ``sum(log w)`` of the prior weights (0 without weights): every
+        cross-product is of the rows scaled by ``sqrt(w)``, and the deviance
+        gains ``-sum(log w)``, as lme4's weighted ``lmer``.
     """
 
     n: int
@@ -243,6 +247,7 @@ class CrossProducts:
     pair_slot: np.ndarray
     slot_flat: np.ndarray
     rest_positions: tuple[np.ndarray, ...]
+    log_weights: float = 0.0
 
     @property
     def n_theta(self) -> int:
@@ -357,6 +362,13 @@ def crossproducts(design: Design) -> CrossProducts:
     n, p = design.n, design.p
     y = np.asarray(design.y, dtype=float).reshape(-1, 1)  # rows (square-root rows if row-less)
     xy = np.hstack([np.asarray(design.X, dtype=float), y])
+    log_weights = 0.0
+    if design.has_weights:
+        # prior weights: Var(y_i) = sigma^2 / w_i, so every row is scaled by sqrt(w_i) once here
+        root = np.sqrt(np.asarray(design.weights, dtype=float))[:, None]
+        xy = xy * root
+        zs = [z * root for z in zs]
+        log_weights = float(np.sum(np.log(design.weights)))
     first, c1, z1 = factors[0], codes[0], zs[0]
     n1, q1 = first.n_levels, first.q
 
@@ -443,7 +455,7 @@ def crossproducts(design: Design) -> CrossProducts:
         rest_offsets=tuple(rest_offsets), m_z=m_z, m=m, rr=rr, level_ptr=level_ptr,
         cols=cols, pos_level=pos_level, vals=vals, pair_first=pair_first,
         pair_second=pair_second, pair_level=pair_level, pair_slot=pair_slot.ravel(),
-        slot_flat=slot_flat, rest_positions=tuple(rest_positions),
+        slot_flat=slot_flat, rest_positions=tuple(rest_positions), log_weights=log_weights,
     )
 
 

@@ -444,7 +444,8 @@ def quote_formula(formula: ParsedFormula, terms: list[BarTerm],
     if response is not None and response not in dotted:
         response = quote_dotted_names(response, dotted)
     quoted = dataclasses.replace(formula, response=response,
-                                 fixed=quote_dotted_names(formula.fixed, dotted))
+                                 fixed=quote_dotted_names(formula.fixed, dotted),
+                                 offsets=tuple(quote_dotted_names(o, dotted) for o in formula.offsets))
     return quoted, [dataclasses.replace(t, expr=quote_dotted_names(t.expr, dotted)) for t in terms]
 
 

@@ -15,6 +15,7 @@ and the spec remembers which, so new data lose the same columns.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Mapping
@@ -43,8 +44,9 @@ from hierlm.design.frame import (
 from hierlm.design.residual import ResidualDesign, ResidualSpec, build_residual, parse_residual
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import DataError, FormulaError, HierlmWarning
+from hierlm.families import Family, get_family
 from hierlm.formula import BarTerm, ParsedFormula, expand_bars
-from hierlm.formula.parser import describe_formulaic_error
+from hierlm.formula.parser import describe_formulaic_error, split_cbind
 
 __all__ = ["GroupingSpec", "ModelSpec", "build_spec", "drop_unused_categories", "lme4_names", "group_labels"]
 
@@ -145,6 +147,10 @@ class ModelSpec:
     kept_columns : tuple of int or None
         Columns of formulaic's fixed-effect matrix that X keeps, when aliased
         columns were dropped (None: all of them).
+    weights : str or None
+        The ``weights=`` column (prior weights), if weights were given by name.
+    array_offset : bool
+        Whether the training data had an ``offset=`` array (new data need their own).
     """
 
     formula: ParsedFormula
@@ -157,6 +163,8 @@ class ModelSpec:
     variance: str | None = None
     frame: FrameSpec = field(default_factory=FrameSpec)
     kept_columns: tuple[int, ...] | None = None
+    weights: str | None = None
+    array_offset: bool = False
 
     def model_frame(self, data: pd.DataFrame) -> pd.DataFrame:
         """``data`` with the model's columns converted as formulaic saw them when fitting."""
@@ -174,10 +182,15 @@ class ModelSpec:
     def variables(self) -> list[str]:
         """Columns of the data the model reads (response first)."""
         found = _variables(self.formula, [g.term for g in self.groupings])
-        return found + [c for c in self.residual_columns() if c not in found]
+        extra = self.residual_columns() + ([self.weights] if self.weights else [])
+        return found + [c for c in extra if c not in found]
+
+    def offset_values(self, frame: pd.DataFrame, extra: np.ndarray | None = None) -> np.ndarray:
+        """The summed offsets of a converted frame (:meth:`model_frame`), plus an ``extra`` array."""
+        return _offset_values(frame, self.formula.offsets, extra)
 
     def design_for(
-        self, data: pd.DataFrame, with_response: bool = False
+        self, data: pd.DataFrame, with_response: bool = False, offset: np.ndarray | None = None
     ) -> tuple[Design, dict[str, list[str]]]:
         """Build the Design of new data with the training spec.
 
@@ -186,7 +199,11 @@ class ModelSpec:
         data : DataFrame
             New data with every predictor and grouping column.
         with_response : bool
-            Require and read the response too (otherwise y is NaN).
+            Require and read the response too (otherwise y is NaN); with it
+            the ``weights=`` column (or a ``cbind`` response's trials) too.
+        offset : array, optional
+            Offset of the new rows when the model was fitted with an
+            ``offset=`` array (a column or ``offset()`` term is read from ``data``).
 
         Returns
         -------
@@ -198,6 +215,8 @@ class ModelSpec:
         data = checks.require_frame(data)
         response_only = set(_response_variables(self.response)) - set(
             _variables(self.formula, [g.term for g in self.groupings], with_response=False))
+        if self.weights:
+            response_only.add(self.weights)
         names = [v for v in self.variables() if with_response or v not in response_only]
         checks.require_columns(data, names, "the model (new data)")
         missing = data[names].isna().any(axis=1)
@@ -225,11 +244,22 @@ class ModelSpec:
             if unseen:
                 new_levels[grouping.term.group] = unseen
             blocks.append(_block(grouping, codes, z))
-        y = (_response_values(frame, self.response) if with_response
-             else np.full(len(data), np.nan))
+        if offset is None and self.array_offset:
+            warnings.warn("The model was fitted with an offset= array, which new data do not "
+                          "have; pass offset= for the new rows (the array part is 0 here).",
+                          HierlmWarning, stacklevel=3)
+        extra = None if offset is None else checks.require_offset(offset, len(data), "offset=")
+        y, weights = np.full(len(data), np.nan), None
+        if with_response:
+            y, weights = _response_and_trials(frame, self.response)
+            if self.weights:
+                weights = checks.require_weights(frame[self.weights].to_numpy(dtype=float),
+                                                 f"weights column {self.weights!r}")
         design = Design(y=y, X=X, fixed_names=self.fixed_names,
                         blocks=tuple(blocks), response=self.response,
-                        row_index=data.index.to_numpy())
+                        row_index=data.index.to_numpy(),
+                        offset=self.offset_values(frame, extra),
+                        weights=np.ones(len(data)) if weights is None else weights)
         return design, new_levels
 
 
@@ -253,26 +283,52 @@ def drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame
 
 
 def _response_variables(response: str) -> list[str]:
-    """Data columns the response reads: itself, or those of an expression like ``log(y)``."""
+    """Data columns the response reads: itself, those of an expression like ``log(y)``, or of ``cbind``."""
+    parts = split_cbind(response)
+    if parts is not None:
+        return list(dict.fromkeys(name for part in parts for name in _response_variables(part)))
     if _IDENTIFIER.match(response):
         return [response]
     return required_columns(f"0 + I({response})", FORMULA_CONTEXT, f"the response {response!r}")
 
 
-def _response_values(data: pd.DataFrame, response: str) -> np.ndarray:
+def _response_values(data: pd.DataFrame, response: str, what: str = "The response") -> np.ndarray:
     """The response as floats: a numeric column, or a transform of numeric columns."""
     if response in data.columns:
         return checks.require_numeric_response(data, response)
     for name in _response_variables(response):
         checks.require_numeric_response(data, name)
     with np.errstate(all="ignore"):
-        matrix = _materialize(f"0 + I({response})", data, "the response")
+        matrix = _materialize(f"0 + I({response})", data, what.lower())
     values = np.asarray(matrix, dtype=float).ravel()
     bad = ~np.isfinite(values)
     if bad.any():
-        raise DataError(f"The response {response!r} is not finite in {int(bad.sum())} row(s) "
+        raise DataError(f"{what} {response!r} is not finite in {int(bad.sum())} row(s) "
                         f"(first at row {data.index[np.argmax(bad)]!r}); check the transform's domain.")
     return values
+
+
+def _response_and_trials(data: pd.DataFrame, response: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response, and for ``cbind(s, f)`` the proportion ``s / (s + f)`` with the trials ``s + f``."""
+    parts = split_cbind(response)
+    if parts is None:
+        return _response_values(data, response), None
+    successes, failures = (checks.require_counts(_response_values(data, part, "The cbind() count"),
+                                                 f"{part!r} in {response!r}") for part in parts)
+    trials = successes + failures
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(trials > 0, successes / np.where(trials > 0, trials, 1.0), 0.0)
+    return y, trials
+
+
+def _offset_values(data: pd.DataFrame, offsets: tuple[str, ...],
+                   extra: np.ndarray | None = None) -> np.ndarray:
+    """Sum of the ``offset()`` expressions (and the ``offset=`` column or array) per row."""
+    total = np.zeros(len(data)) if extra is None else np.asarray(extra, dtype=float).copy()
+    for expression in offsets:
+        values = _response_values(data, expression, "The offset")
+        total += values
+    return total
 
 
 def _formula_columns(formula: ParsedFormula, terms: list[BarTerm],
@@ -280,7 +336,7 @@ def _formula_columns(formula: ParsedFormula, terms: list[BarTerm],
     """Data columns formulaic reads (response, fixed part, bars' left sides), without duplicates."""
     found: list[str] = (list(_response_variables(formula.response))
                         if formula.response and with_response else [])
-    for text in [formula.fixed] + [term.expr for term in terms]:
+    for text in [formula.fixed] + [term.expr for term in terms] + list(formula.offsets):
         found.extend(required_columns(text, FORMULA_CONTEXT, f"the formula {formula.text!r}"))
     return list(dict.fromkeys(found))
 
@@ -291,7 +347,8 @@ def _column_uses(formula: ParsedFormula, terms: list[BarTerm]) -> dict[str, str]
     The group argument of ``within(x, g)`` / ``between(x, g)`` is a set of
     labels, left as the user gave it (:func:`hierlm.design.frame.label_arguments`).
     """
-    parts = [("the fixed part", formula.fixed)] + [(f"the bar {t.source}", t.expr) for t in terms]
+    parts = ([("the fixed part", formula.fixed)] + [(f"the bar {t.source}", t.expr) for t in terms]
+             + [(f"the offset {o!r}", o) for o in formula.offsets])
     labels = label_arguments(text for _, text in parts)
     uses = {name: "the response" for name in _response_variables(str(formula.response))}
     for where, text in parts:
@@ -359,6 +416,9 @@ def build_spec(
     residual: str | None = None,
     variance: str | None = None,
     drop_aliased: bool = True,
+    family: Family | None = None,
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
 ) -> tuple[ModelSpec, Design]:
     """Learn a ModelSpec from data and build the training Design.
 
@@ -381,6 +441,14 @@ def build_spec(
         Drop fixed-effect columns that are linear combinations of earlier
         ones, with a warning, as lme4 does (True), or raise
         :class:`~hierlm.errors.RankDeficientError` (False).
+    family : Family, optional
+        The response family (Gaussian when None); it checks the response.
+    weights : str or array, optional
+        Prior weights: a column name or an array of one value per row of
+        ``data`` (binomial: the trials of a proportion response).
+    offset : str or array, optional
+        A column name or array added to the linear predictor (with the
+        formula's ``offset()`` terms).
 
     Returns
     -------
@@ -388,6 +456,17 @@ def build_spec(
     design : Design
     """
     data = checks.require_frame(data)
+    family = get_family("gaussian") if family is None else family
+    weights_array = None if weights is None or isinstance(weights, str) else \
+        checks.require_weights(checks.require_row_array(weights, len(data), "weights="), "weights=")
+    offset_array = None if offset is None or isinstance(offset, str) else \
+        checks.require_offset(offset, len(data), "offset=")
+    if isinstance(offset, str):
+        checks.require_columns(data, [offset], "offset=")
+        formula = dataclasses.replace(formula, offsets=formula.offsets + (offset,))
+    weights_column = weights if isinstance(weights, str) else None
+    if weights_column is not None:
+        checks.require_columns(data, [weights_column], "weights=")
     terms = expand_bars(formula.bars)
     formula, terms = quote_formula(formula, terms, data.columns)
     if formula.response is None:
@@ -400,7 +479,12 @@ def build_spec(
         raise FormulaError(f"variance= names a column, e.g. variance='Sex'; got {variance!r}.")
     extra = _residual_columns(residual_spec, variance)
     checks.require_columns(data, extra, "residual= / variance=")
+    if weights_column is not None:
+        extra = extra + [weights_column]
     variables = variables + [c for c in extra if c not in variables]
+    complete = ~data[variables].isna().any(axis=1).to_numpy()
+    weights_array = None if weights_array is None else weights_array[complete]
+    offset_array = None if offset_array is None else offset_array[complete]
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
     for name in _response_variables(formula.response):
@@ -414,8 +498,22 @@ def build_spec(
     reference = dict(reference or {})
     data = checks.apply_reference_levels(data, reference)
     frame = learn_frame(data, kinds)
-    y = _response_values(frame, formula.response)
+    y, trials = _response_and_trials(frame, formula.response)
+    if weights_column is not None:
+        weights_array = checks.require_weights(frame[weights_column].to_numpy(dtype=float),
+                                               f"weights column {weights_column!r}")
+    if trials is not None:
+        if family.name != "binomial":
+            raise FormulaError(f"A cbind() response (successes, failures) is binomial; fit it "
+                               f"with family='binomial', not {family.name!r}.")
+        if weights_array is not None:
+            raise FormulaError("Give the binomial trials once: by cbind(successes, failures) "
+                               "or by a proportion response with weights=, not both.")
+        weights_array = trials
+    y, prior_weights = family.check_response(y, weights_array, f"The response {formula.response!r}")
     checks.check_response(y, formula.response)
+    offset_values = _offset_values(frame, formula.offsets, offset_array)
+    checks.require_offset(offset_values, len(y), "the offset")
 
     fixed = _materialize(formula.fixed, frame, "the fixed-effect matrix")
     all_names = lme4_names(list(fixed.columns))
@@ -453,13 +551,14 @@ def build_spec(
                      fixed_names=fixed_names, groupings=tuple(groupings), reference=reference,
                      residual=residual_spec, variance=variance,
                      frame=FrameSpec.learn(frame, kinds, uses),
-                     kept_columns=None if len(kept) == len(all_names) else tuple(kept))
+                     kept_columns=None if len(kept) == len(all_names) else tuple(kept),
+                     weights=weights_column, array_offset=offset_array is not None)
     residual_design = None
     if residual_spec is not None or variance is not None:
         residual_design = _residual_design(data, residual_spec, variance, blocks)
     design = Design(y=y, X=X, fixed_names=fixed_names, blocks=tuple(blocks),
                     response=formula.response, row_index=data.index.to_numpy(),
-                    residual=residual_design)
+                    residual=residual_design, offset=offset_values, weights=prior_weights)
     return spec, design
 
 

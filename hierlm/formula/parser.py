@@ -15,7 +15,8 @@ from hierlm.errors import FormulaError
 from hierlm.formula.safety import check_formula_text
 from hierlm.formula.structures import HETEROGENEOUS_CAPABLE, STRUCTURES
 
-__all__ = ["Bar", "ParsedFormula", "parse_formula", "syntax_error", "describe_formulaic_error"]
+__all__ = ["Bar", "ParsedFormula", "parse_formula", "split_cbind", "syntax_error",
+           "describe_formulaic_error"]
 
 _IDENTIFIER = re.compile(r"^[^\W\d][\w.]*$")  # R-style names: letters (any script), digits, _ and .
 
@@ -64,12 +65,16 @@ class ParsedFormula:
         The fixed part as a formulaic right-hand side, e.g. ``"1 + Days"``.
     bars : tuple of Bar
         Random-effect bars in the order written.
+    offsets : tuple of str
+        The expressions inside ``offset(...)`` terms, e.g. ``("log(exposure)",)``;
+        they add to the linear predictor with coefficient 1.
     """
 
     text: str
     response: str | None
     fixed: str
     bars: tuple[Bar, ...]
+    offsets: tuple[str, ...] = ()
 
 
 def syntax_error(text: str, position: int, problem: str, fix: str = "") -> FormulaError:
@@ -222,6 +227,7 @@ def parse_formula(text: str) -> ParsedFormula:
                            "Add predictors, or '1' for an intercept-only model.")
     fixed_parts: list[str] = []
     bars: list[Bar] = []
+    offsets: list[str] = []
     for sign, chunk, start in _top_level_split(rhs, offset, text):
         stripped = chunk.strip()
         if not stripped:
@@ -229,7 +235,15 @@ def parse_formula(text: str) -> ParsedFormula:
                 continue
             raise syntax_error(text, start - 1, "Empty term: two operators in a row, or a trailing '+'.",
                                "Remove the extra operator.")
-        bar = _as_bar(stripped, text, start + (len(chunk) - len(chunk.lstrip())))
+        position = start + (len(chunk) - len(chunk.lstrip()))
+        inner = _offset_inner(stripped)
+        if inner is not None:
+            if sign == "-" or not inner.strip():
+                raise syntax_error(text, position, "An offset must be added: '+ offset(expr)'.",
+                                   "Write e.g. '+ offset(log(exposure))'.")
+            offsets.append(inner.strip())
+            continue
+        bar = _as_bar(stripped, text, position)
         if bar is None:
             fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
             continue
@@ -243,11 +257,57 @@ def parse_formula(text: str) -> ParsedFormula:
     elif fixed.startswith("-"):
         fixed = "1 " + fixed
     # Nothing of a formula is evaluated before every Python piece has passed the allow-list.
-    check_formula_text(response)
+    parts = split_cbind(response)
+    if parts is None and re.search(r"\bcbind\s*\(", response):
+        raise syntax_error(text, lhs.find("cbind"), "cbind() must be the whole response.",
+                           "Write 'cbind(successes, failures) ~ ...' (binomial models).")
+    for piece in parts if parts is not None else (response,):
+        check_formula_text(piece)
     check_formula_text(fixed)
     for bar in bars:
         check_formula_text(bar.expr)
-    return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars))
+    for expression in offsets:
+        check_formula_text(expression)
+    return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars),
+                         offsets=tuple(offsets))
+
+
+_CALL = re.compile(r"^(offset|cbind)\s*\(", re.DOTALL)
+
+
+def _call_inner(text: str, name: str) -> str | None:
+    """The inside of ``name(...)`` when ``text`` is exactly that call; None otherwise."""
+    match = _CALL.match(text)
+    if match is None or match.group(1) != name:
+        return None
+    opening = match.end() - 1
+    if _closing_paren(text[opening:]) != len(text) - 1 - opening:
+        return None
+    return text[opening + 1:-1]
+
+
+def _offset_inner(chunk: str) -> str | None:
+    return _call_inner(chunk, "offset")
+
+
+def split_cbind(response: str) -> tuple[str, str] | None:
+    """``(successes, failures)`` of a ``cbind(s, f)`` response; None for any other response.
+
+    Raises
+    ------
+    FormulaError
+        When ``cbind`` does not have exactly two arguments.
+    """
+    inner = _call_inner(response.strip(), "cbind")
+    if inner is None:
+        return None
+    comma = _top_level_index(inner, ",")
+    if comma < 0 or _top_level_index(inner[comma + 1:], ",") >= 0:
+        raise FormulaError(f"cbind() takes two arguments, successes and failures: {response!r}.")
+    successes, failures = inner[:comma].strip(), inner[comma + 1:].strip()
+    if not successes or not failures:
+        raise FormulaError(f"cbind() takes two arguments, successes and failures: {response!r}.")
+    return successes, failures
 
 
 _WRAPPER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
@@ -322,11 +382,6 @@ def _as_bar(chunk: str, full: str, position: int) -> Bar | None:
 
 # (pattern, only left of '~', problem, fix)
 _UNSUPPORTED = (
-    (re.compile(r"\bcbind\s*\("), True, "cbind() responses (binomial successes and failures) are "
-     "not supported yet: hierlm fits Gaussian models; GLMMs come later.",
-     "Model a proportion as a Gaussian response, or fit the model in lme4::glmer for now."),
-    (re.compile(r"\boffset\s*\("), False, "offset() is not supported yet (offsets come with GLMMs).",
-     "For a Gaussian model subtract the offset from the response: 'I(y - x) ~ ...'."),
     (re.compile(r"(?<![\w.`'\"])\.(?![\w.`'\"])"), False, "The '.' shorthand (every other column) "
      "is not supported.", "Write the predictors out, e.g. 'y ~ x1 + x2 + (1 | g)'."),
 )
@@ -334,10 +389,10 @@ _QUOTED = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"")
 
 
 def _refuse_unsupported(text: str, tilde: int) -> None:
-    """Raise a FormulaError for lme4 syntax hierlm does not support yet (``cbind``, ``offset``, ``.``).
+    """Raise a FormulaError for lme4 syntax hierlm does not support (the ``.`` shorthand).
 
-    A clear "not supported" beats the "column 'offset' not found" or "not an
-    allowed transform" these would otherwise get. Quoted text is ignored.
+    A clear "not supported" beats the "column not found" it would otherwise
+    get. Quoted text is ignored.
     """
     blanked = _QUOTED.sub(lambda match: " " * len(match.group(0)), text)
     for pattern, left_only, problem, fix in _UNSUPPORTED:

@@ -265,7 +265,8 @@ class LmmObjective:
     def criterion(self, comp: Components) -> float:
         """Combine components into lme4's profiled deviance or REML criterion."""
         dof = self.cp.n - (self.cp.p if comp.reml else 0)
-        return comp.logdet + dof * (1.0 + _LOG_2PI + np.log(comp.r2 / dof))
+        return (comp.logdet + dof * (1.0 + _LOG_2PI + np.log(comp.r2 / dof))
+                - self.cp.log_weights)
 
     def criterion_gradient(self, comp: Components) -> np.ndarray:
         """Gradient of :meth:`criterion` from components evaluated with ``gradient=True``."""

@@ -11,6 +11,7 @@ from hierlm.design import checks
 from hierlm.errors import (
     ColumnNotFoundError,
     DataError,
+    FamilyError,
     FormulaError,
     HierlmError,
     HierlmWarning,
@@ -283,8 +284,8 @@ def test_data_must_be_a_dataframe(bad):
 
 
 def test_unknown_family(sleep):
-    message = raises(InputTypeError, "Reaction ~ Days + (1 | Subject)", sleep, family="poisson")
-    assert "'poisson'" in message
+    message = raises(FamilyError, "Reaction ~ Days + (1 | Subject)", sleep, family="gamma")
+    assert "'gamma'" in message and "negative_binomial" in message
 
 
 def test_bad_reference_level(sleep):
