@@ -20,6 +20,7 @@ the cost is O(cells x k^2), not O(rows).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,10 @@ from hierlm.sources.base import DataSource, Progress
 from hierlm.sources.sqlexpr import UNTRANSLATABLE_HINT, matrix_sql, numeric_sql, quote
 
 __all__ = ["SourceRows", "build_source_design"]
+
+# formulaic's and hierlm's stateful transforms: their state comes from the rows
+_STATEFUL = re.compile(r"\b(center|scale|standardize|within|between|poly|bs|cr|cs|cc|te|"
+                       r"hashed|lag)\s*\(")
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,6 +209,12 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
         if not terms:
             raise FormulaError(f"{source.kind} data are fitted as mixed models: the formula "
                                f"{formula.text!r} has no random-effect term.")
+        for text in [formula.fixed] + [t.expr for t in terms]:
+            match = _STATEFUL.search(text)
+            if match:
+                raise FormulaError(
+                    f"The transform {match.group(1)}() learns its state from the rows "
+                    f"(in {text!r}); {UNTRANSLATABLE_HINT}.")
         variables = _variables(formula, terms)
         checks.require_columns(empty, _response_variables(formula.response), "the response")
         checks.require_columns(empty, variables, f"the formula {formula.text!r}")
