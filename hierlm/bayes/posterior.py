@@ -101,16 +101,21 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
     coords: dict[str, object] = {FIXEF_DIM: list(built.design.fixed_names)}
     if built.formulation == "marginal":
         stats = built.stats
-        if stats is None:
-            raise ValueError("a marginal model needs its group statistics")
-        chol = stack_cholesky(_block_cholesky(built.names, draws), stats.block_slices)
         rng = np.random.default_rng([seed, 2])
-        effects = draw_group_effects(stats, _flat(draws[FIXEF]), _flat(draws[SIGMA]), chol, rng)
-        # (S, levels, terms) -> (chain, draw, terms, levels), the layout of naming.py
-        ranef = {
-            bn.ranef: _unflat(np.swapaxes(effects[:, :, cols], 1, 2), n_chains)
-            for bn, cols in zip(built.names, stats.block_slices, strict=True)
-        }
+        if stats is None:  # nested or crossed factors: one sparse solve per draw
+            from hierlm.bayes.likelihood_model import draw_effects_any_design
+
+            per_block = draw_effects_any_design(built, draws, rng)
+            ranef = {bn.ranef: _unflat(np.swapaxes(effects, 1, 2), n_chains)
+                     for bn, effects in zip(built.names, per_block, strict=True)}
+        else:
+            chol = stack_cholesky(_block_cholesky(built.names, draws), stats.block_slices)
+            effects = draw_group_effects(stats, _flat(draws[FIXEF]), _flat(draws[SIGMA]), chol, rng)
+            # (S, levels, terms) -> (chain, draw, terms, levels), the layout of naming.py
+            ranef = {
+                bn.ranef: _unflat(np.swapaxes(effects[:, :, cols], 1, 2), n_chains)
+                for bn, cols in zip(built.names, stats.block_slices, strict=True)
+            }
     else:
         ranef = {bn.ranef: draws[bn.ranef] for bn in built.names}  # sampled as (term, level)
     for bn in built.names:

@@ -14,10 +14,12 @@ Samplers
 Backends (how the log-density is compiled)
 ------------------------------------------
 ``"kernel"``
-    Marginal formulation only: the hand-written numba log-density and gradient
-    of :mod:`hierlm.bayes.kernel` (checked against the PyMC model in the
-    tests). One function for every data set and prior, compiled once and
-    cached on disk; a few microseconds per gradient.
+    Marginal formulation only: with one grouping factor, the hand-written
+    numba log-density and gradient of :mod:`hierlm.bayes.kernel` (checked
+    against the PyMC model and the one likelihood in the tests; compiled
+    once and cached on disk; a few microseconds per gradient); with nested
+    or crossed factors, the one Gaussian likelihood of
+    :mod:`hierlm.lmm.likelihood` (:mod:`hierlm.bayes.likelihood_model`).
 ``"numba"``
     The PyMC graph compiled by PyTensor's numba backend
     (:mod:`hierlm.bayes.nutpie_adapter`): fast per gradient and cached on disk,
@@ -266,7 +268,12 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
     import nutpie
 
     start = time.perf_counter()
-    if settings.backend == "kernel":
+    if settings.backend == "kernel" and built.stats is None:
+        # nested or crossed factors: the one Gaussian likelihood itself
+        from hierlm.bayes.likelihood_model import compile_likelihood_for_nutpie
+
+        compiled = compile_likelihood_for_nutpie(built, names)
+    elif settings.backend == "kernel":
         from hierlm.bayes.kernel_model import compile_kernel_for_nutpie
 
         compiled = compile_kernel_for_nutpie(built, names)

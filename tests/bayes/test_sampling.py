@@ -30,8 +30,10 @@ def test_auto_picks_marginal_for_one_factor_and_full_otherwise(sleep_df, crossed
     crossed = hl.Model("y ~ x + (x | a) + (1 | b)", crossed_df)
     assert choose_formulation(crossed.design) == "full"
     assert choose_formulation(crossed.design, "auto", family="binomial") == "full"
-    with pytest.raises(FitError, match="one grouping factor, this model has a, b"):
-        choose_formulation(crossed.design, "marginal")
+    # the marginal form exists for crossed designs (the one likelihood); "auto" keeps the full one
+    assert choose_formulation(crossed.design, "marginal") == "marginal"
+    with pytest.raises(FitError, match="needs a Gaussian response"):
+        choose_formulation(crossed.design, "marginal", family="binomial")
     with pytest.raises(FitError, match="formulation='mixed'"):
         choose_formulation(crossed.design, "mixed")
 
