@@ -118,6 +118,11 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
     if formulation not in FORMULATIONS:
         raise FitError(f"formulation={formulation!r}; choose one of {', '.join(FORMULATIONS)}")
     marginal_ok = family == "gaussian"  # any grouping: the one likelihood integrates b out
+    patterned = [block.term for block in design.blocks if not block.structure.is_lme4]
+    if patterned and formulation == "marginal":  # cs, ar1, toep: the full formulation only (yet)
+        raise FitError(f"formulation='marginal' does not take the covariance structures of "
+                       f"{', '.join(patterned)} yet; use formulation='full' or 'auto'")
+    marginal_ok = marginal_ok and not patterned
     if formulation == "marginal" and not marginal_ok:
         groups = sorted({b.group for b in design.blocks})
         reason = (
@@ -157,7 +162,8 @@ def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTabl
     design = model if isinstance(model, Design) else getattr(model, "design", None)
     if not isinstance(design, Design):
         raise FitError(f"expected a hierlm Model or a Design, got {type(model).__name__}")
-    require_lme4_structures(design.blocks, "The Bayesian engine (MAP and NUTS)", design.residual)
+    if design.residual is not None:  # residual structures: not in the Bayesian engine yet
+        require_lme4_structures((), "The Bayesian engine (MAP and NUTS)", design.residual)
     family = str(getattr(model, "family", "gaussian"))
     if priors is None and not isinstance(model, Design):
         priors = getattr(model, "priors", None)

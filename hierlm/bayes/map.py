@@ -51,6 +51,7 @@ from hierlm.bayes.result import BayesResult
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.checks import require_varying_response
+from hierlm.design.covariance import require_lme4_structures
 from hierlm.design.crossprod import ThetaLayout, theta_layout
 from hierlm.errors import FitError, SingularFitWarning
 from hierlm.lmm.likelihood import GaussianLikelihood
@@ -361,6 +362,7 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
     if not isinstance(reml, (bool, np.bool_)):
         raise FitError(f"reml must be True or False, got {reml!r}")
     design, prior_table, family = design_and_priors(model, priors)
+    require_lme4_structures(design.blocks, "MAP (method='map')")  # cs/ar1/toep: NUTS only (yet)
     if family != "gaussian":
         raise FitError(f"MAP for family={family!r} is not implemented")
     if not design.blocks:

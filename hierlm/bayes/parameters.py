@@ -29,6 +29,7 @@ from pytensor.tensor.variable import TensorVariable
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames, block_names
 from hierlm.bayes.prior_draws import draw_lkj_raw
 from hierlm.bayes.priors import Prior, PriorTable
+from hierlm.bayes.structure_model import add_structure_block, structure_coords
 from hierlm.design.blocks import Design
 
 __all__ = [
@@ -69,8 +70,10 @@ class ModelParameters:
 def model_coords(design: Design) -> dict[str, list[str]]:
     """Return the coords of every dimension a model of ``design`` uses."""
     coords: dict[str, list[str]] = {FIXEF_DIM: list(design.fixed_names)}
-    for bn in block_names(design):
+    names = block_names(design)
+    for bn in names:
         coords.update(bn.coords())
+    coords.update(structure_coords(names))
     return coords
 
 
@@ -274,6 +277,11 @@ def add_parameters(design: Design, priors: PriorTable) -> ModelParameters:
     sds, chols = [], []
     names = block_names(design)
     for bn in names:
+        if not bn.block.structure.is_lme4:  # cs, ar1, toep: hierlm.bayes.structure_model
+            sd, chol = add_structure_block(bn, priors, sigma_start / 2, prior_variable)
+            sds.append(sd)
+            chols.append(chol)
+            continue
         columns = bn.block.columns
         sd = prior_variable(
             bn.sd,

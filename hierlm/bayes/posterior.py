@@ -46,6 +46,7 @@ from hierlm.bayes.conditional import (
 from hierlm.bayes.groupstats import group_stats, shared_group
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames, observation_coords
 from hierlm.bayes.sample import RawSample
+from hierlm.bayes.structure_model import structure_coords, structure_variables
 from hierlm.errors import HierlmWarning
 
 __all__ = ["LOG_LIKELIHOOD_MAX_ELEMENTS", "assemble_datatree", "posterior_dataset"]
@@ -124,6 +125,9 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
         if bn.cor in draws:
             data_vars[bn.cor] = ((*_SAMPLE_DIMS, bn.pair_dim), draws[bn.cor])
         data_vars[bn.ranef] = ((*_SAMPLE_DIMS, *bn.ranef_dims), ranef[bn.ranef])
+    for name, dims in structure_variables(built.names):  # rho_<b>, pacf_<b>, sd_common_<b>
+        data_vars[name] = ((*_SAMPLE_DIMS, *dims), draws[name])
+    coords.update(structure_coords(built.names))
     dataset = xr.Dataset(data_vars, coords=coords)
     return dataset.assign_coords(chain=np.arange(n_chains), draw=np.arange(dataset.sizes["draw"]))
 

@@ -68,6 +68,7 @@ import numpy as np
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.naming import FIXEF, SIGMA
+from hierlm.bayes.structure_model import structure_variables
 from hierlm.errors import FitError
 
 __all__ = [
@@ -225,6 +226,7 @@ def stored_variables(built: BuiltModel) -> list[str]:
             names += [bn.cor, bn.corr_chol]
         if built.formulation == "full":
             names.append(bn.ranef)
+    names += [name for name, _ in structure_variables(built.names)]  # rho_<b>, pacf_<b> ...
     return names
 
 

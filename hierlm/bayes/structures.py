@@ -327,7 +327,7 @@ class _Parameterisation:
                 value, lj = piece, 0.0 * piece
             values[p.name] = value
             log_jacobian = log_jacobian + xp.sum(lj)
-        self._derive(values)
+        self.derive(values)
         return values, log_jacobian
 
     def to_unconstrained(self, values: Mapping[str, Any], priors: Any = None) -> np.ndarray:
@@ -344,7 +344,8 @@ class _Parameterisation:
                 out.append(value)
         return np.concatenate(out) if out else np.zeros(0)
 
-    def _derive(self, values: dict[str, Any]) -> None:
+    def derive(self, values: dict[str, Any]) -> None:
+        """Add the derived variables of the natural values (in place)."""
         for part in self.parts:
             part.derived(values)
 
@@ -405,8 +406,9 @@ class BlockParameterisation(_Parameterisation):
         self.parts = (part,)
         self.parameters = (scale,) + part.parameters
 
-    def _derive(self, values: dict[str, Any]) -> None:
-        super()._derive(values)
+    def derive(self, values: dict[str, Any]) -> None:
+        """Add ``sd_<b>`` of a homogeneous block and ``cor_<b>`` of a patterned one."""
+        super().derive(values)
         if self.homogeneous:
             common = values[f"sd_common_{self.label}"]
             xp = sm.namespace(common)
@@ -523,8 +525,9 @@ class ResidualParameterisation(_Parameterisation):
     def _scale_kinds(self) -> tuple[str, ...]:
         return ()
 
-    def _derive(self, values: dict[str, Any]) -> None:
-        super()._derive(values)
+    def derive(self, values: dict[str, Any]) -> None:
+        """Add the SD ratios (``ratio_residual``, ``ratio_residual_variance``)."""
+        super().derive(values)
         for name in ("log_ratio_residual", "log_ratio_residual_variance"):
             if name in values:
                 xp = sm.namespace(values[name])
