@@ -165,7 +165,7 @@ def group_stats(design: Design) -> GroupStats:
     xtx_level = outer_sums(X, X, symmetric=True)
     xty_level = _sum_by_level(codes, X * y[:, None], n_groups)
     yty_level = np.bincount(codes, weights=y * y, minlength=n_groups)
-    n_level = np.bincount(codes, minlength=n_groups).astype(float)
+    n_level = design.level_counts(0)  # blocks share the factor: the first block's counts
     return GroupStats(
         group=group,
         levels=tuple(str(level) for level in first.levels),
@@ -182,5 +182,5 @@ def group_stats(design: Design) -> GroupStats:
         xtx=X.T @ X,
         xty=X.T @ y,
         yty=float(y @ y),
-        n=len(y),
+        n=design.n,
     )

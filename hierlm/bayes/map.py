@@ -448,8 +448,10 @@ def _map_datatree(
             values = np.array([corr[i, j] if sd[i] > 0 and sd[j] > 0 else 0.0 for i, j in bn.pairs])
             data_vars[bn.cor] = ((bn.pair_dim,), values)
         data_vars[bn.ranef] = (bn.ranef_dims, np.asarray(effect).T)  # (terms, levels), see naming
-    observed = xr.Dataset(
-        {design.response: ((OBS_DIM,), np.asarray(design.y, dtype=float))},
-        coords={OBS_DIM: np.arange(design.n)},
-    )
-    return xr.DataTree.from_dict({"map": xr.Dataset(data_vars, coords=coords), "observed_data": observed})
+    groups = {"map": xr.Dataset(data_vars, coords=coords)}
+    if not design.rowless:  # data held by an engine: no rows to store here
+        groups["observed_data"] = xr.Dataset(
+            {design.response: ((OBS_DIM,), np.asarray(design.y, dtype=float))},
+            coords={OBS_DIM: np.arange(design.n)},
+        )
+    return xr.DataTree.from_dict(groups)

@@ -195,7 +195,9 @@ def _log_likelihood_groups(
     fixef = _flat(posterior[FIXEF].values)
     sigma = _flat(posterior[SIGMA].values)
     out = {}
-    if mode is True or (mode == "auto" and n_samples * design.n <= LOG_LIKELIHOOD_MAX_ELEMENTS):
+    if design.rowless:  # data held by an engine: no rows here; the per-group part is exact
+        pass
+    elif mode is True or (mode == "auto" and n_samples * design.n <= LOG_LIKELIHOOD_MAX_ELEMENTS):
         values = pointwise_loglik(
             np.asarray(design.y, float), np.asarray(design.X, float), fixef, sigma,
             _effect_blocks(built, posterior)
@@ -259,14 +261,18 @@ def assemble_datatree(
     design = built.design
     observed = xr.Dataset(
         {design.response: ((OBS_DIM,), np.asarray(design.y, dtype=float))},
-        coords={OBS_DIM: observation_coords(design)},
+        # (a row-less design's square-root rows are dropped below)
+        coords={OBS_DIM: np.arange(design.y.size) if design.rowless else observation_coords(design)},
     )
     groups: dict[str, xr.Dataset] = {
         "posterior": posterior,
         "sample_stats": stats,
         "observed_data": observed,
     }
-    groups.update(_posterior_predictive_group(built, posterior, seed, posterior_predictive))
+    if design.rowless:  # data held by an engine: no rows to observe or replicate here
+        del groups["observed_data"]
+    else:
+        groups.update(_posterior_predictive_group(built, posterior, seed, posterior_predictive))
     groups.update(_log_likelihood_groups(built, posterior, raw, log_likelihood))
     common = {
         "created_at": datetime.now(UTC).isoformat(),

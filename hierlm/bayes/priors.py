@@ -332,6 +332,11 @@ def default_priors_note() -> str:
     )
 
 
+def _positive_or_one(spread: float) -> float:
+    """A standard deviation used for scaling; 1 when it is zero or undefined (as :func:`_spread`)."""
+    return float(spread) if math.isfinite(spread) and spread > 0 else 1.0
+
+
 def _spread(values: np.ndarray) -> float:
     """Standard deviation used for scaling; 1 when it is zero or undefined."""
     values = np.asarray(values, dtype=float)
@@ -343,19 +348,20 @@ def _spread(values: np.ndarray) -> float:
 
 def _default_table(design: Design) -> list[PriorRow]:
     """Rows of the data-scaled default priors (see the module docstring)."""
-    y = np.asarray(design.y, dtype=float)
-    s_y = _spread(y)
+    moments = design.column_moments()  # of the rows, or of a row-less design's summary
+    s_y = _positive_or_one(moments.y_sd)
     rows = []
     for k, name in enumerate(design.fixed_names):
         if name == "Intercept":
-            prior = Prior("normal", mu=float(np.mean(y)), sigma=2.5 * s_y)
+            prior = Prior("normal", mu=moments.y_mean, sigma=2.5 * s_y)
         else:
-            prior = Prior("normal", mu=0.0, sigma=2.5 * s_y / _spread(design.X[:, k]))
+            prior = Prior("normal", mu=0.0, sigma=2.5 * s_y / _positive_or_one(moments.x_sd[k]))
         rows.append(PriorRow("fixef", "", name, prior, "default"))
     names = block_names(design)
     blocks, residual = design_structures(names, design.residual)
     for bn, structure in zip(names, blocks, strict=True):
-        spreads = [1.0 if term == "Intercept" else _spread(bn.block.z[:, k])
+        z_sd = moments.z_sd[next(i for i, b in enumerate(design.blocks) if b is bn.block)]
+        spreads = [1.0 if term == "Intercept" else _positive_or_one(z_sd[k])
                    for k, term in enumerate(bn.block.columns)]
         if structure.homogeneous:  # one SD for every term: the widest of their rules
             prior = Prior("half_student_t", nu=3.0, sigma=2.5 * s_y / min(spreads))

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from hierlm.design.covariance import CovarianceStructure
 from hierlm.design.residual import ResidualDesign
 
-__all__ = ["RandomBlock", "Design", "RowSummary"]
+__all__ = ["RandomBlock", "Design", "RowSummary", "ColumnMoments"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +121,32 @@ class RowSummary:
     column_sq_sums: tuple[np.ndarray, ...]
     x_sums: np.ndarray
     source: object = None
+    moments: ColumnMoments | None = None
+    level_counts: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnMoments:
+    """Means and standard deviations (ddof 1; NaN for fewer than 2 rows) of the design's columns.
+
+    Attributes
+    ----------
+    y_mean, y_sd : float
+        Of the response.
+    x_sd : numpy.ndarray
+        Of each fixed-effect column.
+    z_sd : tuple of numpy.ndarray
+        Of each block's random-effect columns.
+    """
+
+    y_mean: float
+    y_sd: float
+    x_sd: np.ndarray
+    z_sd: tuple[np.ndarray, ...]
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(np.std(values, ddof=1)) if values.size >= 2 else float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +221,45 @@ class Design:
     def rowless(self) -> bool:
         """True when the design holds sufficient statistics instead of rows."""
         return self.summary is not None
+
+    def require_rows(self, what: str) -> None:
+        """Refuse a quantity that needs the observations when the design is row-less.
+
+        Raises
+        ------
+        FitError
+            Naming the quantity, for a design of data held by an engine.
+        """
+        if self.summary is not None:
+            from hierlm.errors import FitError
+
+            raise FitError(
+                f"{what} needs the rows of the data, and this model was fitted from sufficient "
+                "statistics computed by its data engine (DuckDB, Parquet, polars or Dask); it is "
+                "not available for such data. Fit a sample of the rows as a pandas DataFrame, or "
+                "use fixef(), varcorr(), ranef(), coef(), confint(method='profile'), "
+                "predict(new_data) and the engine's own second pass (docs: 'Data larger than "
+                "memory').")
+
+    def column_moments(self) -> ColumnMoments:
+        """Means and SDs of the response and the design's columns (from the summary if row-less)."""
+        if self.summary is not None and self.summary.moments is not None:
+            return self.summary.moments
+        y = np.asarray(self.y, dtype=float)
+        X = np.asarray(self.X, dtype=float)
+        return ColumnMoments(
+            y_mean=float(np.mean(y)) if y.size else float("nan"), y_sd=_sd(y),
+            x_sd=np.array([_sd(X[:, k]) for k in range(X.shape[1])]),
+            z_sd=tuple(np.array([_sd(np.asarray(b.z, dtype=float)[:, k]) for k in range(b.q)])
+                       for b in self.blocks))
+
+    def level_counts(self, index: int) -> np.ndarray:
+        """Observations per level of block ``index`` (float, as the likelihoods use them)."""
+        if self.summary is not None and self.summary.level_counts:
+            return np.asarray(self.summary.level_counts[index], dtype=float)
+        block = self.blocks[index]
+        return np.bincount(np.asarray(block.codes, dtype=np.intp),
+                           minlength=block.n_levels).astype(float)
 
     def column_rms(self) -> list[np.ndarray]:
         """Root mean square over the observations of each block's random-effect columns."""

@@ -194,6 +194,8 @@ class LmmResult(ResultMethods, InterpretMethods):
 
         See :mod:`hierlm.lmm.kenward_roger`; computed once, on first use.
         """
+        self.design.require_rows("Kenward-Roger (its covariance is formed over the rows; use "
+                                 "ddf='satterthwaite')")
         with blas_threads(self.threads):
             return kenward_roger_covariance(self)
 
@@ -400,7 +402,9 @@ class LmmResult(ResultMethods, InterpretMethods):
         return LmmSummary(self, prob)
 
     def scaled_residual_quantiles(self) -> np.ndarray:
-        """Min, quartiles and max of the scaled residuals (as in lme4's summary)."""
+        """Min, quartiles and max of the scaled residuals (as in lme4's summary); NaN if row-less."""
+        if self.design.rowless:  # data held by an engine: no rows to summarise here
+            return np.full(5, np.nan)
         return np.quantile(self.residuals(scaled=True), [0.0, 0.25, 0.5, 0.75, 1.0])
 
     def confint(self, level: float | None = None, method: str = "wald", n_boot: int = 500,
@@ -438,6 +442,7 @@ class LmmResult(ResultMethods, InterpretMethods):
             raise FitError(f"method={method!r}: choose 'wald' (fixed effects), 'profile' or 'boot' "
                            "(all parameters).")
         if method == "boot":
+            self.design.require_rows("confint(method='boot') (it simulates new rows)")
             return bootstrap_confint(self, level, n_boot, random_seed)
         if method == "profile":
             return profile_confint(self, level)[["lower", "upper"]]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design import checks
-from hierlm.design.blocks import Design, RandomBlock, RowSummary
+from hierlm.design.blocks import ColumnMoments, Design, RandomBlock, RowSummary
 from hierlm.design.frame import FrameSpec, column_kinds, learn_frame, quote_formula
 from hierlm.design.spec import (
     GroupingSpec,
@@ -306,6 +306,7 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
                         f"{source.kind} data (a transform outside its domain, or infinite "
                         "values); check the data or the transform.")
     rows, cell_of = _square_root_rows(gram, counts)
+    first_rows = np.searchsorted(cell_of, np.arange(len(cells)))  # first square-root row per cell
     means = cells[[f"m{i}" for i in range(k)]].to_numpy(dtype=float).sum(axis=0)
 
     renamed = cells[key_names].set_axis(cell_keys, axis=1)
@@ -337,9 +338,28 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
                       y_sql=response_sql, z_sql=z_sql,
                       factors=[g.term.factors for g in groupings], keys=keys)
     summary = RowSummary(n=n, column_sq_sums=tuple(sq_sums),
-                         x_sums=means[start:start + p_all][kept], source=plan)
+                         x_sums=means[start:start + p_all][kept], source=plan,
+                         moments=_moments(means, np.diag(totals), n, groupings,
+                                          [start + j for j in kept]),
+                         level_counts=tuple(np.bincount(b.codes[first_rows], weights=counts,
+                                                        minlength=b.n_levels)
+                                            for b in blocks))
     design = Design(y=np.ascontiguousarray(rows[:, -1]),
                     X=np.ascontiguousarray(X_all[:, kept]), fixed_names=fixed_names,
                     blocks=tuple(blocks), response=formula.response,
                     row_index=np.empty(0, dtype=int), summary=summary)
     return spec, design
+
+
+def _moments(sums: np.ndarray, squares: np.ndarray, n: int, groupings: list[GroupingSpec],
+             x_columns: list[int]) -> ColumnMoments:
+    """Means and SDs (ddof 1) of the design's columns from their sums and sums of squares."""
+    mean = sums / n
+    sd = (np.sqrt(np.maximum(squares - n * mean ** 2, 0.0) / (n - 1)) if n >= 2
+          else np.full(sums.shape, np.nan))
+    z_sd, start = [], 0
+    for grouping in groupings:
+        z_sd.append(sd[start:start + len(grouping.columns)])
+        start += len(grouping.columns)
+    return ColumnMoments(y_mean=float(mean[-1]), y_sd=float(sd[-1]), x_sd=sd[x_columns],
+                         z_sd=tuple(z_sd))

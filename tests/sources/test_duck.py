@@ -79,8 +79,8 @@ def test_directory_of_parquet_files(tmp_path: object) -> None:
 def test_refusals() -> None:
     rel = duckdb.from_df(frame())
     with pytest.raises(FamilyError, match="only Gaussian"):
-        from hierlm.sources import source_design, source_for
         from hierlm.formula import parse_formula
+        from hierlm.sources import source_design, source_for
 
         source_design(parse_formula("y ~ x + (1 | g)"), source_for(rel), family="poisson")
     with pytest.raises(FormulaError, match="residual= is not available for duckdb data"):
