@@ -182,13 +182,25 @@ class ResultMethods:
 
     # ------------------------------------------------------------ predictions
     def fitted(self) -> np.ndarray:
-        """Fitted values ``X beta + Z b`` of the rows that were fitted (NUTS: posterior mean)."""
-        self.design.require_rows("fitted()")
+        """Fitted values ``X beta + Z b`` of the rows that were fitted (NUTS: posterior mean).
+
+        For data held by an engine (:mod:`hierlm.sources`) a second pass there:
+        the engine's lazy result (DuckDB relation, polars LazyFrame, dask
+        DataFrame) of the used rows with a ``fitted`` column.
+        """
+        if self.design.rowless:
+            return self.design.summary.source.second_pass(self, "fitted")  # type: ignore[union-attr]
         return self.draws().mean_linear_predictor()
 
     def residuals(self, scaled: bool = False) -> np.ndarray:
-        """Response minus ``fitted()``; divided by sigma (NUTS: its posterior mean) when ``scaled``."""
-        self.design.require_rows("residuals()")
+        """Response minus ``fitted()``; divided by sigma (NUTS: its posterior mean) when ``scaled``.
+
+        For data held by an engine: a second pass there, the used rows with
+        ``fitted`` and ``residual`` columns (see :meth:`fitted`).
+        """
+        if self.design.rowless:
+            return self.design.summary.source.second_pass(  # type: ignore[union-attr]
+                self, "scaled" if scaled else "residuals")
         res = np.asarray(self.design.y, dtype=float) - self.fitted()
         return res / float(np.mean(self.draws().sigma)) if scaled else res
 

@@ -10,7 +10,6 @@ import pandas as pd
 
 from hierlm.errors import DataError, InputTypeError
 from hierlm.sources.extras import require_extra
-from hierlm.sources.sqlexpr import quote
 
 __all__ = ["DuckDBSource", "parquet_source", "duckdb_kind"]
 
@@ -65,16 +64,21 @@ class DuckDBSource:
             raise DataError(f"DuckDB could not run a query of the model: {error}") from None
 
     def second_pass(self, select: str, effects: dict[str, pd.DataFrame]) -> Any:
-        """A lazy relation: every column of the data plus the ``select`` columns."""
-        con = self.duckdb.connect()
-        frames = {name: frame for name, frame in effects.items()}
-        for name, frame in frames.items():
+        """A lazy relation: every column of the data plus the ``select`` columns.
+
+        The effect tables are registered on DuckDB's default connection, where
+        ``duckdb.sql``, ``duckdb.from_df`` and ``duckdb.read_parquet`` create relations.
+        """
+        default = self.duckdb.default_connection
+        con = default() if callable(default) else default
+        for name, frame in effects.items():
             con.register(name, frame)
-        if self.files is not None:
-            con.register("data", con.read_parquet(self.files))
-        else:
-            con.register("data", self.relation.arrow() if not frames else self.relation.arrow())
-        return con.sql(select)
+        try:
+            return self.relation.query("data", select)
+        except self.duckdb.CatalogException:
+            raise DataError("fitted()/residuals() on a DuckDB relation of another connection: "
+                            "create the relation on duckdb's default connection (duckdb.sql, "
+                            "duckdb.read_parquet) to run the second pass.") from None
 
 
 def _files_of(path: str | Path) -> list[str]:
@@ -118,8 +122,3 @@ def parquet_source(path: str | Path) -> DuckDBSource:
     duckdb = require_extra("duckdb")
     relation = duckdb.read_parquet(files)
     return DuckDBSource(relation, files=files)
-
-
-def column_list(columns: list[str]) -> str:
-    """Quoted, comma-separated column names."""
-    return ", ".join(quote(c) for c in columns)

@@ -84,6 +84,22 @@ class SourceRows:
     factors: list[tuple[str, ...]]
     keys: list[pd.DataFrame] = field(default_factory=list)
 
+    def second_pass(self, fit: Any, what: str = "fitted") -> Any:
+        """Fitted values (``what="fitted"``) or residuals (``"residuals"``, ``"scaled"``) in the engine.
+
+        Returns the engine's lazy result with every column of the used rows
+        plus ``fitted`` (and ``residual``); see :mod:`hierlm.sources.passes`.
+        NUTS fits use the posterior means of beta, b and sigma.
+        """
+        from hierlm.sources.passes import second_pass_select
+
+        draws = fit.draws()
+        beta = np.asarray(draws.beta, dtype=float).mean(axis=0)
+        effects = [np.asarray(e, dtype=float).mean(axis=0) for e in draws.effects]
+        sigma = float(np.mean(draws.sigma))
+        sql, tables = second_pass_select(self, beta, effects, what, sigma)
+        return self.source.second_pass(sql, tables)
+
 
 def _combine(frame: pd.DataFrame, keys: list[str], source: DataSource) -> pd.DataFrame:
     """Sum the partial results of a partitioned source over its key columns."""

@@ -159,3 +159,28 @@ def test_one_million_rows_dask_cluster(tmp_path: object) -> None:
             model = hl.Model(formula, dd.read_parquet(f"{tmp_path}/*.parquet"), progress=False)
         fit = model.fit()
     assert_same_fit(reference, fit)
+
+
+@pytest.mark.parametrize("kind", ["duckdb"] + [pytest.param(k, marks=pytest.mark.slow)
+                                                for k in ("parquet", "polars", "dask")])
+def test_second_pass_fitted_and_residuals(kind: str, tmp_path: object) -> None:
+    """fitted()/residuals() run in the engine and equal the in-memory ones (abs 1e-12)."""
+    df = simulate(1500, 20, seed=4)
+    df["id"] = np.arange(len(df))
+    df.loc[[2, 7], "x"] = np.nan
+    formula = "y ~ x + f + (x | g)"
+    with pytest.warns(MissingDataWarning):
+        reference = hl.Model(formula, df).fit()
+    kept = df.dropna()
+    expected = pd.DataFrame({"id": kept["id"].to_numpy(), "fitted": reference.fitted(),
+                             "residual": reference.residuals()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        fit = hl.Model(formula, kinds(df, tmp_path)[kind], progress=False).fit()
+    out = fit.residuals()
+    table = (out.df() if hasattr(out, "df") else
+             out.collect().to_pandas() if hasattr(out, "collect") else out.compute())
+    merged = expected.merge(table[["id", "fitted", "residual"]], on="id", suffixes=("", "_engine"))
+    assert len(merged) == len(kept)
+    np.testing.assert_allclose(merged["fitted_engine"], merged["fitted"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(merged["residual_engine"], merged["residual"], rtol=0, atol=1e-12)
