@@ -194,7 +194,7 @@ class Model:
         """Table of the priors a Bayesian fit will use (defaults plus overrides)."""
         from hierlm.bayes.priors import resolve_priors
 
-        return resolve_priors(self.design, self.user_priors)
+        return resolve_priors(self.design, self.user_priors, self.family)
 
     def build(self, formulation: str = "auto") -> Any:
         """Build (without sampling) the PyMC model a Bayesian fit would use."""

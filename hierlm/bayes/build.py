@@ -26,17 +26,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hierlm.bayes.groupstats import GroupStats, group_stats, shared_group
+from hierlm.bayes.likelihoods import family_name, family_of, likelihood_of
 from hierlm.bayes.naming import BlockNames, block_names
 from hierlm.bayes.priors import PriorTable, resolve_priors
 from hierlm.design.blocks import Design
 from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
+from hierlm.families import Family, get_family
 
 __all__ = [
     "FORMULATIONS",
     "BuiltModel",
     "choose_formulation",
     "design_and_priors",
+    "model_family",
     "build_model",
 ]
 
@@ -64,6 +67,8 @@ class BuiltModel:
         Names of the random-effect blocks.
     stats : GroupStats or None
         Per-level cross-products (marginal formulation only).
+    family : Family
+        The response family.
     """
 
     formulation: str
@@ -71,6 +76,7 @@ class BuiltModel:
     priors: PriorTable
     names: list[BlockNames]
     stats: GroupStats | None
+    family: Family = field(default_factory=lambda: get_family("gaussian"))
     _pymc_model: Any = field(default=None, repr=False)
 
     @property
@@ -89,11 +95,11 @@ class BuiltModel:
             else:
                 from hierlm.bayes.full import build_full_model
 
-                self._pymc_model = build_full_model(self.design, self.priors)
+                self._pymc_model = build_full_model(self.design, self.priors, self.family)
         return self._pymc_model
 
 
-def choose_formulation(design: Design, formulation: str = "auto", family: str = "gaussian") -> str:
+def choose_formulation(design: Design, formulation: str = "auto", family: Any = "gaussian") -> str:
     """Resolve ``"auto"`` and check that a forced formulation is possible.
 
     Parameters
@@ -102,7 +108,7 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
         The model's design.
     formulation : {"auto", "full", "marginal"}
         Requested formulation.
-    family : str
+    family : str or Family
         Response family.
 
     Returns
@@ -117,6 +123,7 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
     """
     if formulation not in FORMULATIONS:
         raise FitError(f"formulation={formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    family = family_name(family)
     marginal_ok = family == "gaussian"  # any grouping: the one likelihood integrates b out
     patterned = [block.term for block in design.blocks if not block.structure.is_lme4]
     if patterned and formulation == "marginal":  # cs, ar1, toep: the full formulation only (yet)
@@ -126,7 +133,8 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
     if formulation == "marginal" and not marginal_ok:
         groups = sorted({b.group for b in design.blocks})
         reason = (
-            f"it needs a Gaussian response, got family={family!r}"
+            f"it integrates the group effects out in closed form, which needs a Gaussian "
+            f"response, got family={family!r}"
             if family != "gaussian"
             else "it needs every random-effect term on one grouping factor, "
             f"this model has {', '.join(groups) or 'none'}"
@@ -136,6 +144,11 @@ def choose_formulation(design: Design, formulation: str = "auto", family: str = 
         one_factor = shared_group(design) is not None  # the compiled kernel: see module docstring
         return "marginal" if marginal_ok and one_factor else "full"
     return formulation
+
+
+def model_family(model: Any) -> Family:
+    """The Family of a Model (Gaussian for a bare Design or a model without one)."""
+    return family_of(None if isinstance(model, Design) else getattr(model, "family", None))
 
 
 def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTable, str]:
@@ -152,7 +165,7 @@ def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTabl
     Returns
     -------
     tuple
-        ``(design, prior_table, family)``.
+        ``(design, prior_table, family_name)``.
 
     Raises
     ------
@@ -164,10 +177,10 @@ def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTabl
         raise FitError(f"expected a hierlm Model or a Design, got {type(model).__name__}")
     if design.residual is not None:  # residual structures: not in the Bayesian engine yet
         require_lme4_structures((), "The Bayesian engine (MAP and NUTS)", design.residual)
-    family = str(getattr(model, "family", "gaussian"))
+    family = model_family(model)
     if priors is None and not isinstance(model, Design):
-        priors = getattr(model, "priors", None)
-    return design, resolve_priors(design, priors), family
+        priors = getattr(model, "user_priors", getattr(model, "priors", None))
+    return design, resolve_priors(design, priors, family), family.name
 
 
 def build_model(model: Any, priors: Any = None, formulation: str = "auto") -> BuiltModel:
@@ -194,13 +207,13 @@ def build_model(model: Any, priors: Any = None, formulation: str = "auto") -> Bu
     PriorError
         For invalid prior overrides.
     """
-    design, prior_table, family = design_and_priors(model, priors)
-    if family != "gaussian":
-        raise FitError(f"family={family!r} is not implemented in the Bayesian engine yet")
+    design, prior_table, _ = design_and_priors(model, priors)
+    family = model_family(model)
+    likelihood_of(family)  # refuses a family without a likelihood here
     if not design.blocks:
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
     chosen = choose_formulation(design, formulation, family)
     names = block_names(design)
     one_factor = chosen == "marginal" and shared_group(design) is not None
     stats = group_stats(design) if one_factor else None
-    return BuiltModel(chosen, design, prior_table, names, stats)
+    return BuiltModel(chosen, design, prior_table, names, stats, family)

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.bayes.build import build_model, choose_formulation, design_and_priors
+from hierlm.bayes.build import build_model, choose_formulation, design_and_priors, model_family
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
-from hierlm.bayes.naming import FIXEF, SIGMA
+from hierlm.bayes.likelihoods import dispersion_name
+from hierlm.bayes.naming import FIXEF
 from hierlm.bayes.posterior import assemble_datatree
 from hierlm.bayes.result import BayesResult, DeferredModel
 from hierlm.bayes.sample import (
@@ -74,6 +75,15 @@ def fit_bayes(model: Any, method: str = "nuts", **options: Any) -> BayesResult:
     if method not in METHODS:
         raise FitError(f"method={method!r}; choose one of {', '.join(METHODS)}")
     if method == "map":
+        if model_family(model).name != "gaussian":
+            from hierlm.bayes.map_glmm import fit_map_glmm
+
+            if options.get("reml"):
+                raise FitError("REML is defined for Gaussian models only (as in lme4); "
+                               "use reml=False for a posterior mode of this family")
+            options.pop("reml", None)
+            check_options(fit_map_glmm, method, options, exclude=("model",))
+            return fit_map_glmm(model, **options)
         from hierlm.bayes.map import fit_map
 
         check_options(fit_map, method, options, exclude=("model",))
@@ -82,11 +92,11 @@ def fit_bayes(model: Any, method: str = "nuts", **options: Any) -> BayesResult:
     return fit_nuts(model, **options)
 
 
-def _other_formulation_available(design: Any, formulation: str) -> bool:
-    """Whether the formulation not used could fit the (Gaussian) design, for actionable hints."""
+def _other_formulation_available(design: Any, formulation: str, family: Any = "gaussian") -> bool:
+    """Whether the formulation not used could fit the design, for actionable hints."""
     other = "marginal" if formulation == "full" else "full"
     try:
-        choose_formulation(design, other)
+        choose_formulation(design, other, family)
     except FitError:
         return False
     return True
@@ -199,7 +209,10 @@ def fit_nuts(
         attrs={"sampler": settings.sampler, "backend": settings.backend, "seed": seed},
         posterior_predictive=posterior_predictive,
     )
-    checked = {FIXEF: raw.draws[FIXEF], SIGMA: raw.draws[SIGMA]}
+    checked = {FIXEF: raw.draws[FIXEF]}
+    dispersion = dispersion_name(built.family)
+    if dispersion is not None:
+        checked[dispersion] = raw.draws[dispersion]
     for bn in built.names:
         checked[bn.sd] = raw.draws[bn.sd]
         if bn.cor in raw.draws:
@@ -210,7 +223,7 @@ def fit_nuts(
         raw.stats.get("reached_max_treedepth"),
         built.formulation,
         target_accept,
-        other_available=_other_formulation_available(design, built.formulation),
+        other_available=_other_formulation_available(design, built.formulation, built.family),
     )
     done = time.perf_counter()
     warn_if_problems(report)
@@ -241,4 +254,5 @@ def fit_nuts(
             "cores": cores,
         },
         diagnostics=report,
+        family=built.family,
     )

@@ -4,9 +4,11 @@ For every block, ``ranef = L z`` with ``z`` standard normal (terms x
 levels, the layout of :mod:`hierlm.bayes.naming`) and ``L`` the Cholesky
 factor of the block's covariance (``diag(sd)`` times the LKJ correlation
 factor for a correlated block, ``diag(sd)`` for independent terms). The
-linear predictor adds, for row ``i``, the block's columns ``z_i`` times the
-effects of the row's level. Works for every structure (nested, crossed,
-several blocks on one factor).
+linear predictor ``eta = offset + X beta + Z b`` adds, for row ``i``, the
+block's columns ``z_i`` times the effects of the row's level. Works for every
+structure (nested, crossed, several blocks on one factor) and every family:
+the observed node is the family's entry of
+:data:`hierlm.bayes.likelihoods.LIKELIHOODS`.
 """
 
 from __future__ import annotations
@@ -17,39 +19,79 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from hierlm.bayes.likelihoods import family_of, likelihood_of, observed_data
 from hierlm.bayes.naming import OBS_DIM, observation_coords
-from hierlm.bayes.parameters import add_parameters, model_coords
+from hierlm.bayes.parameters import GlmmStart, add_parameters, model_coords
 from hierlm.bayes.priors import PriorTable
 from hierlm.design.blocks import Design
+from hierlm.families import Family
 
-__all__ = ["build_full_model", "observation_coords"]  # observation_coords re-exported
+__all__ = ["build_full_model", "glmm_start", "observation_coords"]  # observation_coords re-exported
 
 
-def build_full_model(design: Design, priors: PriorTable) -> pm.Model:
-    """Build the full (non-centred) PyMC model of a Gaussian mixed model.
+def glmm_start(design: Design, family: Family) -> GlmmStart:
+    """Starting values and centring of a non-Gaussian full model.
+
+    The intercept starts at the link of the overall mean response (per unit of
+    exposure when there is an offset), the other coefficients at 0 and every
+    SD at 0.5 on the link scale. When the model has an intercept the sampler
+    moves over the coefficients at centred predictors (the priors are those
+    of the coefficients as written; see
+    :class:`hierlm.bayes.parameters.GlmmStart`).
+    """
+    data = observed_data(design)
+    exposure = np.exp(data.offset) if data.offset is not None else np.ones_like(data.y)
+    mean = float(np.sum(data.weights * data.y) / np.sum(data.weights * exposure))
+    X = np.asarray(design.X, dtype=float)
+    names = list(design.fixed_names)
+    beta = np.zeros(design.p)
+    centre = None
+    if "Intercept" in names:
+        k = names.index("Intercept")
+        low, high = (1e-3, 1 - 1e-3) if family.name == "binomial" else (1e-3, np.inf)
+        beta[k] = float(family.link.link(np.array([min(max(mean, low), high)]))[0])
+        centre = X.mean(axis=0)
+        centre[k] = 0.0
+        if not np.any(centre):
+            centre = None
+    dispersion = family.dispersion_name if likelihood_of(family).dispersion else None
+    return GlmmStart(dispersion=dispersion, beta=beta, sd=0.5, centre=centre)
+
+
+def build_full_model(design: Design, priors: PriorTable, family: Any = None) -> pm.Model:
+    """Build the full (non-centred) PyMC model of a mixed model of any family.
 
     Parameters
     ----------
     design : Design
-        Response, fixed-effect matrix and random-effect blocks.
+        Response, fixed-effect matrix, random-effect blocks, weights and offset.
     priors : PriorTable
         Resolved priors.
+    family : str or Family, optional
+        The response family (Gaussian when None).
 
     Returns
     -------
     pymc.Model
-        Free variables: ``fixef``, ``sigma``, ``sd_<block>``,
-        ``corr_chol_<block>`` (correlated blocks) and ``z_<block>``;
+        Free variables: ``fixef`` (``fixef_centred`` for non-Gaussian models
+        with an intercept, ``fixef`` then a deterministic), ``sigma``
+        (Gaussian) or the family's dispersion (``theta``), ``sd_<block>``,
+        ``corr_raw_<block>`` (correlated blocks) and ``z_<block>``;
         deterministics ``cor_<block>`` and ``ranef_<block>``; the observed
         variable is named after the response, with dim ``obs``.
     """
+    fam = family_of(family)
+    likelihood = likelihood_of(fam)
+    data = observed_data(design)
     coords: dict[str, list[Any]] = dict(model_coords(design))
     coords[OBS_DIM] = observation_coords(design)
     X = np.asarray(design.X, dtype=float)
-    y = np.asarray(design.y, dtype=float)
+    gaussian = fam.name == "gaussian"
     with pm.Model(coords=coords) as model:
-        params = add_parameters(design, priors)
-        mu = pt.sum(pt.as_tensor(X) * params.fixef[None, :], axis=1)
+        params = add_parameters(design, priors, None if gaussian else glmm_start(design, fam))
+        eta = pt.sum(pt.as_tensor(X) * params.fixef[None, :], axis=1)
+        if data.offset is not None:
+            eta = eta + pt.as_tensor(data.offset)
         for bn, chol in zip(params.names, params.chols, strict=True):
             block = bn.block
             # terms x levels, the layout of hierlm.bayes.naming (shared term dim first)
@@ -62,8 +104,8 @@ def build_full_model(design: Design, priors: PriorTable) -> pm.Model:
             codes = pt.as_tensor(np.asarray(block.codes, dtype=np.int64))
             z = np.asarray(block.z, dtype=float)
             if block.q == 1:
-                mu = mu + pt.as_tensor(z[:, 0]) * ranef[0, codes]
+                eta = eta + pt.as_tensor(z[:, 0]) * ranef[0, codes]
             else:
-                mu = mu + pt.sum(pt.as_tensor(z) * ranef[:, codes].T, axis=1)
-        pm.Normal(design.response, mu=mu, sigma=params.sigma, observed=y, dims=OBS_DIM)
+                eta = eta + pt.sum(pt.as_tensor(z) * ranef[:, codes].T, axis=1)
+        likelihood.observed(design.response, eta, fam, params.sigma, data, OBS_DIM)
     return model

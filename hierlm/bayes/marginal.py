@@ -273,6 +273,7 @@ def build_marginal_model(
     stats = group_stats(design) if stats is None else stats
     with pm.Model(coords=model_coords(design)) as model:
         params = add_parameters(design, priors)
+        assert params.sigma is not None  # a Gaussian model always has sigma
         chol = stack_block_chols(params.chols, stats.block_slices)
         pm.Potential(MARGINAL_POTENTIAL, marginal_loglik(stats, params.fixef, params.sigma, chol))
     return model, stats

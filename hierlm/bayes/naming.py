@@ -56,6 +56,7 @@ __all__ = [
     "block_names",
     "pair_label",
     "observation_coords",
+    "response_variable",
 ]
 
 FIXEF = "fixef"
@@ -69,6 +70,16 @@ def observation_coords(design: Design) -> list[object]:
     if design.row_index is not None and len(design.row_index) == design.n:
         return list(np.asarray(design.row_index))
     return list(range(design.n))
+
+
+def response_variable(design: Design) -> str:
+    """Name of the response in the DataTree groups: the response's text, ``/`` written ``∕``.
+
+    DataTree variable names cannot hold ``/`` (a path separator), which a
+    proportion response such as ``incidence/size`` has; U+2215 (division
+    slash) stands in for it.
+    """
+    return design.response.replace("/", "\u2215")
 
 
 def pair_label(term1: str, term2: str) -> str:

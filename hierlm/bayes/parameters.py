@@ -34,6 +34,7 @@ from hierlm.design.blocks import Design
 
 __all__ = [
     "ModelParameters",
+    "GlmmStart",
     "add_parameters",
     "model_coords",
     "prior_variable",
@@ -50,8 +51,9 @@ class ModelParameters:
     ----------
     fixef : TensorVariable
         Fixed effects, shape (p,).
-    sigma : TensorVariable
-        Residual SD (scalar).
+    sigma : TensorVariable or None
+        Residual SD (scalar), or the family's dispersion parameter (the
+        negative binomial's ``theta``); None for families without one.
     sds : list of TensorVariable
         SDs of each block, shape (q,) each.
     chols : list of TensorVariable
@@ -61,7 +63,7 @@ class ModelParameters:
     """
 
     fixef: TensorVariable
-    sigma: TensorVariable
+    sigma: TensorVariable | None
     sds: list[TensorVariable]
     chols: list[TensorVariable]
     names: list[BlockNames]
@@ -244,7 +246,58 @@ def correlations_from_cholesky(corr_chol: TensorVariable, pairs: list[tuple[int,
     return pt.stack(values)
 
 
-def add_parameters(design: Design, priors: PriorTable) -> ModelParameters:
+@dataclass(frozen=True)
+class GlmmStart:
+    """What a non-Gaussian full model needs besides the Gaussian defaults.
+
+    Attributes
+    ----------
+    dispersion : str or None
+        Name (and prior key) of the dispersion parameter, None when the family has none.
+    beta : numpy.ndarray
+        Starting fixed effects (at centred predictors when ``centre`` is set).
+    sd : float
+        Starting value of every group-level SD.
+    centre : numpy.ndarray or None
+        Column means of ``X`` (0 for the intercept column): the sampler moves
+        over the fixed effects at centred predictors (``fixef_centred``,
+        which removes the correlation between the intercept and the slopes)
+        and ``fixef`` is the deterministic map back. The priors stay those of
+        ``fixef`` as written: the slopes are the same in both, and the
+        intercept's prior is added as a potential on ``fixef[Intercept]``
+        (the map is linear with unit Jacobian).
+    """
+
+    dispersion: str | None
+    beta: np.ndarray
+    sd: float
+    centre: np.ndarray | None
+
+
+def _glmm_fixef(design: Design, priors: PriorTable, start: GlmmStart) -> TensorVariable:
+    """Fixed effects of a non-Gaussian model, sampled at centred predictors when asked."""
+    fixef_priors = [priors.fixef(name) for name in design.fixed_names]
+    if start.centre is None:
+        return prior_variable(FIXEF, fixef_priors, positive=False, dim=FIXEF_DIM,
+                              labels=design.fixed_names, initval=start.beta)
+    k = list(design.fixed_names).index("Intercept")
+    sampled = [Prior.flat() if j == k else prior for j, prior in enumerate(fixef_priors)]
+    centred = prior_variable(f"{FIXEF}_centred", sampled, positive=False, dim=FIXEF_DIM,
+                             labels=design.fixed_names, initval=start.beta)
+    intercept = np.array([j == k for j in range(design.p)], dtype=float)
+    shift = pt.sum(pt.as_tensor(start.centre) * centred)
+    fixef = pm.Deterministic(FIXEF, centred - pt.as_tensor(intercept) * shift, dims=FIXEF_DIM)
+    prior = fixef_priors[k]
+    if prior.family == "normal":
+        pm.Potential("intercept_prior", pm.logp(pm.Normal.dist(**prior.kwargs), fixef[k]))
+    elif prior.family == "student_t":
+        pm.Potential("intercept_prior", pm.logp(pm.StudentT.dist(**prior.kwargs), fixef[k]))
+    elif prior.family != "flat":
+        raise ValueError(f"prior family {prior.family!r} cannot be the Intercept's prior")
+    return fixef
+
+
+def add_parameters(design: Design, priors: PriorTable, glmm: GlmmStart | None = None) -> ModelParameters:
     """Create fixed effects, SDs, correlations and sigma in the current ``pm.Model``.
 
     The correlations of a block are stored as the deterministic ``cor_<block>``
@@ -258,22 +311,32 @@ def add_parameters(design: Design, priors: PriorTable) -> ModelParameters:
         The model's design.
     priors : PriorTable
         Resolved priors (:func:`hierlm.bayes.priors.resolve_priors`).
+    glmm : GlmmStart, optional
+        For non-Gaussian families: the dispersion parameter (or none), the
+        starting values and the centring of the fixed effects.
 
     Returns
     -------
     ModelParameters
         The symbolic parameters and each block's covariance Cholesky factor.
     """
-    beta_start, sigma_start = _start_values(design)
-    fixef = prior_variable(
-        FIXEF,
-        [priors.fixef(name) for name in design.fixed_names],
-        positive=False,
-        dim=FIXEF_DIM,
-        labels=design.fixed_names,
-        initval=beta_start,
-    )
-    sigma = prior_variable(SIGMA, [priors.sigma], positive=True, dim=None, initval=sigma_start)
+    sigma: TensorVariable | None
+    if glmm is None:
+        beta_start, sigma_start = _start_values(design)
+        fixef = prior_variable(
+            FIXEF,
+            [priors.fixef(name) for name in design.fixed_names],
+            positive=False,
+            dim=FIXEF_DIM,
+            labels=design.fixed_names,
+            initval=beta_start,
+        )
+        sigma = prior_variable(SIGMA, [priors.sigma], positive=True, dim=None, initval=sigma_start)
+    else:
+        fixef = _glmm_fixef(design, priors, glmm)
+        sigma_start = 2.0 * glmm.sd
+        sigma = (None if glmm.dispersion is None else prior_variable(
+            glmm.dispersion, [priors.dispersion(glmm.dispersion)], positive=True, dim=None, initval=1.0))
     sds, chols = [], []
     names = block_names(design)
     for bn in names:

@@ -40,14 +40,28 @@ from hierlm.bayes.conditional import (
     draw_group_effects,
     group_loglik,
     linear_predictor,
-    pointwise_loglik,
     stack_cholesky,
 )
 from hierlm.bayes.groupstats import group_stats, shared_group
-from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames, observation_coords
+from hierlm.bayes.likelihoods import (
+    dispersion_name,
+    likelihood_of,
+    observed_data,
+    pointwise_log_likelihood,
+)
+from hierlm.bayes.naming import (
+    FIXEF,
+    FIXEF_DIM,
+    OBS_DIM,
+    SIGMA,
+    BlockNames,
+    observation_coords,
+    response_variable,
+)
 from hierlm.bayes.sample import RawSample
 from hierlm.bayes.structure_model import structure_coords, structure_variables
 from hierlm.errors import HierlmWarning
+from hierlm.results.ic import level_sums
 
 __all__ = ["LOG_LIKELIHOOD_MAX_ELEMENTS", "assemble_datatree", "posterior_dataset"]
 
@@ -97,8 +111,10 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
     n_chains = draws[FIXEF].shape[0]
     data_vars: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
         FIXEF: ((*_SAMPLE_DIMS, FIXEF_DIM), draws[FIXEF]),
-        SIGMA: (_SAMPLE_DIMS, draws[SIGMA]),
     }
+    dispersion = dispersion_name(built.family)
+    if dispersion is not None:
+        data_vars[dispersion] = (_SAMPLE_DIMS, draws[dispersion])
     coords: dict[str, object] = {FIXEF_DIM: list(built.design.fixed_names)}
     if built.formulation == "marginal":
         stats = built.stats
@@ -142,6 +158,42 @@ def _effect_blocks(
     ]
 
 
+def _dispersion_draws(built: BuiltModel, posterior: xr.Dataset) -> np.ndarray | None:
+    """Pooled draws (S,) of the family's dispersion parameter, None when it has none."""
+    name = dispersion_name(built.family)
+    return None if name is None else _flat(posterior[name].values)
+
+
+def _response_mean(built: BuiltModel, posterior: xr.Dataset, part: slice) -> np.ndarray:
+    """Means on the response scale (S_part, n): the inverse link of ``offset + X beta + Z b``."""
+    design = built.design
+    blocks = [(codes, z, eff[part]) for codes, z, eff in _effect_blocks(built, posterior)]
+    eta = linear_predictor(np.asarray(design.X, float), _flat(posterior[FIXEF].values)[part], blocks)
+    offset = observed_data(design).offset
+    if offset is not None:
+        eta = eta + offset[None, :]
+    return np.asarray(built.family.link.inverse(eta))
+
+
+def _conditional_group_loglik(built: BuiltModel, pointwise: xr.Dataset | None,
+                              chain_draw: dict[str, np.ndarray]) -> dict[str, xr.Dataset]:
+    """Per-level sums of the pointwise log-likelihoods of a non-Gaussian model.
+
+    For leave-one-group-out PSIS on one shared grouping factor: the group
+    effects of the draw stay in (the Gaussian marginal has no closed form here).
+    """
+    group = shared_group(built.design)
+    if pointwise is None or group is None:
+        return {}
+    values = np.asarray(pointwise[response_variable(built.design)].values)
+    bn = built.names[0]
+    sums = _unflat(level_sums(_flat(values), bn.block.codes, bn.block.n_levels), values.shape[0])
+    return {"log_likelihood_group": xr.Dataset(
+        {response_variable(built.design): ((*_SAMPLE_DIMS, bn.level_dim), sums)},
+        coords={bn.level_dim: [str(v) for v in bn.block.levels], **chain_draw},
+        attrs={"kind": "conditional: sum of the level's pointwise log-likelihoods"})}
+
+
 def _too_big(what: str, n_samples: int, n_units: int, option: str) -> None:
     """Warn that a per-observation group was not stored because of its size."""
     warnings.warn(
@@ -164,20 +216,20 @@ def _posterior_predictive_group(
     if mode == "auto" and n_samples * design.n > LOG_LIKELIHOOD_MAX_ELEMENTS:
         _too_big("posterior predictive draws", n_samples, design.n, "posterior_predictive")
         return {}
-    fixef = _flat(posterior[FIXEF].values)
-    sigma = _flat(posterior[SIGMA].values)
-    blocks = _effect_blocks(built, posterior)
-    X = np.asarray(design.X, float)
+    likelihood = likelihood_of(built.family)
+    data = observed_data(design)
+    dispersion = _dispersion_draws(built, posterior)
     rng = np.random.default_rng([seed, 3])
-    replicates = np.empty((n_samples, design.n))
+    replicates = np.empty((n_samples, design.n), dtype=np.int64 if likelihood.integer else float)
     step = max(1, _CHUNK_ELEMENTS // max(design.n, 1))
     for start in range(0, n_samples, step):
         part = slice(start, min(start + step, n_samples))
-        mu = linear_predictor(X, fixef[part], [(codes, z, eff[part]) for codes, z, eff in blocks])
-        replicates[part] = mu + sigma[part, None] * rng.standard_normal(mu.shape)
+        mu = _response_mean(built, posterior, part)
+        replicates[part] = likelihood.replicate(
+            rng, data, mu, None if dispersion is None else dispersion[part])
     return {
         "posterior_predictive": xr.Dataset(
-            {design.response: ((*_SAMPLE_DIMS, OBS_DIM), _unflat(replicates, n_chains))},
+            {response_variable(design): ((*_SAMPLE_DIMS, OBS_DIM), _unflat(replicates, n_chains))},
             coords={OBS_DIM: observation_coords(design), "chain": posterior["chain"].values,
                     "draw": posterior["draw"].values},
         )
@@ -193,29 +245,36 @@ def _log_likelihood_groups(
     n_samples = n_chains * n_draws
     chain_draw = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
     fixef = _flat(posterior[FIXEF].values)
-    sigma = _flat(posterior[SIGMA].values)
     out = {}
     if design.rowless:  # data held by an engine: no rows here; the per-group part is exact
         pass
     elif mode is True or (mode == "auto" and n_samples * design.n <= LOG_LIKELIHOOD_MAX_ELEMENTS):
-        values = pointwise_loglik(
-            np.asarray(design.y, float), np.asarray(design.X, float), fixef, sigma,
-            _effect_blocks(built, posterior)
-        )
+        dispersion = _dispersion_draws(built, posterior)
+        values = np.empty((n_samples, design.n))
+        data = observed_data(design)
+        step = max(1, _CHUNK_ELEMENTS // max(design.n, 1))
+        for start in range(0, n_samples, step):
+            part = slice(start, min(start + step, n_samples))
+            values[part] = pointwise_log_likelihood(
+                built.family, data, _response_mean(built, posterior, part),
+                None if dispersion is None else dispersion[part])
         out["log_likelihood"] = xr.Dataset(
-            {design.response: ((*_SAMPLE_DIMS, OBS_DIM), _unflat(values, n_chains))},
+            {response_variable(design): ((*_SAMPLE_DIMS, OBS_DIM), _unflat(values, n_chains))},
             coords={OBS_DIM: observation_coords(design), **chain_draw},
         )
     elif mode == "auto":
         _too_big("pointwise log-likelihood", n_samples, design.n, "log_likelihood")
-    if mode is not False and shared_group(design) is not None:
+    if mode is not False and built.family.name != "gaussian":
+        out.update(_conditional_group_loglik(built, out.get("log_likelihood"), chain_draw))
+    elif mode is not False and shared_group(design) is not None:
+        sigma = _flat(posterior[SIGMA].values)
         stats = built.stats if built.stats is not None else group_stats(design)
         if mode is True or n_samples * stats.n_groups <= LOG_LIKELIHOOD_MAX_ELEMENTS:
             chol = stack_cholesky(_block_cholesky(built.names, raw.draws), stats.block_slices)
             values = group_loglik(stats, fixef, sigma, chol)
             level_dim = built.names[0].level_dim
             out["log_likelihood_group"] = xr.Dataset(
-                {design.response: ((*_SAMPLE_DIMS, level_dim), _unflat(values, n_chains))},
+                {response_variable(design): ((*_SAMPLE_DIMS, level_dim), _unflat(values, n_chains))},
                 coords={level_dim: list(stats.levels), **chain_draw},
             )
     return out
@@ -259,8 +318,11 @@ def assemble_datatree(
         {name: (_SAMPLE_DIMS, values) for name, values in raw.stats.items()}, coords=chain_draw
     )
     design = built.design
+    # the scale of the replicates: successes for the binomial, the response otherwise
+    observed_y = (observed_data(design).successes if built.family.name == "binomial"
+                  else np.asarray(design.y, dtype=float))
     observed = xr.Dataset(
-        {design.response: ((OBS_DIM,), np.asarray(design.y, dtype=float))},
+        {response_variable(design): ((OBS_DIM,), observed_y)},
         # (a row-less design's square-root rows are dropped below)
         coords={OBS_DIM: np.arange(design.y.size) if design.rowless else observation_coords(design)},
     )

@@ -108,7 +108,8 @@ def sample_prior_predictive(
     """
     design, table, family = design_and_priors(model, priors)
     if family != "gaussian":
-        raise FitError(f"family={family!r} is not implemented in the Bayesian engine yet")
+        raise FitError(f"sample_prior_predictive covers Gaussian models so far, not family="
+                       f"{family!r}; use pymc.sample_prior_predictive(model=fit.pymc_model)")
     n_draws = _check_request(draws, design.n, table)
     rng = np.random.default_rng(random_seed)
     names = design.fixed_names

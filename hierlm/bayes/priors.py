@@ -68,6 +68,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from hierlm.bayes.likelihoods import family_name, family_of, likelihood_of
 from hierlm.bayes.naming import block_names
 from hierlm.bayes.structures import (
     INTERVAL_KINDS,
@@ -207,7 +208,9 @@ class PriorRow:
     Attributes
     ----------
     kind : str
-        ``"fixef"``, ``"sd"``, ``"cor"`` or ``"sigma"``.
+        ``"fixef"``, ``"sd"``, ``"cor"``, ``"sigma"`` (Gaussian residual SD) or
+        ``"dispersion"`` (another family's dispersion, e.g. the negative
+        binomial's ``theta``; ``term`` holds its name).
     block : str
         Block label for ``sd`` and ``cor`` rows, else ``""``.
     term : str
@@ -240,6 +243,8 @@ class PriorRow:
             return f"sd_{self.block}[{self.term}]"
         if self.kind == "cor":
             return f"cor_{self.block}"
+        if self.kind == "dispersion":
+            return self.term
         return "sigma"
 
 
@@ -284,6 +289,17 @@ class PriorTable:
         if prior.family == "uniform":
             return prior.param("lower"), prior.param("upper")
         return lower, upper
+
+    def dispersion(self, name: str) -> Prior:
+        """Prior of a non-Gaussian family's dispersion parameter (e.g. ``"theta"``)."""
+        if name == "sigma":
+            return self.sigma
+        return self._find("dispersion", "", name)
+
+    @property
+    def has_sigma(self) -> bool:
+        """True when the table has a residual-SD row (Gaussian models)."""
+        return any(row.kind == "sigma" for row in self.rows)
 
     @property
     def is_flat(self) -> bool:
@@ -413,6 +429,45 @@ def _structure_keys(row: PriorRow, group_of: Mapping[str, str]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def _link_scale_table(design: Design, family: object) -> list[PriorRow]:
+    """Rows of the link-scale default priors of a non-Gaussian family (see ``docs/priors.md``).
+
+    The linear predictor is on the link scale, where a unit means the same in
+    every data set (a log odds ratio, a log rate ratio), so the scales are not
+    taken from the response. With the family's ``default_prior_scales``
+    (:class:`hierlm.families.PriorScales`, rstanarm's numbers) and ``s_x`` the
+    SD of a predictor: ``Intercept ~ normal(0, 2 intercept)`` (the intercept
+    of the model matrix as written, not centred, so twice rstanarm's scale
+    for the centred one), other coefficients ``normal(0, coefficients /
+    s_x)``, each group-level SD ``exponential(s_x / group_sd)`` (``s_x = 1``
+    for an intercept), LKJ(1) on correlations and ``exponential(1 /
+    dispersion)`` on a dispersion parameter (the negative binomial's
+    ``theta``).
+    """
+    fam = family_of(family)
+    scales = fam.default_prior_scales
+    rows = []
+    for k, name in enumerate(design.fixed_names):
+        if name == "Intercept":
+            prior = Prior("normal", mu=0.0, sigma=2.0 * scales.intercept)
+        else:
+            prior = Prior("normal", mu=0.0, sigma=scales.coefficients / _spread(design.X[:, k]))
+        rows.append(PriorRow("fixef", "", name, prior, "default"))
+    names = block_names(design)
+    for bn in names:
+        for k, term in enumerate(bn.block.columns):
+            s_x = 1.0 if term == "Intercept" else _spread(bn.block.z[:, k])
+            prior = Prior("exponential", lam=s_x / scales.group_sd)
+            rows.append(PriorRow("sd", bn.label, term, prior, "default"))
+    for bn in names:
+        if bn.block.correlated:
+            rows.append(PriorRow("cor", bn.label, "", Prior("lkj", eta=1.0), "default"))
+    if likelihood_of(fam).dispersion and fam.dispersion_name is not None:
+        prior = Prior("exponential", lam=1.0 / scales.dispersion)
+        rows.append(PriorRow("dispersion", "", fam.dispersion_name, prior, "default"))
+    return rows
+
+
 def _candidate_keys(row: PriorRow, group_of: Mapping[str, str]) -> list[str]:
     """User keys that apply to ``row``, most specific first."""
     if row.kind in STRUCTURE_KINDS or row.block in (RESIDUAL_LABEL, "residual_variance"):
@@ -430,6 +485,8 @@ def _candidate_keys(row: PriorRow, group_of: Mapping[str, str]) -> list[str]:
     if row.kind == "cor":
         group = group_of[row.block]
         return list(dict.fromkeys([f"cor:{row.block}", f"cor:{group}", "cor"]))
+    if row.kind == "dispersion":
+        return [row.term, "dispersion"]
     return ["sigma"]
 
 
@@ -437,6 +494,7 @@ _SUPPORT_OF_KIND: dict[str, Support] = {
     "fixef": "real",
     "sd": "positive",
     "sigma": "positive",
+    "dispersion": "positive",
     "cor": "correlation",
 }
 _SUPPORT_OF_KIND.update({"sd_common": "positive", "rho": "interval", "pacf": "interval",
@@ -466,7 +524,9 @@ def _interval_prior(key: str, prior: Prior, row: PriorRow) -> Prior:
 
 
 def resolve_priors(
-    design: Design, user_priors: Mapping[str, object] | str | PriorTable | None = None
+    design: Design,
+    user_priors: Mapping[str, object] | str | PriorTable | None = None,
+    family: object = "gaussian",
 ) -> PriorTable:
     """Return the table of priors a model will use.
 
@@ -478,6 +538,9 @@ def resolve_priors(
         None for the defaults; ``"flat"`` for flat priors everywhere; a dict of
         overrides (keys described in the module docstring); a
         :class:`PriorTable` is returned unchanged.
+    family : str or family object
+        The response family; non-Gaussian families get the link-scale
+        defaults of :func:`_link_scale_table`.
 
     Returns
     -------
@@ -494,7 +557,10 @@ def resolve_priors(
     """
     if isinstance(user_priors, PriorTable):
         return user_priors
-    rows = _default_table(design)
+    if family_name(family) == "gaussian":
+        rows = _default_table(design)
+    else:
+        rows = _link_scale_table(design, family)
     if user_priors is None:
         return PriorTable(tuple(rows))
     if isinstance(user_priors, str):

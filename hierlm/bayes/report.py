@@ -76,8 +76,12 @@ class BayesSummary(FitSummary):
         varcorr = self.random
         self.groups: list[tuple[str, pd.DataFrame]] = []
         residual = varcorr[varcorr["group"] == "Residual"]
-        self.sigma = _display(residual, ["sigma"])
-        for group, rows in varcorr[varcorr["group"] != "Residual"].groupby("group", sort=False):
+        dispersion = varcorr[varcorr["group"] == "Dispersion"]
+        # brms's "Family Specific Parameters": sigma (Gaussian), theta (negative binomial) or none
+        self.sigma = (_display(residual, ["sigma"]) if len(residual)
+                      else _display(dispersion, [str(t) for t in dispersion["term1"]]))
+        group_rows = varcorr[~varcorr["group"].isin(["Residual", "Dispersion"])]
+        for group, rows in group_rows.groupby("group", sort=False):
             labels = [
                 f"sd({row.term1})"
                 if row.term2 is None or pd.isna(row.term2)
@@ -97,9 +101,10 @@ class BayesSummary(FitSummary):
             for i, b in enumerate(design.blocks)
             if b.group not in {c.group for c in design.blocks[:i]}
         )
+        family = getattr(fit, "family", None)
         lines = [
-            " Family: gaussian",
-            "  Links: mu = identity",
+            f" Family: {getattr(family, 'name', 'gaussian')}",
+            f"  Links: mu = {family.link.name if family is not None else 'identity'}",
             f"Formula: {formula}",
             f"   Data: {design.n} observations; groups: {grouping or 'none'}",
         ]
@@ -138,10 +143,9 @@ class BayesSummary(FitSummary):
             "",
             "Population-Level Effects:",
             _format(self.fixed_display).to_string(),
-            "",
-            "Family Specific Parameters:",
-            _format(self.sigma).to_string(),
         ]
+        if len(self.sigma):
+            lines += ["", "Family Specific Parameters:", _format(self.sigma).to_string()]
         interval = _interval_columns(self.fixed)
         if interval:
             level = _interval_label(interval[0], "l")[2:]
@@ -161,7 +165,8 @@ class BayesSummary(FitSummary):
         for group, table in self.groups:
             parts.append(f"<p>~{html.escape(group)}</p>{_format(table).to_html()}")
         parts.append(f"<h4>Population-level effects</h4>{_format(self.fixed_display).to_html()}")
-        parts.append(f"<h4>Family-specific parameters</h4>{_format(self.sigma).to_html()}")
+        if len(self.sigma):
+            parts.append(f"<h4>Family-specific parameters</h4>{_format(self.sigma).to_html()}")
         parts += [f"<p>{html.escape(line)}</p>" for line in self._footer()]
         parts.append("</div>")
         return "".join(parts)

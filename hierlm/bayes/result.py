@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from hierlm.bayes.diagnostics import DiagnosticReport
+from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
 from hierlm.bayes.priors import PriorTable
 from hierlm.bayes.report import BayesSummary
@@ -83,6 +84,8 @@ class BayesResult(ResultMethods, InterpretMethods):
         Method-specific extras (MAP: convergence, boundary, REML flag...).
     model : hierlm.Model or None
         The Model that was fitted (set by ``Model.fit``; needed by ``save``).
+    family : Family or None
+        The response family (None: Gaussian).
     """
 
     idata: xr.DataTree
@@ -99,6 +102,7 @@ class BayesResult(ResultMethods, InterpretMethods):
     diagnostics: DiagnosticReport | None = None
     info: dict[str, Any] = field(default_factory=dict)
     model: Any = None
+    family: Any = None
 
     @property
     def _is_map(self) -> bool:
@@ -144,14 +148,19 @@ class BayesResult(ResultMethods, InterpretMethods):
         """
         cached = self.__dict__.get("_draws")
         if cached is None:
+            beta = self._pooled(FIXEF)
+            gaussian = self.family is None or self.family.name == "gaussian"
+            dispersion = None if gaussian else dispersion_name(self.family)
             cached = FitDraws(
-                beta=self._pooled(FIXEF),
-                sigma=self._pooled(SIGMA),
+                beta=beta,
+                sigma=self._pooled(SIGMA) if gaussian else np.ones(beta.shape[0]),
                 covariances=tuple(self.covariances()),
                 effects=tuple(self._flat(self._effects(bn)) for bn in self.names),
                 design=self.design,
                 point=self._is_map,
-                n_chains=int(self._values(SIGMA).shape[0]),
+                n_chains=int(self._values(FIXEF).shape[0]),
+                family=self.family,
+                dispersion=None if dispersion is None else self._pooled(dispersion),
             )
             self.__dict__["_draws"] = cached
         return cached
@@ -169,7 +178,7 @@ class BayesResult(ResultMethods, InterpretMethods):
             return cached
         info, design = self.info, self.design
         theta = np.asarray(info["theta"], dtype=float)
-        sigma = float(self._pooled(SIGMA)[0])
+        sigma = float(self.draws().sigma[0])  # 1 for families without a residual SD
         varpar = np.append(theta, np.log(sigma))
         nan = np.full((varpar.size, varpar.size), np.nan)
         laplace = np.asarray(info.get("laplace_cov", nan), dtype=float)[: varpar.size, : varpar.size]

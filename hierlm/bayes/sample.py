@@ -67,7 +67,8 @@ from typing import Any
 import numpy as np
 
 from hierlm.bayes.build import BuiltModel
-from hierlm.bayes.naming import FIXEF, SIGMA
+from hierlm.bayes.likelihoods import dispersion_name
+from hierlm.bayes.naming import FIXEF
 from hierlm.bayes.structure_model import structure_variables
 from hierlm.errors import FitError
 
@@ -219,7 +220,8 @@ class RawSample:
 
 def stored_variables(built: BuiltModel) -> list[str]:
     """Variables to keep per draw: parameters, correlation factors, full-model effects."""
-    names = [FIXEF, SIGMA]
+    dispersion = dispersion_name(built.family)
+    names = [FIXEF] + ([dispersion] if dispersion is not None else [])
     for bn in built.names:
         names.append(bn.sd)
         if bn.block.correlated and bn.block.q > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,13 @@ class FitDraws:
     n_chains : int
         Number of chains the draws came from; draws are stored chain-major
         (all of chain 0, then chain 1, ...). 1 for point fits.
+    family : Family or None
+        The response family (:mod:`hierlm.families`); None for a Gaussian
+        model. Families without a dispersion parameter have ``sigma`` = 1
+        (lme4's ``sigma()`` of a binomial or Poisson fit).
+    dispersion : numpy.ndarray or None
+        Draws (S,) of a non-Gaussian family's dispersion (the negative
+        binomial's ``theta``); None otherwise.
     """
 
     beta: np.ndarray
@@ -52,6 +60,8 @@ class FitDraws:
     design: Design
     point: bool
     n_chains: int = 1
+    family: Any = None
+    dispersion: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         draws = self.beta.shape[0]
@@ -69,6 +79,11 @@ class FitDraws:
             if eff.shape != (draws, block.n_levels, block.q):
                 raise ValueError(
                     f"effects of {block.term} must be ({draws}, {block.n_levels}, {block.q})")
+
+    @property
+    def is_gaussian(self) -> bool:
+        """True for a Gaussian model (``family`` None or Gaussian)."""
+        return self.family is None or getattr(self.family, "name", "gaussian") == "gaussian"
 
     @property
     def n_draws(self) -> int:
@@ -110,6 +125,9 @@ def _linear_predictor(beta: np.ndarray, effects: tuple[np.ndarray, ...], design:
                       include_random: bool) -> np.ndarray:
     """X beta (+ Z b) per draw for (S, p) ``beta`` and per-block (S, levels, q) ``effects``."""
     mean = beta @ np.asarray(design.X, dtype=float).T
+    offset = getattr(design, "offset", None)
+    if offset is not None and np.size(offset) == design.n:
+        mean = mean + np.asarray(offset, dtype=float)[None, :]
     if include_random:
         for block, block_effects in zip(design.blocks, effects, strict=True):
             known = block.codes >= 0

@@ -34,19 +34,23 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.errors import FitError, HierlmWarning, InputTypeError
+from hierlm.families import get_family
 from hierlm.results.common import as_draws, chains_of
 from hierlm.results.display import html_report
 from hierlm.results.draws import FitDraws
 from hierlm.results.grouped import group_loglik, split_factor
 
-__all__ = ["ElpdResult", "pointwise_loglik", "log_likelihood", "waic", "loo", "P_WAIC_LIMIT"]
+__all__ = ["ElpdResult", "family_loglik", "level_sums", "pointwise_loglik", "log_likelihood", "waic",
+           "loo", "P_WAIC_LIMIT"]
 
 P_WAIC_LIMIT = 0.4
 _LEVELS = ("observation", "group")
@@ -121,6 +125,37 @@ class ElpdResult:
         return html_report(lines, {"Pointwise": self.pointwise})
 
 
+def family_loglik(family: Any, y: np.ndarray, weights: np.ndarray | None, mu: np.ndarray,
+                  dispersion: np.ndarray | None) -> np.ndarray:
+    """Pointwise log-likelihood (S, n) of means ``mu`` (S, n) from a family's ``log_likelihood``.
+
+    Parameters
+    ----------
+    family : Family
+        The response family (:mod:`hierlm.families`).
+    y, weights : numpy.ndarray
+        The response as the design stores it and the prior weights (None: ones).
+    mu : numpy.ndarray
+        Means on the response scale, one row per draw.
+    dispersion : numpy.ndarray or None
+        Draws (S,) of sigma or theta; None for families without one.
+    """
+    if dispersion is None or not family.has_dispersion:
+        return np.asarray(family.log_likelihood(y, mu, weights))
+    out = np.empty_like(mu)
+    for s in range(mu.shape[0]):
+        out[s] = family.log_likelihood(y, mu[s], weights, float(dispersion[s]))
+    return out
+
+
+def level_sums(values: np.ndarray, codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """Sum (S, n) pointwise values within each level: (S, n_levels); codes (n,) in 0..n_levels-1."""
+    codes = np.asarray(codes, dtype=np.int64)
+    indicator = sp.csr_matrix((np.ones(codes.size), (codes, np.arange(codes.size))),
+                              shape=(n_levels, codes.size))
+    return np.asarray((indicator @ np.asarray(values, dtype=float).T).T)
+
+
 def pointwise_loglik(draws: FitDraws) -> np.ndarray:
     """Log-likelihood of each observation given each draw, shape (S, n).
 
@@ -135,6 +170,12 @@ def pointwise_loglik(draws: FitDraws) -> np.ndarray:
         ``log N(y_i | mu_i^s, sigma_s^2)`` with ``mu`` including group effects.
     """
     mu = draws.linear_predictor(include_random=True)
+    weights = getattr(draws.design, "weights", None)
+    if not draws.is_gaussian or (weights is not None and np.any(np.asarray(weights) != 1.0)):
+        dispersion = draws.sigma if draws.is_gaussian else draws.dispersion
+        family = draws.family if draws.family is not None else get_family("gaussian")
+        return family_loglik(family, np.asarray(draws.design.y, dtype=float), weights,
+                             family.link.inverse(mu), dispersion)
     sigma = draws.sigma[:, None]
     standardized = (np.asarray(draws.design.y, dtype=float)[None, :] - mu) / sigma
     return np.asarray(-0.5 * standardized**2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi))
@@ -196,6 +237,10 @@ def log_likelihood(fit: object, level: str = "observation",
         return pointwise_loglik(draws), labels, None
     factor = _default_group(draws, group)
     split = split_factor(draws.design, factor)
+    if not draws.is_gaussian:
+        # no closed-form marginal: the level's pointwise log-likelihoods, its effects of the draw kept
+        block = draws.design.blocks[split.own[0]]
+        return level_sums(pointwise_loglik(draws), block.codes, block.n_levels), list(split.levels), factor
     return group_loglik(draws, factor), list(split.levels), factor
 
 

@@ -206,7 +206,7 @@ class ResultMethods:
 
     def predict(self, new_data: pd.DataFrame | None = None, include_random: bool = True,
                 kind: str = "mean", prob: float | None = None, summary: bool = True,
-                new_levels: str = "sample", seed: int | None = None) -> Any:
+                new_levels: str = "sample", seed: int | None = None, type: str = "response") -> Any:
         """Predict the mean response (or new responses) for the fitted rows or ``new_data``.
 
         Parameters
@@ -229,6 +229,10 @@ class ResultMethods:
             prediction either way.
         seed : int, optional
             Seed of the random draws (NUTS new levels, ``kind="response"``).
+        type : {"response", "link"}
+            Non-Gaussian families: the mean on the response scale (a
+            probability, an expected count) or the linear predictor (as
+            ``predict.merMod``'s ``type``); the same for Gaussian models.
 
         Returns
         -------
@@ -241,11 +245,11 @@ class ResultMethods:
         if new_data is None:
             self.design.require_rows("predict() of the fitted rows")
             return predict(self, None, include_random=include_random, kind=kind, summary=summary,
-                           prob=prob, new_levels=new_levels, seed=seed)
+                           prob=prob, new_levels=new_levels, seed=seed, scale=type)
         if self.model is None:
             raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
         if not isinstance(new_data, pd.DataFrame):
-            raise InputTypeError(f"new_data must be a pandas DataFrame, not {type(new_data).__name__}.")
+            raise InputTypeError(f"new_data must be a pandas DataFrame, not {new_data.__class__.__name__}.")
         design = self.model.new_design(new_data)
         labels = {
             block.group: [":".join(str(v) for v in row)
@@ -253,7 +257,8 @@ class ResultMethods:
             for block in design.blocks
         }
         return predict(self, design, include_random=include_random, kind=kind, summary=summary,
-                       prob=prob, new_levels=new_levels, new_level_labels=labels, seed=seed)
+                       prob=prob, new_levels=new_levels, new_level_labels=labels, seed=seed,
+                       scale=type)
 
     # ------------------------------------------------------------- quantities
     def icc(self, shared: Iterable[str | Iterable[str]] | None = None,

@@ -94,6 +94,7 @@ def predictive_draws(
     new_levels: str = "sample",
     new_level_labels: Mapping[str, Sequence[object]] | None = None,
     seed: int | np.random.Generator | None = None,
+    scale: str = "response",
 ) -> np.ndarray:
     """Draws of the predicted mean or of new responses, shape (S, n).
 
@@ -115,6 +116,10 @@ def predictive_draws(
         their effect draw.
     seed : int or numpy.random.Generator, optional
         Seed of the random draws (new levels, residual noise).
+    scale : {"response", "link"}
+        Non-Gaussian families: the mean on the response scale (the inverse
+        link of the linear predictor, per draw) or the linear predictor
+        itself. The offset of the rows is part of the linear predictor.
 
     Returns
     -------
@@ -133,14 +138,20 @@ def predictive_draws(
         raise InputTypeError(f"kind must be 'mean' or 'response', got {kind!r}.")
     if new_levels not in ("sample", "population"):
         raise InputTypeError(f"new_levels must be 'sample' or 'population', got {new_levels!r}.")
+    if scale not in ("response", "link"):
+        raise InputTypeError(f"type must be 'response' or 'link', got {scale!r}.")
     draws = as_draws(fit)
+    if kind == "response" and not draws.is_gaussian:
+        raise InputTypeError(
+            "kind='response' (new observations) is defined for Gaussian models here; for other "
+            "families the posterior predictive draws are in fit.idata['posterior_predictive'].")
     target = draws.design if design is None else design
     if design is not None:
         _check_compatible(draws, target)
     rng = np.random.default_rng(seed)
     mean = draws.linear_predictor(target, include_random=include_random)
     if draws.point:
-        return mean
+        return _to_scale(draws, mean, scale)
     labels = dict(new_level_labels or {})
     if include_random and new_levels == "sample":
         for block, covariance in zip(target.blocks, draws.covariances, strict=True):
@@ -156,7 +167,14 @@ def predictive_draws(
             mean[:, unknown] += np.einsum("snq,nq->sn", effects[:, ids[unknown], :], z)
     if kind == "response":
         mean = mean + draws.sigma[:, None] * rng.standard_normal(mean.shape)
-    return mean
+    return _to_scale(draws, mean, scale)
+
+
+def _to_scale(draws: FitDraws, eta: np.ndarray, scale: str) -> np.ndarray:
+    """The inverse link of the linear predictor (non-Gaussian families, ``scale="response"``)."""
+    if draws.is_gaussian or scale == "link":
+        return eta
+    return np.asarray(draws.family.link.inverse(eta))
 
 
 def _point_variance(
@@ -201,6 +219,7 @@ def predict(
     new_levels: str = "sample",
     new_level_labels: Mapping[str, Sequence[object]] | None = None,
     seed: int | np.random.Generator | None = None,
+    scale: str = "response",
 ) -> pd.DataFrame | np.ndarray:
     """Predict the mean response or new responses, summarised per row.
 
@@ -225,6 +244,11 @@ def predict(
         Grouping factor -> label of each row, for shared new-level draws.
     seed : int or numpy.random.Generator, optional
         Seed of the random draws.
+    scale : {"response", "link"}
+        Non-Gaussian families: predict the mean (inverse link) or the linear
+        predictor; point fits get the delta-method standard error on the
+        response scale (the interval is the inverse link of the link-scale
+        interval).
 
     Returns
     -------
@@ -235,13 +259,23 @@ def predict(
     """
     draws = as_draws(fit)
     target = draws.design if design is None else design
-    values = predictive_draws(draws, design, include_random, kind, new_levels, new_level_labels, seed)
+    values = predictive_draws(draws, design, include_random, kind, new_levels, new_level_labels, seed,
+                              scale)
     if not summary:
         return values
     index = pd.Index(target.row_index if len(target.row_index) == target.n else np.arange(target.n))
     if draws.point:
         variance, how = _point_variance(fit, draws, target, include_random, kind, new_levels)
-        table = point_table(values[0], np.sqrt(variance), prob)
+        if draws.is_gaussian or scale == "link":
+            table = point_table(values[0], np.sqrt(variance), prob)
+        else:
+            eta = draws.linear_predictor(target, include_random=include_random)[0]
+            link = point_table(eta, np.sqrt(variance), prob)
+            table = point_table(values[0], np.sqrt(variance) * draws.family.link.mu_eta(eta), prob)
+            bounds = [c for c in link.columns if c not in ("estimate", "std_error")]
+            for column in bounds:
+                table[column] = draws.family.link.inverse(link[column].to_numpy())
+            how += "; response scale: delta method, interval the inverse link of the link-scale one"
         table.attrs["std_error"] = how
     else:
         table = posterior_table(values, draws.n_chains, prob, diagnostics=False)

@@ -202,7 +202,25 @@ def varcorr_table(fit: Any, prob: float | None = None) -> pd.DataFrame:
     keys = varcorr_keys(design)
     head = pd.DataFrame({name: pd.Series([row[i] for row in keys], dtype=object)
                          for i, name in enumerate(["group", "term1", "term2"])})
-    return pd.concat([head, body.reset_index(drop=True)], axis=1)
+    table = pd.concat([head, body.reset_index(drop=True)], axis=1)
+    return table if draws.is_gaussian else _family_rows(draws, table, spec.prob)
+
+
+def _family_rows(draws: Any, table: pd.DataFrame, prob: float) -> pd.DataFrame:
+    """Non-Gaussian ``varcorr``: no ``Residual`` row; a ``Dispersion`` row (e.g. ``theta``) if any."""
+    table = table[table["group"] != "Residual"].reset_index(drop=True)
+    if draws.dispersion is None:
+        return table
+    values = np.asarray(draws.dispersion, dtype=float)[:, None]
+    if draws.point:
+        body = point_table(values[0], np.full(1, np.nan), prob)
+    else:
+        body = posterior_table(values, draws.n_chains, prob)
+    body.insert(4, "vcov", np.nan)
+    head = pd.DataFrame({"group": ["Dispersion"], "term1": [draws.family.dispersion_name],
+                         "term2": pd.Series([None], dtype=object)})
+    row = pd.concat([head, body.reset_index(drop=True)], axis=1)
+    return pd.concat([table, row], ignore_index=True)
 
 
 def _long(group: str, levels: list[Any], terms: list[str], body: pd.DataFrame) -> pd.DataFrame:
