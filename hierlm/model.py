@@ -24,6 +24,7 @@ from hierlm.families import Family, Link, get_family
 from hierlm.formula import parse_formula
 from hierlm.options import check_options
 from hierlm.sources import source_design, source_for
+from hierlm.sources.model import RowlessData
 
 __all__ = ["Model", "RandomTerm", "FIT_METHODS"]
 
@@ -159,7 +160,7 @@ class Model:
                 self.parsed, source, family=family, na_action=na_action, reference=reference,
                 residual=residual, variance=variance, drop_aliased=drop_aliased,
                 weights=locals().get("weights"), offset=locals().get("offset"), progress=progress)
-            self.data = data
+            self.data = RowlessData(data, source.kind)  # the rows stay in the engine
             self.user_priors = priors
             return
         self.spec, self.design = build_spec(self.parsed, data, na_action=na_action,

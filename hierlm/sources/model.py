@@ -7,12 +7,12 @@ from typing import Any
 
 from hierlm.design.blocks import Design
 from hierlm.design.spec import ModelSpec
-from hierlm.errors import FamilyError, FormulaError
+from hierlm.errors import FamilyError, FitError, FormulaError
 from hierlm.formula import ParsedFormula
 from hierlm.sources.base import DataSource, Progress
 from hierlm.sources.learn import build_source_design
 
-__all__ = ["source_design"]
+__all__ = ["source_design", "RowlessData"]
 
 
 def source_design(parsed: ParsedFormula, source: DataSource, family: Any = "gaussian",
@@ -42,3 +42,36 @@ def source_design(parsed: ParsedFormula, source: DataSource, family: Any = "gaus
                                "variance); fit it on a pandas DataFrame.")
     return build_source_design(parsed, source, na_action=na_action, reference=reference,
                                drop_aliased=drop_aliased, progress=Progress(progress, source.kind))
+
+
+class RowlessData:
+    """``Model.data`` of a model on engine data: the rows are not in Python.
+
+    Any use of it as a frame (a reference grid, saving the fit, term codings
+    over the rows) raises a :class:`~hierlm.errors.FitError` saying so; the
+    user's object is ``source``.
+    """
+
+    def __init__(self, source: object, kind: str) -> None:
+        self.source = source
+        self.kind = kind
+
+    def _refuse(self) -> FitError:
+        return FitError(
+            f"This needs the model's rows, which stay in the {self.kind} engine (the model was "
+            "fitted from sufficient statistics). Fit a sample of the rows as a pandas DataFrame "
+            "for it (docs: 'Data larger than memory').")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise self._refuse()
+
+    def __getitem__(self, key: object) -> Any:
+        raise self._refuse()
+
+    def __len__(self) -> int:
+        raise self._refuse()
+
+    def __repr__(self) -> str:
+        return f"RowlessData({self.kind})"
