@@ -34,6 +34,7 @@ from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
 from hierlm.bayes.priors import PriorTable
 from hierlm.bayes.report import BayesSummary
+from hierlm.bayes.structure_model import structure_parameter_table
 from hierlm.design.blocks import Design
 from hierlm.design.crossprod import theta_layout
 from hierlm.results.draws import FitDraws
@@ -232,6 +233,15 @@ class BayesResult(ResultMethods, InterpretMethods):
         return [f"Bayesian fit by NUTS ({self.formulation} formulation, {self.sampler}): {formula}",
                 f"{data}; {settings.get('chains')} chains x {settings.get('draws')} draws, "
                 f"{seconds:.1f} s; {checks}"]
+
+    def structure_parameters(self, prob: float | None = None) -> Any:
+        """Posterior of the patterned structures' correlations (``rho``, ``rho1 ...``).
+
+        The rows of the ML/REML ``structure_parameters()`` (columns
+        ``structure``, ``parameter``) with the protocol columns; see
+        :func:`hierlm.bayes.structure_model.structure_parameter_table`.
+        """
+        return structure_parameter_table(self.names, self.idata.posterior, prob)
 
     def summary(self, prob: float | None = None) -> BayesSummary:
         """brms-style report (text via ``print``, HTML in notebooks); see :mod:`hierlm.bayes.report`."""

@@ -14,7 +14,10 @@ lag correlations), ``cor_<b>`` (pairs in lme4's order) and ``corr_chol_<b>``
 formulation multiplies into the standard-normal innovations (``b = L_G z``).
 
 :func:`structure_variables` lists the extra variables (name and dims) a fit
-stores per draw, and :func:`structure_coords` their coordinates.
+stores per draw, and :func:`structure_coords` their coordinates;
+:func:`structure_parameter_table` summarises their posterior in the rows of
+:func:`hierlm.results.structures.structure_parameters` (columns ``structure``
+and ``parameter``: ``rho``, ``rho1 ...``), so the two tables join.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from hierlm.bayes.naming import BlockNames
 from hierlm.bayes.priors import PriorTable
 from hierlm.bayes.structures import INTERVAL_KINDS, BlockParameterisation, block_structure
 
-__all__ = ["add_structure_block", "structure_variables", "structure_coords"]
+__all__ = ["add_structure_block", "structure_variables", "structure_coords",
+           "structure_parameter_table"]
 
 
 def _interval_variable(structure: BlockParameterisation, index: int, priors: PriorTable) -> Any:
@@ -127,3 +131,47 @@ def structure_coords(names: list[BlockNames]) -> dict[str, list[str]]:
             if p.dim is not None and p.kind != "sd":
                 coords[p.dim] = list(p.coords)
     return coords
+
+
+def structure_parameter_table(names: list[BlockNames], posterior: Any,
+                              prob: float | None = None) -> Any:
+    """Posterior summaries of the patterned blocks' correlation parameters.
+
+    Parameters
+    ----------
+    names : list of BlockNames
+        The fit's blocks.
+    posterior : xarray.Dataset or DataTree group
+        Holding ``rho_<b>`` (scalar, or by lag for ``toep``), chains first.
+    prob : float, optional
+        Interval probability.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``structure`` (the term, as in the ML/REML table), ``parameter``
+        (``rho``; ``rho1 ...`` for ``toep``) and the protocol columns.
+    """
+    import pandas as pd
+
+    from hierlm.results.tables import posterior_table
+
+    keys, columns = [], []
+    n_chains = 1
+    for bn in names:
+        name = f"rho_{bn.label}"
+        if bn.block.structure.is_lme4 or name not in posterior:
+            continue
+        values = np.asarray(posterior[name].values, dtype=float)
+        n_chains = values.shape[0]
+        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+        labels = (["rho"] if flat.shape[1] == 1 and values.ndim == 2
+                  else [f"rho{k}" for k in range(1, flat.shape[1] + 1)])
+        for k, label in enumerate(labels):
+            keys.append((bn.block.term, label))
+            columns.append(flat[:, k])
+    if not columns:
+        return pd.DataFrame(columns=["structure", "parameter"])
+    body = posterior_table(np.column_stack(columns), n_chains, prob)
+    head = pd.DataFrame(keys, columns=["structure", "parameter"])
+    return pd.concat([head, body.reset_index(drop=True)], axis=1)
