@@ -24,6 +24,7 @@ from hierlm.bayes.naming import OBS_DIM, observation_coords
 from hierlm.bayes.parameters import GlmmStart, add_parameters, model_coords
 from hierlm.bayes.priors import PriorTable
 from hierlm.design.blocks import Design
+from hierlm.errors import FitError
 from hierlm.families import Family
 
 __all__ = ["build_full_model", "glmm_start", "observation_coords"]  # observation_coords re-exported
@@ -80,6 +81,12 @@ def build_full_model(design: Design, priors: PriorTable, family: Any = None) -> 
         deterministics ``cor_<block>`` and ``ranef_<block>``; the observed
         variable is named after the response, with dim ``obs``.
     """
+    if design.residual is not None:
+        raise FitError(
+            f"The full formulation does not take residual structures (residual="
+            f"{design.residual.describe()!r}): its group effects are sampled and the residuals "
+            "are independent given them. Use formulation='marginal', which integrates the group "
+            "effects out and carries the residual covariance, or method='reml'/'ml'.")
     fam = family_of(family)
     likelihood = likelihood_of(fam)
     data = observed_data(design)

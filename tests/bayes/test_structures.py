@@ -357,3 +357,12 @@ def test_prior_errors_name_the_parameter():
         resolve_priors(model.design, {"rho": Prior("uniform", lower=0.5, upper=0.2)})
     with pytest.raises(PriorError, match="unknown key 'phi'"):
         resolve_priors(model.design, {"phi": Prior("uniform", lower=0.0, upper=1.0)})
+
+
+def test_full_formulation_refuses_residual_structures():
+    from hierlm.bayes.full import build_full_model
+    from hierlm.errors import FitError
+
+    _, model = _residual("ar1")
+    with pytest.raises(FitError, match=r"residual='ar1\(week \| id\)'.*formulation='marginal'"):
+        build_full_model(model.design, resolve_priors(model.design))
