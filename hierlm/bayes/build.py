@@ -6,16 +6,23 @@ effects and the covariance parameters, with the group effects integrated out
 by the one Gaussian likelihood (:mod:`hierlm.lmm.likelihood`), and every group
 effect is drawn afterwards from its exact conditional. With one grouping
 factor the compiled twin of that likelihood (:mod:`hierlm.bayes.kernel`,
-per-level statistics ``stats``) is used; any other design calls the
+per-level statistics ``stats``) is used; designs of scalar terms on distinct
+grouping factors (``(1 | a) + (1 | b)``, ``(1 | a / b)``) use the compiled
+blocked twin :mod:`hierlm.bayes.crossed_kernel`; any other design calls the
 likelihood itself (:mod:`hierlm.bayes.likelihood_model`), in Python.
 
-``formulation="auto"`` picks the marginal form where it is the faster one:
-models whose random-effect terms share one grouping factor (the compiled
-kernel: 5-6x bambi on sleepstudy). Nested and crossed designs keep the full,
-non-centred formulation under ``"auto"``: the likelihood's Python
-evaluation (about 2.5-10 ms per gradient on Penicillin, depending on load)
-makes the marginal form slower per effective sample than the full one there
-until it has a compiled twin; ``formulation="marginal"`` asks for it
+``formulation="auto"`` picks the marginal form where it has a compiled
+likelihood, which is where it is the faster one:
+
+* every random-effect term on one grouping factor (5-6x bambi on sleepstudy);
+* crossed or nested designs whose terms are scalar (one column each, one term
+  per grouping factor): Penicillin ``(1 | plate) + (1 | sample)``, Pastes
+  ``(1 | batch / cask)``, InstEval (see ``bench/results/bayes.md``).
+
+Other nested and crossed designs (vector-valued terms such as
+``(Days | Subject) + (1 | Days)``) keep the full, non-centred formulation under
+``"auto"``: the Python likelihood (about 2.5-10 ms per gradient) is slower
+per effective sample there; ``formulation="marginal"`` asks for it
 explicitly. Non-Gaussian families use the full formulation (no closed-form
 marginal).
 """
@@ -25,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hierlm.bayes.groupstats import GroupStats, group_stats, shared_group
+from hierlm.bayes.groupstats import GroupStats, group_stats, scalar_terms_only, shared_group
 from hierlm.bayes.likelihoods import family_name, family_of, likelihood_of
 from hierlm.bayes.naming import BlockNames, block_names
 from hierlm.bayes.priors import PriorTable, resolve_priors
@@ -141,8 +148,9 @@ def choose_formulation(design: Design, formulation: str = "auto", family: Any = 
         )
         raise FitError(f"formulation='marginal' is not available: {reason}; use 'full' or 'auto'")
     if formulation == "auto":
-        one_factor = shared_group(design) is not None  # the compiled kernel: see module docstring
-        return "marginal" if marginal_ok and one_factor else "full"
+        # a compiled likelihood (see the module docstring): one factor, or scalar crossed terms
+        compiled = shared_group(design) is not None or scalar_terms_only(design)
+        return "marginal" if marginal_ok and compiled else "full"
     return formulation
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from hierlm.design.blocks import Design
 
-__all__ = ["GroupStats", "shared_group", "group_stats"]
+__all__ = ["GroupStats", "scalar_terms_only", "shared_group", "group_stats"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +76,21 @@ class GroupStats:
     def q_total(self) -> int:
         """Number of random-effect columns per level Q."""
         return int(self.z.shape[1])
+
+
+def scalar_terms_only(design: Design) -> bool:
+    """Whether the compiled crossed kernel applies: scalar terms, one per grouping factor.
+
+    Used by :mod:`hierlm.bayes.crossed_kernel` and ``formulation="auto"``: us/diag
+    terms of one column, on two or more distinct grouping factors (one factor is
+    the one-factor kernel's case), and no residual structure.
+    """
+    if design.residual is not None or len(design.blocks) < 2:
+        return False
+    if any(not block.structure.is_lme4 or block.q != 1 for block in design.blocks):
+        return False
+    groups = [block.group for block in design.blocks]
+    return len(set(groups)) == len(groups)
 
 
 def shared_group(design: Design) -> str | None:

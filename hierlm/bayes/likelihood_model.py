@@ -14,8 +14,10 @@ chain rule to the sampler's coordinates: the relative factor of a block is
 * ``d / d C_ij = g_ij sd_i / sigma`` (through Stan's transform and the LKJ
   density, :func:`hierlm.bayes.kernel._corr_reverse`).
 
-Group effects are drawn afterwards from their exact conditional
-(:class:`hierlm.bayes.conditional.SparseConditional`).
+Designs of scalar terms on distinct factors (``(1 | a) + (1 | b)``, ``(1 | a / b)``)
+use the compiled twin :class:`hierlm.bayes.crossed_kernel.ScalarFactorLikelihood`
+of the same likelihood and log posterior. Group effects are drawn afterwards
+from their exact conditional (:class:`hierlm.bayes.conditional.SparseConditional`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.conditional import SparseConditional
+from hierlm.bayes.crossed_kernel import ScalarFactorLikelihood, scalar_terms_only
 from hierlm.bayes.kernel import _corr_cholesky, _corr_reverse, log_prior_and_slope
 from hierlm.bayes.kernel_model import KernelLayout, _start, expand_point, kernel_layout
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA
@@ -143,9 +146,13 @@ def compile_likelihood_for_nutpie(built: BuiltModel, var_names: list[str]) -> An
     from nutpie.compiled_pyfunc import from_pyfunc
 
     layout = kernel_layout(built)
-    likelihood = GaussianLikelihood(built.design)
-    logp = likelihood_logp(likelihood, layout)
+    logp: Callable[..., tuple[float, np.ndarray]]
+    if scalar_terms_only(built.design):  # the compiled twin (crossed_kernel)
+        logp = ScalarFactorLikelihood(built.design).logp(layout.prior_code, layout.prior_par)
+    else:
+        logp = likelihood_logp(GaussianLikelihood(built.design), layout)
     start = _start(built, layout)
+    logp(start)  # compile (or load from numba's cache) before sampling starts
     example = expand_point(start, layout)
     shapes = [tuple(np.shape(example[name])) for name in var_names]
 
@@ -211,4 +218,6 @@ def draw_effects_any_design(built: BuiltModel, draws: dict[str, np.ndarray],
                                                                                 strict=True)],
                        float(sigma[s]), positions)
         for s in range(sigma.size)])
+    if scalar_terms_only(built.design):  # the compiled twin's factorisation
+        return ScalarFactorLikelihood(built.design).draws(thetas, fixef, sigma, rng)
     return SparseConditional(built.design).draws(thetas, fixef, sigma, rng)

@@ -21,10 +21,12 @@ With ``u(beta)`` the penalised least-squares solution at the given beta,
                 = r2 + |R_X (beta - beta_hat)|^2,
 
 (``log|L|^2 -> sum_i log|W_i|`` and ``pwrss -> sum_i r_i'W_i^-1 r_i`` with a
-residual structure). The gradient in phi follows by the envelope theorem at
-``u(beta)`` plus the log-determinant's derivative the criterion already has;
-in beta it is ``-R_X'R_X (beta - beta_hat) / sigma^2``. The REML likelihood
-(beta integrated out under a flat prior) is
+residual structure). Prior weights (``Var(y_i) = sigma^2 / w_i``) enter through
+the weighted cross-products and add ``+ sum_i log(w_i) / 2``. The gradient in
+phi follows by the envelope theorem at ``u(beta)`` plus the log-determinant's
+derivative the criterion already has; in beta it is
+``-R_X'R_X (beta - beta_hat) / sigma^2``. The REML likelihood (beta integrated
+out under a flat prior) is
 
     -2 log p_R(y | phi, sigma) = log|L|^2 + log|R_X|^2 + (n - p) log(2 pi sigma^2)
                                  + r2 / sigma^2.
@@ -91,6 +93,10 @@ class GaussianLikelihood:
         self.design = design
         self.criterion: Criterion = criterion_for(design) if criterion is None else criterion
         self.n, self.p = design.n, design.p
+        kernel = getattr(self.criterion, "kernel", self.criterion)
+        cp = getattr(kernel, "cp", None)
+        #: ``sum(log w)`` of the prior weights (``Var(y_i) = sigma^2 / w_i``; 0 without)
+        self.log_weights = float(getattr(cp, "log_weights", 0.0))
 
     @property
     def n_phi(self) -> int:
@@ -140,7 +146,8 @@ class GaussianLikelihood:
         beta = np.asarray(beta, dtype=float)
         logdet, pwrss, d_logdet, d_pwrss, d_beta = self._at_beta(phi, beta, gradient)
         var = float(sigma) ** 2
-        value = -0.5 * (logdet + self.n * (_LOG_2PI + np.log(var)) + pwrss / var)
+        value = -0.5 * (logdet + self.n * (_LOG_2PI + np.log(var)) + pwrss / var
+                        - self.log_weights)
         d_phi = None
         if d_logdet is not None and d_pwrss is not None:
             d_phi = -0.5 * (d_logdet + d_pwrss / var)
@@ -152,7 +159,8 @@ class GaussianLikelihood:
         comp = self.criterion.components(np.asarray(phi, dtype=float), True, gradient)
         var = float(sigma) ** 2
         dof = self.n - self.p
-        value = -0.5 * (comp.logdet + dof * (_LOG_2PI + np.log(var)) + comp.r2 / var)
+        value = -0.5 * (comp.logdet + dof * (_LOG_2PI + np.log(var)) + comp.r2 / var
+                        - self.log_weights)
         d_phi = None
         if comp.d_logdet is not None and comp.d_r2 is not None:
             d_phi = -0.5 * (comp.d_logdet + comp.d_r2 / var)

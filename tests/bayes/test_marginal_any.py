@@ -67,7 +67,12 @@ def test_gradient_of_the_log_posterior(case):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6 * np.max(np.abs(numeric)))
 
 
-def test_auto_keeps_the_full_form_for_crossed_designs():
-    model = hl.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", hl.datasets.load("Penicillin"))
+def test_auto_takes_the_marginal_form_where_it_is_compiled():
+    """Scalar crossed/nested terms: the compiled twin, so 'auto' is marginal; vector terms: full."""
+    for case in ("penicillin", "pastes"):
+        data, formula, _ = CASES[case]
+        assert build_model(hl.Model(formula, hl.datasets.load(data))).formulation == "marginal"
+    data, formula, _ = CASES["sleep_crossed_slope"]
+    model = hl.Model(formula, hl.datasets.load(data))
     assert build_model(model).formulation == "full"
     assert build_model(model, formulation="marginal").formulation == "marginal"

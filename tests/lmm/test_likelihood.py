@@ -35,7 +35,10 @@ CASES = {
     "pigs_ri_ar1": ("pigs", "weight ~ week + (1 | id)", "ar1(week | id)"),
     "sleep_ill_conditioned": ("sleepstudy", "Reaction ~ Days + I(Days ** 3 * 100) + (1 | Subject)",
                               None),
+    "penicillin_weighted": ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", None),
 }
+#: prior weights (Var(y_i) = sigma^2 / w_i) of the weighted cases
+WEIGHTS = {"penicillin_weighted": np.linspace(0.5, 2.0, 144)}
 
 
 def _data(name):
@@ -48,6 +51,8 @@ def _model(case):
     data, formula, residual = CASES[case]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HierlmWarning)
+        if case in WEIGHTS:
+            return hl.Model(formula, _data(data), weights=WEIGHTS[case])
         return hl.Model(formula, _data(data), residual=residual)
 
 
@@ -89,7 +94,7 @@ def _dense_covariance(lik, phi, sigma):
         omega = np.where(same, rho ** lag, 0.0)
         templates = [b.structure.template(phi[:n_re]) for b in design.blocks]  # one block at most
     else:
-        omega = np.eye(n)
+        omega = np.diag(1.0 / design.weights) if design.has_weights else np.eye(n)
         theta = crit.parameters.theta(phi) if isinstance(crit, StructuredObjective) else phi
         templates = crit.cp.layout.templates(theta, [b.q for b in design.blocks])
     v = omega
