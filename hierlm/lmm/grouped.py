@@ -364,6 +364,62 @@ class GroupedObjective:
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(n, n))
 
+    def residual_dense(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Omega = M S M`` as a dense ``(n, n)`` matrix in row order and its derivatives.
+
+        Parameters
+        ----------
+        params : numpy.ndarray
+            The residual parameters (structure, then ``variance=`` ratios).
+
+        Returns
+        -------
+        omega : numpy.ndarray
+            ``(n, n)``.
+        d_omega : numpy.ndarray
+            ``(n_residual_params, n, n)``.
+        """
+        phi = np.concatenate([np.zeros(self._n_random), np.asarray(params, dtype=float)])
+        n = self.design.n
+        omega = np.zeros((n, n))
+        d_omega = np.zeros((self.residual.n_params, n, n))
+        function = self.residual.variance_function
+        for batch in self._batches:
+            s, d_s, outer = self._residual_parts(batch, phi, gradient=True, first_only=False)
+            assert d_s is not None
+            grads = list(d_s)
+            if outer is not None and function is not None and batch.variance is not None:
+                s = s * outer
+                grads = [g * outer for g in grads] + function.outer_gradient(s, batch.variance)
+            rows, cols = batch.rows[:, :, None], batch.rows[:, None, :]
+            omega[rows, cols] = s
+            for j, grad in enumerate(grads):
+                d_omega[j, rows, cols] = grad
+        return omega, d_omega
+
+    def residual_projected(self, params: np.ndarray, a: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """``A' Omega A`` ``(p, p)`` and ``A' dOmega A`` per residual parameter, group by group.
+
+        ``A`` is ``(n, p)`` in row order; no dense ``n x n`` matrix is formed.
+        """
+        phi = np.concatenate([np.zeros(self._n_random), np.asarray(params, dtype=float)])
+        out = np.zeros((self.residual.n_params, a.shape[1], a.shape[1]))
+        base = np.zeros((a.shape[1], a.shape[1]))
+        function = self.residual.variance_function
+        for batch in self._batches:
+            s, d_s, outer = self._residual_parts(batch, phi, gradient=True, first_only=False)
+            assert d_s is not None
+            grads = d_s
+            if outer is not None and function is not None and batch.variance is not None:
+                s = s * outer
+                grads = np.concatenate([d_s * outer[None],
+                                        np.stack(function.outer_gradient(s, batch.variance))])
+            a_batch = a[batch.rows]  # (k, m, p)
+            base += np.einsum("kmp,kmn,knq->pq", a_batch, s, a_batch, optimize=True)
+            out += np.einsum("kmp,jkmn,knq->jpq", a_batch, grads, a_batch, optimize=True)
+        return base, out
+
     def residual_covariance(self, phi: np.ndarray, sigma: float) -> np.ndarray:
         """Residual covariance over the distinct times (``car1``: at the distinct times)."""
         _, struct, _ = self._split(phi)

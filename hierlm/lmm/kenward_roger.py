@@ -22,6 +22,25 @@ are ``m = 4 + (q + 2) / (q rho - 1)`` and the F statistic
 ``(L beta)' (L Phi_A L')^-1 (L beta) / q`` is scaled by
 ``m (1 - A2 / q) / (m - 2)`` (see :func:`kr_test` for ``rho``).
 
+With patterned random-effect structures or a residual structure the
+covariance is not linear in its parameters. Then, as Kenward & Roger's paper,
+SAS PROC MIXED (``DDFM=KR``) and mmrm (``"Kenward-Roger"``) do, the adjusted
+covariance has the second-derivative term,
+``Phi_A = Phi + 2 Phi [sum_rs W_rs (Q_rs - P_r Phi P_s - R_rs / 4)] Phi`` with
+``R_rs = X' Sigma^-1 (d^2 Sigma / d gamma_r d gamma_s) Sigma^-1 X``. The
+parameters ``gamma`` are the *covariance parameters* (SAS's scale): for each
+``us``/``diag`` block its variances and covariances (linear), for a patterned
+block its variances and natural correlations, and for the residual structure
+those of :meth:`~hierlm.design.residual.base.ResidualStructure.covariance_parameters`
+(``cs``: common covariance and residual variance, linear, so residual ``cs``
+is the random-intercept model exactly; ``ar1``: variance and ``rho``; ``un``:
+every variance and covariance). ``Sigma`` is a sum of one piece per block and
+one for the residuals, so second derivatives across pieces vanish; within a
+non-linear piece they are central differences of the exact first derivatives
+(the structures' ``dS``, by the chain rule through the piece's map from
+``gamma`` to the optimiser's parameters). The information is the expected one
+(as pbkrtest's).
+
 The computation uses the dense n x n marginal covariance, as pbkrtest does,
 so it is limited to data sets of at most :data:`MAX_ROWS` rows.
 """
@@ -34,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from hierlm.core.ddf import DDF_METHODS, check_ddf
-from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
+from hierlm.lmm.kr_parameters import covariance_pieces
 
 __all__ = [
     "MAX_ROWS", "DDF_METHODS", "KenwardRoger", "check_ddf", "kenward_roger", "kr_contrast_test", "kr_test",
@@ -102,7 +121,6 @@ def kenward_roger(fit: Any) -> KenwardRoger:
     FitError
         For an ML fit or a data set above the row limit.
     """
-    require_lme4_structures(fit.design.blocks, "Kenward-Roger inference", fit.design.residual)
     if not fit.reml:
         raise FitError("Kenward-Roger's method needs a REML fit; refit with method='reml'.")
     design = fit.design
@@ -113,15 +131,44 @@ def kenward_roger(fit: Any) -> KenwardRoger:
             f"limited to {MAX_ROWS} rows; use ddf='satterthwaite' for this model."
         )
     X = np.asarray(design.X, dtype=float)
-    G = _derivative_matrices(design, n)
-    gamma = []
-    for block, cov in zip(design.blocks, fit.covariances(), strict=True):
-        gamma += [cov[a, b] for a, b in _covariance_entries(block)]
-    gamma.append(fit.sigma**2)
-    sigma = sum(g * m for g, m in zip(gamma, G, strict=True))
+    second: dict[tuple[int, int], np.ndarray] = {}
+    if design.residual is None and all(block.structure.is_lme4 for block in design.blocks):
+        G = _derivative_matrices(design, n)  # linear in the variances and covariances
+        gamma = []
+        for block, cov in zip(design.blocks, fit.covariances(), strict=True):
+            gamma += [cov[a, b] for a, b in _covariance_entries(block)]
+        gamma.append(fit.sigma**2)
+        sigma = sum(g * m for g, m in zip(gamma, G, strict=True))
+        phi = np.asarray(fit.vcov().to_numpy(), dtype=float)
+    else:
+        sigma, G, second = _structured_derivatives(fit)
+        phi = np.linalg.inv(X.T @ np.linalg.solve(sigma, X))
+        phi = (phi + phi.T) / 2.0
+    return _adjust(X, sigma, G, second, phi)
+
+
+def _structured_derivatives(fit: Any) -> tuple[np.ndarray, list[np.ndarray],
+                                                 dict[tuple[int, int], np.ndarray]]:
+    """``Sigma``, ``dSigma/dgamma`` and the non-zero ``X' Sigma^-1 d^2 Sigma Sigma^-1 X``."""
+    pieces = covariance_pieces(fit)
+    parts = [piece.matrices(piece.gamma) for piece in pieces]
+    sigma = np.sum([matrix for matrix, _ in parts], axis=0)
+    G: list[np.ndarray] = [d for _, derivatives in parts for d in derivatives]
+    a = np.linalg.solve(sigma, np.asarray(fit.design.X, dtype=float))  # Sigma^-1 X
+    second: dict[tuple[int, int], np.ndarray] = {}
+    offset = 0
+    for piece, (_, derivatives) in zip(pieces, parts, strict=True):
+        for (r, s_), matrix in piece.second_derivatives(a).items():
+            second[offset + r, offset + s_] = matrix
+        offset += len(derivatives)
+    return sigma, G, second
+
+
+def _adjust(X: np.ndarray, sigma: np.ndarray, G: list[np.ndarray],
+            second: dict[tuple[int, int], np.ndarray], phi: np.ndarray) -> KenwardRoger:
+    """Kenward-Roger's ``Phi_A``, ``P_r`` and ``W`` from ``Sigma`` and its derivatives."""
     chol = np.linalg.cholesky(sigma)
     sigma_inv = np.linalg.inv(chol).T @ np.linalg.inv(chol)
-    phi = np.asarray(fit.vcov().to_numpy(), dtype=float)
     sigma_inv_x = sigma_inv @ X
     g_sigma_inv = [m @ sigma_inv for m in G]
     g_sigma_inv_x = [h @ X for h in g_sigma_inv]
@@ -138,6 +185,8 @@ def kenward_roger(fit: Any) -> KenwardRoger:
     smallest = float(np.min(np.abs(np.linalg.eigvalsh(information))))
     W = 2.0 * (np.linalg.inv(information) if smallest > 1e-10 else np.linalg.pinv(information))
     U = sum(W[r, s] * (Q[r, s] - P[r] @ phi @ P[s]) for r in range(k) for s in range(k))
+    for (r, s), matrix in second.items():  # - R_rs / 4, R_rs = X' Sigma^-1 dd Sigma Sigma^-1 X
+        U = U - 0.25 * W[r, s] * matrix
     adjusted = phi + 2.0 * phi @ U @ phi
     return KenwardRoger(vcov=phi, vcov_adjusted=(adjusted + adjusted.T) / 2.0, P=P, W=W)
 

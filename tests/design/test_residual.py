@@ -127,3 +127,27 @@ def test_structure_objects_without_columns_are_refused():
         hl.Model("weight ~ week", _pigs(), residual=hl.residual.CS())
     with pytest.raises(FormulaError, match="must be a string such as 'ar1"):
         hl.Model("weight ~ week", _pigs(), residual=3)
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_STRUCTURES))
+def test_covariance_parameters_round_trip(name):
+    structure = _bound(name)
+    params = _params(structure)
+    gamma = structure.covariance_parameters(params, 2.5)
+    assert len(structure.covariance_parameter_names()) == gamma.size
+    back, sigma2 = structure.from_covariance_parameters(gamma)
+    np.testing.assert_allclose(sigma2 * structure.over_times(back)[0],
+                               2.5 * structure.over_times(params)[0], rtol=1e-10, atol=1e-12)
+
+
+def test_covariance_parameters_are_sas_scale():
+    cs = _bound("cs")
+    params = _params(cs)
+    rho = cs.natural(params)["rho"]
+    np.testing.assert_allclose(cs.covariance_parameters(params, 2.0), [2.0 * rho, 2.0 * (1 - rho)])
+    ar1 = _bound("ar1")
+    np.testing.assert_allclose(ar1.covariance_parameters(_params(ar1), 3.0),
+                               [3.0, ar1.natural(_params(ar1))["rho"]])
+    un = _bound("un")
+    cov = 1.5 * un.over_times(_params(un))[0]
+    np.testing.assert_allclose(un.covariance_parameters(_params(un), 1.5)[:4], cov[:, 0])

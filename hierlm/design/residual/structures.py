@@ -23,20 +23,10 @@ the tables and prediction then use it unchanged.
 
 from __future__ import annotations
 
-import copy
-from abc import ABC, abstractmethod
-from typing import ClassVar
-
 import numpy as np
 
-from hierlm.design.covariance import (
-    FREE_LIMIT,
-    AR1Correlation,
-    CompoundSymmetryCorrelation,
-    CorrelationModel,
-    ToeplitzCorrelation,
-)
-from hierlm.errors import DataError, FitError
+from hierlm.design.residual.base import ResidualStructure
+from hierlm.design.residual.patterned import AR1, ARH1, CS, CSH, Toep, ToepH
 
 __all__ = [
     "ResidualStructure",
@@ -51,162 +41,6 @@ __all__ = [
     "CAR1",
     "RESIDUAL_STRUCTURES",
 ]
-
-
-class ResidualStructure(ABC):
-    """Protocol of a residual correlation structure within a group.
-
-    Parameters
-    ----------
-    time : str, optional
-        The time (or position) column; ``None`` for ``cs`` and
-        ``independent``, which need none.
-    group : str, optional
-        The group column inside which residuals correlate.
-    """
-
-    #: Name as written in ``residual=`` text.
-    name: ClassVar[str] = ""
-    #: One line for the parser's list of structures.
-    description: ClassVar[str] = ""
-    #: The homogeneous structure it scales (``"ar1"`` for ``arh1``); its own name otherwise.
-    base: ClassVar[str] = ""
-    #: The structure needs a time column.
-    needs_time: ClassVar[bool] = True
-    #: The time must be numeric and integer (lags are counted in time units).
-    integer_time: ClassVar[bool] = False
-    #: The time must be numeric (continuous).
-    numeric_time: ClassVar[bool] = False
-    #: One SD ratio per distinct time (the residual variance is not one number).
-    heterogeneous: ClassVar[bool] = False
-    #: ``S`` is a covariance relative to the first time's variance, not a correlation.
-    relative_covariance: ClassVar[bool] = False
-
-    def __init__(self, time: str | None = None, group: str | None = None) -> None:
-        self.time = time
-        self.group = group
-        self.times = np.zeros(0)
-        self.time_labels: tuple[str, ...] = ()
-        self.n_times = 0
-        self.bound = False
-
-    # ------------------------------------------------------------ binding
-    def bind(self, times: np.ndarray, time_labels: tuple[str, ...]) -> ResidualStructure:
-        """Return a copy bound to the sorted distinct ``times`` (labels for names)."""
-        out = copy.copy(self)
-        out.times = np.asarray(times, dtype=float)
-        out.time_labels = tuple(time_labels)
-        out.n_times = out.times.size
-        out.bound = True
-        out._setup()
-        return out
-
-    def _setup(self) -> None:  # noqa: B027 (optional hook, not abstract)
-        """Prepare what depends on the bound times (subclasses)."""
-
-    def _require_bound(self) -> None:
-        if not self.bound:
-            raise FitError(f"The {self.name} structure is not bound to data yet (bind(times)).")
-
-    # --------------------------------------------------------- parameters
-    @property
-    @abstractmethod
-    def n_correlation(self) -> int:
-        """Number of correlation (or covariance) parameters."""
-
-    @property
-    def n_ratio(self) -> int:
-        """Number of per-time SD ratios (heterogeneous structures)."""
-        return 0
-
-    @property
-    def n_params(self) -> int:
-        """Number of parameters (counted in AIC/BIC and LRT df)."""
-        return self.n_correlation + self.n_ratio
-
-    @abstractmethod
-    def names(self) -> tuple[str, ...]:
-        """Parameter names (on the optimiser's scale)."""
-
-    def box(self) -> tuple[np.ndarray, np.ndarray]:
-        """The optimiser's box: correlation reals within +-``FREE_LIMIT``."""
-        return np.full(self.n_params, -FREE_LIMIT), np.full(self.n_params, FREE_LIMIT)
-
-    @abstractmethod
-    def start(self) -> np.ndarray:
-        """Starting parameters."""
-
-    @abstractmethod
-    def natural(self, params: np.ndarray) -> dict[str, float]:
-        """Natural-scale parameters for tables (``rho``, ``phi``, ``ratio.<time>``)."""
-
-    # ------------------------------------------------------------ matrices
-    @abstractmethod
-    def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Relative covariance over the distinct times ``(T, T)`` and its derivative."""
-
-    def for_groups(self, params: np.ndarray, slots: np.ndarray, times: np.ndarray,
-                   gradient: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """``S`` of ``k`` groups of ``m`` rows ``(k, m, m)`` and its derivative.
-
-        Parameters
-        ----------
-        params : numpy.ndarray
-            The structure's parameters.
-        slots : numpy.ndarray
-            ``(k, m)`` index of each row's time among the distinct times.
-        times : numpy.ndarray
-            ``(k, m)`` time values (used by continuous-time structures).
-        gradient : bool
-            Also return ``dS`` of shape ``(n_params, k, m, m)``.
-        """
-        full, d_full = self.over_times(params)
-        rows, cols = slots[:, :, None], slots[:, None, :]
-        return full[rows, cols], (d_full[:, rows, cols] if gradient else None)
-
-    def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """``S`` at the times of one group ``(m, m)``, observed or new.
-
-        Discrete structures place only times they were bound to.
-
-        Raises
-        ------
-        DataError
-            Naming a time the structure cannot place.
-        """
-        slots = self._slots_of(np.asarray(times, dtype=float))
-        full, _ = self.over_times(params)
-        return full[np.ix_(slots, slots)]
-
-    def _slots_of(self, times: np.ndarray) -> np.ndarray:
-        self._require_bound()
-        slots = np.searchsorted(self.times, times).clip(0, max(self.n_times - 1, 0))
-        unknown = ~np.isclose(self.times[slots], times, rtol=0.0, atol=1e-9) if self.n_times \
-            else np.ones(times.shape, dtype=bool)
-        if np.any(unknown):
-            bad = times[np.argmax(unknown)]
-            raise DataError(
-                f"residual {self.name}: the time {self.time}={_label(bad)} is not among the "
-                f"fitted times ({', '.join(self.time_labels)}), and {self.name} has a parameter "
-                "per time it knows; predict at fitted times, or use a structure that places any "
-                "time (ar1 for integer times, car1 for continuous ones).")
-        return slots
-
-    # -------------------------------------------------------------- text
-    def text(self) -> str:
-        """The structure written as ``residual=`` text, e.g. ``"ar1(week | id)"``."""
-        if self.group is None:
-            raise FitError(f"The {self.name} structure object has no group column.")
-        return f"{self.name}({self.time} | {self.group})" if self.time else f"{self.name}({self.group})"
-
-    def __repr__(self) -> str:
-        args = ", ".join(repr(a) for a in (self.time, self.group) if a is not None)
-        bound = f", times={self.n_times}" if self.bound else ""
-        return f"{type(self).__name__}({args}{bound})"
-
-
-def _label(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 class Independent(ResidualStructure):
@@ -251,216 +85,23 @@ class Independent(ResidualStructure):
         """The identity at any times."""
         return np.eye(np.asarray(times).size)
 
+    linear_covariance = True
+
+    def covariance_parameter_names(self) -> tuple[str, ...]:
+        """``variance``."""
+        return ("variance",)
+
+    def covariance_parameters(self, params: np.ndarray, sigma2: float) -> np.ndarray:
+        """``sigma^2``."""
+        return np.array([sigma2])
+
+    def from_covariance_parameters(self, gamma: np.ndarray) -> tuple[np.ndarray, float]:
+        """No parameters and ``sigma^2``."""
+        return np.zeros(0), float(gamma[0])
+
     def text(self) -> str:
         """``"independent"``."""
         return "independent"
-
-
-class _SlotCorrelation(ResidualStructure):
-    """A structure whose correlation comes from a :class:`CorrelationModel` over time slots."""
-
-    def _model(self) -> CorrelationModel:
-        raise NotImplementedError
-
-    def _setup(self) -> None:
-        self._correlation = self._model()
-
-    @property
-    def n_correlation(self) -> int:
-        """The correlation model's parameters."""
-        self._require_bound()
-        return self._correlation.n_params
-
-    def names(self) -> tuple[str, ...]:
-        """``residual.r_<label>`` on the optimiser's (atanh) scale."""
-        self._require_bound()
-        return tuple(f"residual.r_{label}" for label in self._correlation.param_labels())
-
-    def start(self) -> np.ndarray:
-        """No correlation."""
-        self._require_bound()
-        return self._correlation.start()
-
-    def natural(self, params: np.ndarray) -> dict[str, float]:
-        """The correlations (``rho``, ``rho1 ...``)."""
-        self._require_bound()
-        values = self._correlation.natural(np.asarray(params, dtype=float)[: self.n_correlation])
-        return dict(zip(self._correlation.param_labels(), map(float, values), strict=True))
-
-    def _index(self) -> np.ndarray:
-        return np.arange(self.n_times)
-
-    def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The correlation over the distinct times and its derivative."""
-        self._require_bound()
-        r = np.asarray(params, dtype=float)[: self.n_correlation]
-        matrix, grad = self._correlation.matrix_and_gradient(r)
-        index = self._index()
-        return matrix[np.ix_(index, index)], grad[:, index][:, :, index]
-
-
-class CS(_SlotCorrelation):
-    """Compound symmetry: one correlation ``rho`` between every pair of a group's residuals."""
-
-    name = "cs"
-    base = "cs"
-    description = "compound symmetry (one correlation, one variance)"
-    needs_time = False
-
-    def _model(self) -> CorrelationModel:
-        return CompoundSymmetryCorrelation(max(self.n_times, 2))
-
-    def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """``(1 - rho) I + rho J`` at any times."""
-        m = np.asarray(times).size
-        rho = self.natural(params)["rho"] if self.n_correlation else 0.0
-        return (1.0 - rho) * np.eye(m) + rho * np.ones((m, m))
-
-
-class _IntegerGrid(_SlotCorrelation):
-    """Correlation over the integer grid of times ``t0, t0 + 1, ..., t_max``."""
-
-    integer_time = True
-
-    def _setup(self) -> None:
-        offsets = self.times - self.times[0] if self.n_times else np.zeros(0)
-        self._grid = np.rint(offsets).astype(np.int64)
-        self._size = int(self._grid[-1]) + 1 if self.n_times else 1
-        super()._setup()
-
-    def _index(self) -> np.ndarray:
-        return self._grid
-
-    def _lags_at(self, times: np.ndarray) -> np.ndarray:
-        times = np.asarray(times, dtype=float)
-        if not np.allclose(times, np.rint(times)):
-            bad = times[np.argmax(~np.isclose(times, np.rint(times)))]
-            raise DataError(f"residual {self.name}: the time {self.time}={bad} is not an integer; "
-                            f"{self.name} places integer times only (use car1 for continuous time).")
-        return np.rint(np.abs(times[:, None] - times[None, :])).astype(np.int64)
-
-
-class AR1(_IntegerGrid):
-    """First-order autoregressive in the integer time: ``corr = rho^|t - s|``."""
-
-    name = "ar1"
-    base = "ar1"
-    description = "first-order autoregressive in the integer time"
-
-    def _model(self) -> CorrelationModel:
-        return AR1Correlation(self._size)
-
-    def start(self) -> np.ndarray:
-        """``rho = 0.3``.
-
-        Not 0: with times two or more units apart every correlation is an even
-        power of ``rho``, so ``rho = 0`` is a stationary point the optimiser
-        would never leave.
-        """
-        return np.array([np.arctanh(0.3)])[: self.n_correlation]
-
-    def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """``rho^|t - s|`` at any integer times."""
-        lag = self._lags_at(times)
-        rho = float(np.tanh(np.asarray(params, dtype=float)[0])) if self.n_correlation else 0.0
-        return np.asarray(rho ** lag, dtype=float)
-
-
-class Toep(_IntegerGrid):
-    """Toeplitz in the integer time lag: one correlation per lag ``rho1 ... rhoK``."""
-
-    name = "toep"
-    base = "toep"
-    description = "Toeplitz (one correlation per integer lag, one variance)"
-
-    def _model(self) -> CorrelationModel:
-        return ToeplitzCorrelation(self._size)
-
-    def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """``rho_|t - s|`` at integer times whose lags the fit knows."""
-        lag = self._lags_at(times)
-        if lag.size and int(lag.max()) >= self._size:
-            raise DataError(
-                f"residual {self.name}: a lag of {int(lag.max())} {self.time} units is beyond the "
-                f"largest the fit estimated ({self._size - 1}); predict within the fitted range "
-                f"of {self.time}.")
-        matrix, _ = self._correlation.matrix_and_gradient(np.asarray(params)[: self.n_correlation])
-        return np.asarray(matrix[0][lag], dtype=float)
-
-
-class _PerTimeSD(_SlotCorrelation):
-    """Mixin: one SD ratio per distinct time on top of a correlation (first time: ratio 1)."""
-
-    heterogeneous = True
-
-    @property
-    def n_ratio(self) -> int:
-        """``T - 1`` log SD ratios."""
-        return max(self.n_times - 1, 0)
-
-    def names(self) -> tuple[str, ...]:
-        """Correlation names, then ``residual.log_ratio.<time>``."""
-        return super().names() + tuple(f"residual.log_ratio.{label}"
-                                       for label in self.time_labels[1:])
-
-    def start(self) -> np.ndarray:
-        """The correlation's start and equal variances."""
-        return np.concatenate([super().start(), np.zeros(self.n_ratio)])
-
-    def natural(self, params: np.ndarray) -> dict[str, float]:
-        """The correlations, then ``ratio.<time>``."""
-        params = np.asarray(params, dtype=float)
-        out = super().natural(params)
-        ratios = np.exp(params[self.n_correlation:])
-        out.update({f"ratio.{label}": float(v)
-                    for label, v in zip(self.time_labels[1:], ratios, strict=True)})
-        return out
-
-    def _ratios(self, params: np.ndarray) -> np.ndarray:
-        return np.exp(np.concatenate([[0.0], np.asarray(params, dtype=float)[self.n_correlation:]]))
-
-    def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``r_a r_b R_ab`` and its derivative (correlations, then log ratios)."""
-        corr, d_corr = super().over_times(params)
-        t = self.n_times
-        outer = np.outer(self._ratios(params), self._ratios(params))
-        cov = corr * outer
-        grad = np.zeros((self.n_params, t, t))
-        grad[: self.n_correlation] = d_corr * outer
-        for k in range(1, t):  # d/d log ratio_k of r_a r_b R_ab: (1[a=k] + 1[b=k]) cov_ab
-            indicator = np.zeros(t)
-            indicator[k] = 1.0
-            grad[self.n_correlation + k - 1] = cov * (indicator[:, None] + indicator[None, :])
-        return cov, grad
-
-    def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Only the fitted times (each has its own variance)."""
-        return ResidualStructure.covariance_at(self, params, times)
-
-
-class CSH(_PerTimeSD, CS):
-    """Heterogeneous compound symmetry: one correlation, one SD ratio per time."""
-
-    name = "csh"
-    base = "cs"
-    description = "heterogeneous compound symmetry (one correlation, one variance per time)"
-    needs_time = True
-
-
-class ARH1(_PerTimeSD, AR1):
-    """Heterogeneous AR(1): ``rho^|t - s|`` with one SD ratio per time."""
-
-    name = "arh1"
-    base = "ar1"
-    description = "heterogeneous AR(1) (one variance per time)"
-
-
-class ToepH(_PerTimeSD, Toep):
-    """Heterogeneous Toeplitz: one correlation per lag and one SD ratio per time."""
-
-    name = "toeph"
-    base = "toep"
-    description = "heterogeneous Toeplitz (one correlation per lag, one variance per time)"
 
 
 class UN(ResidualStructure):
@@ -497,6 +138,34 @@ class UN(ResidualStructure):
     def natural(self, params: np.ndarray) -> dict[str, float]:
         """None (the table shows the matrix, :func:`hierlm.results.structures.residual_covariance`)."""
         return {}
+
+    linear_covariance = True
+
+    def _entries(self) -> list[tuple[int, int]]:
+        return [(i, j) for j in range(self.n_times) for i in range(j, self.n_times)]
+
+    def covariance_parameter_names(self) -> tuple[str, ...]:
+        """``un(<time>,<time>)``: every variance and covariance."""
+        lab = self.time_labels
+        return tuple(f"un({lab[i]},{lab[j]})" for i, j in self._entries())
+
+    def covariance_parameters(self, params: np.ndarray, sigma2: float) -> np.ndarray:
+        """The entries of ``sigma^2 L L'``."""
+        cov, _ = self.over_times(params)
+        rows, cols = zip(*self._entries(), strict=True)
+        return sigma2 * cov[list(rows), list(cols)]
+
+    def from_covariance_parameters(self, gamma: np.ndarray) -> tuple[np.ndarray, float]:
+        """``sigma^2`` is the first variance; ``L`` the Cholesky factor of the rest."""
+        t = self.n_times
+        cov = np.zeros((t, t))
+        rows, cols = (list(x) for x in zip(*self._entries(), strict=True))
+        cov[rows, cols] = gamma
+        cov[cols, rows] = gamma
+        sigma2 = float(cov[0, 0])
+        lower = np.linalg.cholesky(cov / sigma2)
+        prow, pcol = (list(x) for x in zip(*self._pattern(), strict=True))
+        return lower[prow, pcol], sigma2
 
     def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``L L'`` and its derivative in the entries of ``L``."""
@@ -568,6 +237,19 @@ class CAR1(ResidualStructure):
         cov, grad = self._matrices(params, np.asarray(times, dtype=float), True)
         assert grad is not None
         return cov, grad
+
+    def covariance_parameter_names(self) -> tuple[str, ...]:
+        """``variance``, ``phi``."""
+        return ("variance", "phi")
+
+    def covariance_parameters(self, params: np.ndarray, sigma2: float) -> np.ndarray:
+        """``sigma^2`` and ``phi``."""
+        return np.array([sigma2, self.natural(params)["phi"]])
+
+    def from_covariance_parameters(self, gamma: np.ndarray) -> tuple[np.ndarray, float]:
+        """``logit(phi)`` and ``sigma^2``."""
+        phi = float(gamma[1])
+        return np.array([np.log(phi / (1.0 - phi))]), float(gamma[0])
 
     def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``phi^|t - s|`` at any times."""
