@@ -29,6 +29,7 @@ from pytensor.tensor.variable import TensorVariable
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames, block_names
 from hierlm.bayes.prior_draws import draw_lkj_raw
 from hierlm.bayes.priors import Prior, PriorTable
+from hierlm.bayes.structure_math import lkj_cholesky
 from hierlm.bayes.structure_model import add_structure_block, structure_coords
 from hierlm.design.blocks import Design
 
@@ -166,28 +167,12 @@ def _start_values(design: Design) -> tuple[np.ndarray, float]:
 
 
 def _lkj_map(raw: Any, q: int, eta: Any) -> tuple[TensorVariable, TensorVariable]:
-    """Cholesky factor of the correlation matrix and LKJ log-density (with Jacobian) of ``raw``."""
-    cpc = pt.tanh(raw)
-    log_jacobian = pt.sum(pt.log1p(-(cpc**2)))
-    zero, one = pt.constant(0.0), pt.constant(1.0)
-    rows, log_density, position = [], pt.constant(0.0), 0
-    for i in range(q):
-        row = []
-        sum_squares = pt.constant(0.0)
-        for j in range(i):
-            if j == 0:
-                entry = cpc[position]
-            else:
-                log_jacobian = log_jacobian + 0.5 * pt.log1p(-sum_squares)
-                entry = cpc[position] * pt.sqrt(1.0 - sum_squares)
-            position += 1
-            row.append(entry)
-            sum_squares = sum_squares + entry**2
-        diagonal = one if i == 0 else pt.sqrt(1.0 - sum_squares)
-        if i > 0:
-            log_density = log_density + (q - (i + 1) + 2 * eta - 2) * pt.log(diagonal)
-        rows.append(pt.stack(row + [diagonal] + [zero] * (q - i - 1)))
-    return pt.stack(rows), log_density + log_jacobian
+    """Cholesky factor of the correlation matrix and LKJ log-density (with Jacobian) of ``raw``.
+
+    The one definition is :func:`hierlm.bayes.structure_math.lkj_cholesky`
+    (NumPy and PyTensor alike).
+    """
+    return lkj_cholesky(raw, q, eta)
 
 
 def lkj_corr_cholesky(bn: BlockNames, eta: float) -> TensorVariable:
