@@ -184,3 +184,36 @@ def test_second_pass_fitted_and_residuals(kind: str, tmp_path: object) -> None:
     assert len(merged) == len(kept)
     np.testing.assert_allclose(merged["fitted_engine"], merged["fitted"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(merged["residual_engine"], merged["residual"], rtol=0, atol=1e-12)
+
+
+def test_map_equals_in_memory_map() -> None:
+    """MAP on engine data: the default priors (from the summary's moments) and the mode as pandas."""
+    df = simulate(2000, 25, seed=8)
+    formula = "y ~ x + (x | g)"
+    model = hl.Model(formula, duckdb.from_df(df), progress=False)
+    reference = hl.Model(formula, df)
+    pd.testing.assert_frame_equal(model.priors.to_frame(), reference.priors.to_frame())
+    got, want = model.fit(method="map"), reference.fit(method="map")
+    pd.testing.assert_frame_equal(got.fixef(), want.fixef(), rtol=1e-6)
+    a, b = got.varcorr(), want.varcorr()
+    np.testing.assert_allclose(a["estimate"], b["estimate"], rtol=1e-6)
+    # the SEs of the variance parameters come from a finite-difference Hessian (hierlm.bayes.laplace,
+    # steps 1e-4 of theta): its truncation error, ~1e-3 relative, moves with the last digits of the mode
+    np.testing.assert_allclose(a["std_error"], b["std_error"], rtol=3e-3)
+
+
+@pytest.mark.slow
+def test_nuts_marginal_agrees_with_in_memory() -> None:
+    """NUTS on engine data samples the same posterior: means within 4 Monte Carlo SEs."""
+    df = simulate(3000, 30, seed=9)
+    formula = "y ~ x + (x | g)"
+    options = {"draws": 500, "chains": 2, "random_seed": 3}
+    got = hl.Model(formula, duckdb.from_df(df), progress=False).fit(method="nuts", **options)
+    want = hl.Model(formula, df).fit(method="nuts", **options)
+    assert "log_likelihood_group" in got.idata.children
+    assert "observed_data" not in got.idata.children
+    for table in ("fixef", "varcorr"):
+        a, b = getattr(got, table)(), getattr(want, table)()
+        # a Monte Carlo SE of each mean: posterior SD / sqrt(draws), draws taken as 300 effective
+        se = np.hypot(a["std_error"], b["std_error"]) / np.sqrt(300)
+        assert np.all(np.abs(a["estimate"] - b["estimate"]) <= 4 * se), table
