@@ -16,15 +16,21 @@ likelihood, which is where it is the faster one:
 
 * every random-effect term on one grouping factor (5-6x bambi on sleepstudy);
 * crossed or nested designs whose terms are scalar (one column each, one term
-  per grouping factor): Penicillin ``(1 | plate) + (1 | sample)``, Pastes
-  ``(1 | batch / cask)``, InstEval (see ``bench/results/bayes.md``).
+  per grouping factor) and whose dense part is small: after eliminating the
+  factor with most levels, the other factors have at most
+  ``MARGINAL_DENSE_LIMIT`` (200) levels in total (Penicillin
+  ``(1 | plate) + (1 | sample)``: 6, Pastes ``(1 | batch / cask)``: 10). Each
+  gradient factors and inverts that dense Schur complement (cubic in its width),
+  so beyond the limit the full formulation's gradients, linear in ``n``, win:
+  InstEval ``(1 | s) + (1 | d) + (1 | dept)`` leaves 1142 columns (0.2-0.5 s per
+  gradient on two shared cores; ``bench/results/bayes.md``).
 
 Other nested and crossed designs (vector-valued terms such as
-``(Days | Subject) + (1 | Days)``) keep the full, non-centred formulation under
-``"auto"``: the Python likelihood (about 2.5-10 ms per gradient) is slower
-per effective sample there; ``formulation="marginal"`` asks for it
-explicitly. Non-Gaussian families use the full formulation (no closed-form
-marginal).
+``(Days | Subject) + (1 | Days)``, or a dense part wider than the limit) keep the
+full, non-centred formulation under ``"auto"``: the Python likelihood (about
+2.5-10 ms per gradient) is slower per effective sample there;
+``formulation="marginal"`` asks for the marginal form explicitly. Non-Gaussian
+families use the full formulation (no closed-form marginal).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from hierlm.families import Family, get_family
 __all__ = [
     "FORMULATIONS",
     "BuiltModel",
+    "MARGINAL_DENSE_LIMIT",
     "choose_formulation",
+    "dense_width",
     "design_and_priors",
     "model_family",
     "build_model",
@@ -106,6 +114,19 @@ class BuiltModel:
         return self._pymc_model
 
 
+#: Widest dense Schur complement for which ``formulation="auto"`` takes the marginal form of a
+#: crossed or nested design (see the module docstring).
+MARGINAL_DENSE_LIMIT = 200
+
+
+def dense_width(design: Design) -> int:
+    """Random-effect columns left dense after eliminating the factor with most columns."""
+    widths = {}
+    for block in design.blocks:
+        widths[block.group] = widths.get(block.group, 0) + block.n_levels * block.q
+    return sum(widths.values()) - max(widths.values(), default=0)
+
+
 def choose_formulation(design: Design, formulation: str = "auto", family: Any = "gaussian") -> str:
     """Resolve ``"auto"`` and check that a forced formulation is possible.
 
@@ -149,7 +170,8 @@ def choose_formulation(design: Design, formulation: str = "auto", family: Any = 
         raise FitError(f"formulation='marginal' is not available: {reason}; use 'full' or 'auto'")
     if formulation == "auto":
         # a compiled likelihood (see the module docstring): one factor, or scalar crossed terms
-        compiled = shared_group(design) is not None or scalar_terms_only(design)
+        compiled = shared_group(design) is not None or (
+            scalar_terms_only(design) and dense_width(design) <= MARGINAL_DENSE_LIMIT)
         return "marginal" if marginal_ok and compiled else "full"
     return formulation
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import hierlm as hl
-from hierlm.bayes.build import build_model
+from hierlm.bayes.build import MARGINAL_DENSE_LIMIT, build_model, dense_width
 from hierlm.bayes.kernel_model import kernel_layout, kernel_logp
 from hierlm.bayes.likelihood_model import likelihood_logp
 from hierlm.lmm.likelihood import GaussianLikelihood
@@ -68,10 +68,13 @@ def test_gradient_of_the_log_posterior(case):
 
 
 def test_auto_takes_the_marginal_form_where_it_is_compiled():
-    """Scalar crossed/nested terms: the compiled twin, so 'auto' is marginal; vector terms: full."""
+    """Scalar crossed/nested terms with a narrow dense part: 'auto' is marginal; else full."""
     for case in ("penicillin", "pastes"):
         data, formula, _ = CASES[case]
         assert build_model(hl.Model(formula, hl.datasets.load(data))).formulation == "marginal"
+    wide = hl.Model("y ~ service + (1 | s) + (1 | d) + (1 | dept)", hl.datasets.load("InstEval"))
+    assert dense_width(wide.design) == 1128 + 14 > MARGINAL_DENSE_LIMIT
+    assert build_model(wide).formulation == "full"  # a 1142-wide dense Schur complement
     data, formula, _ = CASES["sleep_crossed_slope"]
     model = hl.Model(formula, hl.datasets.load(data))
     assert build_model(model).formulation == "full"
