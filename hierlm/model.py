@@ -250,8 +250,10 @@ class Model:
             raise FitError(f"REML is defined for Gaussian models only; use method='ml' for this "
                            f"{self.family.describe()} model.")
         if method == "ml" and self.family.name != "gaussian":
-            raise FitError(f"ML fits of {self.family.describe()} models arrive with hierlm.glmm; "
-                           "use method='map' or 'nuts' meanwhile.")
+            from hierlm.glmm import fit_glmm
+
+            check_options(fit_glmm, method, options, exclude=("design", "family", "model"))
+            return fit_glmm(self.design, self.family, model=self, **options)
         if method in ("reml", "ml"):
             if self.design.has_weights and self.design.residual is not None:
                 raise FitError("weights= cannot be combined with residual=/variance= structures; "

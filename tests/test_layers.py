@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     # The Bayesian engine stands on the ML/REML factorisation: one Gaussian likelihood
     # (hierlm.lmm.likelihood) serves ML/REML, MAP and the marginal NUTS formulation.
     ("hierlm.lmm",),
+    ("hierlm.glmm",),  # GLMM ML (PIRLS, Laplace, AGQ); below bayes, which may use its PIRLS
     ("hierlm.bayes",),
     ("hierlm.model",),
     ("hierlm.plots", "hierlm.selection"),

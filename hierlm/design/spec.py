@@ -537,7 +537,8 @@ def build_spec(
         checks.require_finite_matrix(z_values, columns, f"the bar {term.source}", data.index)
         grouping = GroupingSpec(term=term, columns=columns, formulaic_spec=z.model_spec,
                                 levels=levels)
-        if grouping.structure.is_lme4:
+        if grouping.structure.is_lme4 and family.name == "gaussian":
+            # (GLMMs may have one level per row: an observation-level effect for overdispersion)
             # lme4's rule (levels x terms < rows) is about unstructured blocks; a patterned
             # structure has fewer parameters than its random effects suggest.
             checks.check_grouping(term.group, len(levels), len(columns), len(data), term.source)

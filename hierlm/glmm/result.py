@@ -1,0 +1,367 @@
+"""The result of a GLMM fit by maximum likelihood: glmer's accessors in the result protocol.
+
+A :class:`GlmmResult` answers the protocol of :mod:`hierlm.results.methods`
+(``fixef`` with Wald z tests, ``varcorr``, ``ranef`` with conditional
+variances, ``coef``, ``vcov``, ``summary``) and glmer's own: ``fitted()``
+and ``predict`` on the response or link scale, ``residuals`` of the
+deviance, Pearson or response type, ``loglik``/``aic``/``bic``, likelihood
+ratio tests through ``hl.anova`` and Wald or profile intervals
+(``confint``). The conditional variances are those of the Laplace
+approximation, ``Lambda (A'WA + I)^-1 Lambda'`` at the mode (lme4's
+``condVar``; sigma is 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hierlm.errors import FitError, InputTypeError
+from hierlm.glmm.optimum import GlmmOptimum
+from hierlm.glmm.pirls import GlmmProblem
+from hierlm.results.draws import FitDraws
+from hierlm.results.methods import ResultMethods
+from hierlm.results.tables import point_table
+from hierlm.results.uncertainty import PointUncertainty
+
+__all__ = ["GlmmResult", "RESIDUAL_TYPES"]
+
+#: ``residuals(type=...)`` choices, as glmer's.
+RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
+
+
+class GlmmResult(ResultMethods):
+    """A generalised linear mixed model fitted by ML (Laplace or adaptive Gauss-Hermite).
+
+    Attributes
+    ----------
+    design : Design
+        The fitted design.
+    family : Family
+        The response family.
+    model : Model or None
+        The Model it came from.
+    optimum : GlmmOptimum
+        Estimates, Hessian and the optimiser's record.
+    nagq : int
+        Quadrature nodes (1: Laplace).
+    """
+
+    method = "ml"
+    reml = False
+
+    def __init__(self, problem: GlmmProblem, optimum: GlmmOptimum, model: Any = None,
+                 fitter: Callable[..., GlmmResult] | None = None) -> None:
+        self.problem = problem
+        self._fitter = fitter
+        self.optimum = optimum
+        self.model = model
+        self.design = problem.design
+        self.family = problem.family
+        self.nagq = optimum.nagq
+
+    # ------------------------------------------------------------------ estimates
+    @property
+    def beta(self) -> np.ndarray:
+        """Fixed effects on the link scale (``design.fixed_names`` order)."""
+        return self.optimum.beta.copy()
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Covariance parameters (lme4's theta: relative Cholesky factors, sigma = 1)."""
+        return self.optimum.theta.copy()
+
+    @property
+    def dispersion(self) -> float | None:
+        """The family's dispersion (NB2 ``theta``); None for binomial and Poisson."""
+        return self.optimum.dispersion
+
+    @property
+    def sigma(self) -> float:
+        """lme4's ``sigma()`` of a GLMM: 1."""
+        return 1.0
+
+    @property
+    def fit_record(self) -> GlmmOptimum:
+        """The optimiser's record (``converged``, ``message``, ``evaluations``)."""
+        return self.optimum
+
+    @property
+    def theta_names(self) -> tuple[str, ...]:
+        """lme4's names of theta."""
+        return self.problem.structure.layout.names
+
+    def _templates(self, theta: np.ndarray | None = None) -> list[np.ndarray]:
+        return self.problem.structure.templates(self.optimum.theta if theta is None else theta)
+
+    def covariances(self) -> list[np.ndarray]:
+        """Covariance matrix ``T T'`` of each block's effects (link scale)."""
+        return [t @ t.T for t in self._templates()]
+
+    def _spherical(self) -> list[np.ndarray]:
+        mode = self.optimum.mode
+        return self.problem.structure.split_u(mode.u1, mode.u2)
+
+    def effects(self) -> list[np.ndarray]:
+        """Conditional modes ``b`` per block, ``(levels, q)``."""
+        return [u @ t.T for u, t in zip(self._spherical(), self._templates(), strict=True)]
+
+    def conditional_variances(self) -> list[np.ndarray]:
+        """``(levels, q, q)`` per block: ``T (A'WA + I)^-1 T'`` at the mode (lme4's ``condVar``)."""
+        s = self.problem.structure
+        factor = self.optimum.mode.factor
+        templates = self._templates()
+        out: list[np.ndarray] = [np.empty(0)] * len(self.design.blocks)
+        first = factor.inverse_first_blocks()
+        start = 0
+        for k in s.first:
+            q = self.design.blocks[k].q
+            part = first[:, start:start + q, start:start + q]
+            out[k] = np.einsum("ab,lbc,dc->lad", templates[k], part, templates[k])
+            start += q
+        if s.rest:
+            inverse = factor.inverse_rest()
+            offset = 0
+            for k, width in zip(s.rest, s.rest_widths, strict=True):
+                block = self.design.blocks[k]
+                q = block.q
+                index = offset + np.arange(block.n_levels)[:, None] * q + np.arange(q)[None, :]
+                part = inverse[index[:, :, None], index[:, None, :]]
+                out[k] = np.einsum("ab,lbc,dc->lad", templates[k], part, templates[k])
+                offset += width
+        return out
+
+    # --------------------------------------------------------------- likelihood
+    @property
+    def deviance(self) -> float:
+        """``-2 log L`` (Laplace or AGQ, with the family's normalising constants)."""
+        return self.optimum.deviance
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood, as lme4's Laplace ``logLik`` (AGQ: with the normalising constants too)."""
+        return -0.5 * self.optimum.deviance
+
+    @property
+    def criterion(self) -> float:
+        """The minimised deviance."""
+        return self.optimum.deviance
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations."""
+        return self.design.n
+
+    @property
+    def n_params(self) -> int:
+        """Estimated parameters: fixed effects, theta and the dispersion if any."""
+        return self.design.p + self.theta.size + (1 if self.dispersion is not None else 0)
+
+    @property
+    def df_residual(self) -> int:
+        """Observations minus parameters (glmer's ``df.resid``)."""
+        return self.nobs - self.n_params
+
+    @property
+    def aic(self) -> float:
+        """``-2 logLik + 2 npar``."""
+        return self.deviance + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        """``-2 logLik + log(n) npar``."""
+        return self.deviance + np.log(self.nobs) * self.n_params
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Levels of each grouping factor (lme4's ``ngrps``)."""
+        out: dict[str, int] = {}
+        for block in self.design.blocks:
+            out.setdefault(block.group, block.n_levels)
+        return out
+
+    def singular_components(self) -> list[str]:
+        """The theta entries on their bound (a variance estimated as 0)."""
+        layout = self.problem.structure.layout
+        return [name for name, value, lower in zip(layout.names, self.theta, layout.lower, strict=True)
+                if lower == 0 and value < 1e-4]
+
+    @property
+    def is_singular(self) -> bool:
+        """Whether a variance component sits on its bound (lme4's ``isSingular``)."""
+        return bool(self.singular_components())
+
+    # ------------------------------------------------------------- the protocol
+    def draws(self) -> FitDraws:
+        """The estimates as one 'draw' (family and dispersion included)."""
+        dispersion = None if self.dispersion is None else np.array([self.dispersion])
+        return FitDraws(beta=self.optimum.beta[None, :], sigma=np.ones(1),
+                        covariances=tuple(c[None] for c in self.covariances()),
+                        effects=tuple(b[None] for b in self.effects()), design=self.design,
+                        point=True, family=self.family, dispersion=dispersion)
+
+    def _varpar_covariance(self) -> np.ndarray:
+        n_theta = self.theta.size
+        hess = self.optimum.hessian
+        if hess is None:
+            return np.full((n_theta, n_theta), np.nan)
+        try:
+            cov = 2.0 * np.linalg.inv(hess)[:n_theta, :n_theta]
+        except np.linalg.LinAlgError:
+            return np.full((n_theta, n_theta), np.nan)
+        on_bound = np.array([lo == 0 and v < 1e-4 for v, lo in
+                             zip(self.theta, self.problem.structure.layout.lower, strict=True)])
+        cov[on_bound, :] = np.nan
+        cov[:, on_bound] = np.nan
+        return cov
+
+    def _point_uncertainty(self) -> PointUncertainty:
+        """Standard-error ingredients: lme4's Hessian-based vcov, condVar, theta's covariance."""
+        cached = self.__dict__.get("_uncertainty")
+        if cached is not None:
+            return cached
+
+        def covariances_of(varpar: np.ndarray) -> tuple[list[np.ndarray], float]:
+            return [t @ t.T for t in self._templates(varpar)], 1.0
+
+        self.__dict__["_uncertainty"] = PointUncertainty(
+            vcov_beta=self.optimum.vcov_beta, cond_var=tuple(self.conditional_variances()),
+            varpar=self.theta, varpar_cov=self._varpar_covariance, covariances_of=covariances_of,
+            source=f"ML ({'Laplace' if self.nagq == 1 else f'AGQ, {self.nagq} nodes'}) Hessian "
+                   "of the deviance")
+        return self.__dict__["_uncertainty"]
+
+    def _header(self) -> list[str]:
+        formula = getattr(self.model, "formula", None) or f"{self.design.response} ~ ..."
+        how = "Laplace" if self.nagq == 1 else f"adaptive Gauss-Hermite quadrature, {self.nagq} nodes"
+        state = "converged" if self.optimum.converged else "did not converge"
+        return [f"Generalized linear mixed model fit by ML ({how}): {formula}",
+                f"family {self.family.describe()}; {self.nobs} observations; deviance "
+                f"{self.deviance:.2f}; {state}"]
+
+    def fixef(self, prob: float | None = None) -> pd.DataFrame:
+        """Fixed effects with Wald z tests (glmer's ``z value`` and ``Pr(>|z|)``)."""
+        table = super().fixef(prob)
+        z = table["estimate"].to_numpy() / table["std_error"].to_numpy()
+        table["z_value"] = z
+        table["p_value"] = 2.0 * stats.norm.sf(np.abs(z))
+        return table
+
+    # ---------------------------------------------------------------- predictions
+    def linear_predictor(self) -> np.ndarray:
+        """``eta = offset + X beta + Z b`` of the fitted rows."""
+        return self.optimum.mode.eta.copy()
+
+    def fitted(self) -> np.ndarray:
+        """Fitted means on the response scale (glmer's ``fitted``: probabilities, rates)."""
+        return self.optimum.mode.mu.copy()
+
+    def residuals(self, scaled: bool = False, type: str = "deviance") -> np.ndarray:  # noqa: A002
+        """Residuals of the fitted rows by ``type`` (glmer's ``residuals``).
+
+        ``"deviance"`` (glmer's default), ``"pearson"``, ``"response"`` or
+        ``"working"``; ``scaled`` is ignored (a GLMM has no sigma to divide by).
+        """
+        if type not in RESIDUAL_TYPES:
+            raise InputTypeError(f"type must be one of {', '.join(RESIDUAL_TYPES)}, not {type!r}.")
+        y, mu = self.problem.y, self.optimum.mode.mu
+        w = self.problem.prior_weights
+        if type == "deviance":
+            return self.family.deviance_residuals(y, mu, w, self.dispersion)
+        if type == "pearson":
+            return self.family.pearson_residuals(y, mu, w, self.dispersion)
+        if type == "working":
+            return (y - mu) / self.family.link.mu_eta(self.optimum.mode.eta)
+        return y - mu
+
+    def predict(self, new_data: pd.DataFrame | None = None, include_random: bool = True,  # type: ignore[override]
+                type: str = "response", prob: float | None = None,  # noqa: A002
+                offset: np.ndarray | None = None) -> pd.DataFrame:
+        """Predict the mean on the response (inverse link) or link scale.
+
+        Parameters
+        ----------
+        new_data : pandas.DataFrame, optional
+            Rows to predict; the fitted rows when omitted. Levels the model
+            never saw get no group effect (population prediction), with a warning.
+        include_random : bool
+            Add the conditional modes of known levels (lme4's ``re.form = NULL``);
+            False: ``offset + X beta`` (``re.form = NA``).
+        type : {"response", "link"}
+            The mean, or the linear predictor.
+        prob : float, optional
+            Interval probability.
+        offset : array, optional
+            Offset of the new rows when the model had an ``offset=`` array.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate``, ``std_error`` and interval columns. Standard errors
+            and intervals are those of the fixed part (``x' vcov x``; response
+            scale by the delta method, interval the inverse link of the
+            link-scale one) and are given for ``include_random=False`` only;
+            with group effects they are NaN (the joint uncertainty of beta and
+            the modes is not computed).
+        """
+        if type not in ("response", "link"):
+            raise InputTypeError(f"type must be 'response' or 'link', not {type!r}.")
+        if not isinstance(include_random, (bool, np.bool_)):
+            raise InputTypeError(f"include_random must be True or False, not {include_random!r}.")
+        if new_data is None:
+            design = self.design
+            index = pd.Index(design.row_index)
+        else:
+            if self.model is None:
+                raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
+            if not isinstance(new_data, pd.DataFrame):
+                raise InputTypeError("new_data must be a pandas DataFrame, not "
+                                     f"{new_data.__class__.__name__}.")
+            design = self.model.new_design(new_data, offset=offset)
+            index = new_data.index
+        eta = design.offset + design.X @ self.optimum.beta
+        if include_random:
+            for block, b in zip(design.blocks, self.effects(), strict=True):
+                known = block.codes >= 0
+                contribution = np.einsum("ij,ij->i", block.z[known], b[block.codes[known]])
+                eta[known] += contribution
+            se = np.full(eta.size, np.nan)
+        else:
+            se = np.sqrt(np.einsum("ij,jk,ik->i", design.X, self.optimum.vcov_beta, design.X))
+        link_table = point_table(eta, se, prob)
+        if type == "link":
+            link_table.index = index
+            return link_table
+        mu = self.family.link.inverse(eta)
+        table = point_table(mu, se * self.family.link.mu_eta(eta), prob)
+        for column in link_table.columns:
+            if column not in ("estimate", "std_error"):
+                table[column] = self.family.link.inverse(link_table[column].to_numpy())
+        table.index = index
+        return table
+
+    # ------------------------------------------------------------------ others
+    def summary(self, prob: float | None = None) -> Any:
+        """The summary in glmer's layout (:class:`hierlm.glmm.report.GlmmSummary`)."""
+        from hierlm.glmm.report import GlmmSummary
+
+        return GlmmSummary(self, prob)
+
+    def structure_parameters(self) -> pd.DataFrame:
+        """Patterned-structure parameters: none for GLMMs (lme4 bars only)."""
+        return pd.DataFrame(columns=["structure", "parameter", "estimate"])
+
+    def scaled_residual_quantiles(self) -> np.ndarray:
+        """Min, quartiles and max of the Pearson residuals (glmer's 'Scaled residuals')."""
+        return np.quantile(self.residuals(type="pearson"), [0.0, 0.25, 0.5, 0.75, 1.0])
+
+    def refit(self, start: dict[str, Any] | None = None, nagq: int | None = None) -> GlmmResult:
+        """Fit the same design again (another ``nagq`` or start); this fit is left unchanged."""
+        if self._fitter is None:
+            raise FitError("This fit was not made by fit_glmm, so it cannot be refitted.")
+        return self._fitter(self.design, self.family, model=self.model,
+                        nagq=self.nagq if nagq is None else nagq, start=start)
