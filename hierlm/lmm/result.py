@@ -402,9 +402,10 @@ class LmmResult(ResultMethods, InterpretMethods):
         return LmmSummary(self, prob)
 
     def scaled_residual_quantiles(self) -> np.ndarray:
-        """Min, quartiles and max of the scaled residuals (as in lme4's summary); NaN if row-less."""
-        if self.design.rowless:  # data held by an engine: no rows to summarise here
-            return np.full(5, np.nan)
+        """Min, quartiles and max of the scaled residuals (as in lme4's summary)."""
+        if self.design.rowless:  # data held by an engine: a second pass there
+            return self.design.summary.source.residual_quantiles(  # type: ignore[union-attr]
+                self, [0.0, 0.25, 0.5, 0.75, 1.0])
         return np.quantile(self.residuals(scaled=True), [0.0, 0.25, 0.5, 0.75, 1.0])
 
     def confint(self, level: float | None = None, method: str = "wald", n_boot: int = 500,

@@ -81,6 +81,13 @@ class DuckDBSource:
                             "duckdb.read_parquet) to run the second pass.") from None
 
 
+    def quantiles(self, rows: Any, column: str, probs: list[float]) -> Any:
+        """Exact quantiles (linear interpolation, R's type 7) of a column of a second pass."""
+        values = ", ".join(repr(float(p)) for p in probs)
+        return rows.query("r", f"SELECT quantile_cont({column}, [{values}]) AS q FROM r") \
+            .fetchall()[0][0]
+
+
 def _files_of(path: str | Path) -> list[str]:
     """Parquet files of a path, a directory or a glob, sorted."""
     text = str(path)

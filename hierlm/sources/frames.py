@@ -92,6 +92,13 @@ class PolarsSource:
         """A LazyFrame: every column of the data plus the ``select`` columns."""
         return self._context(effects).execute(select)
 
+    def quantiles(self, rows: Any, column: str, probs: list[float]) -> Any:
+        """Exact quantiles (linear interpolation, R's type 7) of a column of a second pass."""
+        pl = self.pl
+        frame = rows.select([pl.col(column).quantile(p, interpolation="linear").alias(f"q{i}")
+                             for i, p in enumerate(probs)]).collect(engine="streaming")
+        return [float(frame[f"q{i}"][0]) for i in range(len(probs))]
+
 
 def _partition_query(part: pd.DataFrame, sql: str,
                      effects: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
@@ -150,3 +157,7 @@ class DaskSource:
         """A dask DataFrame: every column of the data plus the ``select`` columns."""
         meta = _partition_query(self.frame._meta, select, effects)
         return self.frame.map_partitions(_partition_query, select, effects, meta=meta)
+
+    def quantiles(self, rows: Any, column: str, probs: list[float]) -> Any:
+        """None: exact quantiles need a global sort, which this source does not run."""
+        return None

@@ -100,6 +100,12 @@ class SourceRows:
         sql, tables = second_pass_select(self, beta, effects, what, sigma)
         return self.source.second_pass(sql, tables)
 
+    def residual_quantiles(self, fit: Any, probs: list[float]) -> np.ndarray:
+        """Quantiles of the scaled residuals, from a second pass (NaN where the engine has none)."""
+        rows = self.second_pass(fit, "scaled")
+        found = getattr(self.source, "quantiles", lambda *_: None)(rows, "residual", probs)
+        return np.full(len(probs), np.nan) if found is None else np.asarray(found, dtype=float)
+
 
 def _combine(frame: pd.DataFrame, keys: list[str], source: DataSource) -> pd.DataFrame:
     """Sum the partial results of a partitioned source over its key columns."""

@@ -217,3 +217,13 @@ def test_nuts_marginal_agrees_with_in_memory() -> None:
         # a Monte Carlo SE of each mean: posterior SD / sqrt(draws), draws taken as 300 effective
         se = np.hypot(a["std_error"], b["std_error"]) / np.sqrt(300)
         assert np.all(np.abs(a["estimate"] - b["estimate"]) <= 4 * se), table
+
+
+def test_summary_residual_quantiles_from_a_second_pass() -> None:
+    """The summary's scaled-residual quantiles: exact (R's type 7) in DuckDB and polars."""
+    df = simulate(1200, 15, seed=12)
+    formula = "y ~ x + (1 | g)"
+    want = hl.Model(formula, df).fit().scaled_residual_quantiles()
+    for data in (duckdb.from_df(df), pl.from_pandas(df).lazy()):
+        got = hl.Model(formula, data, progress=False).fit().scaled_residual_quantiles()
+        np.testing.assert_allclose(got, want, rtol=1e-9)
