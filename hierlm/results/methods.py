@@ -251,19 +251,20 @@ class ResultMethods:
         if not isinstance(new_data, pd.DataFrame):
             raise InputTypeError(f"new_data must be a pandas DataFrame, not {new_data.__class__.__name__}.")
         design = self.model.new_design(new_data)
-        if self.design.residual is not None and hasattr(self, "solution") and summary:
-            # correlated residuals: new visits borrow from the subject's observed ones
-            from hierlm.results.new_visits import predict_visits
-            return predict_visits(self, new_data, design, include_random=include_random,
-                                  kind=kind, prob=prob, new_levels=new_levels)
         labels = {
             block.group: [":".join(str(v) for v in row)
                           for row in new_data[list(block.group.split(":"))].itertuples(index=False)]
             for block in design.blocks
         }
-        return predict(self, design, include_random=include_random, kind=kind, summary=summary,
-                       prob=prob, new_levels=new_levels, new_level_labels=labels, seed=seed,
-                       scale=type)
+        table = predict(self, design, include_random=include_random, kind=kind, summary=summary,
+                        prob=prob, new_levels=new_levels, new_level_labels=labels, seed=seed,
+                        scale=type)
+        if self.design.residual is not None and hasattr(self, "solution") and summary:
+            # correlated residuals: new visits borrow from the subject's observed ones
+            from hierlm.results.new_visits import predict_visits
+            return predict_visits(self, new_data, design, table, include_random=include_random,
+                                  kind=kind, prob=prob, new_levels=new_levels)
+        return table
 
     # ------------------------------------------------------------- quantities
     def icc(self, shared: Iterable[str | Iterable[str]] | None = None,
