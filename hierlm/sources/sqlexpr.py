@@ -95,7 +95,7 @@ def numeric_sql(expr: str, columns: Mapping[str, str]) -> str:
             name = names.get(node.id, node.id)
             if name not in columns:
                 raise _untranslatable(expr, f"{name!r} is not a column of the data")
-            if columns[name] not in ("float", "integer"):
+            if columns[name] not in ("float", "integer", "bool"):
                 raise _untranslatable(expr, f"{name!r} is not numeric")
             return f"CAST({quote(name)} AS DOUBLE)"
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \

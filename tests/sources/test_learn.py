@@ -227,3 +227,20 @@ def test_summary_residual_quantiles_from_a_second_pass() -> None:
     for data in (duckdb.from_df(df), pl.from_pandas(df).lazy()):
         got = hl.Model(formula, data, progress=False).fit().scaled_residual_quantiles()
         np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + ok + (1 | a/b)", "y ~ x + (1 | a:b) + (x || a)"])
+def test_nested_and_interaction_groupings(formula: str) -> None:
+    """Groupings on several columns (a/b, a:b) group by the observed cells; a logical predictor."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    df = pd.DataFrame({"a": rng.choice(list("pqrstu"), n), "b": rng.integers(0, 8, n),
+                       "x": rng.normal(size=n), "ok": rng.random(n) > 0.5})
+    cell = df["b"] * 6 + df["a"].map({c: i for i, c in enumerate("pqrstu")})
+    df["y"] = df["x"] + rng.normal(size=48)[cell] + rng.normal(size=n)
+    reference = hl.Model(formula, df).fit()
+    fit = hl.Model(formula, duckdb.from_df(df), progress=False).fit()
+    assert_same_fit(reference, fit)
+    assert [t.n_levels for t in fit.model.random_terms] == [
+        t.n_levels for t in reference.model.random_terms]
+    pd.testing.assert_frame_equal(fit.ranef(), reference.ranef(), rtol=1e-6)
