@@ -487,6 +487,8 @@ def build_spec(
     offset_array = None if offset_array is None else offset_array[complete]
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
+    if family.name == "binomial":
+        data = _binary_factor_response(data, formula.response)
     for name in _response_variables(formula.response):
         checks.require_numeric_response(data, name)
     data = drop_unused_categories(data, variables)
@@ -561,6 +563,28 @@ def build_spec(
                     response=formula.response, row_index=data.index.to_numpy(),
                     residual=residual_design, offset=offset_values, weights=prior_weights)
     return spec, design
+
+
+def _binary_factor_response(data: pd.DataFrame, response: str) -> pd.DataFrame:
+    """A two-level factor (or text, or logical) response as 0/1, as glmer reads it.
+
+    The first level (R's order: the categories of a categorical, sorted text
+    otherwise) is failure (0), the other success (1).
+    """
+    if response not in data.columns:
+        return data
+    column = data[response]
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return data
+    levels = (list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype)
+              else sorted(column.dropna().unique(), key=str))
+    if len(levels) != 2:
+        raise DataError(f"The binomial response {response!r} is a factor with {len(levels)} "
+                        f"levels ({', '.join(map(str, levels[:5]))}); a binary factor needs two "
+                        "(the first is failure, as glmer reads it).")
+    data = data.copy()
+    data[response] = (column == levels[1]).astype(float)
+    return data
 
 
 def _residual_columns(residual: ResidualSpec | None, variance: str | None) -> list[str]:

@@ -169,6 +169,15 @@ class Family:
         d = self.link.mu_eta(eta)
         return weights * d * d / self.variance(mu, dispersion)
 
+    def laplace_weights(self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray,
+                        dispersion: float | None = None) -> np.ndarray:
+        """Weights of the Laplace approximation's log-determinant ``log|A'WA + I|``.
+
+        The Fisher (IRLS) weights by default, as lme4's glmer (equal to the
+        observed information for canonical links: logit, Poisson log).
+        """
+        return self.working_weights(eta, weights, dispersion)
+
     def deviance_residuals(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray,
                            dispersion: float | None = None) -> np.ndarray:
         """``sign(y - mu) sqrt(w d(y, mu))``."""

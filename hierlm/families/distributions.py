@@ -267,6 +267,17 @@ class NegativeBinomial(_Counts):
         return w * (special.gammaln(y + theta) - special.gammaln(theta) - special.gammaln(y + 1.0)
                     + theta * np.log(theta / (theta + mu)) + special.xlogy(y, mu / (theta + mu)))
 
+    def laplace_weights(self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray,
+                        dispersion: float | None = None) -> np.ndarray:
+        """The observed information ``w (y + theta) mu theta / (mu + theta)^2`` (log link).
+
+        The log link is not canonical for NB2, so the exact Laplace
+        approximation (glmmTMB's) uses the observed, not the expected, information.
+        """
+        theta = self._theta(dispersion)
+        mu = self.link.inverse(eta)
+        return weights * (np.asarray(y, dtype=float) + theta) * mu * theta / (mu + theta) ** 2
+
     def latent_variance(self, mu: float | np.ndarray, dispersion: float | None = None,
                         method: str = "lognormal") -> float | np.ndarray:
         """Distribution-specific latent variance (Nakagawa et al. 2017)."""

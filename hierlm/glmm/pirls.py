@@ -9,8 +9,10 @@ the spherical random effects ``u`` minimising the penalised deviance
 by Newton steps with Fisher working weights ``w = prior_w (d mu/d eta)^2 / V(mu)``
 and step halving when a step does not decrease ``pdev``, as lme4's
 ``pwrssUpdate``. The Laplace approximation of the deviance is then
-``pdev(u_hat) + log|A'WA + I|`` (lme4's: its log-likelihood includes the
-family's normalising constants). Iterations stop when the largest step
+``pdev(u_hat) + log|A'WA + I|`` with the family's Laplace weights (the
+Fisher weights, as lme4's, for binomial and Poisson; the observed
+information for NB2, as glmmTMB's exact Laplace); its log-likelihood
+includes the family's normalising constants. Iterations stop when the largest step
 entry is below ``1e-8`` (Newton's quadratic convergence leaves the modes within
 rounding of the optimum) and the factor is formed once more at the final
 modes, so that the deviance is smooth to about 1e-13 (relative) in
@@ -197,7 +199,7 @@ class GlmmProblem:
         # the factor at the final modes (Newton's last step leaves them within ~1e-16 of the
         # optimum), so that log|M| is a smooth function of (theta, beta)
         mu = link.inverse(eta)
-        factor = Factor(s, a1, rest, penalty, family.working_weights(eta, pw, dispersion))
+        factor = Factor(s, a1, rest, penalty, family.laplace_weights(y, eta, pw, dispersion))
         u2 = v2[:m_rest]
         beta_out = v2[m_rest:] if joint else np.asarray(beta, dtype=float)
         return Mode(u1=u1, u2=u2, beta=beta_out, eta=eta, mu=link.inverse(eta), factor=factor,

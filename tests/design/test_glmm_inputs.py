@@ -80,3 +80,12 @@ def test_reml_is_gaussian_only(counts: pd.DataFrame) -> None:
     m = hl.Model("k ~ x + (1 | g)", counts, family="poisson")
     with pytest.raises(FitError, match="REML is defined for Gaussian models only; use method='ml'"):
         m.fit("reml")
+
+
+def test_binary_factor_response_reads_as_glmer(counts: pd.DataFrame) -> None:
+    data = counts.assign(r=pd.Categorical(np.where(counts.s > 2, "Y", "N"), categories=["N", "Y"]))
+    m = hl.Model("r ~ x + (1 | g)", data, family="binomial")
+    np.testing.assert_array_equal(m.design.y, (counts.s > 2).astype(float))
+    three = np.array(["a", "b", "c"])[np.arange(len(data)) % 3]
+    with pytest.raises(DataError, match=r"'r' is a factor with 3 levels \(a, b, c\)"):
+        hl.Model("r ~ x + (1 | g)", data.assign(r=three), family="binomial")

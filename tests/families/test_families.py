@@ -132,3 +132,15 @@ def test_default_prior_scales() -> None:
     assert hf.Binomial().default_prior_scales.coefficients == 2.5
     assert hf.Gaussian().default_prior_scales.response_scaled
     assert not hf.Poisson().default_prior_scales.response_scaled
+
+
+def test_laplace_weights_are_the_observed_information() -> None:
+    """-d^2 log p / d eta^2 by differences: NB2's differs from its Fisher weights, Poisson's not."""
+    eta, step = np.log(MU), 1e-4
+    for family, theta in ((hf.NegativeBinomial(), 2.5), (hf.Poisson(), None)):
+        def ll(e: np.ndarray, family: hf.Family = family, theta: float | None = theta) -> np.ndarray:
+            return family.log_likelihood(Y, np.exp(e), None, theta)
+
+        observed = -(ll(eta + step) - 2 * ll(eta) + ll(eta - step)) / step ** 2
+        np.testing.assert_allclose(family.laplace_weights(Y, eta, np.ones_like(Y), theta), observed,
+                                   rtol=1e-5)

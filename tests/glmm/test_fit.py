@@ -102,3 +102,20 @@ def test_residuals_and_deviance() -> None:
     # sum of squared deviance residuals is lme4's deviance(); our optimum is 3e-4 better in logLik
     assert abs(np.sum(fit.residuals() ** 2) - ref["deviance_residuals_sumsq"]) < 0.02
     np.testing.assert_allclose(fit.residuals(type="response"), fit.design.y - fit.fitted())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["salamanders_nb2_mined", "salamanders_nb2_spp_mined"])
+def test_negative_binomial_against_glmmtmb(name: str) -> None:
+    """NB2 with theta estimated jointly; the Laplace log-determinant uses the observed information."""
+    ref = fixture(f"glmer/{name}")
+    fit = fitted(f"glmer/{name}")
+    ours = _ours(fit)
+    estimate, std_error = fixef_reference(ref)
+    assert rel(ours["beta"], estimate) < FIXED_REL
+    assert rel(ours["se"], std_error) < SE_REL
+    assert rel(ours["sd"], sd_reference(ref)) < SD_REL
+    assert abs(fit.loglik - ref["loglik"]) < LOGLIK_ABS
+    assert fit.dispersion == pytest.approx(ref["dispersion"]["theta"], rel=SD_REL)
+    row = fit.varcorr().query("group == 'Dispersion'")
+    assert row["term1"].item() == "theta" and row["estimate"].item() == pytest.approx(fit.dispersion)
