@@ -1,0 +1,192 @@
+"""Prediction of new visits under a residual structure: the BLUP of the residual.
+
+For a subject ``g`` with observed rows ``O`` the marginal covariance is
+``V = Z G Z' + sigma^2 M S M`` (:mod:`hierlm.design.residual`). A new visit ``n``
+of the same subject is predicted by its conditional mean given ``y_O`` at the
+estimates,
+
+``y_n_hat = x_n' beta + V_nO V_OO^-1 (y_O - X_O beta)``
+``        = x_n' beta + z_n' b + Omega_nO Omega_OO^-1 e_O``
+
+(``b`` the conditional modes, ``e_O = y_O - X_O beta - Z_O b`` the conditional
+residuals: the kriging of the residual, ``E[e_n | e_O]``). With
+``c_n = x_n - X_O' V_OO^-1 V_On`` the error of the plug-in predictor has variance
+
+* ``c_n' Var(beta) c_n`` for ``kind="mean"`` (the conditional mean's estimation part);
+* ``V_nn - V_nO V_OO^-1 V_On + c_n' Var(beta) c_n`` for ``kind="response"`` (a new
+  observation; exact for the GLS ``beta``, whose error is uncorrelated with the
+  conditional one), the variance parameters taken as known, as in every plug-in
+  interval.
+
+Rows at a visit the subject was observed at are that fitted visit: they keep the
+prediction of :func:`hierlm.results.prediction.predict` (``x' beta + z' b`` and its
+PEV; with ``cs(group)``, which has no times, every row of a known subject is a new
+visit). Rows of subjects the fit never saw get the population prediction ``x_n' beta`` with
+``x_n' Var(beta) x_n`` (``kind="mean"``; plus ``z_n' G z_n`` when their effects vary,
+``new_levels="sample"``) and ``+ sigma^2 Omega_nn`` for ``kind="response"``. The
+structure places the new times (:meth:`~hierlm.design.residual.base.ResidualStructure.covariance_at`):
+``car1`` any time, ``ar1`` any integer time, ``toep`` lags it estimated, the
+structures with a parameter per time only the times they were fitted at; it
+names a time it cannot place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierlm.errors import DataError
+from hierlm.results.tables import point_table
+
+__all__ = ["predict_visits"]
+
+
+def _codes_of(values: pd.Series, labels: tuple[str, ...], column: str, what: str) -> np.ndarray:
+    index = {label: k for k, label in enumerate(labels)}
+    out = np.full(len(values), -1, dtype=np.int64)
+    for row, value in enumerate(values.astype(str)):
+        if value in index:
+            out[row] = index[value]
+        elif what == "variance":
+            raise DataError(f"New data has {column}={value!r}, a level of variance={column!r} "
+                            f"the fit never saw ({', '.join(labels)}); its residual SD is unknown.")
+    return out
+
+
+def predict_visits(fit: Any, new_data: pd.DataFrame, design: Any, base: pd.DataFrame,
+                   include_random: bool = True, kind: str = "mean", prob: float | None = None,
+                   new_levels: str = "sample") -> pd.DataFrame:
+    """Predict ``new_data`` rows of a fit with a residual structure (see module docstring).
+
+    Parameters
+    ----------
+    fit : LmmResult
+        An ML/REML fit with ``residual=`` (or ``variance=``).
+    new_data : pandas.DataFrame
+        The rows to predict, with the structure's time and group columns.
+    design : Design
+        ``fit.model.new_design(new_data)``.
+    base : pandas.DataFrame
+        The prediction without the residual correlation (:func:`hierlm.results.prediction.predict`):
+        rows at a visit the subject was observed at keep it (the fitted visit's
+        ``x' beta + z' b`` and its PEV).
+    include_random : bool
+        Condition on the subject's observed visits (True) or predict ``x' beta`` (False).
+    kind : {"mean", "response"}
+        The conditional mean or a new observation.
+    prob : float, optional
+        Interval probability.
+    new_levels : {"sample", "population"}
+        Unseen subjects: their random effects vary in the standard error, or not.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``estimate``, ``std_error`` and the normal interval, indexed as ``new_data``.
+
+    Raises
+    ------
+    DataError
+        For a missing time or group column, a time the structure cannot place, or an
+        unseen level of ``variance=``.
+    """
+    residual = fit.design.residual
+    spec = residual.spec
+    columns = [c for c in (spec.time, spec.group, residual.variance_column) if c]
+    if spec.name == "independent" and spec.group == "row":
+        columns = [c for c in columns if c != "row"]
+    missing = [c for c in columns if c not in new_data.columns]
+    if missing:
+        raise DataError(f"predict(new_data) with residual={residual.describe()!r} needs the "
+                        f"column(s) {', '.join(map(repr, missing))} in new_data.")
+    structure = residual.structure
+    theta = np.asarray(fit.theta, dtype=float)
+    params = theta[len(theta) - residual.n_params:]
+    struct, ratios = params[: structure.n_params], params[structure.n_params:]
+    sigma2 = float(fit.sigma) ** 2
+    beta = np.asarray(fit.solution.beta, dtype=float)
+    vbeta = np.asarray(fit.vcov().to_numpy(), dtype=float)
+    x_new = np.asarray(design.X, dtype=float)
+    x_old = np.asarray(fit.design.X, dtype=float)
+    y_old = np.asarray(fit.design.y, dtype=float)
+    n_new = len(new_data)
+    if spec.group == "row" or spec.name == "independent" and spec.time is None:
+        groups_new = np.full(n_new, -1, dtype=np.int64)  # variance= alone: rows are independent
+    else:
+        groups_new = _codes_of(new_data[spec.group], residual.group_labels, spec.group, "group")
+    if spec.time is not None:
+        times_new = new_data[spec.time].to_numpy(dtype=float)
+    else:
+        times_new = np.zeros(n_new)  # cs(group): the position does not matter
+    function = residual.variance_function
+    sd_new = np.ones(n_new)
+    sd_old = np.ones(fit.design.n)
+    if function is not None:
+        codes = _codes_of(new_data[residual.variance_column], residual.variance_labels,
+                          residual.variance_column, "variance")
+        sd_new = function.multipliers(ratios, codes)
+        sd_old = function.multipliers(ratios, residual.variance_codes)
+    covariances = fit.covariances()
+    blocks_new, blocks_old = design.blocks, fit.design.blocks
+
+    def random_part(rows_a: np.ndarray, rows_b: np.ndarray, new_a: bool, new_b: bool) -> np.ndarray:
+        out = np.zeros((rows_a.size, rows_b.size))
+        for block_n, block_o, cov in zip(blocks_new, blocks_old, covariances, strict=True):
+            za = np.asarray((block_n if new_a else block_o).z, dtype=float)[rows_a]
+            zb = np.asarray((block_n if new_b else block_o).z, dtype=float)[rows_b]
+            out += za @ cov @ zb.T
+        return out
+
+    estimate = x_new @ beta
+    variance = np.einsum("np,pq,nq->n", x_new, vbeta, x_new)
+    response_extra = np.zeros(n_new)
+    observed_visit = np.zeros(n_new, dtype=bool)
+    for row_set in _subjects(groups_new):
+        g = int(groups_new[row_set[0]])
+        t_n = times_new[row_set]
+        if g < 0 or not include_random:
+            cov_nn = sigma2 * np.outer(sd_new[row_set], sd_new[row_set]) \
+                * structure.covariance_at(struct, t_n)
+            if g < 0 and include_random and new_levels == "sample":
+                variance[row_set] += np.diag(random_part(row_set, row_set, True, True))
+            response_extra[row_set] = np.diag(cov_nn)
+            continue
+        observed = np.flatnonzero(residual.group_codes == g)
+        t_o = residual.times[observed]
+        # cs(group) has no times: every row of a known subject is a new visit
+        seen = (np.zeros(t_n.size, dtype=bool) if spec.time is None
+                else np.isclose(t_n[:, None], t_o[None, :], rtol=0.0, atol=1e-9).any(axis=1))
+        if seen.all():
+            observed_visit[row_set] = True
+            continue
+        observed_visit[row_set[seen]] = True
+        row_set, t_n = row_set[~seen], t_n[~seen]
+        sd = np.concatenate([sd_old[observed], sd_new[row_set]])
+        omega = np.outer(sd, sd) * structure.covariance_at(struct, np.concatenate([t_o, t_n]))
+        m = observed.size
+        v = sigma2 * omega
+        v[:m, :m] += random_part(observed, observed, False, False)
+        v[m:, :m] += random_part(row_set, observed, True, False)
+        v[:m, m:] = v[m:, :m].T
+        v[m:, m:] += random_part(row_set, row_set, True, True)
+        weights = np.linalg.solve(v[:m, :m], v[:m, m:])  # V_OO^-1 V_On
+        estimate[row_set] += weights.T @ (y_old[observed] - x_old[observed] @ beta)
+        c = x_new[row_set] - weights.T @ x_old[observed]
+        variance[row_set] = np.einsum("np,pq,nq->n", c, vbeta, c)
+        response_extra[row_set] = np.diag(v[m:, m:] - v[m:, :m] @ weights)
+    if kind == "response":
+        variance = variance + response_extra
+    table = point_table(estimate, np.sqrt(np.maximum(variance, 0.0)), prob)
+    table.index = base.index
+    table.loc[observed_visit] = base.loc[observed_visit, table.columns].to_numpy()
+    table.attrs["std_error"] = ("plug-in conditional (kriging) variance given the subject's "
+                                "observed visits; see hierlm.results.new_visits")
+    return table
+
+
+def _subjects(groups: np.ndarray) -> list[np.ndarray]:
+    """Rows of each known group together; every row of an unseen group on its own."""
+    out = [np.flatnonzero(groups == g) for g in np.unique(groups[groups >= 0])]
+    return out + [np.array([row]) for row in np.flatnonzero(groups < 0)]
