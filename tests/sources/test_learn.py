@@ -35,12 +35,12 @@ def simulate(n: int, groups: int, seed: int = 1) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "g": g, "f": f})
 
 
-def assert_same_fit(reference: object, fit: object) -> None:
+def assert_same_fit(reference: object, fit: object, theta_rel: float = REL) -> None:
     # theta and beta norm-wise (a small off-diagonal theta entry moves with the optimiser's
     # stopping point by ~1e-7 of the vector, not of itself); sigma and the criterion entry-wise
-    for name in ("theta", "beta"):
+    for name, rel in (("theta", theta_rel), ("beta", REL)):
         got, want = np.asarray(getattr(fit, name)), np.asarray(getattr(reference, name))
-        assert np.linalg.norm(got - want) <= REL * np.linalg.norm(want), name
+        assert np.linalg.norm(got - want) <= rel * np.linalg.norm(want), name
     for name in ("sigma", "criterion"):
         assert getattr(fit, name) == pytest.approx(getattr(reference, name), rel=REL)
     assert fit.nobs == reference.nobs
@@ -141,8 +141,13 @@ def test_one_million_rows_every_kind(tmp_path: object) -> None:
         "polars": pl.scan_parquet(f"{tmp_path}/*.parquet"),
     }
     for kind, source in data.items():
-        fit = hl.Model(formula, source, progress=False).fit()
-        assert_same_fit(reference, fit), kind
+        model = hl.Model(formula, source, progress=False)
+        # From lme4's start both optimisers stop where the relative decrease of the criterion
+        # falls below ftol = 1e-12 (hierlm.lmm.fit): on 1M rows that fixes theta to ~3e-7 of
+        # its norm (the two criteria differ in the 15th digit), so theta is compared at 1e-6
+        # here, and again at 1e-7 from the pandas optimum, which must stay the optimum.
+        assert_same_fit(reference, model.fit(), theta_rel=1e-6)
+        assert_same_fit(reference, model.fit(start=reference.theta))
 
 
 @pytest.mark.slow
@@ -158,7 +163,9 @@ def test_one_million_rows_dask_cluster(tmp_path: object) -> None:
             warnings.simplefilter("error", hl.errors.HierlmWarning)  # a client: no note
             model = hl.Model(formula, dd.read_parquet(f"{tmp_path}/*.parquet"), progress=False)
         fit = model.fit()
-    assert_same_fit(reference, fit)
+        again = model.fit(start=reference.theta)
+    assert_same_fit(reference, fit, theta_rel=1e-6)  # see test_one_million_rows_every_kind
+    assert_same_fit(reference, again)
 
 
 @pytest.mark.parametrize("kind", ["duckdb"] + [pytest.param(k, marks=pytest.mark.slow)
