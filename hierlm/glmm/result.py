@@ -344,6 +344,46 @@ class GlmmResult(ResultMethods):
         table.index = index
         return table
 
+    # ---------------------------------------------------------- inference
+    @property
+    def kernel(self) -> Any:
+        """The theta layout (``lower`` bounds), which likelihood-ratio tests read."""
+        return self.problem.structure.layout
+
+    def confint(self, level: float | None = None, method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals: Wald (fixed effects, z) or profile likelihood.
+
+        Parameters
+        ----------
+        level : float, optional
+            Confidence level (``hierlm.DEFAULT_PROB`` when None).
+        method : {"wald", "profile"}
+            ``"wald"``: ``estimate +- z SE`` of the fixed effects. ``"profile"``:
+            the SDs of one-term blocks and the fixed effects, inverting the
+            likelihood-ratio test (:mod:`hierlm.glmm.profile`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``lower``, ``upper``; profile rows ``sd_(Intercept)|<group>``
+            first, then the fixed effects.
+        """
+        from hierlm.core.defaults import DEFAULT_PROB
+
+        level = DEFAULT_PROB if level is None else level
+        if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) \
+                or not 0.0 < level < 1.0:
+            raise FitError(f"level must be a number between 0 and 1, got {level!r}.")
+        if method == "profile":
+            from hierlm.glmm.profile import profile_confint
+
+            return profile_confint(self, float(level))
+        if method != "wald":
+            raise FitError(f"method={method!r}: choose 'wald' (fixed effects) or 'profile'.")
+        table = self.fixef(prob=level)
+        lower, upper = table.columns[2:4]
+        return table[[lower, upper]].set_axis(["lower", "upper"], axis=1)
+
     # ------------------------------------------------------------------ others
     def summary(self, prob: float | None = None) -> Any:
         """The summary in glmer's layout (:class:`hierlm.glmm.report.GlmmSummary`)."""
