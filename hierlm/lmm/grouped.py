@@ -53,6 +53,17 @@ class _Batch:
     z: list[np.ndarray]  # per block (k, m, q)
     variance: np.ndarray | None  # (k, m) codes
     shared: bool = False  # every group of the batch has the same W (same times, no Z, no M)
+    # shared batches: cross-products summed over the groups, so that an evaluation costs
+    # O(m^2 p^2) whatever the number of groups: C_xx[a,b,p,q] = sum_k X_k[a,p] X_k[b,q], ...
+    cxx: np.ndarray | None = None  # (m, m, p, p)
+    cxy: np.ndarray | None = None  # (m, m, p): sum_k X_k[a,p] y_k[b]
+    cyy: np.ndarray | None = None  # (m, m)
+
+    def residual_products(self, beta: np.ndarray) -> np.ndarray:
+        """``sum_k r_k r_k'`` with ``r_k = y_k - X_k beta`` (shared batches), ``(m, m)``."""
+        assert self.cxx is not None and self.cxy is not None and self.cyy is not None
+        cross = self.cxy @ beta  # (m, m): sum_k (X_k beta)[a] y_k[b]
+        return self.cyy - cross - cross.T + np.einsum("abpq,p,q->ab", self.cxx, beta, beta)
 
 
 class GroupedObjective:
@@ -110,10 +121,15 @@ class GroupedObjective:
                 sub = rows[piece]
                 variance = (None if residual.variance_codes is None
                             else residual.variance_codes[sub])
-                batches.append(_Batch(sub, groups[piece], design.X[sub], design.y[sub],
-                                      residual.slots[sub], residual.times[sub],
-                                      [b.z[sub] for b in design.blocks], variance,
-                                      shared=shareable))
+                x, y = design.X[sub], design.y[sub]
+                products = {}
+                if shareable:
+                    products = {"cxx": np.einsum("kap,kbq->abpq", x, x),
+                                "cxy": np.einsum("kap,kb->abp", x, y),
+                                "cyy": np.einsum("ka,kb->ab", y, y)}
+                batches.append(_Batch(sub, groups[piece], x, y, residual.slots[sub],
+                                      residual.times[sub], [b.z[sub] for b in design.blocks],
+                                      variance, shared=shareable, **products))
         return batches
 
     @property
@@ -141,12 +157,50 @@ class GroupedObjective:
         return self
 
     def start(self) -> np.ndarray:
-        """Starting parameters."""
+        """Starting parameters; without random effects the residual structure's moment start."""
         parts = [b.structure.start() for b in self.design.blocks]
-        return np.concatenate(parts + [self.residual.start()])
+        residual = self.residual.start()
+        if not self.design.blocks and self.design.p and self.residual.structure.n_params:
+            residual[: self.residual.structure.n_params] = self.residual.structure.moment_start(
+                self._residual_correlation())
+        return np.concatenate(parts + [residual])
+
+    def _residual_correlation(self) -> np.ndarray:
+        """Empirical correlation of the OLS residuals over the distinct times (NaN: no pair)."""
+        design = self.design
+        beta = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+        t = self.residual.structure.n_times
+        sums, counts = np.zeros((t, t)), np.zeros((t, t))
+        for batch in self._batches:
+            resid = batch.y - batch.x @ beta  # (k, m)
+            rows, cols = batch.slots[:, :, None], batch.slots[:, None, :]
+            np.add.at(sums, (rows, cols), resid[:, :, None] * resid[:, None, :])
+            np.add.at(counts, (rows, cols), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = sums / counts
+            sd = np.sqrt(np.diag(cov))
+            return cov / np.outer(sd, sd)
+
+    def _over_times(self, struct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The structure's ``S`` over the distinct times, once per parameter value (many batches)."""
+        key = np.asarray(struct, dtype=float).tobytes()
+        memo = getattr(self, "_over_memo", None)
+        if memo is None or memo[0] != key:
+            memo = (key, self.residual.structure.over_times(np.array(struct, dtype=float)))
+            self._over_memo = memo
+        return memo[1]
 
     def _split(self, phi: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         phi = np.asarray(phi, dtype=float)
+        key = phi.tobytes()
+        memo = getattr(self, "_split_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]  # type: ignore[no-any-return]
+        parts = self._split_parts(phi.copy())  # a copy: the memo must not see later edits
+        self._split_memo = (key, parts)
+        return parts
+
+    def _split_parts(self, phi: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         bounds = np.concatenate(([0], np.cumsum(self._block_sizes))).astype(int)
         blocks = [phi[bounds[k]:bounds[k + 1]] for k in range(len(self._block_sizes))]
         rest = phi[self._n_random:]
@@ -195,7 +249,9 @@ class GroupedObjective:
         _, struct, ratios = self._split(phi)
         slots = batch.slots[:1] if first_only else batch.slots
         times = batch.times[:1] if first_only else batch.times
-        s, d_s = self.residual.structure.for_groups(struct, slots, times, gradient)
+        structure = self.residual.structure
+        over = self._over_times(struct) if structure.slot_based else None
+        s, d_s = structure.for_groups(struct, slots, times, gradient, over=over)
         outer = None
         function = self.residual.variance_function
         if batch.variance is not None and function is not None:
@@ -248,10 +304,13 @@ class GroupedObjective:
             copies = batch.rows.shape[0] if batch.shared else 1
             logdet += copies * 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
             w_inv = np.linalg.inv(w)
-            if batch.shared:  # one W for the batch: broadcast views, no copies
-                w_inv = np.broadcast_to(w_inv, (copies,) + w_inv.shape[1:])
-                if d_w is not None:
-                    d_w = np.broadcast_to(d_w, d_w.shape[:1] + (copies,) + d_w.shape[2:])
+            if batch.shared:  # one W for the batch: the summed cross-products
+                assert batch.cxx is not None and batch.cxy is not None
+                single = w_inv[0]
+                xtwx += np.einsum("ab,abpq->pq", single, batch.cxx)
+                xtwy += np.einsum("ab,abp->p", single, batch.cxy)
+                parts.append((batch, single, None, None if d_w is None else d_w[:, 0]))
+                continue
             winv_x = w_inv @ batch.x  # (k, m, p)
             xtwx += np.einsum("kmp,kmq->pq", batch.x, winv_x)
             xtwy += np.einsum("kmp,km->p", winv_x, batch.y)
@@ -266,6 +325,9 @@ class GroupedObjective:
         ldrx2 = 2.0 * float(np.log(np.diag(r_x)).sum()) if p else 0.0
         r2 = 0.0
         for batch, w_inv, _, _ in parts:
+            if batch.shared:
+                r2 += float(np.sum(w_inv * batch.residual_products(beta)))
+                continue
             resid = batch.y - batch.x @ beta
             r2 += float(np.einsum("km,kmn,kn->", resid, w_inv, resid))
         return {"parts": parts, "beta": beta, "unscaled": unscaled, "r_x": r_x,
@@ -282,6 +344,15 @@ class GroupedObjective:
         d_r2 = np.zeros(self.n_theta)
         beta, unscaled = fac["beta"], fac["unscaled"]
         for batch, w_inv, winv_x, d_w in fac["parts"]:  # type: ignore[attr-defined]
+            if batch.shared:  # sums over the batch's groups from its cross-products
+                outer_sum = w_inv @ batch.residual_products(beta) @ w_inv  # sum_k a_k a_k'
+                p_sum = batch.rows.shape[0] * w_inv
+                if reml and self.design.p:
+                    spread = np.einsum("abpq,pq->ab", batch.cxx, np.asarray(unscaled))  # sum X U X'
+                    p_sum = p_sum - w_inv @ spread @ w_inv
+                d_logdet += np.einsum("mn,jmn->j", p_sum, d_w)
+                d_r2 -= np.einsum("mn,jmn->j", outer_sum, d_w)
+                continue
             resid = batch.y - batch.x @ beta
             a = np.einsum("kmn,kn->km", w_inv, resid)
             outer_a = a[:, :, None] * a[:, None, :]

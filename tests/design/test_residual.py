@@ -151,3 +151,16 @@ def test_covariance_parameters_are_sas_scale():
     un = _bound("un")
     cov = 1.5 * un.over_times(_params(un))[0]
     np.testing.assert_allclose(un.covariance_parameters(_params(un), 1.5)[:4], cov[:, 0])
+
+
+def test_moment_starts_read_the_empirical_correlation():
+    cs = _bound("cs")
+    corr = np.full((4, 4), 0.6)
+    np.fill_diagonal(corr, 1.0)
+    assert cs.natural(cs.moment_start(corr))["rho"] == pytest.approx(0.6, rel=1e-10)
+    lags = np.abs(np.subtract.outer(TIMES, TIMES))
+    ar1 = _bound("ar1")
+    assert np.tanh(ar1.moment_start(0.7 ** lags)[0]) == pytest.approx(0.7, rel=1e-10)
+    car1 = _bound("car1")
+    assert car1.natural(car1.moment_start(0.5 ** lags))["phi"] == pytest.approx(0.5, rel=1e-10)
+    np.testing.assert_array_equal(ar1.moment_start(np.eye(4)), ar1.start())  # nothing to read

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -133,6 +134,29 @@ class ResidualStructure(ABC):
     def start(self) -> np.ndarray:
         """Starting parameters."""
 
+    def moment_start(self, correlation: np.ndarray) -> np.ndarray:
+        """A start from the empirical correlation of OLS residuals over the distinct times.
+
+        ``correlation`` is ``(T, T)``, NaN where no group has both times. The default is
+        :meth:`start`; structures with one correlation parameter override it (fewer
+        evaluations of the criterion).
+        """
+        return self.start()
+
+    def _lag_start(self, correlation: np.ndarray, lags: np.ndarray,
+                   to_reals: Callable[[float], float]) -> np.ndarray:
+        """``rho`` from the mean correlation at the smallest lag ``L``: ``c^(1/L)``."""
+        start = self.start()
+        valid = np.isfinite(correlation) & (lags > 0)
+        if not valid.any():
+            return start
+        smallest = lags[valid].min()
+        mean = float(np.mean(correlation[valid & np.isclose(lags, smallest)]))
+        if not 0.05 < mean < 0.999:  # none or negative: keep the default start
+            return start
+        start[0] = to_reals(min(mean ** (1.0 / smallest), 0.99))
+        return start
+
     @abstractmethod
     def natural(self, params: np.ndarray) -> dict[str, float]:
         """Natural-scale parameters for tables (``rho``, ``phi``, ``ratio.<time>``)."""
@@ -142,8 +166,13 @@ class ResidualStructure(ABC):
     def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Relative covariance over the distinct times ``(T, T)`` and its derivative."""
 
+    #: :meth:`for_groups` indexes :meth:`over_times` by slots (callers may pass it in, ``over``).
+    slot_based: ClassVar[bool] = True
+
     def for_groups(self, params: np.ndarray, slots: np.ndarray, times: np.ndarray,
-                   gradient: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                   gradient: bool = True,
+                   over: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """``S`` of ``k`` groups of ``m`` rows ``(k, m, m)`` and its derivative.
 
         Parameters
@@ -156,8 +185,10 @@ class ResidualStructure(ABC):
             ``(k, m)`` time values (used by continuous-time structures).
         gradient : bool
             Also return ``dS`` of shape ``(n_params, k, m, m)``.
+        over : tuple of numpy.ndarray, optional
+            :meth:`over_times` at ``params``, computed once by a caller with many batches.
         """
-        full, d_full = self.over_times(params)
+        full, d_full = self.over_times(params) if over is None else over
         rows, cols = slots[:, :, None], slots[:, None, :]
         return full[rows, cols], (d_full[:, rows, cols] if gradient else None)
 

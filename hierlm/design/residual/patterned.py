@@ -91,6 +91,16 @@ class CS(_SlotCorrelation):
 
     linear_covariance = True
 
+    def moment_start(self, correlation: np.ndarray) -> np.ndarray:
+        """The mean off-diagonal correlation."""
+        start = self.start()
+        off = correlation[~np.eye(correlation.shape[0], dtype=bool) & np.isfinite(correlation)]
+        floor = -1.0 / max(self.n_times - 1, 1)
+        if off.size and self.n_correlation:
+            rho = float(np.clip(np.mean(off), 0.9 * floor, 0.99))
+            start[0] = correlation_reals(self._correlation, np.array([rho]))[0]
+        return start
+
     def covariance_parameter_names(self) -> tuple[str, ...]:
         """SAS's ``CS`` (the common covariance) and ``residual`` (the rest of the variance)."""
         return ("covariance", "residual")
@@ -153,6 +163,13 @@ class AR1(_IntegerGrid):
         would never leave.
         """
         return np.array([np.arctanh(0.3)])[: self.n_correlation]
+
+    def moment_start(self, correlation: np.ndarray) -> np.ndarray:
+        """``rho`` from the correlation at the smallest lag (in time units)."""
+        if not self.n_correlation:
+            return self.start()
+        lags = np.abs(np.subtract.outer(self.times, self.times))
+        return self._lag_start(correlation, lags, lambda rho: float(np.arctanh(rho)))
 
     def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``rho^|t - s|`` at any integer times."""

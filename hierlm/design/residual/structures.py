@@ -74,8 +74,12 @@ class Independent(ResidualStructure):
         t = self.n_times
         return np.eye(t), np.zeros((0, t, t))
 
+    slot_based = False
+
     def for_groups(self, params: np.ndarray, slots: np.ndarray, times: np.ndarray,
-                   gradient: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                   gradient: bool = True,
+                   over: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """Identity matrices."""
         k, m = slots.shape
         eye = np.broadcast_to(np.eye(m), (k, m, m)).copy()
@@ -205,6 +209,11 @@ class CAR1(ResidualStructure):
         """``phi = 0.12``."""
         return np.array([-2.0])
 
+    def moment_start(self, correlation: np.ndarray) -> np.ndarray:
+        """``phi`` from the correlation at the smallest time difference."""
+        lags = np.abs(np.subtract.outer(self.times, self.times))
+        return self._lag_start(correlation, lags, lambda phi: float(np.log(phi / (1.0 - phi))))
+
     def natural(self, params: np.ndarray) -> dict[str, float]:
         """``phi``."""
         return {"phi": float(1.0 / (1.0 + np.exp(-np.asarray(params, dtype=float)[0])))}
@@ -227,8 +236,12 @@ class CAR1(ResidualStructure):
         assert grad is not None
         return cov, grad
 
+    slot_based = False
+
     def for_groups(self, params: np.ndarray, slots: np.ndarray, times: np.ndarray,
-                   gradient: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                   gradient: bool = True,
+                   over: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """``phi^|t - s|`` from each group's own times."""
         return self._matrices(params, np.asarray(times, dtype=float), gradient)
 
