@@ -140,7 +140,7 @@ def test_one_million_rows_every_kind(tmp_path: object) -> None:
         "parquet": f"{tmp_path}/*.parquet",
         "polars": pl.scan_parquet(f"{tmp_path}/*.parquet"),
     }
-    for kind, source in data.items():
+    for source in data.values():
         model = hl.Model(formula, source, progress=False)
         # From lme4's start both optimisers stop where the relative decrease of the criterion
         # falls below ftol = 1e-12 (hierlm.lmm.fit): on 1M rows that fixes theta to ~3e-7 of
