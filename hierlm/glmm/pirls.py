@@ -153,17 +153,23 @@ class GlmmProblem:
                 v2[m_rest:] = _glm_start(self, family)
         pw, y = self.prior_weights, self.y
 
+        scalar = s.q1 == 1
+        a1_column = a1[:, 0]
+
         def eta_of(u1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             base = fixed_eta + (rest @ v2 if m else 0.0)
+            if scalar:
+                return base + a1_column * u1[codes, 0], base
             return base + np.einsum("ij,ij->i", a1, u1[codes]), base
 
-        def pdev_of(eta: np.ndarray, u1: np.ndarray, v2: np.ndarray) -> float:
+        def pdev_of(eta: np.ndarray, u1: np.ndarray, v2: np.ndarray) -> tuple[float, np.ndarray]:
+            # the deviance form: -2 sum log p = sum w d(y, mu) + a constant of the run
             mu = link.inverse(eta)
-            ll = family.log_likelihood(y, mu, pw, dispersion)
-            return float(-2.0 * np.sum(ll) + np.sum(u1 * u1) + np.sum(v2[:m_rest] ** 2))
+            dev = pw * family.unit_deviance(y, mu, dispersion)
+            return float(np.sum(dev) + np.sum(u1 * u1) + np.sum(v2[:m_rest] ** 2)), mu
 
         eta, base = eta_of(u1, v2)
-        pdev = pdev_of(eta, u1, v2)
+        pdev, mu = pdev_of(eta, u1, v2)
         if not np.isfinite(pdev):
             raise FitError("The penalised deviance is not finite at the start of PIRLS; check "
                            "the response, the offset and the starting values.")
@@ -171,12 +177,14 @@ class GlmmProblem:
         iterations = 0
         while iterations < _MAX_ITERATIONS:
             iterations += 1
-            mu = link.inverse(eta)
             d = link.mu_eta(eta)
             var = family.variance(mu, dispersion)
             w = pw * d * d / var
             score = pw * (y - mu) * d / var
-            g1 = np.asarray(s.indicator @ (a1 * score[:, None])) - u1
+            if scalar:
+                g1 = np.bincount(codes, weights=a1_column * score, minlength=s.n1)[:, None] - u1
+            else:
+                g1 = np.asarray(s.indicator @ (a1 * score[:, None])) - u1
             g2 = (rest.T @ score if rest is not None else np.zeros(0)) - penalty * v2
             factor = Factor(s, a1, rest, penalty, w)
             d1, d2 = factor.solve(g1, g2)
@@ -184,7 +192,7 @@ class GlmmProblem:
             for _ in range(_MAX_HALVINGS):
                 n1, n2 = u1 + step * d1, v2 + step * d2
                 eta_new, base_new = eta_of(n1, n2)
-                pdev_new = pdev_of(eta_new, n1, n2)
+                pdev_new, mu_new = pdev_of(eta_new, n1, n2)
                 if np.isfinite(pdev_new) and pdev_new <= pdev + 1e-12 * abs(pdev):
                     break
                 step *= 0.5
@@ -192,18 +200,19 @@ class GlmmProblem:
                 break  # no decrease possible: at the mode to rounding
             size = step * max(float(np.max(np.abs(d1), initial=0.0)),
                               float(np.max(np.abs(d2), initial=0.0)))
-            u1, v2, eta, base, pdev = n1, n2, eta_new, base_new, pdev_new
+            u1, v2, eta, base, pdev, mu = n1, n2, eta_new, base_new, pdev_new, mu_new
             if size < _TOLERANCE:
                 break
         assert factor is not None
         # the factor at the final modes (Newton's last step leaves them within ~1e-16 of the
         # optimum), so that log|M| is a smooth function of (theta, beta)
-        mu = link.inverse(eta)
         factor = Factor(s, a1, rest, penalty, family.laplace_weights(y, eta, pw, dispersion))
         u2 = v2[:m_rest]
         beta_out = v2[m_rest:] if joint else np.asarray(beta, dtype=float)
-        return Mode(u1=u1, u2=u2, beta=beta_out, eta=eta, mu=link.inverse(eta), factor=factor,
-                    pdev=pdev, a1=a1, base=base, iterations=iterations,
+        exact = float(-2.0 * np.sum(family.log_likelihood(y, mu, pw, dispersion))
+                      + np.sum(u1 * u1) + np.sum(u2 * u2))
+        return Mode(u1=u1, u2=u2, beta=beta_out, eta=eta, mu=mu, factor=factor,
+                    pdev=exact, a1=a1, base=base, iterations=iterations,
                     theta=np.array(theta, dtype=float))
 
 

@@ -155,16 +155,20 @@ class Factor:
         n1, q1 = structure.n1, structure.q1
         self.n1, self.q1 = n1, q1
         aw = a1 * w[:, None]
+        self.diagonal: np.ndarray | None = None  # M11 of a one-term first part, (n1,)
         if q1 == 1:
-            m11 = (structure.indicator @ (aw[:, 0] * a1[:, 0])).reshape(n1, 1, 1) + 1.0
-            self.l11 = np.sqrt(m11)
-            self.l11_inv = 1.0 / self.l11
+            self.diagonal = np.bincount(structure.codes1, weights=aw[:, 0] * a1[:, 0],
+                                        minlength=n1) + 1.0
+            root = np.sqrt(self.diagonal)
+            self.l11 = root.reshape(n1, 1, 1)
+            self.l11_inv = (1.0 / root).reshape(n1, 1, 1)
         else:
             outer = (aw[:, :, None] * a1[:, None, :]).reshape(a1.shape[0], q1 * q1)
             m11 = np.asarray(structure.indicator @ outer).reshape(n1, q1, q1) + np.eye(q1)
             self.l11 = np.linalg.cholesky(m11)
             self.l11_inv = np.linalg.inv(self.l11)
-        self.logdet = 2.0 * float(np.sum(np.log(np.einsum("lii->li", self.l11))))
+        self.logdet = (float(np.sum(np.log(self.diagonal))) if self.diagonal is not None
+                       else 2.0 * float(np.sum(np.log(np.einsum("lii->li", self.l11)))))
         self.m = 0 if rest is None else int(rest.shape[1])
         self.y = np.zeros((n1 * q1, 0))
         self.ls = np.zeros((0, 0))
@@ -193,6 +197,8 @@ class Factor:
 
     def solve(self, r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Solve ``M x = r`` for ``r = (r1 (n1, q1), r2 (m,))``."""
+        if not self.m and self.diagonal is not None:
+            return r1 / self.diagonal[:, None], np.zeros(0)
         z1 = np.einsum("lab,lb->la", self.l11_inv, r1)
         if not self.m:
             return np.einsum("lba,lb->la", self.l11_inv, z1), np.zeros(0)

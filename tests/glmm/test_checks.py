@@ -39,6 +39,7 @@ def test_quadrature_is_refused_beyond_three_terms() -> None:
         model.fit("ml", nagq=0)
 
 
+@pytest.mark.slow
 def test_two_term_quadrature_improves_on_laplace() -> None:
     """AGQ with 2 terms per level: more nodes move the log-likelihood less and less."""
     model = hl.Model("y ~ x + (1 + x | g)", _counts(seed=4), family="poisson")
@@ -55,6 +56,7 @@ def test_overdispersion_warning() -> None:
         model.fit("ml", hessian=False)
 
 
+@pytest.mark.slow
 def test_separation_warning() -> None:
     ref = fixture("glmer/sim_separation")
     model = hl.Model(ref["formula"], data_of(ref), family="binomial")
