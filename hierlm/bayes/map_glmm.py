@@ -10,8 +10,10 @@ al.'s blme). With ``b = Lambda_theta u``, ``u ~ N(0, I)`` and ``G = T T'``
     log p(y | beta, theta) ~= log p(y | beta, u_hat) - |u_hat|^2 / 2 - log|L| ,
 
 ``L L' = Lambda'Z'W Z Lambda + I`` at the conditional mode ``u_hat`` (found by
-Newton's method with step halving on the penalised log-likelihood; ``W`` the
-family's working weights, :meth:`hierlm.families.Family.working_weights`).
+Fisher scoring with step halving on the penalised log-likelihood; ``W`` the
+family's :meth:`~hierlm.families.Family.laplace_weights`, the Fisher weights
+as in glmer except for NB2, whose observed information makes it glmmTMB's
+exact Laplace approximation: the one definition the ML engine uses too).
 The posterior mode maximises that plus the log prior density of the natural
 parameters (fixed effects, SDs, correlations, the dispersion; no Jacobian
 terms), over ``(beta, theta, log theta_NB)`` by L-BFGS-B with bounds
@@ -171,7 +173,8 @@ class LaplaceMarginal:
             u, eta, objective = trial, trial_eta, value
             if abs(change) < _NEWTON_TOL * (1.0 + abs(objective)) and scale == 1.0:
                 break
-        w = self.family.working_weights(eta, self.weights, dispersion)
+        # the log-determinant's weights are the family's (Fisher, as glmer; NB2: observed, as glmmTMB)
+        w = self.family.laplace_weights(self.y, eta, self.weights, dispersion)
         factor, logdet = self._factor(zl, w)
         if np.all(np.isfinite(u)):
             self._u = u

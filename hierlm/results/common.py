@@ -32,6 +32,7 @@ __all__ = [
     "row_random_variance",
     "mean_random_variance",
     "random_variance_at",
+    "residual_variance",
 ]
 
 
@@ -144,6 +145,50 @@ def mean_random_variance(draws: FitDraws, design: Design | None = None) -> np.nd
     if not columns:
         return np.zeros((draws.n_draws, 0))
     return np.column_stack(columns)
+
+
+def residual_variance(draws: FitDraws, method: str = "lognormal") -> np.ndarray:
+    """The residual variance of the variance decompositions (ICC, Nakagawa R²), per draw.
+
+    Gaussian models: ``sigma^2``. Other families: the distribution-specific
+    variance on the latent (link) scale of Nakagawa, Johnson & Schielzeth
+    (2017, J. R. Soc. Interface 14: 20170213), from the family's
+    ``latent_variance``: ``pi^2 / 3`` (logit), 1 (probit), ``pi^2 / 6``
+    (cloglog) for binomial models; for counts a function of the expected
+    count ``lambda = exp(mean_i(offset_i + x_i'beta) + sum_k v_k / 2)`` (the
+    mean of the log-normal latent mean at the average fixed part, ``v_k``
+    the design-averaged variance of block ``k``): ``log(1 + 1/lambda)``
+    (``method="lognormal"``, their recommendation), ``1/lambda``
+    (``"delta"``) or ``trigamma(lambda)``; NB2 adds ``1/theta``. Both
+    engines call this one function.
+
+    Parameters
+    ----------
+    draws : FitDraws
+        Parameter draws of a fit.
+    method : {"lognormal", "delta", "trigamma"}
+        Approximation for count families.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (S,).
+    """
+    if draws.is_gaussian:
+        return np.asarray(draws.sigma, dtype=float) ** 2
+    family = draws.family
+    fixed = draws.beta @ np.asarray(draws.design.X, dtype=float).mean(axis=0)
+    offset = getattr(draws.design, "offset", None)
+    if offset is not None and np.size(offset) == draws.design.n:
+        fixed = fixed + float(np.mean(offset))
+    lam = np.exp(fixed + 0.5 * mean_random_variance(draws).sum(axis=1))
+    dispersion = draws.dispersion
+    out = np.empty(draws.n_draws)
+    for s in range(draws.n_draws):
+        value = family.latent_variance(lam[s], None if dispersion is None else float(dispersion[s]),
+                                       method=method)
+        out[s] = float(np.asarray(value))
+    return out
 
 
 def _z_at(block: RandomBlock, values: Mapping[str, float]) -> np.ndarray:

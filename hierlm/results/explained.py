@@ -31,7 +31,13 @@ import numpy as np
 import pandas as pd
 
 from hierlm.errors import InputTypeError
-from hierlm.results.common import as_draws, chains_of, fixed_variance, mean_random_variance
+from hierlm.results.common import (
+    as_draws,
+    chains_of,
+    fixed_variance,
+    mean_random_variance,
+    residual_variance,
+)
 from hierlm.results.draws import FitDraws
 from hierlm.results.structures import require_single_residual_variance
 from hierlm.results.summary import point_or_posterior
@@ -54,7 +60,7 @@ def nakagawa_r2_draws(draws: FitDraws) -> tuple[np.ndarray, np.ndarray]:
     """
     fixed = fixed_variance(draws)
     random = mean_random_variance(draws).sum(axis=1)
-    total = fixed + random + draws.sigma**2
+    total = fixed + random + residual_variance(draws)
     return fixed / total, (fixed + random) / total
 
 
@@ -84,6 +90,19 @@ def bayes_r2_draws(draws: FitDraws, residual: str = "model", include_random: boo
     if residual not in ("model", "data"):
         raise InputTypeError(f"residual must be 'model' or 'data', got {residual!r}.")
     mu = draws.linear_predictor(include_random=include_random)
+    if not draws.is_gaussian:
+        # Gelman et al.'s R² on the response scale: var(mu) / (var(mu) + mean_i Var(y_i | mu_i))
+        mean = draws.family.link.inverse(mu)
+        given = getattr(draws.design, "weights", None)
+        weights = np.ones(draws.design.n) if given is None else np.asarray(given, dtype=float)
+        explained = mean.var(axis=1, ddof=1)
+        if residual == "model":
+            unexplained = np.array([np.mean(draws.family.variance(
+                mean[s], None if draws.dispersion is None else float(draws.dispersion[s])) / weights)
+                for s in range(draws.n_draws)])
+        else:
+            unexplained = (np.asarray(draws.design.y)[None, :] - mean).var(axis=1, ddof=1)
+        return np.asarray(explained / (explained + unexplained))
     explained = mu.var(axis=1, ddof=1)
     if residual == "model":
         unexplained = draws.sigma**2

@@ -44,6 +44,7 @@ from hierlm.results.common import (
     chains_of,
     mean_random_variance,
     random_variance_at,
+    residual_variance,
 )
 from hierlm.results.display import html_report
 from hierlm.results.grouped import nested_in
@@ -203,7 +204,7 @@ def icc(
     design = draws.design
     labels = block_labels(design)
     sets, correlation_draws, variances = icc_draws(draws, shared=shared, at=at)
-    residual = draws.sigma**2
+    residual = residual_variance(draws)
     total = variances.sum(axis=1) + residual
     chains = chains_of(draws)
     correlations = point_or_posterior(correlation_draws, draws.point, chains=chains, prob=prob)
@@ -253,7 +254,7 @@ def icc_draws(
     if not design.blocks:
         raise DataError("The model has no random effects, so it has no intraclass correlation.")
     variances = mean_random_variance(draws) if at is None else random_variance_at(draws, at)
-    total = variances.sum(axis=1) + draws.sigma**2
+    total = variances.sum(axis=1) + residual_variance(draws)
     sets = _shared_sets(design, shared)
     correlations = np.column_stack([variances[:, idx].sum(axis=1) / total for _, idx in sets])
     return sets, correlations, variances
