@@ -170,6 +170,7 @@ def main(sizes: list[str]) -> None:
             try:
                 line["nuts"] = child("duckdb", glob,
                                      "method='nuts', chains=4, draws=1000, random_seed=1")
+                line["nuts"]["load"] = os.getloadavg()[0]
             except RuntimeError as error:
                 notes.append(f"{size}: NUTS failed: {str(error).strip().splitlines()[-1]}")
         rows.append(line)
@@ -229,7 +230,10 @@ def write(rows: list[dict], notes: list[str]) -> None:
             n = r["nuts"]
             out.append(f"- {r['size']}: NUTS 4 x 1000 (marginal): spec + statistics "
                        f"{n['model']:.1f} s, sampling {n['fit']:.1f} s, total "
-                       f"{n['model'] + n['fit']:.1f} s, peak RSS {n['peak_rss_mb']:.0f} MB; "
+                       f"{n['model'] + n['fit']:.1f} s"
+                       + (f" (CPU {n['model_cpu'] + n['fit_cpu']:.0f} s)" if "fit_cpu" in n else "")
+                       + (f" at load {n['load']:.1f}" if "load" in n else "")
+                       + f", peak RSS {n['peak_rss_mb']:.0f} MB; "
                        f"posterior means of beta {[round(b, 4) for b in n['beta']]}.")
     out += [""] + [f"- {n}" for n in notes]
     out += ["", "Acceptance (issue 15): 20M rows, 50,000 groups: REML under 180 s and 1 GB peak "
