@@ -5,6 +5,11 @@ effects included (lme4's ``use.u = FALSE``):
 
     y* = X beta_hat + sum_k Z_k b*_k + e*,  b*_k ~ N(0, G_hat_k) per level,  e* ~ N(0, sigma_hat^2),
 
+with a residual structure ``e*_i ~ N(0, sigma_hat^2 M_i S_i M_i)`` per group (the fitted
+structure, :meth:`~hierlm.lmm.grouped.GroupedObjective.simulate_residuals`); patterned
+random-effect terms draw ``b*`` from their fitted ``G``. The replicates then also record
+the structure's natural parameters (``residual.rho``, ``residual.phi``, SD ratios),
+
 refits it by the same criterion (REML or ML, started at the fit's theta) and
 records every parameter: SDs and correlations of each block (lme4's order),
 sigma and the fixed effects. Percentile intervals are the empirical quantiles
@@ -21,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from hierlm.core.warn import warn
-from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError, HierlmWarning, InputTypeError
 from hierlm.lmm.profile import parameter_vector
 
@@ -38,6 +42,8 @@ def _simulate(fit: Any, rng: np.random.Generator) -> np.ndarray:
         effects = rng.standard_normal((block.n_levels, block.q)) @ root.T
         codes = np.asarray(block.codes)
         y = y + np.sum(np.asarray(block.z, dtype=float) * effects[codes], axis=1)
+    if design.residual is not None:
+        return y + fit.kernel.simulate_residuals(fit.theta, fit.sigma, rng)
     return y + fit.sigma * rng.standard_normal(design.n)
 
 
@@ -59,7 +65,6 @@ def parametric_bootstrap(fit: Any, n_boot: int = 500, random_seed: int | None = 
         One row per replicate, one column per parameter (:func:`parameter_vector`
         names, from :mod:`hierlm.lmm.profile`). ``attrs["n_singular"]`` counts the singular refits.
     """
-    require_lme4_structures(fit.design.blocks, "The parametric bootstrap", fit.design.residual)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)):
         raise InputTypeError(f"n_boot must be a positive integer, got {n_boot!r}")
     if n_boot < 2:

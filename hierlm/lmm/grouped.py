@@ -491,6 +491,19 @@ class GroupedObjective:
             out += np.einsum("kmp,jkmn,knq->jpq", a_batch, grads, a_batch, optimize=True)
         return base, out
 
+    def simulate_residuals(self, phi: np.ndarray, sigma: float,
+                           rng: np.random.Generator) -> np.ndarray:
+        """Residuals drawn from ``N(0, sigma^2 M S M)`` group by group, in row order."""
+        out = np.zeros(self.design.n)
+        for batch in self._batches:
+            s, _, outer = self._residual_parts(batch, phi, gradient=False, first_only=False)
+            if outer is not None:
+                s = s * outer
+            root = np.linalg.cholesky(s)  # (k, m, m)
+            draws = rng.standard_normal(batch.rows.shape)
+            out[batch.rows] = sigma * np.einsum("kmn,kn->km", root, draws)
+        return out
+
     def residual_covariance(self, phi: np.ndarray, sigma: float) -> np.ndarray:
         """Residual covariance over the distinct times (``car1``: at the distinct times)."""
         _, struct, _ = self._split(phi)

@@ -141,6 +141,14 @@ def parameter_vector(fit: Any) -> pd.Series:
         values.append(cov[entry.row, entry.col] / denom if denom > 0 else np.nan)
     names = [e.name for e in entries] + ["sigma", *fit.design.fixed_names]
     values += [fit.sigma, *np.asarray(fit.beta, dtype=float)]
+    residual = fit.design.residual
+    if residual is not None:  # the structure's natural parameters (rho, phi, SD ratios)
+        params = np.asarray(fit.theta, dtype=float)[len(fit.theta) - residual.n_params:]
+        natural = residual.structure.natural(params[: residual.structure.n_params])
+        if residual.variance_function is not None:
+            natural.update(residual.variance_function.natural(params[residual.structure.n_params:]))
+        names += [f"residual.{name}" for name in natural]
+        values += list(natural.values())
     return pd.Series(np.asarray(values, dtype=float), index=pd.Index(names, name="parameter"))
 
 

@@ -155,7 +155,6 @@ def test_satterthwaite_df_are_finite():
 
 @pytest.mark.parametrize("call", [
     lambda fit: fit.confint(method="profile"),
-    lambda fit: fit.fixef(ddf="kenward-roger"),
     lambda fit: fit.model.fit(method="map"),
 ])
 def test_features_not_built_for_structures_refuse_clearly(call):
