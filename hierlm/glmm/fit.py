@@ -161,15 +161,12 @@ def _hessian(f: Callable[[np.ndarray], float], x: np.ndarray, step: float = _HES
 
 def _rx_vcov(problem: GlmmProblem, mode: Mode, dispersion: float | None) -> np.ndarray:
     """Inverse of the fixed-effect Schur complement of the penalised system (lme4's RX)."""
-    import scipy.sparse as sp
-
-    from hierlm.glmm.system import Factor
+    from hierlm.glmm.system import Factor, RestColumns
 
     s = problem.structure
     family = problem.family
     templates = s.templates(mode.theta)
-    a2 = s.rest_matrix(templates)
-    rest = problem.X if a2 is None else sp.hstack([a2, sp.csc_matrix(problem.X)], format="csc")
+    rest = problem.X if not s.rest else RestColumns(s, templates, problem.X)
     penalty = np.concatenate([np.ones(s.m_rest), np.zeros(problem.X.shape[1])])
     w = family.working_weights(mode.eta, problem.prior_weights, dispersion)
     factor = Factor(s, mode.a1, rest, penalty, w)

@@ -24,12 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from hierlm.design.blocks import Design
 from hierlm.errors import FitError
 from hierlm.families import Family
-from hierlm.glmm.system import Factor, Structure
+from hierlm.glmm.system import Factor, RestColumns, Structure
 
 __all__ = ["GlmmProblem", "Mode"]
 
@@ -128,17 +127,16 @@ class GlmmProblem:
         family, link = self.family, self.family.link
         templates = s.templates(theta)
         a1 = s.first_rows(templates)
-        a2 = s.rest_matrix(templates)
         joint = beta is None
         p = self.X.shape[1]
         m_rest = s.m_rest
-        rest: sp.spmatrix | np.ndarray | None
+        rest: RestColumns | np.ndarray | None
         if joint:
-            rest = self.X if a2 is None else sp.hstack([a2, sp.csc_matrix(self.X)], format="csc")
+            rest = self.X if not s.rest else RestColumns(s, templates, self.X)
             penalty = np.concatenate([np.ones(m_rest), np.zeros(p)])
             fixed_eta = self.offset
         else:
-            rest = a2
+            rest = RestColumns(s, templates) if s.rest else None
             penalty = np.ones(m_rest)
             fixed_eta = self.offset + self.X @ beta
         m = 0 if rest is None else int(rest.shape[1])
@@ -157,7 +155,7 @@ class GlmmProblem:
         a1_column = a1[:, 0]
 
         def eta_of(u1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            base = fixed_eta + (rest @ v2 if m else 0.0)
+            base = fixed_eta + (_matvec(rest, v2) if rest is not None else 0.0)
             if scalar:
                 return base + a1_column * u1[codes, 0], base
             return base + np.einsum("ij,ij->i", a1, u1[codes]), base
@@ -185,7 +183,7 @@ class GlmmProblem:
                 g1 = np.bincount(codes, weights=a1_column * score, minlength=s.n1)[:, None] - u1
             else:
                 g1 = np.asarray(s.indicator @ (a1 * score[:, None])) - u1
-            g2 = (rest.T @ score if rest is not None else np.zeros(0)) - penalty * v2
+            g2 = (_rmatvec(rest, score) if rest is not None else np.zeros(0)) - penalty * v2
             factor = Factor(s, a1, rest, penalty, w)
             d1, d2 = factor.solve(g1, g2)
             step = 1.0
@@ -214,6 +212,14 @@ class GlmmProblem:
         return Mode(u1=u1, u2=u2, beta=beta_out, eta=eta, mu=mu, factor=factor,
                     pdev=exact, a1=a1, base=base, iterations=iterations,
                     theta=np.array(theta, dtype=float))
+
+
+def _matvec(rest: RestColumns | np.ndarray, v: np.ndarray) -> np.ndarray:
+    return rest.matvec(v) if isinstance(rest, RestColumns) else rest @ v
+
+
+def _rmatvec(rest: RestColumns | np.ndarray, s: np.ndarray) -> np.ndarray:
+    return rest.rmatvec(s) if isinstance(rest, RestColumns) else rest.T @ s
 
 
 def _glm_start(problem: GlmmProblem, family: Family) -> np.ndarray:
