@@ -67,7 +67,7 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
              "target_accept", "max_treedepth", "cores", "log_likelihood", "posterior_predictive"),
     "map": ("reml",),
     "reml": ("optimizer", "max_evaluations"),
-    "ml": ("optimizer", "max_evaluations"),
+    "ml": ("optimizer", "max_evaluations", "nagq"),  # nagq: GLMMs (adaptive Gauss-Hermite)
 }
 _TOP_KEYS = ("name", "description", "data", "model", "fit")
 _SECTION_KEYS = {"data": ("dataset", "path", "categorical"),
@@ -75,7 +75,7 @@ _SECTION_KEYS = {"data": ("dataset", "path", "categorical"),
 #: [model] keys passed to hierlm.Model as they are (residual structure, varIdent column).
 _MODEL_OPTIONS = ("residual", "variance")
 _INTEGER_OPTIONS = {"draws": 1, "chains": 1, "tune": 0, "random_seed": 0, "max_treedepth": 1,
-                    "cores": 1, "max_evaluations": 1}
+                    "cores": 1, "max_evaluations": 1, "nagq": 1}
 
 
 @dataclass(frozen=True)
