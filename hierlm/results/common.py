@@ -94,6 +94,13 @@ def fixed_variance(draws: FitDraws, design: Design | None = None) -> np.ndarray:
     """
     target = draws.design if design is None else design
     X = np.asarray(target.X, dtype=float)
+    if target.summary is not None:  # row-less: X'X of the square-root rows and the column sums
+        n = target.n
+        if n < 2:
+            return np.zeros(draws.n_draws)
+        mean = np.asarray(target.summary.x_sums, dtype=float) / n
+        covariance = (X.T @ X - n * np.outer(mean, mean)) / (n - 1)
+        return np.asarray(np.einsum("sp,pq,sq->s", draws.beta, covariance, draws.beta))
     if X.shape[0] < 2:
         return np.zeros(draws.n_draws)
     # centre the columns first: a constant column then contributes exactly 0
@@ -140,7 +147,7 @@ def mean_random_variance(draws: FitDraws, design: Design | None = None) -> np.nd
     columns = []
     for block, covariance in zip(target.blocks, draws.covariances, strict=True):
         z = np.asarray(block.z, dtype=float)
-        moment = z.T @ z / z.shape[0]
+        moment = z.T @ z / target.n  # square-root rows of a row-less design: the same Z'Z
         columns.append(np.einsum("sqr,rq->s", covariance, moment))
     if not columns:
         return np.zeros((draws.n_draws, 0))

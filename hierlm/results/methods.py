@@ -270,12 +270,12 @@ class ResultMethods:
     def icc(self, shared: Iterable[str | Iterable[str]] | None = None,
             at: Mapping[str, float] | None = None, prob: float | None = None) -> Any:
         """Intraclass correlation(s) and variance shares; see :func:`hierlm.results.icc`."""
-        self.design.require_rows("icc()")
         return icc(self, shared=shared, at=at, prob=prob)
 
     def r2(self, bayes: bool | None = None, residual: str = "model", prob: float | None = None) -> Any:
         """Marginal, conditional (Nakagawa) and Bayesian R²; see :func:`hierlm.results.r2`."""
-        self.design.require_rows("r2()")
+        if self.design.rowless and (bayes or (bayes is None and not self.draws().point)):
+            self.design.require_rows("the Bayesian R² (bayes=True; Nakagawa's R² is available)")
         return r2(self, bayes=bayes, residual=residual, prob=prob)
 
     def shrinkage(self, group: str, complete: str = "fixed", prob: float | None = None) -> Any:
