@@ -112,5 +112,6 @@ def require_single_residual_variance(fit: Any, quantity: str) -> None:
     if structure.heterogeneous or residual.variance_function is not None:
         raise FitError(
             f"{quantity} needs one residual variance, and residual={residual.describe()!r} has "
-            "one per time or level; use a homogeneous structure (cs, ar1, toep, car1) for "
-            f"{quantity}, or read the variance components from fit.residual_covariance().")
+            "one per time or level; use a homogeneous structure (cs, ar1, toep, car1), whose "
+            "residual variance sigma^2 is every observation's, or read the variance components "
+            "from fit.residual_covariance().")

@@ -164,3 +164,15 @@ def test_moment_starts_read_the_empirical_correlation():
     car1 = _bound("car1")
     assert car1.natural(car1.moment_start(0.5 ** lags))["phi"] == pytest.approx(0.5, rel=1e-10)
     np.testing.assert_array_equal(ar1.moment_start(np.eye(4)), ar1.start())  # nothing to read
+
+
+def test_structure_objects_survive_save_and_load(tmp_path):
+    from hierlm.core.store import save_fit
+
+    fit = hl.Model("weight ~ week", _pigs(), residual=hl.residual.CAR1("week", "id"),
+                   variance=hl.residual.VarIdent("sex")).fit()
+    save_fit(fit, tmp_path / "fit")
+    back = hl.load_fit(tmp_path / "fit")
+    assert (back.model.residual, back.model.variance) == ("car1(week | id)", "sex")
+    assert back.loglik == pytest.approx(fit.loglik, rel=1e-12)
+    np.testing.assert_allclose(back.theta, fit.theta, rtol=1e-12)
