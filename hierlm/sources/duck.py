@@ -107,9 +107,18 @@ def parquet_source(path: str | Path) -> DuckDBSource:
         raise InputTypeError(f"A Parquet source is a path or glob, not {type(path).__name__}.")
     files = _files_of(path)
     pq = require_extra("pyarrow.parquet")
-    first = pq.read_schema(files[0])
+
+    def read_schema(file: str) -> Any:
+        try:
+            return pq.read_schema(file)
+        except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise DataError(f"{file!r} is not a readable Parquet file ({error}); a path given "
+                            "as data must name Parquet files (read a CSV with pandas or "
+                            "duckdb.read_csv).") from None
+
+    first = read_schema(files[0])
     for other in files[1:]:
-        schema = pq.read_schema(other)
+        schema = read_schema(other)
         if schema.equals(first, check_metadata=False):
             continue
         names, others = set(first.names), set(schema.names)

@@ -68,6 +68,12 @@ def test_no_parquet_file(tmp_path: object) -> None:
         hl.Model("y ~ x + (1 | g)", f"{tmp_path}/*.parquet", progress=False)
 
 
+def test_a_path_that_is_not_parquet(tmp_path: object) -> None:
+    frame().to_csv(f"{tmp_path}/data.csv")
+    with pytest.raises(DataError, match="data.csv' is not a readable Parquet file"):
+        hl.Model("y ~ x + (1 | g)", f"{tmp_path}/data.csv", progress=False)
+
+
 def test_directory_of_parquet_files(tmp_path: object) -> None:
     df = frame()
     df.to_parquet(f"{tmp_path}/all.parquet")
