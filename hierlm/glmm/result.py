@@ -384,6 +384,27 @@ class GlmmResult(ResultMethods):
         lower, upper = table.columns[2:4]
         return table[[lower, upper]].set_axis(["lower", "upper"], axis=1)
 
+    # ------------------------------------------------- not available for GLMM ML fits
+    def _not_yet(self, what: str) -> FitError:
+        return FitError(f"{what} is not available for ML fits of {self.family.describe()} GLMMs "
+                        "yet (the Gaussian formulas would be wrong on the link scale).")
+
+    def icc(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
+        raise self._not_yet("icc()")
+
+    def r2(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
+        raise self._not_yet("r2()")
+
+    def shrinkage(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
+        raise self._not_yet("shrinkage()")
+
+    def save(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
+        raise self._not_yet("save()")
+
     # ------------------------------------------------------------------ others
     def summary(self, prob: float | None = None) -> Any:
         """The summary in glmer's layout (:class:`hierlm.glmm.report.GlmmSummary`)."""

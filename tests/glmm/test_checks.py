@@ -71,3 +71,12 @@ def test_few_observations_per_level_suggest_nagq() -> None:
     model = hl.Model(ref["formula"], data_of(ref), family="binomial")
     with pytest.warns(HierlmWarning, match="median of .* per level of 'g'.*nagq="):
         model.fit("ml", hessian=False)
+
+
+def test_gaussian_only_quantities_are_refused() -> None:
+    from tests.glmm.reference import fitted
+
+    fit = fitted("glmer/cbpp_binomial_laplace")
+    for call in (fit.icc, fit.r2, lambda: fit.shrinkage("herd"), lambda: fit.save("/tmp/x")):
+        with pytest.raises(FitError, match="not available for ML fits of binomial \\(logit\\)"):
+            call()
