@@ -105,8 +105,14 @@ def _central_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, lower: np
 
 def _minimize(f: Callable[[np.ndarray, Any], float], make_anchor: Callable[[np.ndarray], Any],
               x0: np.ndarray, lower: np.ndarray, max_evaluations: int, gtol: float = 1e-4,
-              ftol: float = 1e-12) -> tuple[np.ndarray, float, bool, str]:
-    """L-BFGS-B with central-difference gradients; PIRLS warm-starts from the current point."""
+              ftol: float = 1e-12, scale: np.ndarray | None = None
+              ) -> tuple[np.ndarray, float, bool, str]:
+    """L-BFGS-B with central-difference gradients; PIRLS warm-starts from the current point.
+
+    ``scale``: the optimiser works on ``z = x * scale`` (e.g. the square roots of the
+    deviance's curvatures, so that all coordinates are alike).
+    """
+    unit = np.ones(x0.size) if scale is None else np.asarray(scale, dtype=float)
     best = {"value": np.inf}
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -128,12 +134,33 @@ def _minimize(f: Callable[[np.ndarray, Any], float], make_anchor: Callable[[np.n
         best["value"] = min(best["value"], value)
         return value, grad
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    result = optimize.minimize(value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+    def scaled(z: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = value_and_grad(z / unit)
+        return value, grad / unit
+
+    bounds = [(lo * u if np.isfinite(lo) else None, None) for lo, u in zip(lower, unit, strict=True)]
+    result = optimize.minimize(scaled, x0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
                                options={"maxiter": max_evaluations, "ftol": ftol, "gtol": gtol,
                                         "maxcor": 20})
-    return np.asarray(result.x, dtype=float), float(result.fun), bool(result.success), \
+    return np.asarray(result.x, dtype=float) / unit, float(result.fun), bool(result.success), \
         str(result.message)
+
+
+def _curvature_scale(f: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray,
+                     step: float = 1e-3) -> np.ndarray:
+    """Square roots of the deviance's diagonal curvatures at ``x`` (second differences)."""
+    f0 = f(x)
+    out = np.empty(x.size)
+    for k in range(x.size):
+        h = step * max(1.0, abs(x[k]))
+        e = np.zeros(x.size)
+        e[k] = h
+        if x[k] - h < lower[k]:
+            curvature = (f(x + 2 * e) - 2 * f(x + e) + f0) / h ** 2
+        else:
+            curvature = (f(x + e) - 2 * f0 + f(x - e)) / h ** 2
+        out[k] = np.sqrt(curvature) if np.isfinite(curvature) and curvature > 1e-4 else 1.0
+    return out
 
 
 def _hessian(f: Callable[[np.ndarray], float], x: np.ndarray, step: float = _HESSIAN_STEP) -> np.ndarray:
@@ -264,8 +291,10 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
         deviance.anchor = deviance.mode(x)
         return deviance.anchor
 
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        scale = _curvature_scale(lambda z: deviance(z, deviance.anchor), x0, lower)
     x_opt, value, converged, message = _minimize(lambda x, a: deviance(x, a), anchor2, x0, lower,
-                                                 max_evaluations)
+                                                 max_evaluations, scale=scale)
     # lme4's bounds: a diagonal theta entry below 1e-8 of its bound is the boundary itself
     x_opt[:n_theta] = np.where((lower_theta == 0) & (x_opt[:n_theta] < 1e-8), 0.0, x_opt[:n_theta])
     theta, beta, dispersion = deviance.split(x_opt)
