@@ -29,8 +29,12 @@ Other nested and crossed designs (vector-valued terms such as
 ``(Days | Subject) + (1 | Days)``, or a dense part wider than the limit) keep the
 full, non-centred formulation under ``"auto"``: the Python likelihood (about
 2.5-10 ms per gradient) is slower per effective sample there;
-``formulation="marginal"`` asks for the marginal form explicitly. Non-Gaussian
-families use the full formulation (no closed-form marginal).
+``formulation="marginal"`` asks for the marginal form explicitly. Patterned random-effect
+structures (``cs``, ``ar1``, ``toep``) have a marginal form too
+(:mod:`hierlm.bayes.structured_marginal`: their PyMC variables, the one
+likelihood as an Op), also in Python, so ``"auto"`` keeps the full formulation
+for them. Non-Gaussian families use the full formulation (no closed-form
+marginal).
 """
 
 from __future__ import annotations
@@ -98,12 +102,17 @@ class BuiltModel:
     def pymc_model(self) -> Any:
         """The PyMC model (``pymc.Model``) of this formulation, built once."""
         if self._pymc_model is None:
-            if self.formulation == "marginal" and self.stats is None:
+            if self.formulation == "marginal" and not all(
+                    block.structure.is_lme4 for block in self.design.blocks):
+                from hierlm.bayes.structured_marginal import build_structured_marginal_model
+
+                self._pymc_model = build_structured_marginal_model(self.design, self.priors)
+            elif self.formulation == "marginal" and self.stats is None:
                 raise FitError(
                     "the marginal formulation of a design with more than one grouping factor has "
                     "no PyMC model (its density is hierlm.lmm.likelihood, sampled with nutpie); "
                     "use sampler='nutpie' or formulation='full'")
-            if self.formulation == "marginal":
+            elif self.formulation == "marginal":
                 from hierlm.bayes.marginal import build_marginal_model
 
                 self._pymc_model, _ = build_marginal_model(self.design, self.priors, self.stats)
@@ -121,7 +130,7 @@ MARGINAL_DENSE_LIMIT = 200
 
 def dense_width(design: Design) -> int:
     """Random-effect columns left dense after eliminating the factor with most columns."""
-    widths = {}
+    widths: dict[str, int] = {}
     for block in design.blocks:
         widths[block.group] = widths.get(block.group, 0) + block.n_levels * block.q
     return sum(widths.values()) - max(widths.values(), default=0)
@@ -153,11 +162,9 @@ def choose_formulation(design: Design, formulation: str = "auto", family: Any = 
         raise FitError(f"formulation={formulation!r}; choose one of {', '.join(FORMULATIONS)}")
     family = family_name(family)
     marginal_ok = family == "gaussian"  # any grouping: the one likelihood integrates b out
-    patterned = [block.term for block in design.blocks if not block.structure.is_lme4]
-    if patterned and formulation == "marginal":  # cs, ar1, toep: the full formulation only (yet)
-        raise FitError(f"formulation='marginal' does not take the covariance structures of "
-                       f"{', '.join(patterned)} yet; use formulation='full' or 'auto'")
-    marginal_ok = marginal_ok and not patterned
+    # cs, ar1, toep blocks: the marginal form through the one likelihood (structured_marginal),
+    # in Python, so "auto" keeps the full formulation for them
+    patterned = any(not block.structure.is_lme4 for block in design.blocks)
     if formulation == "marginal" and not marginal_ok:
         groups = sorted({b.group for b in design.blocks})
         reason = (
@@ -172,7 +179,7 @@ def choose_formulation(design: Design, formulation: str = "auto", family: Any = 
         # a compiled likelihood (see the module docstring): one factor, or scalar crossed terms
         compiled = shared_group(design) is not None or (
             scalar_terms_only(design) and dense_width(design) <= MARGINAL_DENSE_LIMIT)
-        return "marginal" if marginal_ok and compiled else "full"
+        return "marginal" if marginal_ok and compiled and not patterned else "full"
     return formulation
 
 
@@ -244,6 +251,7 @@ def build_model(model: Any, priors: Any = None, formulation: str = "auto") -> Bu
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
     chosen = choose_formulation(design, formulation, family)
     names = block_names(design)
-    one_factor = chosen == "marginal" and shared_group(design) is not None
+    lme4_blocks = all(block.structure.is_lme4 for block in design.blocks)
+    one_factor = chosen == "marginal" and shared_group(design) is not None and lme4_blocks
     stats = group_stats(design) if one_factor else None
     return BuiltModel(chosen, design, prior_table, names, stats, family)

@@ -59,6 +59,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -272,7 +273,20 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
     import nutpie
 
     start = time.perf_counter()
-    if settings.backend == "kernel" and built.stats is None:
+    patterned = not all(block.structure.is_lme4 for block in built.design.blocks)
+    if settings.backend == "kernel" and built.formulation == "full":
+        # non-Gaussian scalar-block models: the compiled GLMM kernel (hierlm.bayes.glmm_kernel)
+        from hierlm.bayes.glmm_kernel import compile_glmm_kernel_for_nutpie
+
+        compiled = compile_glmm_kernel_for_nutpie(built, names)
+    elif settings.backend == "kernel" and built.formulation == "marginal" and patterned:
+        # cs, ar1, toep blocks: the structures' variables in PyMC, the one likelihood as an Op
+        from hierlm.bayes.nutpie_adapter import compile_for_nutpie
+
+        with warnings.catch_warnings():  # the likelihood Op is Python: numba's object mode
+            warnings.filterwarnings("ignore", message="Numba will use object mode")
+            compiled = compile_for_nutpie(built.pymc_model, names)
+    elif settings.backend == "kernel" and built.stats is None:
         # nested or crossed factors: the one Gaussian likelihood itself
         from hierlm.bayes.likelihood_model import compile_likelihood_for_nutpie
 

@@ -115,9 +115,8 @@ def test_structure_variables_names_and_tables(short_fits, tmp_path):
     assert loaded.structure_parameters().equals(table)
 
 
-def test_marginal_and_map_refuse_patterned_structures():
+def test_map_refuses_patterned_structures():
+    # formulation='marginal' takes them (tests/bayes/test_marginal_structures.py)
     model = _model("cs")
-    with pytest.raises(FitError, match="formulation='marginal' does not take"):
-        model.fit(method="nuts", formulation="marginal")
     with pytest.raises(FitError, match=r"MAP \(method='map'\) does not support"):
         model.fit(method="map")
