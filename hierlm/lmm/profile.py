@@ -411,6 +411,10 @@ def profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
         ``sigma`` and the fixed-effect names (lme4's order and names, with
         hierlm's term names); columns ``estimate`` (ML), ``lower``, ``upper``.
     """
+    if fit.design.residual is not None:
+        from hierlm.lmm.profile_structures import structured_profile_confint
+
+        return structured_profile_confint(fit, level)
     require_lme4_structures(fit.design.blocks, "Profile-likelihood intervals", fit.design.residual)
     ml = fit.refit(reml=False, warn=False) if fit.reml else fit
     reference = float(ml.deviance)

@@ -166,6 +166,9 @@ class ResidualStructure(ABC):
     def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Relative covariance over the distinct times ``(T, T)`` and its derivative."""
 
+    #: Each natural parameter is a monotone function of one parameter, in order (profiles).
+    per_coordinate_natural: ClassVar[bool] = True
+
     #: :meth:`for_groups` indexes :meth:`over_times` by slots (callers may pass it in, ``over``).
     slot_based: ClassVar[bool] = True
 

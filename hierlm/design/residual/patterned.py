@@ -185,6 +185,8 @@ class Toep(_IntegerGrid):
     base = "toep"
     description = "Toeplitz (one correlation per integer lag, one variance)"
 
+    per_coordinate_natural = False  # the lag correlations come from all partial ones
+
     def _model(self) -> CorrelationModel:
         return ToeplitzCorrelation(self._size)
 

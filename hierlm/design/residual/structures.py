@@ -116,6 +116,7 @@ class UN(ResidualStructure):
     description = "unstructured (every variance and covariance over the times)"
     heterogeneous = True
     relative_covariance = True
+    per_coordinate_natural = False  # the entries of L (the table shows the matrix)
 
     def _pattern(self) -> list[tuple[int, int]]:
         pattern = [(i, j) for j in range(self.n_times) for i in range(j, self.n_times)]
