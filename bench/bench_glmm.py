@@ -98,7 +98,8 @@ def write(rows: list[dict[str, object]], before: str) -> None:
              "logLik glmer | PIRLS runs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['case']} | `{row['formula']}` | {row['n']} | {row['hierlm_s']:.3f} | "
+        formula = str(row["formula"]).replace("|", "\\|")  # a bar inside a table cell
+        lines.append(f"| {row['case']} | `{formula}` | {row['n']} | {row['hierlm_s']:.3f} | "
                      f"{row['glmer_s']:.3f} | {row['ratio']:.2f} | {row['loglik_hierlm']:.4f} | "
                      f"{row['loglik_glmer']:.4f} | {row['evaluations']} |")
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
