@@ -524,7 +524,6 @@ def group_crossproducts(design: Design, group: str | None = None) -> GroupCrossP
     if not members:
         raise DataError(f"No random-effect block is grouped by {group!r}; have {groups}.")
     rb = design.blocks[members[0]]
-    n = design.n
     codes = np.asarray(rb.codes, dtype=np.int64)
     z = np.column_stack([np.asarray(design.blocks[k].z, dtype=float).reshape(codes.size, -1)
                          for k in members])
