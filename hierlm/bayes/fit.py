@@ -20,6 +20,7 @@ import numpy as np
 
 from hierlm.bayes.build import build_model, choose_formulation, design_and_priors, model_family
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
+from hierlm.bayes.glmm_kernel import glmm_kernel_applies
 from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF
 from hierlm.bayes.posterior import assemble_datatree
@@ -92,6 +93,23 @@ def fit_bayes(model: Any, method: str = "nuts", **options: Any) -> BayesResult:
     return fit_nuts(model, **options)
 
 
+def _default_target_accept(built: Any) -> float:
+    """:data:`DEFAULT_TARGET_ACCEPT` by formulation; 0.8 for a non-Gaussian model with every block centred.
+
+    Blocks are centred exactly where their levels' data are informative
+    (:func:`hierlm.bayes.glmm_setup.centred_blocks`), where the funnel that
+    the full formulation's 0.95 guards against does not arise; 0.8 then
+    halves the leapfrog steps per draw (cbpp: 7 instead of 14, the same
+    effective sample size).
+    """
+    if built.family.name != "gaussian" and built.formulation == "full":
+        from hierlm.bayes.glmm_setup import centred_blocks
+
+        if all(centred_blocks(built.design, built.family)):
+            return 0.8
+    return DEFAULT_TARGET_ACCEPT[built.formulation]
+
+
 def _other_formulation_available(design: Any, formulation: str, family: Any = "gaussian") -> bool:
     """Whether the formulation not used could fit the design, for actionable hints."""
     other = "marginal" if formulation == "full" else "full"
@@ -143,7 +161,8 @@ def fit_nuts(
         and 0.95 for the full one, whose non-centred group effects leave a
         funnel when the data say little about an SD (25 small simulated data
         sets, 8 groups of 6 rows: fits with divergences 4 at 0.8, 1 at 0.9,
-        0 at 0.95, at about the same run time).
+        0 at 0.95, at about the same run time); 0.8 for non-Gaussian models
+        whose blocks are all sampled centred (see ``_default_target_accept``).
     max_treedepth : int
         Maximum NUTS tree depth.
     random_seed : int, optional
@@ -185,11 +204,12 @@ def fit_nuts(
     require_varying_response(design.y, design.X, design.response)
     built = build_model(model, prior_table, formulation)
     if target_accept is None:
-        target_accept = DEFAULT_TARGET_ACCEPT[built.formulation]
+        target_accept = _default_target_accept(built)
     built_at = time.perf_counter()
     settings = SamplerSettings(
         sampler=sampler or available_samplers()[0],
-        backend=resolve_backend(backend, built.formulation),
+        backend=("kernel" if backend in ("auto", "kernel") and glmm_kernel_applies(built)
+                 else resolve_backend(backend, built.formulation)),
         chains=chains,
         draws=draws,
         tune=tune,

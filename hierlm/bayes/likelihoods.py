@@ -200,6 +200,9 @@ def _binomial_replicate(rng: np.random.Generator, data: ObservedData, mu: np.nda
 
 
 # ------------------------------------------------------------------- Poisson
+# NumPy's Poisson sampler refuses rates above about 9.2e18; a draw that far out is capped there
+_LARGEST_RATE = 1e18
+
 def _poisson_observed(name: str, eta: Any, family: Family, dispersion: Any, data: ObservedData,
                       dims: str) -> Any:
     import pymc as pm
@@ -213,7 +216,7 @@ def _poisson_observed(name: str, eta: Any, family: Family, dispersion: Any, data
 
 def _poisson_replicate(rng: np.random.Generator, data: ObservedData, mu: np.ndarray,
                        dispersion: np.ndarray | None) -> np.ndarray:
-    return np.asarray(rng.poisson(mu))
+    return np.asarray(rng.poisson(np.minimum(mu, _LARGEST_RATE)))
 
 
 # ---------------------------------------------------- negative binomial (NB2)
@@ -234,7 +237,7 @@ def _nb_replicate(rng: np.random.Generator, data: ObservedData, mu: np.ndarray,
     assert dispersion is not None
     theta = np.broadcast_to(dispersion[:, None], mu.shape)
     # NB2 as a gamma-Poisson mixture: lambda ~ Gamma(shape theta, scale mu / theta)
-    return np.asarray(rng.poisson(rng.gamma(theta, mu / theta)))
+    return np.asarray(rng.poisson(np.minimum(rng.gamma(theta, mu / theta), _LARGEST_RATE)))
 
 
 LIKELIHOODS: dict[str, Likelihood] = {

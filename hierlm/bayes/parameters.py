@@ -26,6 +26,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
+from hierlm.bayes.glmm_setup import GlmmStart
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames, block_names
 from hierlm.bayes.prior_draws import draw_lkj_raw
 from hierlm.bayes.priors import Prior, PriorTable
@@ -35,7 +36,6 @@ from hierlm.design.blocks import Design
 
 __all__ = [
     "ModelParameters",
-    "GlmmStart",
     "add_parameters",
     "model_coords",
     "prior_variable",
@@ -229,34 +229,6 @@ def correlations_from_cholesky(corr_chol: TensorVariable, pairs: list[tuple[int,
     """Correlations ``R[i, j] = sum_k L[i, k] L[j, k]`` for the given index pairs."""
     values = [pt.sum(corr_chol[i, : i + 1] * corr_chol[j, : i + 1]) for i, j in pairs]
     return pt.stack(values)
-
-
-@dataclass(frozen=True)
-class GlmmStart:
-    """What a non-Gaussian full model needs besides the Gaussian defaults.
-
-    Attributes
-    ----------
-    dispersion : str or None
-        Name (and prior key) of the dispersion parameter, None when the family has none.
-    beta : numpy.ndarray
-        Starting fixed effects (at centred predictors when ``centre`` is set).
-    sd : float
-        Starting value of every group-level SD.
-    centre : numpy.ndarray or None
-        Column means of ``X`` (0 for the intercept column): the sampler moves
-        over the fixed effects at centred predictors (``fixef_centred``,
-        which removes the correlation between the intercept and the slopes)
-        and ``fixef`` is the deterministic map back. The priors stay those of
-        ``fixef`` as written: the slopes are the same in both, and the
-        intercept's prior is added as a potential on ``fixef[Intercept]``
-        (the map is linear with unit Jacobian).
-    """
-
-    dispersion: str | None
-    beta: np.ndarray
-    sd: float
-    centre: np.ndarray | None
 
 
 def _glmm_fixef(design: Design, priors: PriorTable, start: GlmmStart) -> TensorVariable:
