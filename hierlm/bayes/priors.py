@@ -40,6 +40,13 @@ as given (predictors are not centred), so its prior is centred on ``mean(y)``
 with a width of 2.5 ``s_y``, which covers any plausible value at x = 0 unless
 the predictors' ranges are far from zero relative to their spread.
 
+Non-Gaussian families (binomial, Poisson, negative binomial) get link-scale
+defaults instead, from the family's ``default_prior_scales``
+(:func:`_link_scale_table`): ``Intercept ~ normal(0, 5)``, other fixed effects
+``normal(0, 2.5 / s_x)``, SDs ``exponential(s_x)``, LKJ(1), and
+``theta ~ exponential(1)`` for the negative binomial (key ``"theta"``); no
+``sigma`` row.
+
 Overrides
 ---------
 ``priors`` maps keys to :class:`Prior` objects (or the string ``"flat"``). The

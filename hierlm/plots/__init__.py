@@ -46,6 +46,8 @@ __all__ = [
     "plot_rank",
     "plot_compare",
     "plot_compare_estimates",
+    "plot_ppc_counts",
+    "plot_ppc_proportions",
 ]
 
 _HOME = {
@@ -63,6 +65,8 @@ _HOME = {
     "plot_rank": "hierlm.plots.diagnostics",
     "plot_compare": "hierlm.plots.comparison",
     "plot_compare_estimates": "hierlm.plots.comparison",
+    "plot_ppc_counts": "hierlm.plots.counts",
+    "plot_ppc_proportions": "hierlm.plots.counts",
 }
 
 
