@@ -14,6 +14,7 @@ approximation, ``Lambda (A'WA + I)^-1 Lambda'`` at the mode (lme4's
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,16 @@ from hierlm.errors import FitError, InputTypeError
 from hierlm.glmm.optimum import GlmmOptimum
 from hierlm.glmm.pirls import GlmmProblem
 from hierlm.results.draws import FitDraws
+from hierlm.results.explained import r2
+from hierlm.results.intraclass import icc
 from hierlm.results.methods import ResultMethods
 from hierlm.results.tables import point_table
 from hierlm.results.uncertainty import PointUncertainty
 
-__all__ = ["GlmmResult", "RESIDUAL_TYPES"]
+__all__ = ["GlmmResult", "RESIDUAL_TYPES", "EXPECTED_COUNTS"]
+
+#: ``expected_count=`` choices of the latent-scale ICC and R² of count families.
+EXPECTED_COUNTS = ("null", "model")
 
 #: ``residuals(type=...)`` choices, as glmer's.
 RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
@@ -384,18 +390,68 @@ class GlmmResult(ResultMethods):
         lower, upper = table.columns[2:4]
         return table[[lower, upper]].set_axis(["lower", "upper"], axis=1)
 
+    # ------------------------------------------------- latent-scale variance shares
+    def null_intercept(self) -> float:
+        """Intercept of the null model: this model refitted with fixed part ``1``.
+
+        Same random effects, offset and weights (insight's ``null_model``);
+        computed once per fit and kept. ``exp`` of it is the expected count of
+        the distribution-specific variance of count families.
+        """
+        cached = self.__dict__.get("_null_intercept")
+        if cached is not None:
+            return float(cached)
+        if self._fitter is None:
+            raise FitError("The null model needs the fitter; fit through hierlm.Model(...).fit('ml').")
+        null_design = replace(self.design, X=np.ones((self.design.n, 1)),
+                              fixed_names=("Intercept",), summary=None)
+        null_fit = self._fitter(null_design, self.family, model=None, nagq=self.nagq)
+        self.__dict__["_null_intercept"] = float(null_fit.optimum.beta[0])
+        return float(self.__dict__["_null_intercept"])
+
+    def _expected_count(self, expected_count: str) -> np.ndarray | None:
+        if expected_count not in EXPECTED_COUNTS:
+            raise InputTypeError(f"expected_count must be one of {', '.join(EXPECTED_COUNTS)}, "
+                                 f"not {expected_count!r}.")
+        if self.family.link.latent_variance is not None or expected_count == "model":
+            return None  # binomial: a constant; "model": residual_variance's own lambda
+        return np.array([np.exp(self.null_intercept())])
+
+    def icc(self, shared: Any = None, at: Any = None, prob: float | None = None,
+            method: str = "lognormal", expected_count: str = "null") -> Any:
+        """Adjusted ICCs on the latent (link) scale (Nakagawa, Johnson & Schielzeth 2017).
+
+        ``sum var_re / (sum var_re + var_dist)`` per set of shared grouping
+        factors, with random-slope variances averaged over the rows (``mean_i
+        z_i' G z_i``). ``var_dist`` is the distribution-specific variance
+        (row ``Residual`` of ``components``): binomial the link's constant
+        (logit ``pi^2/3``, probit 1, cloglog ``pi^2/6``); Poisson and NB2
+        ``log(1 + 1/mu [+ 1/theta])`` (``method="lognormal"``), ``1/mu [+
+        1/theta]`` (``"delta"``) or ``trigamma`` of its inverse, where ``mu``
+        is ``exp`` of the null model's intercept (``expected_count="null"``,
+        as performance 0.10.2; :meth:`null_intercept` refits once) or
+        ``exp(mean(offset + x'beta) + sum var_re / 2)`` (``"model"``, no
+        refit, the Bayesian engine's). See :func:`hierlm.results.icc`.
+        """
+        return icc(self, shared=shared, at=at, prob=prob, method=method,
+                   expected_count=self._expected_count(expected_count))
+
+    def r2(self, bayes: bool | None = None, residual: str = "model", prob: float | None = None,
+           method: str = "lognormal", expected_count: str = "null") -> Any:
+        """Marginal and conditional R² on the latent scale (Nakagawa, Johnson & Schielzeth 2017).
+
+        ``var_f / (var_f + sum var_re + var_dist)`` and ``(var_f + sum var_re)
+        / (...)``, ``var_f`` the variance of ``x'beta`` (offset excluded),
+        ``var_dist`` as in :meth:`icc`. ``bayes=True`` adds Gelman et al.'s
+        response-scale R² at the estimates. See :func:`hierlm.results.r2`.
+        """
+        return r2(self, bayes=bool(bayes), residual=residual, prob=prob, method=method,
+                  expected_count=self._expected_count(expected_count))
+
     # ------------------------------------------------- not available for GLMM ML fits
     def _not_yet(self, what: str) -> FitError:
         return FitError(f"{what} is not available for ML fits of {self.family.describe()} GLMMs "
                         "yet (the Gaussian formulas would be wrong on the link scale).")
-
-    def icc(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
-        raise self._not_yet("icc()")
-
-    def r2(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
-        raise self._not_yet("r2()")
 
     def shrinkage(self, *args: Any, **kwargs: Any) -> Any:
         """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""

@@ -33,6 +33,7 @@ __all__ = [
     "mean_random_variance",
     "random_variance_at",
     "residual_variance",
+    "observation_level_blocks",
 ]
 
 
@@ -154,7 +155,35 @@ def mean_random_variance(draws: FitDraws, design: Design | None = None) -> np.nd
     return np.column_stack(columns)
 
 
-def residual_variance(draws: FitDraws, method: str = "lognormal") -> np.ndarray:
+def observation_level_blocks(draws: FitDraws) -> np.ndarray:
+    """Which blocks are observation-level random effects of a non-Gaussian fit.
+
+    A block whose factor has one level per observation and whose only column
+    is the intercept models overdispersion (Nakagawa, Johnson & Schielzeth
+    2017, and insight's ``get_variance``): its variance belongs to the residual
+    (additive dispersion) side of the latent-scale decompositions, not to the
+    group variances. Always all False for Gaussian fits.
+
+    Parameters
+    ----------
+    draws : FitDraws
+        Parameter draws of a fit.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one entry per block.
+    """
+    design = draws.design
+    if draws.is_gaussian or getattr(design, "rowless", False):
+        return np.zeros(len(design.blocks), dtype=bool)
+    return np.array([block.columns == ("Intercept",) and block.n_levels == design.n
+                     and np.unique(block.codes).size == design.n for block in design.blocks],
+                    dtype=bool)
+
+
+def residual_variance(draws: FitDraws, method: str = "lognormal",
+                      expected_count: np.ndarray | None = None) -> np.ndarray:
     """The residual variance of the variance decompositions (ICC, Nakagawa R²), per draw.
 
     Gaussian models: ``sigma^2``. Other families: the distribution-specific
@@ -167,7 +196,11 @@ def residual_variance(draws: FitDraws, method: str = "lognormal") -> np.ndarray:
     the design-averaged variance of block ``k``): ``log(1 + 1/lambda)``
     (``method="lognormal"``, their recommendation), ``1/lambda``
     (``"delta"``) or ``trigamma(lambda)``; NB2 adds ``1/theta``. Both
-    engines call this one function.
+    engines call this one function. ``expected_count`` replaces that
+    ``lambda`` (performance 0.10.2 / insight 0.19 take ``exp`` of the
+    intercept of the null model, the model refitted with fixed part 1). The
+    variance of observation-level random effects (see
+    :func:`observation_level_blocks`) is added: they model overdispersion.
 
     Parameters
     ----------
@@ -175,6 +208,8 @@ def residual_variance(draws: FitDraws, method: str = "lognormal") -> np.ndarray:
         Parameter draws of a fit.
     method : {"lognormal", "delta", "trigamma"}
         Approximation for count families.
+    expected_count : numpy.ndarray, optional
+        The expected count ``lambda`` per draw, shape (S,), for count families.
 
     Returns
     -------
@@ -188,14 +223,18 @@ def residual_variance(draws: FitDraws, method: str = "lognormal") -> np.ndarray:
     offset = getattr(draws.design, "offset", None)
     if offset is not None and np.size(offset) == draws.design.n:
         fixed = fixed + float(np.mean(offset))
-    lam = np.exp(fixed + 0.5 * mean_random_variance(draws).sum(axis=1))
+    random = mean_random_variance(draws)
+    lam = np.exp(fixed + 0.5 * random.sum(axis=1))
+    dispersion_re = random[:, observation_level_blocks(draws)].sum(axis=1)
+    if expected_count is not None:
+        lam = np.broadcast_to(np.asarray(expected_count, dtype=float), lam.shape)
     dispersion = draws.dispersion
     out = np.empty(draws.n_draws)
     for s in range(draws.n_draws):
         value = family.latent_variance(lam[s], None if dispersion is None else float(dispersion[s]),
                                        method=method)
         out[s] = float(np.asarray(value))
-    return out
+    return out + dispersion_re
 
 
 def _z_at(block: RandomBlock, values: Mapping[str, float]) -> np.ndarray:

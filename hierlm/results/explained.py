@@ -36,6 +36,7 @@ from hierlm.results.common import (
     chains_of,
     fixed_variance,
     mean_random_variance,
+    observation_level_blocks,
     residual_variance,
 )
 from hierlm.results.draws import FitDraws
@@ -45,13 +46,17 @@ from hierlm.results.summary import point_or_posterior
 __all__ = ["r2", "nakagawa_r2_draws", "bayes_r2_draws"]
 
 
-def nakagawa_r2_draws(draws: FitDraws) -> tuple[np.ndarray, np.ndarray]:
+def nakagawa_r2_draws(draws: FitDraws, method: str = "lognormal",
+                      expected_count: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Marginal and conditional R² of Nakagawa et al., one value per draw.
 
     Parameters
     ----------
     draws : FitDraws
         Parameter draws of a fit.
+    method, expected_count
+        The distribution-specific variance of non-Gaussian families (see
+        :func:`hierlm.results.common.residual_variance`).
 
     Returns
     -------
@@ -59,8 +64,8 @@ def nakagawa_r2_draws(draws: FitDraws) -> tuple[np.ndarray, np.ndarray]:
         Each of shape (S,).
     """
     fixed = fixed_variance(draws)
-    random = mean_random_variance(draws).sum(axis=1)
-    total = fixed + random + residual_variance(draws)
+    random = mean_random_variance(draws)[:, ~observation_level_blocks(draws)].sum(axis=1)
+    total = fixed + random + residual_variance(draws, method, expected_count)
     return fixed / total, (fixed + random) / total
 
 
@@ -112,7 +117,8 @@ def bayes_r2_draws(draws: FitDraws, residual: str = "model", include_random: boo
 
 
 def r2(fit: object, bayes: bool | None = None, residual: str = "model",
-       prob: float | None = None) -> pd.DataFrame:
+       prob: float | None = None, method: str = "lognormal",
+       expected_count: np.ndarray | None = None) -> pd.DataFrame:
     """Marginal, conditional and (for posterior draws) Bayesian R² of a fit.
 
     Parameters
@@ -127,6 +133,9 @@ def r2(fit: object, bayes: bool | None = None, residual: str = "model",
         Residual variance used by the Bayesian R² (see :func:`bayes_r2_draws`).
     prob : float, optional
         Interval probability for Bayesian fits (ArviZ default when None).
+    method, expected_count
+        The latent-scale distribution-specific variance of non-Gaussian
+        families (see :func:`hierlm.results.common.residual_variance`).
 
     Returns
     -------
@@ -137,7 +146,7 @@ def r2(fit: object, bayes: bool | None = None, residual: str = "model",
     """
     require_single_residual_variance(fit, "R² (Nakagawa)")
     draws = as_draws(fit)
-    marginal, conditional = nakagawa_r2_draws(draws)
+    marginal, conditional = nakagawa_r2_draws(draws, method, expected_count)
     rows = {"marginal": marginal, "conditional": conditional}
     if bayes is None:
         bayes = not draws.point

@@ -43,6 +43,7 @@ from hierlm.results.common import (
     block_labels,
     chains_of,
     mean_random_variance,
+    observation_level_blocks,
     random_variance_at,
     residual_variance,
 )
@@ -173,6 +174,8 @@ def icc(
     shared: Iterable[str | Iterable[str]] | None = None,
     at: Mapping[str, float] | None = None,
     prob: float | None = None,
+    method: str = "lognormal",
+    expected_count: np.ndarray | None = None,
 ) -> IccResult:
     """Intraclass correlation(s) and variance shares of a fit.
 
@@ -189,6 +192,10 @@ def icc(
         (``{"Days": 0}``) instead of averaging over the observed rows.
     prob : float, optional
         Interval probability for Bayesian fits (ArviZ default when None).
+    method, expected_count
+        The latent-scale distribution-specific variance that plays the
+        residual variance for non-Gaussian families (see
+        :func:`hierlm.results.common.residual_variance`).
 
     Returns
     -------
@@ -203,8 +210,9 @@ def icc(
     draws = as_draws(fit)
     design = draws.design
     labels = block_labels(design)
-    sets, correlation_draws, variances = icc_draws(draws, shared=shared, at=at)
-    residual = residual_variance(draws)
+    sets, correlation_draws, variances = icc_draws(draws, shared=shared, at=at, method=method,
+                                                   expected_count=expected_count)
+    residual = residual_variance(draws, method, expected_count)
     total = variances.sum(axis=1) + residual
     chains = chains_of(draws)
     correlations = point_or_posterior(correlation_draws, draws.point, chains=chains, prob=prob)
@@ -225,6 +233,8 @@ def icc_draws(
     fit: object,
     shared: Iterable[str | Iterable[str]] | None = None,
     at: Mapping[str, float] | None = None,
+    method: str = "lognormal",
+    expected_count: np.ndarray | None = None,
 ) -> tuple[list[tuple[str, list[int]]], np.ndarray, np.ndarray]:
     """Per-draw intraclass correlations (one draw for a point fit).
 
@@ -232,7 +242,7 @@ def icc_draws(
     ----------
     fit : FitDraws or fit result
         Any hierlm fit (or its draws).
-    shared, at
+    shared, at, method, expected_count
         As in :func:`icc`.
 
     Returns
@@ -254,7 +264,8 @@ def icc_draws(
     if not design.blocks:
         raise DataError("The model has no random effects, so it has no intraclass correlation.")
     variances = mean_random_variance(draws) if at is None else random_variance_at(draws, at)
-    total = variances.sum(axis=1) + residual_variance(draws)
+    variances[:, observation_level_blocks(draws)] = 0.0  # overdispersion: in the residual
+    total = variances.sum(axis=1) + residual_variance(draws, method, expected_count)
     sets = _shared_sets(design, shared)
     correlations = np.column_stack([variances[:, idx].sum(axis=1) / total for _, idx in sets])
     return sets, correlations, variances
