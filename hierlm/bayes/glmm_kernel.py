@@ -83,10 +83,11 @@ def _logp_grad(x: np.ndarray, grad: np.ndarray, family: int, y: np.ndarray, tria
     for i in range(n):
         e = eta[i]
         if family == 0:
-            # s e - n log(1 + exp(e)), stable in both tails
-            soft = e + math.log1p(math.exp(-e)) if e > 0 else math.log1p(math.exp(e))
+            # s e - n log(1 + exp(e)), stable in both tails, from one exp(-|e|)
+            a = math.exp(-abs(e))
+            soft = (e if e > 0 else 0.0) + math.log1p(a)
+            prob = 1.0 / (1.0 + a) if e >= 0 else a / (1.0 + a)
             total += weights[i] * (y[i] * e - trials[i] * soft)
-            prob = 1.0 / (1.0 + math.exp(-e)) if e > -700 else 0.0
             resid[i] = weights[i] * (y[i] - trials[i] * prob)
         else:
             mu = math.exp(e)
