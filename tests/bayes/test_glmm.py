@@ -119,6 +119,7 @@ MAP_CASES = [  # fit_id, fixef rtol, SE rtol, log-likelihood atol
     ("cbpp_binomial_probit", 2e-3, 2e-2, 0.01),
     ("cbpp_poisson_offset_laplace", 2e-3, 2e-2, 0.01),
     ("salamanders_nb2_mined", 2e-3, 2e-2, 0.01),
+    ("sim_poisson_slope", 2e-3, 2e-2, 0.01),  # correlated (1 + x | g): theta and the LKJ(1) prior
 ]
 
 
