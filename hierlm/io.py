@@ -210,8 +210,9 @@ def load_fit(path: str | Path) -> Any:
                       HierlmWarning, stacklevel=2)
     data = _read_data(folder / _DATA, manifest["data"])
     spec = manifest["model"]
+    link = manifest["fit"]["link"] if manifest["kind"] == "glmm" else None
     try:
-        model = Model(spec["formula"], data, family=spec["family"], priors=spec["priors"],
+        model = Model(spec["formula"], data, family=spec["family"], link=link, priors=spec["priors"],
                              na_action=spec["na_action"], reference=spec["reference"] or None,
                              residual=spec.get("residual"), variance=spec.get("variance"))
     except HierlmError as error:
@@ -219,6 +220,8 @@ def load_fit(path: str | Path) -> Any:
             f"{str(manifest_path)!r}: the saved model cannot be rebuilt: {error}") from None
     if manifest["kind"] == "lmm":
         return _lmm_restore(model, manifest["fit"], manifest_path)
+    if manifest["kind"] == "glmm":
+        return _glmm_restore(model, manifest["fit"], manifest_path)
     return _bayes_restore(model, manifest["fit"], folder / _IDATA)
 
 
@@ -277,6 +280,59 @@ def _lmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
         return LmmResult(design=model.design, model=model, kernel=kernel, theta=theta,
                          reml=bool(state["reml"]), fit_record=FitRecord(**record),
                          threads=state["threads"], fitter=fit_lmm)
+
+
+# ---------------------------------------------------------------------- GLMM
+def _glmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
+    """The GlmmResult at the saved estimates, its deviance recomputed and checked."""
+    from hierlm.glmm.fit import Deviance, fit_glmm
+    from hierlm.glmm.optimum import GlmmOptimum
+    from hierlm.glmm.pirls import GlmmProblem
+    from hierlm.glmm.result import GlmmResult
+
+    where = repr(str(manifest_path))
+    theta = np.asarray(state["theta"], dtype=float)
+    beta = np.asarray(state["beta"], dtype=float)
+    dispersion = None if state["dispersion"] is None else float(state["dispersion"])
+    family = model.family
+    if family.name != state["family"] or family.link.name != state["link"]:
+        raise IncompatibleFileError(f"{where}: the fit's family {state['family']}/{state['link']} "
+                                    f"differs from the model's {family.describe()}.")
+    if family.has_dispersion != (dispersion is not None) or (
+            dispersion is not None and not (np.isfinite(dispersion) and dispersion > 0)):
+        raise IncompatibleFileError(f"{where}: dispersion {dispersion!r} does not fit the "
+                                    f"{family.name} family; the file was changed.")
+    problem = GlmmProblem(model.design, family)
+    lower = problem.structure.layout.lower
+    if theta.shape != lower.shape or beta.shape != (model.design.p,):
+        raise IncompatibleFileError(
+            f"{where}: the saved theta/beta have {theta.size}/{beta.size} entries but the rebuilt "
+            f"model has {lower.size}/{model.design.p}; the file does not match its data.")
+    if np.any(theta < lower):
+        raise IncompatibleFileError(f"{where}: theta entry {int(np.argmax(theta < lower))} is "
+                                    "below its lower bound 0; the file was changed.")
+    nagq = int(state["nagq"])
+    deviance = Deviance(problem, nagq)
+    x = np.concatenate([theta, beta, [] if dispersion is None else [np.log(dispersion)]])
+    try:
+        mode = problem.mode(theta, beta, dispersion)
+        recomputed = deviance.value_of(mode, x)
+    except HierlmError as error:
+        raise IncompatibleFileError(f"{where}: the deviance cannot be evaluated at the saved "
+                                    f"estimates: {error}") from None
+    saved = float(state["deviance"])
+    if not abs(recomputed - saved) <= 1e-6 * max(1.0, abs(saved)):
+        raise IncompatibleFileError(
+            f"{where}: the saved deviance {saved!r} differs from {recomputed!r} recomputed at the "
+            "saved estimates on the saved data; the file was changed or does not match its data.")
+    hessian = None if state["hessian"] is None else np.asarray(state["hessian"], dtype=float)
+    optimum = GlmmOptimum(theta=theta, beta=beta, dispersion=dispersion, deviance=recomputed,
+                          mode=mode, hessian=hessian,
+                          vcov_beta=np.asarray(state["vcov_beta"], dtype=float),
+                          vcov_source=state["vcov_source"], converged=bool(state["converged"]),
+                          message=state["message"], evaluations=int(state["evaluations"]),
+                          nagq=nagq)
+    return GlmmResult(problem, optimum, model=model, fitter=fit_glmm)
 
 
 # ------------------------------------------------------------------- Bayesian

@@ -36,7 +36,7 @@ __all__ = [
 COLUMN_KINDS = frozenset({"numeric", "bool", "time", "categorical", "text"})
 
 _NA_ACTIONS = frozenset({"omit", "raise"})
-_FIT_KINDS = frozenset({"lmm", "bayes"})
+_FIT_KINDS = frozenset({"lmm", "bayes", "glmm"})
 _BAYES_METHODS = frozenset({"nuts", "map"})
 _DTYPE = re.compile(
     r"^(?:u?int(?:8|16|32|64)|U?Int(?:8|16|32|64)|float(?:16|32|64)|Float(?:32|64)|bool|boolean"
@@ -158,6 +158,21 @@ def _check_lmm_state(state: Any, path: Path) -> None:
         raise _fail(path, f"'fit.record.value' is {value!r}, not a finite number")
 
 
+def _check_glmm_state(state: Any, path: Path) -> None:
+    _require(state, dict, path, "'fit'")
+    for key in ("family", "link", "vcov_source", "message"):
+        _require(state.get(key), str, path, f"'fit.{key}'")
+    for key in ("nagq", "evaluations"):
+        _require(state.get(key), int, path, f"'fit.{key}'")
+    _require(state.get("converged"), bool, path, "'fit.converged'")
+    for key in ("theta", "beta", "vcov_beta"):
+        _finite_numbers(state.get(key), path, f"'fit.{key}'")
+    deviance = state.get("deviance")
+    if isinstance(deviance, bool) or not isinstance(deviance, (int, float)) \
+            or not math.isfinite(deviance):
+        raise _fail(path, f"'fit.deviance' is {deviance!r}, not a finite number")
+
+
 def _check_bayes_state(state: Any, path: Path) -> None:
     _require(state, dict, path, "'fit'")
     if state.get("method") not in _BAYES_METHODS:
@@ -206,5 +221,7 @@ def check_manifest(manifest: Any, path: Path) -> None:
     _check_schema(manifest.get("data"), path)
     if manifest["kind"] == "lmm":
         _check_lmm_state(manifest.get("fit"), path)
+    elif manifest["kind"] == "glmm":
+        _check_glmm_state(manifest.get("fit"), path)
     else:
         _check_bayes_state(manifest.get("fit"), path)

@@ -457,9 +457,21 @@ class GlmmResult(ResultMethods):
         """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
         raise self._not_yet("shrinkage()")
 
-    def save(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
-        raise self._not_yet("save()")
+    def _state(self) -> dict[str, Any]:
+        """What ``save()`` stores (:mod:`hierlm.core.store`): estimates, Hessian, family and link names."""
+        model = self.model
+        if model is not None and (getattr(model, "weights", None) is not None
+                                  or getattr(model, "offset", None) is not None):
+            raise FitError("save() of a GLMM with weights= or offset= is not supported yet; write "
+                           "them in the formula (cbind(successes, failures), offset(log(x))).")
+        o = self.optimum
+        return {"kind": "glmm", "idata": None,
+                "fit": {"family": self.family.name, "link": self.family.link.name,
+                        "nagq": int(self.nagq), "theta": o.theta, "beta": o.beta,
+                        "dispersion": o.dispersion, "deviance": float(o.deviance),
+                        "hessian": o.hessian, "vcov_beta": o.vcov_beta,
+                        "vcov_source": o.vcov_source, "converged": bool(o.converged),
+                        "message": o.message, "evaluations": int(o.evaluations)}}
 
     # ------------------------------------------------------------------ others
     def summary(self, prob: float | None = None) -> Any:
