@@ -285,7 +285,8 @@ def _lmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
 # ---------------------------------------------------------------------- GLMM
 def _glmm_restore(model: Any, state: dict[str, Any], manifest_path: Path) -> Any:
     """The GlmmResult at the saved estimates, its deviance recomputed and checked."""
-    from hierlm.glmm.fit import Deviance, fit_glmm
+    from hierlm.glmm.deviance import Deviance
+    from hierlm.glmm.fit import fit_glmm
     from hierlm.glmm.optimum import GlmmOptimum
     from hierlm.glmm.pirls import GlmmProblem
     from hierlm.glmm.result import GlmmResult

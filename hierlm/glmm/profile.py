@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from hierlm.errors import FitError
-from hierlm.glmm.fit import Deviance, _minimize
+from hierlm.glmm.deviance import Deviance, _minimize
 
 __all__ = ["profile_confint"]
 

@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq, minimize
 from scipy.stats import chi2
 
 from hierlm.core.correlation import cholesky_from_raw, lkj_pair_positions
 from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
 from hierlm.lmm.optimum import blas_threads
+from hierlm.lmm.profile_search import Profile, fixed_effect_profiles, minimise_profile, profile_limit
 
 __all__ = [
     "profile_confint",
@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 _RAW_LIMIT = 12.0  # |tanh(12)| = 1 - 8e-11: correlations within rounding of +-1
-_OPTIONS = {"ftol": 1e-13, "gtol": 1e-9, "maxiter": 500}
 _FAR = 1e20  # deviance reported where it cannot be evaluated (numerically singular systems)
 
 
@@ -245,53 +244,12 @@ def _ml_deviance(kernel: Any, n: int, theta: np.ndarray, sigma: float) -> float:
     return value if np.isfinite(value) else _FAR
 
 
-def _minimise(function: Callable[[np.ndarray], float], start: np.ndarray,
-              bounds: list[tuple[float | None, float | None]]) -> tuple[float, np.ndarray]:
-    if start.size == 0:
-        return function(start), start
-    result = minimize(function, start, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
-    return float(result.fun), np.asarray(result.x)
-
-
-@dataclass
-class _Profile:
-    """One parameter's profile: estimate, domain and the profile deviance function."""
-
-    name: str
-    estimate: float
-    low: float
-    high: float
-    scale: float
-    deviance: Callable[[float], float]
-
-
 def _raw_of_correlation(value: float) -> float:
     """The raw coordinate (arctanh) of a correlation, kept finite at +-1."""
     return float(np.arctanh(np.clip(value, -0.999999999999, 0.999999999999)))
 
 
-def _limit(profile: _Profile, cutoff: float, direction: int) -> float:
-    """Where the profile deviance rises by ``cutoff`` on one side of the estimate."""
-    edge = profile.low if direction < 0 else profile.high
-    step = profile.scale
-    inner = profile.estimate
-    for _ in range(60):
-        outer = profile.estimate + direction * step
-        if (direction < 0 and outer <= edge) or (direction > 0 and outer >= edge):
-            outer = edge
-        value = profile.deviance(outer) - cutoff
-        if value > 0:
-            return float(brentq(lambda v: profile.deviance(v) - cutoff, min(inner, outer),
-                                max(inner, outer), xtol=1e-10 * max(abs(profile.estimate), 1.0),
-                                rtol=1e-12))
-        if outer == edge:
-            return float(edge)
-        inner, step = outer, step * 2.0
-    raise FitError(f"the profile of {profile.name} does not reach the confidence limit; the "
-                   "likelihood is flat in that direction")
-
-
-def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
+def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
     """Profiles of the SDs, correlations and sigma of an ML fit."""
     design, kernel = fit.design, fit.kernel
     blocks, n = design.blocks, design.n
@@ -303,7 +261,7 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
     estimates = parameter_vector(fit)
 
     def build(orders: list[np.ndarray], index: int, name: str, low: float, high: float,
-              to_coord: Callable[[float], float], scale: float) -> _Profile:
+              to_coord: Callable[[float], float], scale: float) -> Profile:
         param = VarianceParametrisation(kernel.cp.layout, blocks, orders)
         best = param.coords(covariances, fit.sigma)
         bounds = param.bounds(float(best[-1]))
@@ -323,7 +281,7 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
                 return _ml_deviance(kernel, n, theta, sigma)
 
             free_bounds = [bounds[k] for k in free]
-            dev, solution = _minimise(objective, state["start"], free_bounds)
+            dev, solution = minimise_profile(objective, state["start"], free_bounds)
             # where an SD ended at 0 or a correlation saturated (flat gradient in both cases)
             # the optimiser may be stranded: a second start from the lifted estimate decides
             coords = best.copy()
@@ -331,7 +289,7 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
             at_zero = np.any(coords[sd_positions] < 1e-3 * fit.sigma)
             saturated = np.any(np.abs(np.delete(coords[:-1], sd_positions)) > _RAW_LIMIT - 1e-3)
             if at_zero or saturated:
-                dev_fresh, fresh = _minimise(objective, lifted[free], free_bounds)
+                dev_fresh, fresh = minimise_profile(objective, lifted[free], free_bounds)
                 if dev_fresh < dev:
                     dev, solution = dev_fresh, fresh
             state["start"] = solution
@@ -339,7 +297,7 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
 
         # a correlation of a term whose SD is 0 is undefined (NaN): its profile starts at 0
         estimate = float(estimates[name])
-        return _Profile(name, 0.0 if np.isnan(estimate) else estimate, low, high, scale, deviance)
+        return Profile(name, 0.0 if np.isnan(estimate) else estimate, low, high, scale, deviance)
 
     profiles = []
     for entry in variance_entries(blocks):
@@ -357,40 +315,6 @@ def _variance_profiles(fit: Any, reference: float) -> list[_Profile]:
         profiles.append(build(orders, raw_slice.start, entry.name, -1.0, 1.0, _raw_of_correlation, 0.25))
     profiles.append(build(identity, natural.size - 1, "sigma", 1e-3 * fit.sigma, np.inf,
                           lambda v: float(np.log(max(v, 1e-300))), 0.1 * fit.sigma))
-    return profiles
-
-
-def _fixed_profiles(fit: Any, reference: float) -> list[_Profile]:
-    """Profiles of the fixed effects of an ML fit."""
-    kernel, n = fit.kernel, fit.design.n
-    lower = np.asarray(kernel.lower, dtype=float)
-    bounds: list[tuple[float | None, float | None]] = [
-        (None if not np.isfinite(lo) else float(lo), None) for lo in lower]
-    diagonal = np.isfinite(lower)
-    # theta at exactly 0 is a stationary point of the deviance: a second start lifts it off 0
-    lifted = np.where(diagonal, np.maximum(np.asarray(fit.theta, dtype=float), 0.1),
-                      np.asarray(fit.theta, dtype=float))
-    profiles = []
-    se = np.sqrt(np.diag(fit.vcov().to_numpy()))
-    for j, name in enumerate(fit.design.fixed_names):
-        state = {"start": np.array(fit.theta, dtype=float)}
-
-        def deviance(value: float, j: int = j, state: dict[str, np.ndarray] = state) -> float:
-            def objective(theta: np.ndarray) -> float:
-                sol = kernel.solution(theta, reml=False, cond_var=False)
-                extra = (value - sol.beta[j]) ** 2 / sol.unscaled_vcov[j, j]
-                rss = sol.r2 + extra
-                return float(sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * rss / n)))
-
-            dev, solution = _minimise(objective, state["start"], bounds)
-            if np.any(solution[diagonal] < 1e-3):
-                dev_fresh, fresh = _minimise(objective, lifted, bounds)
-                if dev_fresh < dev:
-                    dev, solution = dev_fresh, fresh
-            state["start"] = solution
-            return dev - reference
-
-        profiles.append(_Profile(name, float(fit.beta[j]), -np.inf, np.inf, float(se[j]), deviance))
     return profiles
 
 
@@ -421,9 +345,9 @@ def profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
     cutoff = float(chi2.ppf(level, 1))
     rows = []
     with blas_threads(getattr(fit, "threads", 1)):
-        for profile in _variance_profiles(ml, reference) + _fixed_profiles(ml, reference):
-            lower = _limit(profile, cutoff, -1)
-            upper = _limit(profile, cutoff, +1)
+        for profile in _variance_profiles(ml, reference) + fixed_effect_profiles(ml, reference):
+            lower = profile_limit(profile, cutoff, -1)
+            upper = profile_limit(profile, cutoff, +1)
             rows.append((profile.name, profile.estimate, lower, upper))
     frame = pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"])
     return frame.set_index("parameter")

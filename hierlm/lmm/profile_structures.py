@@ -7,7 +7,7 @@ As :mod:`hierlm.lmm.profile`, the ML deviance is profiled (a REML fit is refitte
   exactly by the criterion); its limits are mapped to the natural scale, which is a
   monotone function of that one parameter;
 * ``sigma``: ``min_phi [sum log|W_i| + r2(phi) / sigma^2 + n log(2 pi sigma^2)]``;
-* the fixed effects as for every fit (:func:`hierlm.lmm.profile._fixed_profiles`).
+* the fixed effects as for every fit (:func:`hierlm.lmm.profile_search.fixed_effect_profiles`).
 
 Structures whose natural parameters are not one per coordinate (``toep``, ``toeph``:
 lag correlations from all the partial ones; ``un``) and models with random effects and a
@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from hierlm.errors import FitError
-from hierlm.lmm.profile import _fixed_profiles, _limit, _minimise, _Profile
+from hierlm.lmm.profile_search import Profile, fixed_effect_profiles, minimise_profile, profile_limit
 
 __all__ = ["structured_profile_confint"]
 
@@ -94,13 +94,13 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
                     return float(kernel(phi, reml=False))
                 except FitError:
                     return float("inf")
-            dev, solution = _minimise(objective, state["start"], bounds)
+            dev, solution = minimise_profile(objective, state["start"], bounds)
             state["start"] = solution
             return dev - reference
 
-        profile = _Profile(name, float(theta_hat[k]), float(box_lower[k]), float(box_upper[k]),
+        profile = Profile(name, float(theta_hat[k]), float(box_lower[k]), float(box_upper[k]),
                            0.1, deviance)
-        limits = [_limit(profile, cutoff, -1), _limit(profile, cutoff, +1)]
+        limits = [profile_limit(profile, cutoff, -1), profile_limit(profile, cutoff, +1)]
         ends = []
         for limit in limits:
             params = theta_hat.copy()
@@ -108,9 +108,9 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
             ends.append(_natural(residual, params, k))
         rows.append((name, _natural(residual, theta_hat, k), min(ends), max(ends)))
     rows.append(_sigma_row(ml, reference, cutoff))
-    for profile in _fixed_profiles(ml, reference):
-        rows.append((profile.name, profile.estimate, _limit(profile, cutoff, -1),
-                     _limit(profile, cutoff, +1)))
+    for profile in fixed_effect_profiles(ml, reference):
+        rows.append((profile.name, profile.estimate, profile_limit(profile, cutoff, -1),
+                     profile_limit(profile, cutoff, +1)))
     frame = pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"])
     return frame.set_index("parameter")
 
@@ -131,11 +131,11 @@ def _sigma_row(ml: Any, reference: float, cutoff: float) -> tuple[str, float, fl
             except FitError:
                 return float("inf")
             return float(comp.logdet + comp.r2 / sigma2 + n * np.log(2.0 * np.pi * sigma2))
-        dev, solution = _minimise(objective, state["start"], bounds)
+        dev, solution = minimise_profile(objective, state["start"], bounds)
         state["start"] = solution
         return dev - reference
 
     estimate = float(np.log(ml.sigma))
-    profile = _Profile("sigma", estimate, -np.inf, np.inf, 0.05, deviance)
-    return ("sigma", float(ml.sigma), float(np.exp(_limit(profile, cutoff, -1))),
-            float(np.exp(_limit(profile, cutoff, +1))))
+    profile = Profile("sigma", estimate, -np.inf, np.inf, 0.05, deviance)
+    return ("sigma", float(ml.sigma), float(np.exp(profile_limit(profile, cutoff, -1))),
+            float(np.exp(profile_limit(profile, cutoff, +1))))
