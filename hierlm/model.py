@@ -18,6 +18,7 @@ import pandas as pd
 
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
+from hierlm.design.residual import ResidualStructure, VarIdent, residual_text, variance_column
 from hierlm.design.spec import ModelSpec, build_spec
 from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
 from hierlm.families import Family, Link, get_family
@@ -125,8 +126,8 @@ class Model:
         priors: Mapping[str, Any] | str | None = None,
         na_action: str = "omit",
         reference: Mapping[str, object] | None = None,
-        residual: str | None = None,
-        variance: str | None = None,
+        residual: str | ResidualStructure | None = None,
+        variance: str | VarIdent | None = None,
         drop_aliased: bool = True,
         progress: bool = True,
         link: str | Link | None = None,
@@ -152,6 +153,10 @@ class Model:
         self.parsed = parse_formula(formula)
         self.spec: ModelSpec
         self.design: Design
+        # a structure object (hierlm.residual.AR1("week", "id")) is kept as its text, which
+        # save/load, cards and reports store
+        residual = residual_text(residual)
+        variance = variance_column(variance)
         self.residual = residual
         self.variance = variance
         source = source_for(data)  # a registered kind of data held by an engine (hierlm.sources)
