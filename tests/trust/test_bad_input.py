@@ -21,6 +21,7 @@ import hierlm as hl
 from hierlm.errors import (
     ColumnNotFoundError,
     DataError,
+    FamilyError,
     FitError,
     FormulaError,
     HierlmError,
@@ -112,10 +113,10 @@ CASES: list[Case] = [
     ("log of a non-positive response", model("log(Days) ~ 1 + (1 | Subject)"), DataError,
      "log(Days)"),
     ("'.' shorthand", model("Reaction ~ . + (1 | Subject)"), FormulaError, "'.' shorthand"),
-    ("offset() term", model("Reaction ~ Days + offset(Days) + (1 | Subject)"), FormulaError,
-     "offset() is not supported yet"),
-    ("cbind() response", model("cbind(Reaction, Days) ~ 1 + (1 | Subject)"), FormulaError,
-     "cbind() responses"),
+    ("offset() that is not finite", model("Reaction ~ Days + offset(log(Days)) + (1 | Subject)"),
+     DataError, "offset 'log(Days)' is not finite"),
+    ("cbind() of non-count columns", model("cbind(Reaction, Days) ~ 1 + (1 | Subject)"), DataError,
+     "must be whole numbers"),
     ("log of zero in a fixed-effect term", model("Reaction ~ log(Days) + (1 | Subject)"), DataError,
      "'log(Days)' (18 row(s))"),
     ("NaN from a transform in a bar", model("Reaction ~ Days + (sqrt(Days - 5) | Subject)"),
@@ -171,7 +172,8 @@ CASES: list[Case] = [
     ("constant response under NUTS", lambda: hl.Model(FORMULA, with_column(SLEEP, Reaction=250.0)).fit(
         "nuts", progressbar=False), FitError, "response 'Reaction' is constant"),
     # ------------------------------------------------------- Model arguments
-    ("unsupported family", model(family="poisson"), InputTypeError, "poisson"),
+    ("unknown family", model(family="gamma"), FamilyError, "gamma"),
+    ("poisson family for a continuous response", model(family="poisson"), DataError, "whole counts"),
     ("unknown na_action", model(na_action="drop"), InputTypeError, "drop"),
     ("reference not a dict", model(reference="Subject"), InputTypeError, "reference"),
     ("reference to unknown column", model(reference={"Subjx": "308"}), ColumnNotFoundError,
@@ -280,9 +282,9 @@ CASES: list[Case] = [
     ("unknown log_likelihood mode", nuts(log_likelihood="some"), FitError, "log_likelihood"),
     ("optimizer option for NUTS", nuts(optimizer="COBYQA"), FitError, "optimizer"),
     ("reml=True for NUTS", nuts(reml=True), FitError, "reml"),
-    ("marginal formulation of crossed factors", lambda: hl.Model(
-        "diameter ~ 1 + (1 | plate) + (1 | sample)", hl.datasets.load("Penicillin")).fit(
-        "nuts", formulation="marginal", progressbar=False), FitError, "plate, sample"),
+    ("REML for a binomial model", lambda: hl.Model(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", hl.datasets.load("cbpp"),
+        family="binomial").fit("reml"), FitError, "REML is defined for Gaussian models only"),
     ("unknown prior family", lambda: hl.Prior("gaussian", sigma=1.0), PriorError, "gaussian"),
     ("unknown prior parameter", lambda: hl.Prior("normal", mu=0.0, sd=1.0), PriorError, "sd"),
     ("missing prior parameter", lambda: hl.Prior("normal", mu=0.0), PriorError, "sigma"),
