@@ -21,7 +21,8 @@ from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames
 from hierlm.bayes.prior_draws import cholesky_from_raw
 from hierlm.bayes.priors import Prior
 
-__all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "compile_kernel_for_nutpie"]
+__all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "compile_kernel_for_nutpie",
+           "nutpie_model_of_layout"]
 
 
 def _prior_row(prior: Prior) -> tuple[int, tuple[float, float, float]]:
@@ -167,12 +168,25 @@ def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
         values (uniform jitter of +-1 on every unconstrained coordinate, as PyMC
         does), seeded by nutpie's seed.
     """
-    from nutpie.compiled_pyfunc import from_pyfunc
-
     if built.stats is None:
         raise ValueError("the kernel needs the marginal formulation's group statistics")
     layout = kernel_layout(built)
     logp = kernel_logp(built.stats, layout)
+    return nutpie_model_of_layout(built, layout, logp, var_names)
+
+
+def nutpie_model_of_layout(built: BuiltModel, layout: KernelLayout,
+                           logp: Callable[..., tuple[float, np.ndarray]],
+                           var_names: list[str]) -> Any:
+    """A nutpie model over ``layout``'s unconstrained vector with log-density ``logp``.
+
+    Shared by the compiled one-factor kernel and the one-likelihood model of
+    :mod:`hierlm.bayes.likelihood_model`: chains start at jittered least-squares
+    values (uniform jitter of +-1 per coordinate, seeded by nutpie), and the
+    stored variables carry the fixed-effect, SD and correlation coords.
+    """
+    from nutpie.compiled_pyfunc import from_pyfunc
+
     start = _start(built, layout)
     logp(start)  # compile (or load from numba's cache) before sampling starts
     example = expand_point(start, layout)

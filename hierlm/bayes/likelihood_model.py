@@ -26,14 +26,17 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.conditional import SparseConditional
 from hierlm.bayes.crossed_kernel import ScalarFactorLikelihood, scalar_terms_only
 from hierlm.bayes.kernel import _corr_cholesky, _corr_reverse, log_prior_and_slope
-from hierlm.bayes.kernel_model import KernelLayout, _start, expand_point, kernel_layout
-from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA
+from hierlm.bayes.kernel_model import (
+    KernelLayout,
+    kernel_layout,
+    nutpie_model_of_layout,
+)
+from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.design.crossprod import theta_layout
 from hierlm.errors import FitError
 from hierlm.lmm.likelihood import GaussianLikelihood
@@ -143,49 +146,13 @@ def compile_likelihood_for_nutpie(built: BuiltModel, var_names: list[str]) -> An
     nutpie compiled model
         Chains start at jittered least-squares values, as with the kernel.
     """
-    from nutpie.compiled_pyfunc import from_pyfunc
-
     layout = kernel_layout(built)
     logp: Callable[..., tuple[float, np.ndarray]]
     if scalar_terms_only(built.design):  # the compiled twin (crossed_kernel)
         logp = ScalarFactorLikelihood(built.design).logp(layout.prior_code, layout.prior_par)
     else:
         logp = likelihood_logp(GaussianLikelihood(built.design), layout)
-    start = _start(built, layout)
-    logp(start)  # compile (or load from numba's cache) before sampling starts
-    example = expand_point(start, layout)
-    shapes = [tuple(np.shape(example[name])) for name in var_names]
-
-    def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, np.ndarray]]:
-        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-            values = expand_point(x, layout)
-            return {name: values[name] for name in var_names}
-
-        return expand
-
-    def make_initial_point(seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        return start + rng.uniform(-1.0, 1.0, size=start.size)
-
-    coords: dict[str, Any] = {FIXEF_DIM: pd.Index(list(built.design.fixed_names))}
-    dims: dict[str, tuple[str, ...]] = {FIXEF: (FIXEF_DIM,)}
-    for bn in built.names:
-        coords[bn.term_dim] = pd.Index(list(bn.block.columns))
-        dims[bn.sd] = (bn.term_dim,)
-        if bn.block.correlated and bn.block.q > 1:
-            coords[bn.pair_dim] = pd.Index(bn.coords()[bn.pair_dim])
-            dims[bn.cor] = (bn.pair_dim,)
-    return from_pyfunc(
-        ndim=layout.size,
-        make_logp_fn=lambda: logp,
-        make_expand_fn=make_expand_fn,
-        make_initial_point_fn=make_initial_point,
-        expanded_dtypes=[np.dtype("float64")] * len(var_names),
-        expanded_shapes=shapes,
-        expanded_names=list(var_names),
-        coords=coords,
-        dims={name: dims[name] for name in var_names if name in dims},
-    )
+    return nutpie_model_of_layout(built, layout, logp, var_names)
 
 
 def draw_effects_any_design(built: BuiltModel, draws: dict[str, np.ndarray],
