@@ -304,6 +304,12 @@ def _scalar_logp(x: np.ndarray, grad: np.ndarray, fbuf: np.ndarray, ibuf: np.nda
     return logp
 
 
+
+def _rest_columns(cp: CrossProducts) -> list[tuple[int, slice]]:
+    """``(factor index, its columns among the rest factors' levels)`` for factors 1, 2, ..."""
+    return [(k, slice(off, off + f.n_levels))
+            for k, (f, off) in enumerate(zip(cp.factors[1:], cp.rest_offsets, strict=True), start=1)]
+
 class ScalarFactorLikelihood:
     """The one likelihood, compiled, for designs of scalar terms on distinct factors.
 
@@ -331,8 +337,8 @@ class ScalarFactorLikelihood:
         #: design block of each factor (the unconstrained vector's sd order)
         self.factor_block = np.array([int(f.blocks[0]) for f in cp.factors], dtype=np.int64)
         rest_factor = np.empty(mz, dtype=np.int64)
-        for k, (f, off) in enumerate(zip(cp.factors[1:], cp.rest_offsets, strict=True), start=1):
-            rest_factor[off:off + f.n_levels] = k
+        for k, columns in _rest_columns(cp):
+            rest_factor[columns] = k
         vals = cp.vals[0]
         z_part = cp.cols < mz
         ptr = np.searchsorted(cp.pos_level[z_part], np.arange(n1 + 1))
@@ -452,6 +458,6 @@ class ScalarFactorLikelihood:
                 first[s], rest[s] = b1, br
         out: list[np.ndarray] = [np.zeros(0)] * len(design.blocks)
         out[int(self.factor_block[0])] = first[:, :, None]
-        for k, (f, off) in enumerate(zip(cp.factors[1:], cp.rest_offsets, strict=True), start=1):
-            out[int(self.factor_block[k])] = rest[:, off:off + f.n_levels, None]
+        for k, columns in _rest_columns(cp):
+            out[int(self.factor_block[k])] = rest[:, columns, None]
         return out
