@@ -40,34 +40,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hierlm.design.residual.structures import (
-    AR1,
-    ARH1,
-    CAR1,
-    CS,
-    CSH,
-    RESIDUAL_STRUCTURES,
-    UN,
-    Independent,
-    ResidualStructure,
-    Toep,
-    ToepH,
-)
+from hierlm.design.residual import structures
+
+# the structure classes and their registry, re-exported: ``hl.residual.AR1("week", "id")``
+from hierlm.design.residual.structures import *  # noqa: F403
+from hierlm.design.residual.structures import RESIDUAL_STRUCTURES, ResidualStructure
 from hierlm.design.residual.variance import VarIdent
 from hierlm.errors import FormulaError
 
+# the structures and their registry (listed once, in ``structures.__all__``), then this module's
 __all__ = [
-    "RESIDUAL_STRUCTURES",
-    "ResidualStructure",
-    "Independent",
-    "CS",
-    "CSH",
-    "UN",
-    "AR1",
-    "ARH1",
-    "Toep",
-    "ToepH",
-    "CAR1",
+    *structures.__all__,
     "VarIdent",
     "ResidualSpec",
     "ResidualDesign",
