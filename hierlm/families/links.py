@@ -32,10 +32,16 @@ class Link:
         Variance of the latent residual of a binary model on this link's scale
         (Nakagawa, Johnson & Schielzeth 2017): ``pi^2/3`` (logit), 1 (probit),
         ``pi^2/6`` (cloglog); None for links without a latent-threshold reading.
+    ratio_name : str or None
+        What ``exp`` of a difference on this link's scale is (``"odds ratio"``
+        for logit, ``"ratio"`` for log): how contrasts of means read on the
+        response scale, as emmeans reports them; None when such a difference
+        has no response-scale reading (it stays on the link scale).
     """
 
     name: str = ""
     latent_variance: float | None = None
+    ratio_name: str | None = None
 
     def link(self, mu: np.ndarray) -> np.ndarray:
         """Linear predictor of the mean, ``g(mu)``."""
@@ -81,6 +87,7 @@ class Log(Link):
     """``eta = log(mu)``; the mean is at least machine epsilon."""
 
     name = "log"
+    ratio_name = "ratio"
 
     def link(self, mu: np.ndarray) -> np.ndarray:
         """``g(mu)``."""
@@ -100,6 +107,7 @@ class Logit(Link):
 
     name = "logit"
     latent_variance = float(np.pi ** 2 / 3)
+    ratio_name = "odds ratio"
 
     def link(self, mu: np.ndarray) -> np.ndarray:
         """``g(mu)``."""

@@ -13,7 +13,7 @@ approximation, ``Lambda (A'WA + I)^-1 Lambda'`` at the mode (lme4's
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -447,6 +447,20 @@ class GlmmResult(ResultMethods):
         """
         return r2(self, bayes=bool(bayes), residual=residual, prob=prob, method=method,
                   expected_count=self._expected_count(expected_count))
+
+    # ------------------------------------------------------------ interpretation
+    def emmeans(self, specs: str | Sequence[str], by: str | Sequence[str] | None = None,
+                at: Mapping[str, Any] | None = None, prob: float | None = None,
+                type: str = "link") -> Any:  # noqa: A002
+        """Estimated marginal means, on the link or the response scale (z intervals).
+
+        See :func:`hierlm.results.emmeans.emmeans`; ``type="response"`` gives
+        glmer's emmeans with ``type = "response"``: ``g^-1`` of the mean, the
+        delta-method SE and the link-scale Wald interval's bounds through ``g^-1``.
+        """
+        from hierlm.results.emmeans import emmeans
+
+        return emmeans(self, specs, by=by, at=at, prob=prob, type=type)
 
     # ------------------------------------------------- not available for GLMM ML fits
     def _not_yet(self, what: str) -> FitError:

@@ -22,6 +22,17 @@ draws the p-value is replaced by ``prob_direction``, the posterior
 probability of the estimate's sign. :meth:`EmmeansResult.contrast` takes
 custom weights, or a named family (``"pairwise"``, ``"revpairwise"``,
 ``"trt.vs.ctrl"``, ``"consec"``).
+
+Non-Gaussian fits: the means are linear on the link scale. ``type="response"``
+reports them as emmeans's ``type = "response"`` does (``prob`` of a binomial
+model, ``rate`` of a count model): ``g^-1(L beta)``, the delta-method standard
+error ``|d mu / d eta| * SE``, and the link-scale interval's bounds mapped
+through ``g^-1`` (asymp.LCL/UCL; not ``estimate +- z SE``). Bayesian fits
+transform every draw instead (posterior mean, SD and equal-tailed interval of
+``g^-1(L beta)``). Contrasts of response-scale means on a logit or log link
+are the ``exp`` of the link-scale contrasts: odds ratios or ratios (``"a /
+b"``, SE by the delta method, bounds ``exp`` of the link-scale ones, the test
+on the link scale); on other links they stay on the link scale, as emmeans's.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import pandas as pd
 
 from hierlm.core.ddf import check_ddf
 from hierlm.errors import GridError, InputTypeError
+from hierlm.results.common import as_draws
 from hierlm.results.linear import (
     LinearEstimates,
     LinearFunction,
@@ -47,9 +59,62 @@ from hierlm.results.linear import (
 )
 from hierlm.results.refgrid import reference_grid
 
-__all__ = ["EmmeansResult", "emmeans"]
+__all__ = ["EmmeansResult", "emmeans", "response_scale", "SCALES"]
 
 _METHODS = ("pairwise", "revpairwise", "trt.vs.ctrl", "consec")
+
+#: ``type=`` choices: the link scale (the linear predictor) or the response (mean) scale.
+SCALES = ("link", "response")
+
+
+def response_scale(est: LinearEstimates, link: Any) -> LinearEstimates:
+    """Means on the link scale mapped to the response scale (emmeans's ``type = "response"``).
+
+    Draws are transformed one by one. Point estimates get ``g^-1(estimate)`` and
+    the delta-method SE ``|d mu / d eta| * SE``; their interval bounds are
+    :func:`response_bounds` of the link-scale interval.
+    """
+    if est.draws is not None:
+        values = np.asarray(link.inverse(est.draws), dtype=float)
+        std = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(values.shape[1])
+        return LinearEstimates(estimate=values.mean(axis=0), std_error=std, df=est.df,
+                               draws=values, n_chains=est.n_chains, bayesian=True)
+    eta = np.asarray(est.estimate, dtype=float)
+    return LinearEstimates(estimate=np.asarray(link.inverse(eta), dtype=float),
+                           std_error=np.abs(link.mu_eta(eta)) * est.std_error, df=est.df,
+                           bayesian=est.bayesian)
+
+
+def response_table(est: LinearEstimates, link: Any, prob: float | None) -> pd.DataFrame:
+    """:func:`interval_table` on the response scale: bounds ``g^-1`` of the link-scale ones."""
+    table = interval_table(response_scale(est, link), prob)
+    if est.draws is None:
+        on_link = interval_table(est, prob)
+        table["lower"] = link.inverse(on_link["lower"].to_numpy())
+        table["upper"] = link.inverse(on_link["upper"].to_numpy())
+    table.attrs["scale"] = "response"
+    return table
+
+
+def _ratio_table(est: LinearEstimates, table: pd.DataFrame, prob: float | None,
+                 name: str) -> pd.DataFrame:
+    """Link-scale contrasts ``d`` of a log or logit link read as ratios ``exp(d)``."""
+    out = table.copy()
+    if est.draws is None:
+        bounds = interval_table(est, prob)
+        out["estimate"] = np.exp(est.estimate)
+        out["std_error"] = np.exp(est.estimate) * est.std_error
+        out.insert(out.columns.get_loc("std_error") + 1, "lower", np.exp(bounds["lower"]))
+        out.insert(out.columns.get_loc("lower") + 1, "upper", np.exp(bounds["upper"]))
+        if est.bayesian:
+            out = out.drop(columns=[c for c in ("df",) if c in out.columns])
+    else:
+        ratios = np.exp(est.draws)
+        out["estimate"] = ratios.mean(axis=0)
+        out["std_error"] = ratios.std(axis=0, ddof=1) if ratios.shape[0] > 1 else 0.0
+        out["lower"], out["upper"] = np.exp(table["lower"]), np.exp(table["upper"])
+    out.attrs.update(table.attrs, scale=name)
+    return out
 
 
 def _names(value: str | Sequence[str] | None, what: str) -> list[str]:
@@ -85,6 +150,8 @@ class EmmeansResult:
         Denominator df method of ML/REML fits.
     prob : float or None
         Interval probability.
+    type : {"link", "response"}
+        The scale of :attr:`table` (see the module docstring).
     """
 
     fit: Any
@@ -94,6 +161,15 @@ class EmmeansResult:
     function: LinearFunction
     ddf: str
     prob: float | None
+    type: str = "link"
+
+    @property
+    def link(self) -> Any:
+        """The fit's link (identity for Gaussian fits)."""
+        from hierlm.families import get_link
+
+        family = as_draws(self.fit).family
+        return get_link("identity") if family is None else family.link
 
     @cached_property
     def _estimates(self) -> LinearEstimates:
@@ -105,9 +181,15 @@ class EmmeansResult:
         """One row per mean: the factor columns, ``estimate``, ``std_error``, ``df``, ``lower``, ``upper``.
 
         Posterior draws have no ``df`` column (posterior mean, SD and equal-tailed interval).
+        ``type="response"``: the means on the response scale (see the module docstring;
+        ``attrs["scale"]``).
         """
         est = self._estimates
-        body = interval_table(est, self.prob)
+        if self.type == "response":
+            body = response_table(est, self.link, self.prob)
+        else:
+            body = interval_table(est, self.prob)
+            body.attrs["scale"] = "link"
         table = pd.concat([self.cells.reset_index(drop=True), body], axis=1)
         table.attrs.update(body.attrs, ddf=self.ddf if est.point else None)
         return table
@@ -171,13 +253,18 @@ class EmmeansResult:
         pandas.DataFrame
             ``contrast`` (and the by columns), then ``estimate, std_error, df,
             t_value, p_value`` (ML/REML/MAP) or ``estimate, std_error, lower,
-            upper, prob_direction`` (posterior draws).
+            upper, prob_direction`` (posterior draws). Means on the response
+            scale of a logit or log link: ``exp`` of the contrasts, odds ratios
+            or ratios (labels ``a / b``; ``lower``, ``upper`` added; the test
+            and ``prob_direction`` on the link scale; ``attrs["scale"]``).
         """
         adjust = check_adjust(adjust)
         families = self._families()
         size = len(families[0])
         rows, labels, keys, family_ids = [], [], [], []
         names = [_label(r, self.specs) for _, r in self.cells.iterrows()]
+        ratio = self.link.ratio_name if self.type == "response" else None
+        between = " / " if ratio else " - "
         for f, members in enumerate(families):
             contrast_labels, weights_matrix = self._weights(weights, size)
             full = np.zeros((weights_matrix.shape[0], len(self.cells)))
@@ -186,7 +273,7 @@ class EmmeansResult:
             if isinstance(weights, str):
                 for text in contrast_labels:
                     i, j = (int(x) for x in text.split(" - "))
-                    labels.append(f"{names[members[i]]} - {names[members[j]]}")
+                    labels.append(f"{names[members[i]]}{between}{names[members[j]]}")
             else:
                 labels.extend(contrast_labels)
             keys.extend([self.cells.iloc[members[0]][self.by]] * weights_matrix.shape[0])
@@ -198,6 +285,10 @@ class EmmeansResult:
         head = pd.DataFrame({"contrast": labels})
         if self.by:
             head = pd.concat([head, pd.DataFrame(keys).reset_index(drop=True)], axis=1)
+        if ratio:
+            body = _ratio_table(est, body, self.prob, ratio)
+        else:
+            body.attrs["scale"] = "link"
         table = pd.concat([head, body], axis=1)
         table.attrs.update(body.attrs, n_means=size, ddf=self.ddf if est.point else None)
         return table
@@ -233,7 +324,7 @@ class EmmeansResult:
 
 def emmeans(fit: Any, specs: str | Sequence[str], by: str | Sequence[str] | None = None,
             at: Mapping[str, Any] | None = None, ddf: str = "satterthwaite",
-            prob: float | None = None) -> EmmeansResult:
+            prob: float | None = None, type: str = "link") -> EmmeansResult:  # noqa: A002
     """Estimated marginal means over a reference grid (see the module docstring).
 
     Parameters
@@ -251,6 +342,9 @@ def emmeans(fit: Any, specs: str | Sequence[str], by: str | Sequence[str] | None
         Denominator df of ML/REML fits.
     prob : float, optional
         Interval probability (``hierlm.DEFAULT_PROB`` when None).
+    type : {"link", "response"}
+        Scale of the table: the linear predictor (emmeans's default) or the mean
+        (``g^-1``, see the module docstring). The same for Gaussian fits.
 
     Returns
     -------
@@ -263,6 +357,9 @@ def emmeans(fit: Any, specs: str | Sequence[str], by: str | Sequence[str] | None
         column that is not one of its covariates or factors.
     """
     ddf = check_ddf(ddf)
+    if type not in SCALES:
+        raise InputTypeError(f"type={type!r}: choose 'link' (the linear predictor) or "
+                             "'response' (the mean, through the inverse link).")
     spec_names, by_names = _names(specs, "specs"), _names(by, "by")
     if not spec_names:
         raise GridError("specs is empty; name the factor(s) whose means you want, e.g. 'Machine'.")
@@ -274,4 +371,4 @@ def emmeans(fit: Any, specs: str | Sequence[str], by: str | Sequence[str] | None
     function = LinearFunction(weights @ grid.X)
     # the first key varies fastest, so the by keys (last) already group the rows
     return EmmeansResult(fit=fit, specs=spec_names, by=by_names, cells=cells, function=function,
-                         ddf=ddf, prob=prob)
+                         ddf=ddf, prob=prob, type=type)

@@ -31,11 +31,11 @@ class InterpretMethods:
 
     def emmeans(self, specs: str | Sequence[str], by: str | Sequence[str] | None = None,
                 at: Mapping[str, Any] | None = None, ddf: str = "satterthwaite",
-                prob: float | None = None) -> Any:
+                prob: float | None = None, type: str = "link") -> Any:  # noqa: A002
         """Estimated marginal means over the reference grid; see :func:`hierlm.results.emmeans.emmeans`."""
         from hierlm.results.emmeans import emmeans
 
-        return emmeans(self, specs, by=by, at=at, ddf=ddf, prob=prob)
+        return emmeans(self, specs, by=by, at=at, ddf=ddf, prob=prob, type=type)
 
     def variance_shares(self, prob: float | None = None) -> pd.DataFrame:
         """Share of each variance component; see :func:`hierlm.results.effect_sizes.variance_shares`."""

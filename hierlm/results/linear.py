@@ -372,8 +372,9 @@ def estimate_linear(fit: Any, function: LinearFunction, ddf: str = "satterthwait
             if observation_noise:
                 variance = variance + float(draws.sigma[0]) ** 2
             se = np.sqrt(np.clip(variance, 0.0, None))
+        # MAP's normal approximation reads as a posterior; ML fits (GLMMs) get z statistics
         return LinearEstimates(estimate=values[0], std_error=se, df=np.full(function.size, np.inf),
-                               bayesian=unc is not None)
+                               bayesian=unc is not None and getattr(fit, "method", None) == "map")
     if observation_noise:
         rng = np.random.default_rng(seed)
         values = values + draws.sigma[:, None] * rng.standard_normal(values.shape)
