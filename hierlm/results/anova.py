@@ -4,6 +4,15 @@ REML criteria of models with different fixed effects are not comparable, so,
 as lme4 does, REML fits are refitted by ML first (with a message). The table
 has lme4's columns (npar, AIC, BIC, logLik, deviance, Chisq, Df, p).
 
+GLMMs fitted by ML (Laplace or adaptive quadrature) are compared the same way,
+through their log-likelihoods (glmer's ``anova``). Both fits must have the same
+family and link: likelihoods of different response distributions, or of one
+distribution under different links (which are not nested), do not make a
+likelihood-ratio test, so such pairs are refused (:class:`FamilyError`), as is
+a Gaussian REML fit against a GLMM. Fits with different numbers of adaptive
+quadrature nodes are compared with a warning (their likelihoods are
+approximated differently).
+
 When the bigger model adds variance parameters, the null hypothesis puts a
 variance on the boundary of its space (0), where the likelihood-ratio
 statistic is no longer chi-square(Df) but a mixture (Self & Liang 1987;
@@ -30,7 +39,7 @@ import pandas as pd
 
 from hierlm.core.formatting import format_pvalue, significance_stars
 from hierlm.core.warn import PACKAGE_DIR
-from hierlm.errors import DataError, FitError, HierlmWarning, InputTypeError
+from hierlm.errors import DataError, FamilyError, FitError, HierlmWarning, InputTypeError
 from hierlm.results.display import html_report
 
 __all__ = ["anova", "LikelihoodRatioTest", "mixture_pvalue"]
@@ -141,6 +150,37 @@ def _check_same_data(small: Any, big: Any) -> None:
                         "likelihood-ratio test needs the same data.")
 
 
+def _family_of(fit: Any) -> tuple[str, str]:
+    """(family, link) names of a fit; Gaussian/identity for linear mixed models."""
+    family = getattr(fit, "family", None)
+    if family is None or not hasattr(family, "link"):
+        return "gaussian", "identity"
+    return str(family.name), str(family.link.name)
+
+
+def _check_same_family(small: Any, big: Any) -> None:
+    """Refuse a likelihood-ratio test across families, links or estimation criteria."""
+    (fam_s, link_s), (fam_b, link_b) = _family_of(small), _family_of(big)
+    if fam_s != fam_b:
+        reml = [f for f in (small, big) if getattr(f, "reml", False)]
+        extra = (" (and REML is Gaussian-only: a REML criterion never compares with a GLMM's "
+                 "likelihood)") if reml else ""
+        raise FamilyError(
+            f"The models have different families ({fam_s} and {fam_b}){extra}; a likelihood-"
+            "ratio test compares two models of one response distribution. Fit both with the "
+            "same family=, or compare non-nested models with AIC/BIC or LOO.")
+    if link_s != link_b:
+        raise FamilyError(
+            f"The {fam_s} models have different links ({link_s} and {link_b}), so neither is a "
+            "special case of the other; fit both with the same link=, or compare them with "
+            "AIC/BIC.")
+    nagq = [int(getattr(f, "nagq", 1)) for f in (small, big)]
+    if nagq[0] != nagq[1]:
+        warnings.warn(f"The fits use different likelihood approximations (nagq={nagq[0]} and "
+                      f"{nagq[1]}); refit both with the same nagq for a test of the models alone.",
+                      HierlmWarning, skip_file_prefixes=(PACKAGE_DIR,))
+
+
 def _nesting_note(small: Any, big: Any) -> str | None:
     missing_fixed = [n for n in small.design.fixed_names if n not in big.design.fixed_names]
     missing_random = []
@@ -164,9 +204,10 @@ def anova(small: Any, big: Any = None, names: tuple[str, str] | None = None,
 
     Parameters
     ----------
-    small, big : LmmResult
-        ML or REML fits of nested models to the same data. The order does not
-        matter: the model with fewer parameters is taken as the null model.
+    small, big : LmmResult or GlmmResult
+        ML or REML fits of nested models to the same data (GLMMs: ML fits of
+        one family and link). The order does not matter: the model with fewer
+        parameters is taken as the null model.
         Without ``big``, the F-table of ``small``.
     names : tuple of str, optional
         Row labels; default ``("small", "big")``.
@@ -185,6 +226,8 @@ def anova(small: Any, big: Any = None, names: tuple[str, str] | None = None,
     ------
     DataError
         If the fits use different data.
+    FamilyError
+        If the fits have different families or links.
     FitError
         If the models have the same number of parameters (not nested) or are
         not ML/REML fits.
@@ -199,7 +242,8 @@ def anova(small: Any, big: Any = None, names: tuple[str, str] | None = None,
     for fit in (small, big):
         if not hasattr(fit, "kernel") or not hasattr(fit, "reml"):
             raise InputTypeError(
-                f"anova compares ML/REML fits (LmmResult), got {fit.__class__.__name__}.")
+                f"anova compares ML/REML fits (LmmResult, GlmmResult), got {fit.__class__.__name__}.")
+    _check_same_family(small, big)
     if small.n_params > big.n_params:
         small, big = big, small
     labels = names or ("small", "big")

@@ -108,3 +108,65 @@ def test_one_fit_gives_its_f_table():
     assert str(table).startswith("Type III Analysis of Variance Table with Satterthwaite's method")
     with pytest.raises(TypeError, match=r"anova\(fit\) tests the terms of an ML/REML fit"):
         anova("not a fit")
+
+
+# ------------------------------------------------------------------ GLMMs (issue 14)
+GLMM_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "glmm_downstream" / "glmm_downstream.json"
+GLMM_FORMULAS = {
+    "cbpp": "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    "cbpp_null": "cbind(incidence, size - incidence) ~ 1 + (1 | herd)",
+    "grouseticks": "TICKS ~ YEAR + cHEIGHT + (1 | INDEX) + (1 | BROOD) + (1 | LOCATION)",
+    "grouseticks_no_height": "TICKS ~ YEAR + (1 | INDEX) + (1 | BROOD) + (1 | LOCATION)",
+}
+
+
+def _glmm(name: str, link: str | None = None):
+    data = datasets.cbpp() if name.startswith("cbpp") else datasets.grouseticks()
+    family = "binomial" if name.startswith("cbpp") else "poisson"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HierlmWarning)
+        return Model(GLMM_FORMULAS[name], data, family=family, link=link).fit("ml")
+
+
+@pytest.mark.parametrize("case", ["cbpp_period", "grouseticks_height"])
+def test_glmm_likelihood_ratio_matches_glmer(case):
+    """anova(glmer0, glmer1): logLik/AIC/BIC/deviance within 1e-3 absolute (our Laplace optimum
+    is at or above glmer's, whose PIRLS stops early: up to 5.6e-4 in deviance), Chisq within
+    1e-3, p rel 1e-3."""
+    ref = json.loads(GLMM_FIXTURE.read_text(encoding="utf-8"))["anova"][case]
+    result = anova(_glmm(ref["big"]), _glmm(ref["small"]))
+    assert not result.refitted
+    for theirs, (_, row) in zip(ref["table"], result.table.iterrows(), strict=True):
+        assert row["npar"] == theirs["npar"]
+        for key in ("AIC", "BIC", "logLik", "deviance"):
+            assert row[key] == pytest.approx(theirs[key], abs=1e-3), key
+    theirs = ref["table"][1]
+    assert result.df == theirs["Df"]
+    assert result.statistic == pytest.approx(theirs["Chisq"], abs=1e-3)
+    assert result.p_value == pytest.approx(theirs["Pr(>Chisq)"], rel=1e-3)
+
+
+def test_glmm_comparisons_across_families_or_links_are_refused():
+    from hierlm.errors import FamilyError
+
+    binomial = _glmm("cbpp")
+    with pytest.raises(FamilyError, match=r"different links \(logit and probit\)"):
+        anova(_glmm("cbpp_null"), _glmm("cbpp", link="probit"))
+    data = datasets.cbpp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HierlmWarning)
+        counts = Model("incidence ~ period + (1 | herd)", data, family="poisson").fit("ml")
+        gaussian_reml = Model("incidence ~ 1 + (1 | herd)", data).fit()
+    with pytest.raises(FamilyError, match=r"different families \(poisson and binomial\)"):
+        anova(counts, binomial)
+    with pytest.raises(FamilyError, match=r"gaussian and poisson.*REML is Gaussian-only"):
+        anova(gaussian_reml, counts)
+
+
+def test_glmm_different_quadrature_is_flagged():
+    laplace = _glmm("cbpp_null")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HierlmWarning)
+        agq = laplace.refit(nagq=9)
+    with pytest.warns(HierlmWarning, match=r"nagq=9 and 1"):
+        anova(agq, _glmm("cbpp"))
