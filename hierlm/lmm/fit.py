@@ -190,9 +190,10 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
     converged = bool(res.success)
     message = str(res.message)
     best = kernel(theta, reml)
-    if kernel.needs_bounds:
+    if kernel.needs_bounds and not _settled(res, bounds, best, scale):
         # L-BFGS-B stops on the relative decrease of the scaled criterion; on the flat ridges
-        # of structured models a restart from the end point (fresh curvature memory) goes on.
+        # of structured models a restart from the end point (fresh curvature memory) goes on,
+        # unless the run's own curvature model predicts no gain worth a restart (_settled).
         for _ in range(4):
             again = run(theta)
             candidate = kernel.canonical(np.asarray(again.x, dtype=float) / x_scale)
@@ -228,6 +229,31 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
             converged = True
             message = f"{message} (projected gradient below {_GRADIENT_OK:g})"
     return theta, float(best), converged, message, kernel.evaluations - before
+
+
+def _settled(res: Any, bounds: list[tuple[float | None, float | None]], value: float,
+             scale: float) -> bool:
+    """True when L-BFGS-B's own curvature model sees nothing left to gain at its end point.
+
+    The predicted decrease of the quasi-Newton step, ``g' H^-1 g / 2`` over the free
+    coordinates (those not held at a bound by their gradient), below 1e-3 of the improvement
+    a restart must bring (``1e-10 max(1, |value|)`` of the criterion ``value``): a restart from
+    there only repeats the failed line search. ``res`` is of the criterion times ``scale``.
+    Other methods (no inverse-Hessian model): never settled.
+    """
+    hess_inv = getattr(res, "hess_inv", None)
+    grad = getattr(res, "jac", None)
+    if hess_inv is None or grad is None or not hasattr(hess_inv, "matvec"):
+        return False
+    x, grad = np.asarray(res.x, dtype=float), np.asarray(grad, dtype=float)
+    lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds])
+    upper = np.array([np.inf if hi is None else hi for _, hi in bounds])
+    held = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
+    free = np.where(held, 0.0, grad)
+    predicted = 0.5 * float(free @ hess_inv.matvec(free))
+    if not np.isfinite(predicted) or predicted < 0:
+        return False
+    return predicted < 1e-13 * max(1.0, abs(value)) * scale
 
 
 def _escape_boundary(kernel: Criterion, reml: bool, theta: np.ndarray, value: float,

@@ -324,28 +324,43 @@ class GroupedObjective:
         beta = unscaled @ xtwy if p else np.zeros(0)
         ldrx2 = 2.0 * float(np.log(np.diag(r_x)).sum()) if p else 0.0
         r2 = 0.0
+        products: list[np.ndarray | None] = []  # sum_k r_k r_k' of shared batches, for the gradient
         for batch, w_inv, _, _ in parts:
             if batch.shared:
-                r2 += float(np.sum(w_inv * batch.residual_products(beta)))
+                products.append(batch.residual_products(beta))
+                r2 += float(np.sum(w_inv * products[-1]))
                 continue
+            products.append(None)
             resid = batch.y - batch.x @ beta
             r2 += float(np.einsum("km,kmn,kn->", resid, w_inv, resid))
         return {"parts": parts, "beta": beta, "unscaled": unscaled, "r_x": r_x,
-                "logdet": logdet, "ldrx2": ldrx2, "r2": r2}
+                "logdet": logdet, "ldrx2": ldrx2, "r2": r2, "products": products}
 
     # ------------------------------------------------- kernel interface
     def components(self, phi: np.ndarray, reml: bool = True, gradient: bool = True) -> Components:
         """``sum log|W_i|``, ``log|X'W^-1X|``, ``r2`` and optionally their exact gradients."""
         phi = np.array(phi, dtype=float)
+        # the last evaluation is kept: the optimiser's end point is asked for again (its value,
+        # the gradient of the fit record), and a value is part of an evaluation with gradient
+        key = (phi.tobytes(), bool(reml))
+        last = getattr(self, "_last_components", None)
+        if last is not None and last[0] == key and (last[1].d_r2 is not None or not gradient):
+            return last[1]  # type: ignore[no-any-return]
+        comp = self._components(phi, reml, gradient)
+        self._last_components = (key, comp)
+        return comp
+
+    def _components(self, phi: np.ndarray, reml: bool, gradient: bool) -> Components:
         fac = self._factor(phi, gradient)
         if not gradient:
             return Components(phi, reml, fac["logdet"], fac["ldrx2"], fac["r2"], None, None)  # type: ignore[arg-type]
         d_logdet = np.zeros(self.n_theta)
         d_r2 = np.zeros(self.n_theta)
         beta, unscaled = fac["beta"], fac["unscaled"]
-        for batch, w_inv, winv_x, d_w in fac["parts"]:  # type: ignore[attr-defined]
+        for (batch, w_inv, winv_x, d_w), products in zip(fac["parts"], fac["products"],  # type: ignore[call-overload]
+                                                         strict=True):
             if batch.shared:  # sums over the batch's groups from its cross-products
-                outer_sum = w_inv @ batch.residual_products(beta) @ w_inv  # sum_k a_k a_k'
+                outer_sum = w_inv @ products @ w_inv  # sum_k a_k a_k'
                 p_sum = batch.rows.shape[0] * w_inv
                 if reml and self.design.p:
                     spread = np.einsum("abpq,pq->ab", batch.cxx, np.asarray(unscaled))  # sum X U X'

@@ -225,6 +225,13 @@ def _labels(values: np.ndarray) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _repeated_rows(group_codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Rows whose (group, time) pair an earlier row already has, in row order."""
+    order = np.lexsort((np.arange(times.size), times, group_codes))  # stable: first one first
+    same = (np.diff(group_codes[order]) == 0) & (np.diff(times[order]) == 0)
+    return np.sort(order[1:][same])
+
+
 def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
                    group_labels: tuple[str, ...], variance: str | None = None,
                    variance_codes: np.ndarray | None = None,
@@ -277,10 +284,9 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
         if not np.all(np.isfinite(times)):
             raise DataError(f"residual={spec.text!r}: the time {spec.time!r} has missing or "
                             "non-finite values.")
-        pairs = pd.DataFrame({"g": group_codes, "t": times})
-        repeated = pairs.duplicated()
-        if repeated.any():
-            row = int(np.argmax(repeated.to_numpy()))
+        repeated = _repeated_rows(np.asarray(group_codes), times)
+        if repeated.size:
+            row = int(repeated[0])
             raise DataError(
                 f"residual={spec.text!r}: time {spec.time}={_labels(times[[row]])[0]} repeats "
                 f"within {spec.group}={group_labels[group_codes[row]]!r}; each group needs "
