@@ -27,6 +27,7 @@ from hierlm.glmm.pirls import GlmmProblem
 from hierlm.results.draws import FitDraws
 from hierlm.results.explained import r2
 from hierlm.results.intraclass import icc
+from hierlm.results.linear import LinearFunction
 from hierlm.results.methods import ResultMethods
 from hierlm.results.tables import point_table
 from hierlm.results.uncertainty import PointUncertainty
@@ -307,12 +308,15 @@ class GlmmResult(ResultMethods):
         Returns
         -------
         pandas.DataFrame
-            ``estimate``, ``std_error`` and interval columns. Standard errors
-            and intervals are those of the fixed part (``x' vcov x``; response
-            scale by the delta method, interval the inverse link of the
-            link-scale one) and are given for ``include_random=False`` only;
-            with group effects they are NaN (the joint uncertainty of beta and
-            the modes is not computed).
+            ``estimate``, ``std_error`` and interval columns. On the link
+            scale the standard error is ``sqrt(x' vcov x)`` without group
+            effects, and with them the prediction error variance of ``x'
+            beta_hat + z' b_hat`` (:mod:`hierlm.glmm.uncertainty`: the fixed
+            effects' covariance, the conditional variance of the modes and
+            the covariance between the two; theta held at its estimate;
+            levels the model never saw contribute nothing). On the response
+            scale: the delta method, ``|d mu / d eta| * SE``, and the interval
+            is the inverse link of the link-scale one.
         """
         if type not in ("response", "link"):
             raise InputTypeError(f"type must be 'response' or 'link', not {type!r}.")
@@ -329,15 +333,16 @@ class GlmmResult(ResultMethods):
                                      f"{new_data.__class__.__name__}.")
             design = self.model.new_design(new_data, offset=offset)
             index = new_data.index
+        from hierlm.glmm.uncertainty import prediction_error_variance
+
         eta = design.offset + design.X @ self.optimum.beta
         if include_random:
             for block, b in zip(design.blocks, self.effects(), strict=True):
                 known = block.codes >= 0
                 contribution = np.einsum("ij,ij->i", block.z[known], b[block.codes[known]])
                 eta[known] += contribution
-            se = np.full(eta.size, np.nan)
-        else:
-            se = np.sqrt(np.einsum("ij,jk,ik->i", design.X, self.optimum.vcov_beta, design.X))
+        function = LinearFunction.from_design(design, bool(include_random))
+        se = np.sqrt(np.clip(prediction_error_variance(self, function), 0.0, None))
         link_table = point_table(eta, se, prob)
         if type == "link":
             link_table.index = index
