@@ -13,13 +13,16 @@ Interrupting a NUTS run (Ctrl-C) stops the sampler and raises
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 from hierlm.bayes.build import build_model, choose_formulation, design_and_priors, model_family
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
+from hierlm.bayes.effect_summary import resolve_group_effects
 from hierlm.bayes.glmm_kernel import glmm_kernel_applies
 from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF
@@ -33,10 +36,11 @@ from hierlm.bayes.sample import (
     run_sampler,
 )
 from hierlm.design.checks import require_varying_response
-from hierlm.errors import FitError
+from hierlm.errors import FitError, HierlmWarning
 from hierlm.options import check_options, require_bool, require_seed
 
-__all__ = ["METHODS", "DEFAULT_TARGET_ACCEPT", "fit_bayes", "fit_nuts", "new_seed"]
+__all__ = ["METHODS", "DEFAULT_TARGET_ACCEPT", "PARALLEL_CHAIN_LEVELS", "fit_bayes", "fit_nuts",
+           "new_seed"]
 
 METHODS = ("nuts", "map")
 
@@ -110,6 +114,18 @@ def _default_target_accept(built: Any) -> float:
     return DEFAULT_TARGET_ACCEPT[built.formulation]
 
 
+#: Levels from which the one-factor compiled kernel runs chains in parallel by default.
+PARALLEL_CHAIN_LEVELS = 2_000
+
+
+def _default_cores(built: Any, backend: str, chains: int) -> int:
+    """Chains run at once when ``cores`` is not given: see :func:`fit_nuts`."""
+    big_kernel = (backend == "kernel" and built.formulation == "marginal" and built.stats is not None
+                  and all(block.structure.is_lme4 for block in built.design.blocks)
+                  and built.stats.n_groups >= PARALLEL_CHAIN_LEVELS)
+    return max(1, min(chains, os.cpu_count() or 1)) if big_kernel else 1
+
+
 def _other_formulation_available(design: Any, formulation: str, family: Any = "gaussian") -> bool:
     """Whether the formulation not used could fit the design, for actionable hints."""
     other = "marginal" if formulation == "full" else "full"
@@ -136,7 +152,8 @@ def fit_nuts(
     progressbar: bool | None = None,
     log_likelihood: bool | str = "auto",
     posterior_predictive: bool | str = "auto",
-    cores: int = 1,
+    cores: int | None = None,
+    group_effects: str = "auto",
 ) -> BayesResult:
     """Sample the posterior of a Gaussian mixed model by NUTS.
 
@@ -177,9 +194,23 @@ def fit_nuts(
         Store one replicated response per draw in ``idata["posterior_predictive"]``
         (``"auto"``: unless it would take more than about 1 GB; False skips
         it for huge data).
-    cores : int
-        Chains run concurrently by nutpie (1 is fastest for the Python-callback
-        log-densities used here; see the benchmark).
+    cores : int, optional
+        Chains run concurrently by nutpie. Default: 1 (fastest for the
+        Python-callback log-densities of small models, see the benchmark),
+        but as many as there are CPUs (at most ``chains``) for the compiled
+        one-factor kernel with at least :data:`PARALLEL_CHAIN_LEVELS` levels,
+        whose gradient releases the GIL and costs milliseconds (50,000
+        groups: about 8 ms of CPU), so chains then run on separate cores.
+    group_effects : {"auto", "draws", "summary"}
+        ``"draws"`` stores one exact draw of every group effect per posterior
+        draw; ``"summary"`` (marginal formulation, one grouping factor) stores
+        their exact Rao-Blackwellised posterior moments per level instead, so
+        ``ranef``/``coef`` keep exact means and SDs, and makes draws on demand
+        (``fit.group_draws(levels=...)``, the same for the same seed); see
+        :mod:`hierlm.bayes.effect_summary`. ``"auto"``: ``"summary"`` when the
+        draws would exceed
+        :data:`~hierlm.bayes.effect_summary.GROUP_DRAWS_MAX_ELEMENTS` numbers
+        (400 MB), with a note.
 
     Returns
     -------
@@ -206,10 +237,13 @@ def fit_nuts(
     if target_accept is None:
         target_accept = _default_target_accept(built)
     built_at = time.perf_counter()
+    chosen_backend = ("kernel" if backend in ("auto", "kernel") and glmm_kernel_applies(built)
+                      else resolve_backend(backend, built.formulation))
+    if cores is None:
+        cores = _default_cores(built, chosen_backend, chains)
     settings = SamplerSettings(
         sampler=sampler or available_samplers()[0],
-        backend=("kernel" if backend in ("auto", "kernel") and glmm_kernel_applies(built)
-                 else resolve_backend(backend, built.formulation)),
+        backend=chosen_backend,
         chains=chains,
         draws=draws,
         tune=tune,
@@ -219,6 +253,16 @@ def fit_nuts(
         progressbar=default_progressbar() if progressbar is None else bool(progressbar),
         cores=cores,
     )
+    kept = resolve_group_effects(group_effects, built.formulation, built.stats, chains * draws)
+    if kept == "summary" and group_effects == "auto":
+        assert built.stats is not None
+        warnings.warn(
+            f"{chains * draws} draws of {built.stats.n_groups * built.stats.q_total} group effects "
+            f"would take {chains * draws * built.stats.n_groups * built.stats.q_total * 8 / 1e9:.1f} "
+            "GB: the fit keeps their exact posterior means and covariances per level instead "
+            "(ranef/coef are exact; intervals from draws made on demand); fit.group_draws(levels=...) "
+            "gives the draws of chosen levels. Pass group_effects='draws' to store every draw.",
+            HierlmWarning, stacklevel=3)
     raw = run_sampler(built, settings)
     sampled_at = time.perf_counter()
     idata = assemble_datatree(
@@ -228,6 +272,7 @@ def fit_nuts(
         log_likelihood,
         attrs={"sampler": settings.sampler, "backend": settings.backend, "seed": seed},
         posterior_predictive=posterior_predictive,
+        group_effects=kept,
     )
     checked = {FIXEF: raw.draws[FIXEF]}
     dispersion = dispersion_name(built.family)
@@ -272,6 +317,7 @@ def fit_nuts(
             "max_treedepth": max_treedepth,
             "backend": settings.backend,
             "cores": cores,
+            "group_effects": kept,
         },
         diagnostics=report,
         family=built.family,

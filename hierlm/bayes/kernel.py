@@ -133,7 +133,7 @@ def _corr_reverse(
     return total
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def marginal_logp_grad(
     x: np.ndarray,
     grad: np.ndarray,

@@ -90,7 +90,8 @@ def _block_cholesky(names: list[BlockNames], draws: dict[str, np.ndarray]) -> li
     return out
 
 
-def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Dataset:
+def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int,
+                      group_effects: str = "draws") -> xr.Dataset:
     """Posterior variables with named dims; group effects drawn exactly if marginal.
 
     Parameters
@@ -101,6 +102,9 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
         Its draws.
     seed : int
         Seed of the conditional draws of the group effects (marginal formulation).
+    group_effects : {"draws", "summary"}
+        ``"summary"``: no ``ranef_*`` draws (their summaries are the
+        ``group_effects`` group, :mod:`hierlm.bayes.effect_summary`).
 
     Returns
     -------
@@ -116,7 +120,10 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
     if dispersion is not None:
         data_vars[dispersion] = (_SAMPLE_DIMS, draws[dispersion])
     coords: dict[str, object] = {FIXEF_DIM: list(built.design.fixed_names)}
-    if built.formulation == "marginal":
+    ranef: dict[str, np.ndarray] = {}
+    if group_effects == "summary":
+        pass
+    elif built.formulation == "marginal":
         stats = built.stats
         rng = np.random.default_rng([seed, 2])
         if stats is None:  # nested or crossed factors: one sparse solve per draw
@@ -140,12 +147,27 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int) -> xr.Datase
         data_vars[bn.sd] = ((*_SAMPLE_DIMS, bn.term_dim), draws[bn.sd])
         if bn.cor in draws:
             data_vars[bn.cor] = ((*_SAMPLE_DIMS, bn.pair_dim), draws[bn.cor])
-        data_vars[bn.ranef] = ((*_SAMPLE_DIMS, *bn.ranef_dims), ranef[bn.ranef])
+        if bn.ranef in ranef:
+            data_vars[bn.ranef] = ((*_SAMPLE_DIMS, *bn.ranef_dims), ranef[bn.ranef])
     for name, dims in structure_variables(built.names):  # rho_<b>, pacf_<b>, sd_common_<b>
         data_vars[name] = ((*_SAMPLE_DIMS, *dims), draws[name])
     coords.update(structure_coords(built.names))
     dataset = xr.Dataset(data_vars, coords=coords)
     return dataset.assign_coords(chain=np.arange(n_chains), draw=np.arange(dataset.sizes["draw"]))
+
+
+def _with_effect_draws(built: BuiltModel, posterior: xr.Dataset, summary: xr.Dataset) -> xr.Dataset:
+    """The posterior with the on-demand exact draws of the group effects of a summarised fit."""
+    from hierlm.bayes.effect_summary import EffectSummary
+
+    assert built.stats is not None
+    tree = {"posterior": posterior, "group_effects": summary}
+    effects = EffectSummary.from_idata(tree, built.stats, built.names).draws()
+    n_chains = posterior.sizes["chain"]
+    return posterior.assign({
+        bn.ranef: ((*_SAMPLE_DIMS, *bn.ranef_dims),
+                   _unflat(np.swapaxes(effects[:, :, cols], 1, 2), n_chains))
+        for bn, cols in zip(built.names, built.stats.block_slices, strict=True)})
 
 
 def _effect_blocks(
@@ -287,6 +309,7 @@ def assemble_datatree(
     log_likelihood: bool | str = "auto",
     attrs: dict[str, object] | None = None,
     posterior_predictive: bool | str = "auto",
+    group_effects: str = "draws",
 ) -> xr.DataTree:
     """Build the fit's DataTree from raw draws.
 
@@ -306,13 +329,16 @@ def assemble_datatree(
     posterior_predictive : bool or "auto"
         Store the ``posterior_predictive`` group: always, never, or unless it
         would take more than about 1 GB (then a warning says so).
+    group_effects : {"draws", "summary"}
+        Store every draw of the group effects, or their exact summaries
+        (group ``group_effects``; :mod:`hierlm.bayes.effect_summary`).
 
     Returns
     -------
     xarray.DataTree
         Groups described in the module docstring.
     """
-    posterior = posterior_dataset(built, raw, seed)
+    posterior = posterior_dataset(built, raw, seed, group_effects)
     chain_draw = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
     stats = xr.Dataset(
         {name: (_SAMPLE_DIMS, values) for name, values in raw.stats.items()}, coords=chain_draw
@@ -331,11 +357,22 @@ def assemble_datatree(
         "sample_stats": stats,
         "observed_data": observed,
     }
+    per_row = posterior  # the posterior the per-observation groups read their effects from
+    if group_effects == "summary":
+        from hierlm.bayes.effect_summary import SUMMARY_GROUP, summary_dataset
+
+        assert built.stats is not None
+        groups[SUMMARY_GROUP] = summary_dataset(built.stats, built.names, posterior, seed)
+        n_rows = posterior.sizes["chain"] * posterior.sizes["draw"] * design.n
+        if not design.rowless and (True in (posterior_predictive, log_likelihood) or (
+                "auto" in (posterior_predictive, log_likelihood)
+                and n_rows <= LOG_LIKELIHOOD_MAX_ELEMENTS)):
+            per_row = _with_effect_draws(built, posterior, groups[SUMMARY_GROUP])
     if design.rowless:  # data held by an engine: no rows to observe or replicate here
         del groups["observed_data"]
     else:
-        groups.update(_posterior_predictive_group(built, posterior, seed, posterior_predictive))
-    groups.update(_log_likelihood_groups(built, posterior, raw, log_likelihood))
+        groups.update(_posterior_predictive_group(built, per_row, seed, posterior_predictive))
+    groups.update(_log_likelihood_groups(built, per_row, raw, log_likelihood))
     common = {
         "created_at": datetime.now(UTC).isoformat(),
         "inference_library": "hierlm",

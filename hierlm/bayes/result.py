@@ -30,6 +30,8 @@ import numpy as np
 import xarray as xr
 
 from hierlm.bayes.diagnostics import DiagnosticReport
+from hierlm.bayes.effect_summary import SUMMARY_GROUP, EffectSummary, LazyEffects
+from hierlm.bayes.groupstats import group_stats
 from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF, SIGMA, BlockNames
 from hierlm.bayes.priors import PriorTable
@@ -37,6 +39,7 @@ from hierlm.bayes.report import BayesSummary
 from hierlm.bayes.structure_model import structure_parameter_table
 from hierlm.design.blocks import Design
 from hierlm.design.crossprod import theta_layout
+from hierlm.errors import FitError
 from hierlm.results.draws import FitDraws
 from hierlm.results.interpret import InterpretMethods
 from hierlm.results.methods import ResultMethods
@@ -152,11 +155,14 @@ class BayesResult(ResultMethods, InterpretMethods):
             beta = self._pooled(FIXEF)
             gaussian = self.family is None or self.family.name == "gaussian"
             dispersion = None if gaussian else dispersion_name(self.family)
+            summary = self.effect_summary()
             cached = FitDraws(
                 beta=beta,
                 sigma=self._pooled(SIGMA) if gaussian else np.ones(beta.shape[0]),
                 covariances=tuple(self.covariances()),
-                effects=tuple(self._flat(self._effects(bn)) for bn in self.names),
+                effects=(LazyEffects(summary) if summary is not None
+                         else tuple(self._flat(self._effects(bn)) for bn in self.names)),
+                effect_summary=summary,
                 design=self.design,
                 point=self._is_map,
                 n_chains=int(self._values(FIXEF).shape[0]),
@@ -165,6 +171,82 @@ class BayesResult(ResultMethods, InterpretMethods):
             )
             self.__dict__["_draws"] = cached
         return cached
+
+    def effect_summary(self) -> EffectSummary | None:
+        """The Rao-Blackwellised summaries of the group effects, when the fit keeps them instead of draws.
+
+        See :mod:`hierlm.bayes.effect_summary` (``fit(group_effects=...)``).
+        """
+        if self._is_map or SUMMARY_GROUP not in self.idata.children:
+            return None
+        cached = self.__dict__.get("_effect_summary")
+        if cached is None:
+            cached = EffectSummary.from_idata(self.idata, group_stats(self.design), self.names)
+            self.__dict__["_effect_summary"] = cached
+        return cached
+
+    def group_draws(self, levels: Any = None, group: str | None = None) -> xr.Dataset:
+        """Posterior draws of the group effects of chosen levels, as the ``posterior`` stores them.
+
+        For a fit that keeps summaries (``group_effects="summary"``) the draws
+        are made now from the exact conditional of each level given each
+        posterior draw, seeded by the fit's seed: the same numbers in every
+        call, whichever other levels are asked for. Otherwise they are read
+        from the posterior.
+
+        Parameters
+        ----------
+        levels : sequence, optional
+            Levels of the grouping factor (as in ``ranef()``); all when None.
+        group : str, optional
+            The grouping factor; needed only when the model has several.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``ranef_<block>`` with dims (chain, draw, <block>_term, <block>_level).
+
+        Raises
+        ------
+        FitError
+            For a MAP fit, an unknown grouping factor or an unknown level.
+        """
+        if self._is_map:
+            raise FitError("group_draws(): a MAP fit has no posterior draws.")
+        factors = list(dict.fromkeys(bn.block.group for bn in self.names))
+        if group is None and len(factors) > 1:
+            raise FitError(f"group_draws(): the model has several grouping factors {factors}; "
+                           "pass group=.")
+        group = factors[0] if group is None else group
+        chosen = [bn for bn in self.names if bn.block.group == group]
+        if not chosen:
+            raise FitError(f"group_draws(): {group!r} is not a grouping factor of the model; "
+                           f"choose one of {factors}.")
+        known = [str(v) for v in chosen[0].block.levels]
+        position = {level: i for i, level in enumerate(known)}
+        wanted = known if levels is None else [str(v) for v in np.atleast_1d(np.asarray(levels))]
+        missing = [v for v in wanted if v not in position]
+        if missing:
+            raise FitError(f"group_draws(): level {missing[0]!r} is not a level of {group!r} "
+                           f"(it has {len(known)} levels, e.g. {known[:3]}).")
+        index = np.array([position[v] for v in wanted], dtype=np.int64)
+        summary = self.effect_summary()
+        n_chains = int(self._values(FIXEF).shape[0])
+        data = {}
+        coords: dict[str, Any] = {"chain": self.idata["posterior"]["chain"].values,
+                                  "draw": self.idata["posterior"]["draw"].values}
+        made = summary.draws(index) if summary is not None else None
+        for bn in chosen:
+            k = self.names.index(bn)
+            if made is not None and summary is not None:
+                values = made[:, :, summary.block_columns(k)]
+                values = values.reshape(n_chains, -1, *values.shape[1:])
+            else:
+                values = self._effects(bn)[:, :, index, :]
+            data[bn.ranef] = (("chain", "draw", *bn.ranef_dims), np.swapaxes(values, 2, 3))
+            coords[bn.level_dim] = wanted
+            coords[bn.term_dim] = list(bn.block.columns)
+        return xr.Dataset(data, coords=coords)
 
     def _point_uncertainty(self) -> PointUncertainty | None:
         """MAP: the Laplace approximation at the mode, as stored by ``fit_map``; NUTS: None.

@@ -10,6 +10,7 @@ Bayesian fit gets a posterior, a frequentist fit its point value.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,17 +52,23 @@ class FitDraws:
     dispersion : numpy.ndarray or None
         Draws (S,) of a non-Gaussian family's dispersion (the negative
         binomial's ``theta``); None otherwise.
+    effect_summary : EffectSummary or None
+        Set when the fit keeps Rao-Blackwellised summaries of the group
+        effects instead of their draws (:mod:`hierlm.bayes.effect_summary`):
+        ``effects`` then makes each block's exact draws on first use, and
+        ``ranef``/``coef`` and means of predictions use the summaries.
     """
 
     beta: np.ndarray
     sigma: np.ndarray
     covariances: tuple[np.ndarray, ...]
-    effects: tuple[np.ndarray, ...]
+    effects: Sequence[np.ndarray]
     design: Design
     point: bool
     n_chains: int = 1
     family: Any = None
     dispersion: np.ndarray | None = None
+    effect_summary: Any = None
 
     def __post_init__(self) -> None:
         draws = self.beta.shape[0]
@@ -73,9 +80,12 @@ class FitDraws:
             raise ValueError(f"sigma must have shape ({draws},), got {self.sigma.shape}")
         if len(self.covariances) != len(self.design.blocks) or len(self.effects) != len(self.design.blocks):
             raise ValueError("covariances and effects need one entry per random-effect block")
-        for block, cov, eff in zip(self.design.blocks, self.covariances, self.effects, strict=True):
+        for block, cov in zip(self.design.blocks, self.covariances, strict=True):
             if cov.shape != (draws, block.q, block.q):
                 raise ValueError(f"covariance of {block.term} must be ({draws}, {block.q}, {block.q})")
+        if self.effect_summary is not None:  # draws made on demand: not formed to be checked
+            return
+        for block, eff in zip(self.design.blocks, self.effects, strict=True):
             if eff.shape != (draws, block.n_levels, block.q):
                 raise ValueError(
                     f"effects of {block.term} must be ({draws}, {block.n_levels}, {block.q})")
@@ -89,6 +99,14 @@ class FitDraws:
     def n_draws(self) -> int:
         """Number of draws S."""
         return int(self.beta.shape[0])
+
+    def effect_means(self) -> tuple[np.ndarray, ...]:
+        """Per block, the group effects' means over draws (levels, q) (the summaries' if kept)."""
+        summary = self.effect_summary
+        if summary is not None:
+            return tuple(np.asarray(summary.mean[:, summary.block_columns(k)])
+                         for k in range(len(self.design.blocks)))
+        return tuple(np.asarray(e).mean(axis=0) for e in self.effects)
 
     def linear_predictor(self, design: Design | None = None, include_random: bool = True) -> np.ndarray:
         """Mean of the response for each draw and row: X beta (+ Z b), shape (S, n).
@@ -107,7 +125,7 @@ class FitDraws:
         the linear predictor at the mean parameters.
         """
         beta = self.beta.mean(axis=0, keepdims=True)
-        effects = tuple(e.mean(axis=0, keepdims=True) for e in self.effects)
+        effects = tuple(e[None] for e in self.effect_means())
         target = self.design if design is None else design
         return _linear_predictor(beta, effects, target, include_random)[0]
 
@@ -121,7 +139,7 @@ class FitDraws:
         return f"<p><code>{html.escape(repr(self))}</code></p>"
 
 
-def _linear_predictor(beta: np.ndarray, effects: tuple[np.ndarray, ...], design: Design,
+def _linear_predictor(beta: np.ndarray, effects: Sequence[np.ndarray], design: Design,
                       include_random: bool) -> np.ndarray:
     """X beta (+ Z b) per draw for (S, p) ``beta`` and per-block (S, levels, q) ``effects``."""
     mean = beta @ np.asarray(design.X, dtype=float).T

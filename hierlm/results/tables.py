@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from hierlm.design.blocks import Design
 from hierlm.errors import DataError, InputTypeError
 from hierlm.results.draws import FitDraws
+from hierlm.results.summarised import coef_summary_body, ranef_summary_body
 from hierlm.results.summary import interval_spec, summarize
 from hierlm.results.uncertainty import PointUncertainty, normal_quantile, varcorr_keys, varcorr_values
 
@@ -241,6 +242,11 @@ def _summarise_levels(values: np.ndarray, variance: np.ndarray | None, point: bo
     return posterior_table(by_term, chains, prob, diagnostics)
 
 
+def _chunk_table(draws: Any, prob: float | None, diagnostics: bool) -> Any:
+    """The posterior table of (S, k) draws of one chunk of levels of a summarised fit."""
+    return lambda values: posterior_table(values, draws.n_chains, prob, diagnostics)
+
+
 def _require_group_effects(design: Any, what: str) -> None:
     """Refuse per-level tables of a model without random-effect terms (a GLS/MMRM model)."""
     if not design.blocks:
@@ -277,14 +283,18 @@ def ranef_table(fit: Any, prob: float | None = None, wide: bool = False,
     parts: list[pd.DataFrame] = []
     wide_parts: dict[str, pd.DataFrame] = {}
     for k, block in enumerate(draws.design.blocks):
-        effects = draws.effects[k]
         levels = list(block.levels)
         if wide:
-            frame = pd.DataFrame(effects.mean(axis=0), index=pd.Index(levels, name=block.group),
+            frame = pd.DataFrame(draws.effect_means()[k], index=pd.Index(levels, name=block.group),
                                  columns=list(block.columns))
             previous = wide_parts.get(block.group)
             wide_parts[block.group] = frame if previous is None else pd.concat([previous, frame], axis=1)
             continue
+        if draws.effect_summary is not None:  # Rao-Blackwellised summaries (hierlm.results.summarised)
+            body = ranef_summary_body(draws, k, _chunk_table(draws, prob, diagnostics))
+            parts.append(_long(block.group, levels, list(block.columns), body))
+            continue
+        effects = draws.effects[k]
         variance = np.diagonal(unc.cond_var[k], axis1=1, axis2=2) if unc is not None else None
         body = _summarise_levels(effects, variance, draws.point, draws.n_chains, prob, diagnostics)
         parts.append(_long(block.group, levels, list(block.columns), body))
@@ -331,6 +341,14 @@ def coef_table(fit: Any, prob: float | None = None,
         first = design.blocks[ks[0]]
         terms = fixed + [c for k in ks for c in design.blocks[k].columns if c not in fixed]
         levels = first.n_levels
+        if draws.effect_summary is not None:  # Rao-Blackwellised summaries (hierlm.results.summarised)
+            if wide:
+                wide_parts[group] = coef_summary_body(draws, ks, terms, None).set_axis(
+                    pd.Index(list(first.levels), name=group))
+                continue
+            body = coef_summary_body(draws, ks, terms, _chunk_table(draws, prob, False))
+            parts.append(_long(group, list(first.levels), terms, body))
+            continue
         values = np.zeros((draws.n_draws, levels, len(terms)))
         # the coefficient of level l and term t is x' beta + z' b with x, z unit vectors
         x = np.zeros((levels, len(terms), design.p))
