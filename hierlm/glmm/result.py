@@ -467,15 +467,6 @@ class GlmmResult(ResultMethods):
 
         return emmeans(self, specs, by=by, at=at, prob=prob, type=type)
 
-    # ------------------------------------------------- not available for GLMM ML fits
-    def _not_yet(self, what: str) -> FitError:
-        return FitError(f"{what} is not available for ML fits of {self.family.describe()} GLMMs "
-                        "yet (the Gaussian formulas would be wrong on the link scale).")
-
-    def shrinkage(self, *args: Any, **kwargs: Any) -> Any:
-        """Not available yet for GLMM ML fits (raises :class:`~hierlm.errors.FitError`)."""
-        raise self._not_yet("shrinkage()")
-
     def _state(self) -> dict[str, Any]:
         """What ``save()`` stores (:mod:`hierlm.core.store`): estimates, Hessian, family and link names."""
         model = self.model

@@ -25,6 +25,11 @@ estimates side by side:
   effect (``complete="fixed"``) or the pooled OLS of y on X ignoring groups
   (``complete="ols"``); 0 for a coefficient with no fixed counterpart.
 
+Non-Gaussian fits (GLMMs, ML or Bayesian) compare the same three on the link
+scale, with per-level maximum-likelihood GLMs for no pooling, the pooled GLM
+for ``complete="ols"`` and the Fisher information in the shrinkage factor
+(:mod:`hierlm.results.pooling_glm`).
+
 Two measures of shrinkage:
 
 * ``shrinkage_factor``: the diagonal of ``Lambda_j = (G A_j + I)^-1 G A_j``,
@@ -59,6 +64,7 @@ from hierlm.results.grouped import (
     scaled_loadings,
     split_factor,
 )
+from hierlm.results.pooling_glm import glm_factor_draws, glm_no_pooling, glm_pooled
 from hierlm.results.summary import interval_spec
 
 __all__ = ["ShrinkageResult", "shrinkage", "no_pooling"]
@@ -229,7 +235,7 @@ def shrinkage(fit: object, group: str, complete: str = "fixed", prob: float | No
         Grouping factor, e.g. ``"Subject"``.
     complete : {"fixed", "ols"}
         Complete-pooling estimate: the model's fixed effect or the pooled OLS
-        of y on the fixed-effect columns.
+        of y on the fixed-effect columns (a pooled GLM for non-Gaussian fits).
     prob : float, optional
         Interval probability for Bayesian fits (ArviZ default when None).
 
@@ -258,7 +264,13 @@ def shrinkage(fit: object, group: str, complete: str = "fixed", prob: float | No
     levels = list(split.levels)
     n_levels, q = len(levels), len(columns)
 
-    own, own_se, counts = no_pooling(draws, group)
+    glm = not draws.is_gaussian
+    if glm:
+        _, own_z, own_covariance = _own_columns(draws, split)
+        own, own_se = glm_no_pooling(draws, split, columns, own_z)
+        counts = np.array([rows.size for rows in split.rows])
+    else:
+        own, own_se, counts = no_pooling(draws, group)
     fixed_index = [design.fixed_names.index(c) if c in design.fixed_names else -1 for c in columns]
     fixed_draws = np.column_stack([
         draws.beta[:, i] if i >= 0 else np.zeros(draws.n_draws) for i in fixed_index
@@ -269,10 +281,11 @@ def shrinkage(fit: object, group: str, complete: str = "fixed", prob: float | No
     if complete == "fixed":
         pooled = fixed_draws.mean(axis=0)
     else:
-        ols = np.linalg.lstsq(np.asarray(design.X, dtype=float), np.asarray(design.y, dtype=float),
-                              rcond=None)[0]
+        ols = glm_pooled(draws) if glm else np.linalg.lstsq(
+            np.asarray(design.X, dtype=float), np.asarray(design.y, dtype=float), rcond=None)[0]
         pooled = np.array([ols[i] if i >= 0 else 0.0 for i in fixed_index])
-    factors = _factor_draws(draws, split)
+    factors = (glm_factor_draws(draws, split, own_z, own_covariance) if glm
+               else _factor_draws(draws, split))
     with np.errstate(divide="ignore", invalid="ignore"):
         pull = (partial - pooled) / (own - pooled)
 

@@ -72,11 +72,3 @@ def test_few_observations_per_level_suggest_nagq() -> None:
     with pytest.warns(HierlmWarning, match="median of .* per level of 'g'.*nagq="):
         model.fit("ml", hessian=False)
 
-
-def test_gaussian_only_quantities_are_refused() -> None:
-    from tests.glmm.reference import fitted
-
-    fit = fitted("glmer/cbpp_binomial_laplace")
-    for call in (lambda: fit.shrinkage("herd"),):
-        with pytest.raises(FitError, match="not available for ML fits of binomial \\(logit\\)"):
-            call()
