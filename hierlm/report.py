@@ -399,7 +399,12 @@ def _write_fit(fit: Any, draws: FitDraws, out: Path) -> tuple[Path, ...]:
         written.append(path)
     if not draws.point:
         return tuple(written)
-    for name, index in (("fixef", True), ("varcorr", False), ("ranef", False)):
+    tables = [("fixef", True), ("varcorr", False)]
+    if draws.design.blocks:  # a GLS / MMRM fit (residual structure only) has no group effects
+        tables.append(("ranef", False))
+    if draws.design.residual is not None:
+        tables.append(("residual_covariance", True))
+    for name, index in tables:
         table = _call_table(fit, name)
         if table is not None:
             path = out / f"{name}.csv"

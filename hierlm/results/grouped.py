@@ -105,6 +105,13 @@ def split_factor(design: Design, group: str) -> FactorSplit:
     own = tuple(k for k, block in enumerate(design.blocks) if block.group == group)
     if not own:
         groups = sorted({block.group for block in design.blocks})
+        residual = getattr(design, "residual", None)
+        if not groups and residual is not None:
+            raise ColumnNotFoundError(
+                f"{group!r} is not a grouping factor of the model: it has no random-effect terms "
+                f"(a GLS / MMRM model), so nothing is shrunk; the within-{residual.spec.group} "
+                f"correlation is in residual={residual.describe()!r}: see "
+                "fit.residual_covariance(correlation=True).")
         raise ColumnNotFoundError(f"{group!r} is not a grouping factor of the model; choose one of {groups}.")
     codes = np.asarray(design.blocks[own[0]].codes)
     nested = tuple(

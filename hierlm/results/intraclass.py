@@ -262,6 +262,13 @@ def icc_draws(
     draws = as_draws(fit)
     design = draws.design
     if not design.blocks:
+        residual = getattr(design, "residual", None)
+        if residual is not None:
+            raise DataError(
+                "The model has no random effects, so it has no intraclass correlation (no "
+                f"variance share of a group); the within-{residual.spec.group} correlation of "
+                f"residual={residual.describe()!r} is read from "
+                "fit.residual_covariance(correlation=True).")
         raise DataError("The model has no random effects, so it has no intraclass correlation.")
     variances = mean_random_variance(draws) if at is None else random_variance_at(draws, at)
     variances[:, observation_level_blocks(draws)] = 0.0  # overdispersion: in the residual

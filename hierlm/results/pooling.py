@@ -49,11 +49,12 @@ Two measures of shrinkage:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hierlm.errors import InputTypeError
+from hierlm.errors import FitError, InputTypeError
 from hierlm.results.common import as_draws
 from hierlm.results.display import html_report
 from hierlm.results.draws import FitDraws
@@ -145,19 +146,44 @@ def _nested_loading(draws: FitDraws, split: FactorSplit, rows: np.ndarray,
     return scaled_loadings(loadings, [roots.get(k) for k in range(len(draws.design.blocks))])  # type: ignore[misc]
 
 
-def _information(z_level: np.ndarray, nested: np.ndarray | None, variance: np.ndarray) -> np.ndarray:
-    """``Z_j' V_j^-1 Z_j`` per draw (S, Q, Q), ``V_j = sigma^2 I + B B'`` with B the nested loading."""
-    ztz = z_level.T @ z_level
+def _information(z_level: np.ndarray, nested: np.ndarray | None, variance: np.ndarray,
+                 precision: np.ndarray | None = None) -> np.ndarray:
+    """``Z_j' V_j^-1 Z_j`` per draw (S, Q, Q), ``V_j = sigma^2 Omega_j + B B'``.
+
+    ``B`` is the nested loading; ``precision`` is ``Omega_j^-1`` of a residual structure
+    (None: ``Omega_j = I``).
+    """
+    weighted = z_level if precision is None else precision @ z_level  # Omega^-1 Z
+    ztz = z_level.T @ weighted
     if nested is None:
         return ztz[None, :, :] / variance[:, None, None]
     m = nested.shape[2]
-    ztb = np.einsum("nq,snm->sqm", z_level, nested)
-    inner = variance[:, None, None] * np.eye(m) + np.einsum("snm,snk->smk", nested, nested)
+    ztb = np.einsum("nq,snm->sqm", weighted, nested)
+    weighted_nested = nested if precision is None else np.einsum("nk,skm->snm", precision, nested)
+    inner = variance[:, None, None] * np.eye(m) + np.einsum("snm,snk->smk", nested, weighted_nested)
     correction = ztb @ np.linalg.solve(inner, np.swapaxes(ztb, 1, 2))
     return np.asarray((ztz[None] - correction) / variance[:, None, None])
 
 
-def no_pooling(draws: FitDraws, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _level_precisions(fit: Any, design: Any, split: FactorSplit) -> list[np.ndarray] | None:
+    """``Omega_j^-1`` of each level's rows under the fit's residual structure (None: independent).
+
+    The random effects of a model with a residual structure are per residual group, so a
+    level's rows are one group's and their block of ``Omega^-1`` is the inverse of theirs.
+    """
+    residual = getattr(design, "residual", None)
+    if residual is None:
+        return None
+    kernel = getattr(fit, "kernel", None)
+    if kernel is None or not hasattr(kernel, "residual_precision"):
+        raise FitError(f"shrinkage() with residual={residual.describe()!r} needs the fitted "
+                       "residual correlation, which only ML/REML fits carry so far.")
+    precision = kernel.residual_precision(np.asarray(fit.theta, dtype=float))
+    return [np.asarray(precision[rows][:, rows].todense()) for rows in split.rows]
+
+
+def no_pooling(draws: FitDraws, group: str, precisions: list[np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-level least-squares estimates of the coefficients that vary by ``group``.
 
     The fixed part of the other fixed-effect columns is removed with the
@@ -169,6 +195,9 @@ def no_pooling(draws: FitDraws, group: str) -> tuple[np.ndarray, np.ndarray, np.
         Parameter draws of a fit.
     group : str
         Grouping factor.
+    precisions : list of numpy.ndarray, optional
+        Per level, ``Omega_j^-1`` of its rows under a residual structure: the estimates are
+        then generalised least squares, as the fit weights the rows.
 
     Returns
     -------
@@ -197,19 +226,24 @@ def no_pooling(draws: FitDraws, group: str) -> tuple[np.ndarray, np.ndarray, np.
         z_level = z[rows]
         if rows.size < q or np.linalg.matrix_rank(z_level) < q:
             continue
-        estimate[level] = np.linalg.lstsq(z_level, target[rows], rcond=None)[0]
-        inverse = np.linalg.inv(z_level.T @ z_level)
-        spread = variance[0] * (z_level.T @ z_level)
+        # least squares, generalised by Omega_j of a residual structure (as the fit weights rows)
+        weighted = z_level if precisions is None else precisions[level] @ z_level
+        information = z_level.T @ weighted
+        estimate[level] = np.linalg.solve(information, weighted.T @ target[rows])
+        inverse = np.linalg.inv(information)
+        spread = variance[0] * information
         nested = _nested_loading(draws, split, rows, roots)
         if nested is not None:
-            projected = z_level.T @ nested[0]
+            projected = weighted.T @ nested[0]
             spread = spread + projected @ projected.T
         se[level] = np.sqrt(np.diag(inverse @ spread @ inverse))
-    counts = np.array([rows.size for rows in split.rows])
+    counts = (design.level_counts(split.own[0]).astype(np.int64) if design.rowless
+              else np.array([rows.size for rows in split.rows]))  # row-less: counted by the engine
     return estimate, se, counts
 
 
-def _factor_draws(draws: FitDraws, split: FactorSplit) -> np.ndarray:
+def _factor_draws(draws: FitDraws, split: FactorSplit,
+                  precisions: list[np.ndarray] | None = None) -> np.ndarray:
     """Diagonal of ``Lambda_j = (G A_j + I)^-1 G A_j``, ``A_j = Z_j' V_j^-1 Z_j``, per draw: (S, J, Q)."""
     _, z, covariance = _own_columns(draws, split)
     variance = draws.sigma**2
@@ -217,7 +251,8 @@ def _factor_draws(draws: FitDraws, split: FactorSplit) -> np.ndarray:
     q = z.shape[1]
     out = np.empty((draws.n_draws, len(split.levels), q))
     for level, rows in enumerate(split.rows):
-        information = _information(z[rows], _nested_loading(draws, split, rows, roots), variance)
+        information = _information(z[rows], _nested_loading(draws, split, rows, roots), variance,
+                                   None if precisions is None else precisions[level])
         weighted = covariance @ information
         factor = np.linalg.solve(weighted + np.eye(q), weighted)
         out[:, level, :] = np.diagonal(factor, axis1=-2, axis2=-1)
@@ -265,12 +300,14 @@ def shrinkage(fit: object, group: str, complete: str = "fixed", prob: float | No
     n_levels, q = len(levels), len(columns)
 
     glm = not draws.is_gaussian
+    precisions = None
     if glm:
         _, own_z, own_covariance = _own_columns(draws, split)
         own, own_se = glm_no_pooling(draws, split, columns, own_z)
         counts = np.array([rows.size for rows in split.rows])
     else:
-        own, own_se, counts = no_pooling(draws, group)
+        precisions = _level_precisions(fit, design, split)
+        own, own_se, counts = no_pooling(draws, group, precisions)
     fixed_index = [design.fixed_names.index(c) if c in design.fixed_names else -1 for c in columns]
     fixed_draws = np.column_stack([
         draws.beta[:, i] if i >= 0 else np.zeros(draws.n_draws) for i in fixed_index
@@ -285,7 +322,7 @@ def shrinkage(fit: object, group: str, complete: str = "fixed", prob: float | No
             np.asarray(design.X, dtype=float), np.asarray(design.y, dtype=float), rcond=None)[0]
         pooled = np.array([ols[i] if i >= 0 else 0.0 for i in fixed_index])
     factors = (glm_factor_draws(draws, split, own_z, own_covariance) if glm
-               else _factor_draws(draws, split))
+               else _factor_draws(draws, split, precisions))
     with np.errstate(divide="ignore", invalid="ignore"):
         pull = (partial - pooled) / (own - pooled)
 
