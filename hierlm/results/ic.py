@@ -76,6 +76,9 @@ class ElpdResult:
         Number of posterior draws used.
     warning : str
         Empty, or why the estimate may be unreliable.
+    note : str
+        Empty, or what one unit is when it is not an observation or a level of
+        a grouping factor (a residual group's joint density with ``residual=``).
     y : numpy.ndarray or None
         The response the estimate refers to (used by ``compare`` to refuse
         fits on different data).
@@ -91,6 +94,7 @@ class ElpdResult:
     n_draws: int
     warning: str = ""
     y: np.ndarray | None = field(default=None, repr=False)
+    note: str = ""
 
     @property
     def n_points(self) -> int:
@@ -115,6 +119,8 @@ class ElpdResult:
         if self.kind == "loo" and "pareto_k" in self.pointwise:
             k = self.pointwise["pareto_k"].to_numpy()
             lines.append(f"  Pareto k: max {np.nanmax(k):.2f}, {int((k > 0.7).sum())} above 0.7")
+        if self.note:
+            lines.append(f"  Unit: {self.note}")
         if self.warning:
             lines.append(f"  Warning: {self.warning}")
         return "\n".join(lines)
