@@ -2,8 +2,8 @@
 
 :class:`Deviance` evaluates the Laplace (or adaptive Gauss-Hermite) deviance at
 ``x = [theta | beta | dispersion]`` from the conditional modes PIRLS finds;
-``_minimize`` (bounded quasi-Newton on central-difference gradients),
-``_curvature_scale`` and ``_hessian`` serve both the fit
+``_minimize`` (bounded quasi-Newton on the analytic Laplace gradient or central
+differences), ``_curvature_scale``, ``_hessian`` and ``_hessian_of_gradient`` serve both the fit
 (:mod:`hierlm.glmm.fit`) and the profiles (:mod:`hierlm.glmm.profile`), which
 therefore do not import each other.
 """
@@ -17,6 +17,7 @@ import numpy as np
 from scipy import optimize
 
 from hierlm.errors import FitError
+from hierlm.glmm.gradient import laplace_gradient
 from hierlm.glmm.pirls import GlmmProblem, Mode
 from hierlm.glmm.quadrature import agq_deviance
 
@@ -68,6 +69,23 @@ class Deviance:
         mode = self.mode(x, start)
         return self.value_of(mode, x)
 
+    @property
+    def analytic(self) -> bool:
+        """Whether the gradient comes from the modes (Laplace) rather than differences (AGQ)."""
+        return self.nagq == 1
+
+    def value_and_gradient(self, x: np.ndarray, mode: Mode) -> tuple[float, np.ndarray]:
+        """The Laplace deviance and its gradient at ``x`` from the mode there.
+
+        See :mod:`hierlm.glmm.gradient`.
+        """
+        theta, beta, dispersion = self.split(x)
+        grad_theta, grad_beta, grad_disp = laplace_gradient(self.problem, mode, theta, beta,
+                                                            dispersion)
+        assert grad_beta is not None
+        parts = [grad_theta, grad_beta] + ([np.array([grad_disp])] if self.has_dispersion else [])
+        return self.value_of(mode, x), np.concatenate(parts)
+
 
 def _central_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray,
                       step: float = _STEP) -> np.ndarray:
@@ -87,22 +105,39 @@ def _central_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, lower: np
 
 def _minimize(f: Callable[[np.ndarray, Any], float], make_anchor: Callable[[np.ndarray], Any],
               x0: np.ndarray, lower: np.ndarray, max_evaluations: int, gtol: float = 1e-4,
-              ftol: float = 1e-12, scale: np.ndarray | None = None
-              ) -> tuple[np.ndarray, float, bool, str]:
-    """L-BFGS-B with central-difference gradients; PIRLS warm-starts from the current point.
+              ftol: float = 1e-12, scale: np.ndarray | None = None,
+              gradient: Callable[[np.ndarray, Any], tuple[float, np.ndarray]] | None = None,
+              probe: float | None = None) -> tuple[np.ndarray, float, bool, str]:
+    """L-BFGS-B; PIRLS warm-starts from the current point.
 
-    ``scale``: the optimiser works on ``z = x * scale`` (e.g. the square roots of the
-    deviance's curvatures, so that all coordinates are alike).
+    ``gradient(x, anchor)``: the value and gradient at ``x`` from the mode there
+    (the analytic Laplace gradient); without it, or where it fails, central
+    differences of ``f``. ``scale``: the optimiser works on ``z = x * scale`` (e.g.
+    the square roots of the deviance's curvatures, so that all coordinates are alike).
+    ``probe``: where the search ends with a coordinate bounded below by 0 at its bound and a
+    vanishing gradient there (the deviance is even in a scalar block's theta and in the last
+    diagonal entry of a vector block's, so the bound is always stationary in it, a saddle as
+    often as a minimum), search once more from that coordinate set to ``probe`` and keep the
+    lower of the two ends.
     """
     unit = np.ones(x0.size) if scale is None else np.asarray(scale, dtype=float)
     best = {"value": np.inf}
+
+    def differences(x: np.ndarray, anchor: Any) -> tuple[float, np.ndarray]:
+        return f(x, anchor), _central_gradient(lambda z: f(z, anchor), x, lower)
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 anchor = make_anchor(x)
-                value = f(x, anchor)
-                grad = _central_gradient(lambda z: f(z, anchor), x, lower)
+                value, grad = np.nan, np.full(x.size, np.nan)
+                if gradient is not None:
+                    try:
+                        value, grad = gradient(x, anchor)
+                    except (FitError, np.linalg.LinAlgError):
+                        pass
+                if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+                    value, grad = differences(x, anchor)
         except (FitError, np.linalg.LinAlgError):
             value, grad = np.nan, np.full(x.size, np.nan)
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
@@ -121,9 +156,18 @@ def _minimize(f: Callable[[np.ndarray, Any], float], make_anchor: Callable[[np.n
         return value, grad / unit
 
     bounds = [(lo * u if np.isfinite(lo) else None, None) for lo, u in zip(lower, unit, strict=True)]
+    options = {"maxiter": max_evaluations, "ftol": ftol, "gtol": gtol, "maxcor": 20}
     result = optimize.minimize(scaled, x0 * unit, jac=True, method="L-BFGS-B", bounds=bounds,
-                               options={"maxiter": max_evaluations, "ftol": ftol, "gtol": gtol,
-                                        "maxcor": 20})
+                               options=options)
+    if probe is not None:
+        x_end = np.asarray(result.x, dtype=float) / unit
+        stuck = (lower == 0) & (x_end <= 1e-8) & (np.abs(np.asarray(result.jac)) <= 10 * gtol)
+        if np.any(stuck):
+            x_end[stuck] = probe
+            again = optimize.minimize(scaled, x_end * unit, jac=True, method="L-BFGS-B",
+                                      bounds=bounds, options=options)
+            if again.fun < result.fun:
+                result = again
     return np.asarray(result.x, dtype=float) / unit, float(result.fun), bool(result.success), \
         str(result.message)
 
@@ -143,6 +187,19 @@ def _curvature_scale(f: Callable[[np.ndarray], float], x: np.ndarray, lower: np.
             curvature = (f(x + e) - 2 * f0 + f(x - e)) / h ** 2
         out[k] = np.sqrt(curvature) if np.isfinite(curvature) and curvature > 1e-4 else 1.0
     return out
+
+
+def _hessian_of_gradient(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                         step: float = _HESSIAN_STEP) -> np.ndarray:
+    """Central differences of the gradient (``2 d`` evaluations), symmetrised."""
+    d = x.size
+    h = step * np.maximum(1.0, np.abs(x))
+    jac = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h[i]
+        jac[:, i] = (gradient(x + e) - gradient(x - e)) / (2.0 * h[i])
+    return 0.5 * (jac + jac.T)
 
 
 def _hessian(f: Callable[[np.ndarray], float], x: np.ndarray, step: float = _HESSIAN_STEP) -> np.ndarray:

@@ -10,12 +10,15 @@ over ``theta`` and ``beta`` with PIRLS for the random effects only, as
 jointly on the log scale in both stages. Bounds on ``theta`` are lme4's
 (diagonal entries >= 0).
 
-Both stages use L-BFGS-B with central-difference gradients (PIRLS is
+Both stages use L-BFGS-B on the analytic gradient of the Laplace deviance
+(:mod:`hierlm.glmm.gradient`: one PIRLS run per point, not one per
+coordinate); the AGQ deviance of stage 2 uses central differences (PIRLS is
 converged so that the deviance is smooth to about 1e-13 relative).
 The covariance of the fixed effects is lme4's default: twice the inverse of
 the numerical Hessian of the deviance over ``(theta, beta)`` (its ``beta``
-block); where that Hessian is not positive definite, the inverse of the
-fixed-effect Schur complement of the penalised system (lme4's ``RX``
+block; central differences of the analytic gradient for Laplace fits, of the
+deviance, as lme4's ``deriv12``, for AGQ); where that Hessian is not positive
+definite, the inverse of the fixed-effect Schur complement of the penalised system (lme4's ``RX``
 fallback), with a warning.
 """
 
@@ -31,7 +34,8 @@ from hierlm.design.blocks import Design
 from hierlm.errors import ConvergenceWarning, FitError
 from hierlm.families import Family
 from hierlm.glmm.checks import warn_after_fit, warn_before_fit
-from hierlm.glmm.deviance import Deviance, _curvature_scale, _hessian, _minimize
+from hierlm.glmm.deviance import Deviance, _curvature_scale, _hessian, _hessian_of_gradient, _minimize
+from hierlm.glmm.gradient import laplace_gradient
 from hierlm.glmm.optimum import GlmmOptimum
 from hierlm.glmm.pirls import GlmmProblem, Mode
 from hierlm.glmm.quadrature import check_agq
@@ -39,6 +43,9 @@ from hierlm.glmm.result import GlmmResult
 from hierlm.lmm.optimum import blas_threads
 
 __all__ = ["fit_glmm", "Deviance"]  # Deviance re-exported from hierlm.glmm.deviance
+
+_PROBE = 0.25  # theta from which to search again when a search ends on a stationary bound
+
 
 def _rx_vcov(problem: GlmmProblem, mode: Mode, dispersion: float | None) -> np.ndarray:
     """Inverse of the fixed-effect Schur complement of the penalised system (lme4's RX)."""
@@ -118,6 +125,13 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
             dispersion = float(np.exp(x[n_theta])) if family.has_dispersion else None
             return problem.mode(theta, None, dispersion, start=anchor).laplace
 
+        def gradient1(x: np.ndarray, mode: Mode) -> tuple[float, np.ndarray]:
+            theta = x[:n_theta]
+            dispersion = float(np.exp(x[n_theta])) if family.has_dispersion else None
+            grad_theta, _, grad_disp = laplace_gradient(problem, mode, theta, None, dispersion)
+            extra = [np.array([grad_disp])] if grad_disp is not None else []
+            return mode.laplace, np.concatenate([grad_theta] + extra)
+
         def anchor1(x: np.ndarray) -> Mode:
             theta = x[:n_theta]
             dispersion = float(np.exp(x[n_theta])) if family.has_dispersion else None
@@ -127,10 +141,15 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
 
         x1 = np.concatenate([np.asarray(start.get("theta", problem.structure.layout.start()),
                                         dtype=float), disp_x0])
+        lower1 = np.concatenate([lower_theta, disp_lower])
+        # the curvatures' scale keeps the first quasi-Newton steps from overshooting into a
+        # boundary (a random slope's SD far steeper than the intercept's)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scale1 = _curvature_scale(lambda z: stage1(z, state["mode"]), x1, lower1)
         # a start for stage 2 only: a loose tolerance is enough
-        x1, _, _, stage1_message = _minimize(stage1, anchor1, x1,
-                                             np.concatenate([lower_theta, disp_lower]),
-                                             max_evaluations, gtol=1e-2, ftol=1e-8)
+        x1, _, _, stage1_message = _minimize(stage1, anchor1, x1, lower1, max_evaluations,
+                                             gtol=1e-2, ftol=1e-8, scale=scale1,
+                                             gradient=gradient1, probe=_PROBE)
         theta0 = x1[:n_theta]
         x_disp = x1[n_theta:]
         dispersion1 = float(np.exp(x_disp[0])) if family.has_dispersion else None
@@ -147,8 +166,11 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         scale = _curvature_scale(lambda z: deviance(z, deviance.anchor), x0, lower)
+    gradient2 = ((lambda x, a: deviance.value_and_gradient(x, a)) if deviance.analytic
+                 else None)
     x_opt, value, converged, message = _minimize(lambda x, a: deviance(x, a), anchor2, x0, lower,
-                                                 max_evaluations, scale=scale)
+                                                 max_evaluations, scale=scale, gradient=gradient2,
+                                                 probe=_PROBE)
     # lme4's bounds: a diagonal theta entry below 1e-8 of its bound is the boundary itself
     x_opt[:n_theta] = np.where((lower_theta == 0) & (x_opt[:n_theta] < 1e-8), 0.0, x_opt[:n_theta])
     theta, beta, dispersion = deviance.split(x_opt)
@@ -163,7 +185,11 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
     source = "RX"
     if hessian:
         deviance.anchor = mode
-        hess = _hessian(lambda z: deviance(z, mode), x_opt)
+        if deviance.analytic:
+            hess = _hessian_of_gradient(
+                lambda z: deviance.value_and_gradient(z, deviance.mode(z, mode))[1], x_opt)
+        else:
+            hess = _hessian(lambda z: deviance(z, mode), x_opt)
         try:
             inverse = np.linalg.inv(hess)
             block = 2.0 * inverse[n_theta:n_theta + beta.size, n_theta:n_theta + beta.size]

@@ -30,7 +30,7 @@ from hierlm.errors import FitError
 from hierlm.families import Family
 from hierlm.glmm.system import Factor, RestColumns, Structure
 
-__all__ = ["GlmmProblem", "Mode"]
+__all__ = ["GlmmProblem", "Mode", "System"]
 
 _MAX_ITERATIONS = 60
 _MAX_HALVINGS = 30
@@ -125,21 +125,10 @@ class GlmmProblem:
         self.evaluations += 1
         s = self.structure
         family, link = self.family, self.family.link
-        templates = s.templates(theta)
-        a1 = s.first_rows(templates)
-        joint = beta is None
-        p = self.X.shape[1]
+        system = self.system(theta, beta)
+        a1, rest, penalty, joint = system.a1, system.rest, system.penalty, system.joint
         m_rest = s.m_rest
-        rest: RestColumns | np.ndarray | None
-        if joint:
-            rest = self.X if not s.rest else RestColumns(s, templates, self.X)
-            penalty = np.concatenate([np.ones(m_rest), np.zeros(p)])
-            fixed_eta = self.offset
-        else:
-            rest = RestColumns(s, templates) if s.rest else None
-            penalty = np.ones(m_rest)
-            fixed_eta = self.offset + self.X @ beta
-        m = 0 if rest is None else int(rest.shape[1])
+        m = system.m
         codes = s.codes1
         if start is not None:
             u1 = start.u1.copy()
@@ -153,12 +142,7 @@ class GlmmProblem:
 
         scalar = s.q1 == 1
         a1_column = a1[:, 0]
-
-        def eta_of(u1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            base = fixed_eta + (_matvec(rest, v2) if rest is not None else 0.0)
-            if scalar:
-                return base + a1_column * u1[codes, 0], base
-            return base + np.einsum("ij,ij->i", a1, u1[codes]), base
+        eta_of = system.eta
 
         def pdev_of(eta: np.ndarray, u1: np.ndarray, v2: np.ndarray) -> tuple[float, np.ndarray]:
             # the deviance form: -2 sum log p = sum w d(y, mu) + a constant of the run
@@ -171,7 +155,6 @@ class GlmmProblem:
         if not np.isfinite(pdev):
             raise FitError("The penalised deviance is not finite at the start of PIRLS; check "
                            "the response, the offset and the starting values.")
-        factor = None
         iterations = 0
         while iterations < _MAX_ITERATIONS:
             iterations += 1
@@ -201,17 +184,92 @@ class GlmmProblem:
             u1, v2, eta, base, pdev, mu = n1, n2, eta_new, base_new, pdev_new, mu_new
             if size < _TOLERANCE:
                 break
-        assert factor is not None
         # the factor at the final modes (Newton's last step leaves them within ~1e-16 of the
         # optimum), so that log|M| is a smooth function of (theta, beta)
-        factor = Factor(s, a1, rest, penalty, family.laplace_weights(y, eta, pw, dispersion))
+        exact, factor = self.laplace_terms(system, u1, v2, eta, mu, dispersion)
         u2 = v2[:m_rest]
         beta_out = v2[m_rest:] if joint else np.asarray(beta, dtype=float)
-        exact = float(-2.0 * np.sum(family.log_likelihood(y, mu, pw, dispersion))
-                      + np.sum(u1 * u1) + np.sum(u2 * u2))
         return Mode(u1=u1, u2=u2, beta=beta_out, eta=eta, mu=mu, factor=factor,
                     pdev=exact, a1=a1, base=base, iterations=iterations,
                     theta=np.array(theta, dtype=float))
+
+    def system(self, theta: np.ndarray, beta: np.ndarray | None = None) -> System:
+        """The columns of the penalised system at ``theta`` (``beta=None``: fixed effects inside)."""
+        s = self.structure
+        templates = s.templates(theta)
+        a1 = s.first_rows(templates)
+        p = self.X.shape[1]
+        rest: RestColumns | np.ndarray | None
+        if beta is None:
+            rest = self.X if not s.rest else RestColumns(s, templates, self.X)
+            penalty = np.concatenate([np.ones(s.m_rest), np.zeros(p)])
+            fixed_eta = self.offset
+        else:
+            rest = RestColumns(s, templates) if s.rest else None
+            penalty = np.ones(s.m_rest)
+            fixed_eta = self.offset + self.X @ beta
+        return System(structure=s, a1=a1, rest=rest, penalty=penalty, fixed_eta=fixed_eta,
+                      joint=beta is None)
+
+    def score(self, eta: np.ndarray, mu: np.ndarray, dispersion: float | None) -> np.ndarray:
+        """``d log p(y | eta) / d eta`` per row (the PIRLS score)."""
+        d = self.family.link.mu_eta(eta)
+        return self.prior_weights * (self.y - mu) * d / self.family.variance(mu, dispersion)
+
+    def laplace_terms(self, system: System, u1: np.ndarray, v2: np.ndarray, eta: np.ndarray,
+                      mu: np.ndarray, dispersion: float | None) -> tuple[float, Factor]:
+        """``(-2 log p(y | u) + |u|^2, factor of A'WA + P)`` at given modes: the Laplace deviance's terms.
+
+        The one definition of the Laplace deviance ``pdev + log|M|``: PIRLS ends
+        with it, and the analytic gradient (:mod:`hierlm.glmm.gradient`) differentiates it
+        at fixed modes.
+        """
+        family, pw, y = self.family, self.prior_weights, self.y
+        u2 = v2[:self.structure.m_rest]
+        factor = Factor(self.structure, system.a1, system.rest, system.penalty,
+                        family.laplace_weights(y, eta, pw, dispersion))
+        exact = float(-2.0 * np.sum(family.log_likelihood(y, mu, pw, dispersion))
+                      + np.sum(u1 * u1) + np.sum(u2 * u2))
+        return exact, factor
+
+
+@dataclass(frozen=True, eq=False)
+class System:
+    """The columns ``[A1 | rest]`` and penalty of the penalised system at one ``theta``.
+
+    Attributes
+    ----------
+    a1 : numpy.ndarray
+        ``(n, q1)`` first-part rows of ``A``.
+    rest : RestColumns or numpy.ndarray or None
+        Rest columns (rest random effects, then the fixed effects when ``joint``).
+    penalty : numpy.ndarray
+        1 for the rest's random-effect columns, 0 for fixed effects.
+    fixed_eta : numpy.ndarray
+        The offset (plus ``X beta`` unless ``joint``).
+    joint : bool
+        Whether the fixed effects are solved with the random effects (stage 1).
+    """
+
+    structure: Structure
+    a1: np.ndarray
+    rest: RestColumns | np.ndarray | None
+    penalty: np.ndarray
+    fixed_eta: np.ndarray
+    joint: bool
+
+    @property
+    def m(self) -> int:
+        """Width of the rest."""
+        return 0 if self.rest is None else int(self.rest.shape[1])
+
+    def eta(self, u1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(eta, eta without the first part)`` at modes ``(u1, v2)``."""
+        s = self.structure
+        base = self.fixed_eta + (_matvec(self.rest, v2) if self.rest is not None else 0.0)
+        if s.q1 == 1:
+            return base + self.a1[:, 0] * u1[s.codes1, 0], base
+        return base + np.einsum("ij,ij->i", self.a1, u1[s.codes1]), base
 
 
 def _matvec(rest: RestColumns | np.ndarray, v: np.ndarray) -> np.ndarray:
