@@ -210,7 +210,7 @@ def load_fit(path: str | Path) -> Any:
                       HierlmWarning, stacklevel=2)
     data = _read_data(folder / _DATA, manifest["data"])
     spec = manifest["model"]
-    link = manifest["fit"]["link"] if manifest["kind"] == "glmm" else None
+    link = manifest["fit"].get("link") if manifest["kind"] in ("glmm", "bayes") else None
     try:
         model = Model(spec["formula"], data, family=spec["family"], link=link, priors=spec["priors"],
                              na_action=spec["na_action"], reference=spec["reference"] or None,
@@ -364,8 +364,16 @@ def _bayes_restore(model: Any, state: dict[str, Any], idata_path: Path) -> Any:
     # The PyMC model is code, not data: rebuilt on first use (NUTS fits carry it; MAP fits do not).
     pymc_model = (DeferredModel(lambda: build_model(model, priors, state["formulation"]).pymc_model)
                   if state["method"] == "nuts" else None)
+    # the model was rebuilt with the saved link; its family must be the fit's (None: Gaussian,
+    # also in files saved before the family was stored)
+    family = model.family
+    name = getattr(family, "name", "gaussian")
+    if (state.get("family") or "gaussian") != name:
+        raise IncompatibleFileError(
+            f"{str(idata_path.parent)!r}: the fit's family {state.get('family') or 'gaussian'!r} "
+            f"differs from the model's {name!r}; the file was changed.")
     return BayesResult(idata=idata, pymc_model=pymc_model, formulation=state["formulation"],
                        sampler=state["sampler"], method=state["method"], design=model.design,
                        priors=priors, names=block_names(model.design), timing=state["timing"],
                        seed=state["seed"], settings=state["settings"], diagnostics=diagnostics,
-                       info=state["info"], model=model)
+                       info=state["info"], model=model, family=family)

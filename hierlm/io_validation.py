@@ -179,6 +179,9 @@ def _check_bayes_state(state: Any, path: Path) -> None:
         raise _fail(path, f"unknown Bayesian method {state.get('method')!r}")
     _require(state.get("formulation"), str, path, "'fit.formulation'")
     _require(state.get("priors"), list, path, "'fit.priors'")
+    for key in ("family", "link"):
+        if state.get(key) is not None:
+            _require(state[key], str, path, f"'fit.{key}'")
     for key in ("settings", "timing", "info"):
         if state.get(key) is not None:
             _require(state[key], dict, path, f"'fit.{key}'")

@@ -297,3 +297,52 @@ def test_saved_folder_has_an_ordinary_mode(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o755
+
+
+# ------------------------------------------------------- Bayesian GLMMs (issue 14)
+@pytest.fixture(scope="module")
+def binomial_bayes_fits():
+    data = hl.datasets.cbpp()
+    model = hl.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", data,
+                     family="binomial", link="probit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        return {"map": model.fit("map"),
+                "nuts": model.fit("nuts", draws=60, tune=60, chains=1, random_seed=4,
+                                  progressbar=False)}
+
+
+@pytest.mark.parametrize("method", ["map", pytest.param("nuts", marks=pytest.mark.slow)])
+def test_bayesian_glmm_round_trip_keeps_the_family(binomial_bayes_fits, method, tmp_path):
+    fit = binomial_bayes_fits[method]
+    path = fit.save(tmp_path / method)
+    manifest = json.loads((path / "hierlm.json").read_text())
+    assert (manifest["fit"]["family"], manifest["fit"]["link"]) == ("binomial", "probit")
+    loaded = load_fit(path)
+    assert loaded.family == fit.family and loaded.family.link.name == "probit"
+    assert loaded.model.family == fit.model.family
+    pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef(), check_exact=True)
+    for kind in ("response", "link"):  # the inverse link is the saved one (probit, not logit)
+        pd.testing.assert_frame_equal(loaded.predict(type=kind), fit.predict(type=kind),
+                                      check_exact=True)
+    assert loaded.draws().family == fit.draws().family
+
+
+def test_bayesian_glmm_with_a_changed_family_is_refused(binomial_bayes_fits, tmp_path):
+    path = binomial_bayes_fits["map"].save(tmp_path / "map")
+    manifest = json.loads((path / "hierlm.json").read_text())
+    manifest["fit"]["family"] = "poisson"  # no checksum covers the manifest's fit record
+    (path / "hierlm.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleFileError, match="family 'poisson' differs from the model's 'binomial'"):
+        load_fit(path)
+
+
+def test_bayesian_fits_with_weight_arrays_are_not_saved(tmp_path):
+    data = hl.datasets.cbpp().assign(rate=lambda d: d["incidence"] / d["size"])
+    model = hl.Model("rate ~ period + (1 | herd)", data, family="binomial",
+                     weights=data["size"].to_numpy(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        fit = model.fit("map")
+    with pytest.raises(FitError, match="weights= or offset="):
+        fit.save(tmp_path / "weighted")

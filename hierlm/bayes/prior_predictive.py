@@ -4,9 +4,17 @@ Each draw ``s`` takes fixed effects, SDs, LKJ correlations and sigma from the
 model's priors (exactly, by :mod:`hierlm.bayes.prior_draws`), group effects
 ``b_j ~ N(0, G_s)`` for every level, and a response for every row of the
 data, ``y_i = x_i' beta_s + sum_k z_ki' b_k[level_i] + e_i`` with
-``e_i ~ N(0, sigma_s^2)``. The rows are those of the model's data (same
-predictors and grouping levels), so the draws show what the priors say about
-data like the data in hand before seeing the response.
+``e_i ~ N(0, sigma_s^2)`` (``sigma_s^2 / w_i`` with prior weights). The rows
+are those of the model's data (same predictors and grouping levels), so the
+draws show what the priors say about data like the data in hand before
+seeing the response.
+
+Non-Gaussian families draw their responses from the family given the mean
+``mu_i = g^-1(offset_i + x_i' beta_s + sum_k z_ki' b_k[level_i])`` (and the
+NB2 dispersion from its prior), by the same replicate functions as the
+posterior predictive (:mod:`hierlm.bayes.likelihoods`): binomial successes
+out of the row's trials, Poisson or NB2 counts, as integers; ``observed_data``
+is on the same scale (successes for the binomial).
 
 The result is a DataTree with groups ``prior`` (the same variable names,
 dims and coords as a fit's ``posterior``, see :mod:`hierlm.bayes.naming`, so
@@ -26,9 +34,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from hierlm.bayes.build import design_and_priors
+from hierlm.bayes.build import design_and_priors, model_family
 from hierlm.bayes.conditional import covariance_cholesky, linear_predictor
-from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, block_names, observation_coords
+from hierlm.bayes.likelihoods import dispersion_name, likelihood_of, observed_data
+from hierlm.bayes.naming import (
+    FIXEF,
+    FIXEF_DIM,
+    OBS_DIM,
+    block_names,
+    observation_coords,
+    response_variable,
+)
 from hierlm.bayes.prior_draws import cholesky_from_raw, draw_lkj_raw, draw_prior, draw_priors
 from hierlm.bayes.priors import PriorTable
 from hierlm.errors import FitError, InputTypeError, PriorError
@@ -106,19 +122,21 @@ def sample_prior_predictive(
     FitError
         For fewer than one draw, or more than about 1 GB of responses.
     """
-    design, table, family = design_and_priors(model, priors)
-    if family != "gaussian":
-        raise FitError(f"sample_prior_predictive covers Gaussian models so far, not family="
-                       f"{family!r}; use pymc.sample_prior_predictive(model=fit.pymc_model)")
+    design, table, _ = design_and_priors(model, priors)
+    family = model_family(model)
+    likelihood = likelihood_of(family)
     n_draws = _check_request(draws, design.n, table)
     rng = np.random.default_rng(random_seed)
     names = design.fixed_names
     fixef = draw_priors([table.fixef(t) for t in names], n_draws, rng, [f"fixef[{t}]" for t in names])
-    sigma = draw_prior(table.sigma, n_draws, rng, SIGMA)
     data_vars: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
         FIXEF: ((*_SAMPLE_DIMS, FIXEF_DIM), fixef[None]),
-        SIGMA: (_SAMPLE_DIMS, sigma[None]),
     }
+    dispersion = None
+    name = dispersion_name(family)
+    if name is not None:
+        dispersion = draw_prior(table.dispersion(name), n_draws, rng, name)
+        data_vars[name] = (_SAMPLE_DIMS, dispersion[None])
     coords: dict[str, object] = {FIXEF_DIM: list(names)}
     blocks = []
     for bn in block_names(design):
@@ -141,18 +159,21 @@ def sample_prior_predictive(
         # stored as (terms, levels), the layout of naming.py that ArviZ labels right
         data_vars[bn.ranef] = ((*_SAMPLE_DIMS, *bn.ranef_dims), np.swapaxes(effects, 1, 2)[None])
         blocks.append((np.asarray(bn.block.codes), np.asarray(bn.block.z, dtype=float), effects))
-    mu = linear_predictor(np.asarray(design.X, dtype=float), fixef, blocks)
-    response = mu + sigma[:, None] * rng.standard_normal(mu.shape)
+    data = observed_data(design)
+    predictor = linear_predictor(np.asarray(design.X, dtype=float), fixef, blocks)
+    if data.offset is not None:
+        predictor = predictor + data.offset[None, :]
+    response = likelihood.replicate(rng, data, family.link.inverse(predictor), dispersion)
+    observed = data.successes if family.name == "binomial" else np.asarray(design.y, dtype=float)
     chain_draw = {"chain": [0], "draw": np.arange(n_draws)}
     obs = {OBS_DIM: observation_coords(design)}
+    variable = response_variable(design)
     groups = {
         "prior": xr.Dataset(data_vars, coords={**coords, **chain_draw}),
         "prior_predictive": xr.Dataset(
-            {design.response: ((*_SAMPLE_DIMS, OBS_DIM), response[None])}, coords={**obs, **chain_draw}
+            {variable: ((*_SAMPLE_DIMS, OBS_DIM), response[None])}, coords={**obs, **chain_draw}
         ),
-        "observed_data": xr.Dataset(
-            {design.response: ((OBS_DIM,), np.asarray(design.y, dtype=float))}, coords=obs
-        ),
+        "observed_data": xr.Dataset({variable: ((OBS_DIM,), observed)}, coords=obs),
     }
     attrs = {"created_at": datetime.now(UTC).isoformat(), "inference_library": "hierlm",
              "random_seed": str(random_seed)}

@@ -282,10 +282,22 @@ class BayesResult(ResultMethods, InterpretMethods):
         return self.__dict__["_uncertainty"]
 
     def _state(self) -> dict[str, Any]:
-        """What ``save()`` stores (:mod:`hierlm.core.store`): the DataTree and the fit's settings."""
+        """What ``save()`` stores (:mod:`hierlm.core.store`): the DataTree, the settings, the family.
+
+        The family and link are stored by name (None: Gaussian); ``weights=`` and
+        ``offset=`` arguments are not stored yet, so such fits are refused.
+        """
+        model = self.model
+        if model is not None and (getattr(model, "weights", None) is not None
+                                  or getattr(model, "offset", None) is not None):
+            raise FitError("save() of a model with weights= or offset= is not supported yet; write "
+                           "them in the formula (cbind(successes, failures), offset(log(x))).")
+        gaussian = self.family is None or self.family.name == "gaussian"
         return {
             "kind": "bayes", "idata": self.idata,
             "fit": {"method": self.method, "formulation": self.formulation, "sampler": self.sampler,
+                    "family": None if gaussian else self.family.name,
+                    "link": None if gaussian else self.family.link.name,
                     "seed": self.seed, "settings": self.settings, "timing": self.timing,
                     "info": self.info,
                     "diagnostics": None if self.diagnostics is None else asdict(self.diagnostics),

@@ -137,3 +137,72 @@ def test_bad_draw_counts(sleep_model):
     too_many = MAX_PREDICTIVE_ELEMENTS // sleep_model.nobs + 1
     with pytest.raises(FitError, match=f"use draws <= {too_many - 1}"):
         sleep_model.prior_predictive(draws=too_many)
+
+
+# ------------------------------------------------------------------ GLMMs (issue 14)
+def _standardised_sums(response: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Per row, ``sum_s (y_s - E y_s) / sqrt(sum_s Var y_s)`` given each draw's parameters: N(0, 1)."""
+    return (response - mean).sum(axis=0) / np.sqrt(variance.sum(axis=0))
+
+
+def _eta(tree, model) -> np.ndarray:
+    prior = tree["prior"]
+    X = np.asarray(model.design.X, dtype=float)
+    eta = prior["fixef"].values[0] @ X.T + np.asarray(model.design.offset, dtype=float)
+    for block in model.design.blocks:
+        effects = prior[f"ranef_{block.group}"].values[0]  # (draw, term, level)
+        eta = eta + np.einsum("iq,sqi->si", np.asarray(block.z), effects[:, :, block.codes])
+    return eta
+
+
+def test_binomial_prior_predictive_draws_successes_given_the_drawn_parameters():
+    data = hl.datasets.cbpp()
+    model = hl.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", data,
+                     family="binomial")
+    tree = model.prior_predictive(draws=4000, random_seed=5)
+    assert set(tree["prior"].data_vars) == {"fixef", "sd_herd", "ranef_herd"}  # no sigma
+    name = "cbind(incidence, size - incidence)"
+    y = tree["prior_predictive"][name].values[0]
+    trials = data["size"].to_numpy()
+    assert y.dtype.kind == "i" and y.min() >= 0 and np.all(y <= trials)
+    np.testing.assert_array_equal(tree["observed_data"][name].values, data["incidence"])
+    p = 1.0 / (1.0 + np.exp(-_eta(tree, model)))
+    z = _standardised_sums(y, trials * p, trials * p * (1.0 - p))
+    assert np.max(np.abs(z)) < 4.5  # 56 rows of N(0, 1): exceeded with probability ~4e-4
+    # the default priors are proper and on the link scale: the success rate spreads over (0, 1)
+    share = (y / trials).ravel()
+    assert 0.2 < np.mean(share) < 0.8 and np.mean(share < 0.1) > 0.05 and np.mean(share > 0.9) > 0.05
+
+
+def test_count_prior_predictive_uses_the_offset_and_the_dispersion():
+    data = hl.datasets.cbpp()
+    priors = {"Intercept": Prior("normal", mu=-2.0, sigma=0.5), "b": Prior("normal", sigma=0.3),
+              "sd": Prior("half_normal", sigma=0.3)}
+    poisson = hl.Model("incidence ~ period + offset(log(size)) + (1 | herd)", data,
+                       family="poisson", priors=priors)
+    tree = poisson.prior_predictive(draws=4000, random_seed=6)
+    mu = np.exp(_eta(tree, poisson))
+    y = tree["prior_predictive"]["incidence"].values[0]
+    assert np.max(np.abs(_standardised_sums(y, mu, mu))) < 4.5
+    # without the offset the counts would be ~size times smaller: the offset is in
+    assert np.mean(y) == pytest.approx(np.mean(mu), rel=0.05)
+    nb = hl.Model("incidence ~ period + offset(log(size)) + (1 | herd)", data,
+                  family="negative_binomial", priors=priors)
+    tree = nb.prior_predictive(draws=4000, random_seed=7)
+    theta = tree["prior"]["theta"].values[0]
+    assert np.all(theta > 0)
+    # given the draws' parameters the responses are independent, so the test may keep the draws
+    # with theta > 1 (near 0 the gamma-Poisson tail leaves the sums far from normal)
+    keep = theta > 1.0
+    mu = np.exp(_eta(tree, nb))[keep]
+    y = tree["prior_predictive"]["incidence"].values[0][keep]
+    variance = mu + mu ** 2 / theta[keep, None]
+    assert np.max(np.abs(_standardised_sums(y, mu, variance))) < 4.5
+
+
+def test_glmm_prior_predictive_needs_proper_priors():
+    data = hl.datasets.cbpp()
+    model = hl.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", data,
+                     family="binomial", priors="flat")
+    with pytest.raises(PriorError, match="flat"):
+        model.prior_predictive(draws=10)
