@@ -63,6 +63,8 @@ from hierlm.results.tables import (
     varcorr_table,
 )
 from hierlm.results.uncertainty import PointUncertainty
+from hierlm.sources.predict import predict_in_engine
+from hierlm.sources.registry import source_for
 
 __all__ = ["ResultMethods"]
 
@@ -211,8 +213,12 @@ class ResultMethods:
 
         Parameters
         ----------
-        new_data : pandas.DataFrame, optional
-            Data to predict for; the fitted data when omitted.
+        new_data : pandas.DataFrame or engine data, optional
+            Data to predict for; the fitted data when omitted. For a model fitted
+            on engine data, new rows held by an engine (a DuckDB relation, Parquet
+            files, a polars LazyFrame, a Dask DataFrame) are predicted there and
+            come back lazily with an ``estimate`` column
+            (:mod:`hierlm.sources.predict`).
         include_random : bool
             Add the group effects of known levels (lme4's ``re.form = NULL``);
             False gives ``X beta`` only (``re.form = NA``).
@@ -248,6 +254,13 @@ class ResultMethods:
                            prob=prob, new_levels=new_levels, seed=seed, scale=type)
         if self.model is None:
             raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
+        engine = None if isinstance(new_data, pd.DataFrame) else source_for(new_data)
+        if engine is not None:  # new rows held by an engine: predicted there (hierlm.sources.predict)
+            if kind != "mean" or not summary or type != "response" or prob is not None:
+                raise FitError("predict() into a data engine gives the estimate of the mean only "
+                               "(kind='mean', summary=True, no interval); for intervals or draws "
+                               "predict a pandas DataFrame of the rows you need.")
+            return predict_in_engine(self, engine, include_random=include_random)
         if not isinstance(new_data, pd.DataFrame):
             raise InputTypeError(f"new_data must be a pandas DataFrame, not {new_data.__class__.__name__}.")
         design = self.model.new_design(new_data)
@@ -280,7 +293,6 @@ class ResultMethods:
 
     def shrinkage(self, group: str, complete: str = "fixed", prob: float | None = None) -> Any:
         """No/partial/complete pooling per level of ``group``; see :func:`hierlm.results.shrinkage`."""
-        self.design.require_rows("shrinkage()")
         return shrinkage(self, group, complete=complete, prob=prob)
 
     def waic(self, level: str = "observation", group: str | None = None) -> Any:

@@ -95,7 +95,7 @@ class SourceRows:
 
         draws = fit.draws()
         beta = np.asarray(draws.beta, dtype=float).mean(axis=0)
-        effects = [np.asarray(e, dtype=float).mean(axis=0) for e in draws.effects]
+        effects = [np.asarray(e, dtype=float) for e in draws.effect_means()]
         sigma = float(np.mean(draws.sigma))
         sql, tables = second_pass_select(self, beta, effects, what, sigma)
         return self.source.second_pass(sql, tables)

@@ -26,7 +26,8 @@ def _term(value: float, sql: str) -> str:
 
 
 def second_pass_select(plan: Any, beta: np.ndarray, effects: list[np.ndarray], what: str,
-                       sigma: float | None = None) -> tuple[str, dict[str, pd.DataFrame]]:
+                       sigma: float | None = None,
+                       column: str = "fitted") -> tuple[str, dict[str, pd.DataFrame]]:
     """SQL of the fitted values (and residuals) and the effect tables it joins.
 
     Parameters
@@ -41,6 +42,8 @@ def second_pass_select(plan: Any, beta: np.ndarray, effects: list[np.ndarray], w
         Columns to add: ``fitted``; and ``residual`` (divided by ``sigma`` for "scaled").
     sigma : float, optional
         Residual SD for scaled residuals.
+    column : str
+        Name of the fitted-value column (``estimate`` for predictions).
     """
     tag = uuid.uuid4().hex[:8]
     tables: dict[str, pd.DataFrame] = {}
@@ -57,7 +60,7 @@ def second_pass_select(plan: Any, beta: np.ndarray, effects: list[np.ndarray], w
         product = " + ".join(f"({alias}.__hl_b{i} * {z})" for i, z in enumerate(z_sql))
         parts.append(f"COALESCE({product}, CAST(0 AS DOUBLE))")
     fitted = " + ".join(parts)
-    columns = [f"({fitted}) AS fitted"]
+    columns = [f"({fitted}) AS {quote(column)}"]
     if what in ("residuals", "scaled"):
         scale = f" / {literal(float(sigma))}" if what == "scaled" and sigma else ""
         columns.append(f"(({plan.y_sql}) - ({fitted})){scale} AS residual")
