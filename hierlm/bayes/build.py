@@ -33,7 +33,10 @@ full, non-centred formulation under ``"auto"``: the Python likelihood (about
 structures (``cs``, ``ar1``, ``toep``) have a marginal form too
 (:mod:`hierlm.bayes.structured_marginal`: their PyMC variables, the one
 likelihood as an Op), also in Python, so ``"auto"`` keeps the full formulation
-for them. Non-Gaussian families use the full formulation (no closed-form
+for them. Residual structures (``residual=``) have the marginal form only
+(:mod:`hierlm.bayes.residual_marginal`: the group effects are integrated out
+and the likelihood carries the residual covariance), with or without random
+effects. Non-Gaussian families use the full formulation (no closed-form
 marginal).
 """
 
@@ -47,7 +50,6 @@ from hierlm.bayes.likelihoods import family_name, family_of, likelihood_of
 from hierlm.bayes.naming import BlockNames, block_names
 from hierlm.bayes.priors import PriorTable, resolve_priors
 from hierlm.design.blocks import Design
-from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
 from hierlm.families import Family, get_family
 
@@ -102,7 +104,11 @@ class BuiltModel:
     def pymc_model(self) -> Any:
         """The PyMC model (``pymc.Model``) of this formulation, built once."""
         if self._pymc_model is None:
-            if self.formulation == "marginal" and not all(
+            if self.formulation == "marginal" and self.design.residual is not None:
+                from hierlm.bayes.residual_marginal import build_residual_marginal_model
+
+                self._pymc_model = build_residual_marginal_model(self.design, self.priors)
+            elif self.formulation == "marginal" and not all(
                     block.structure.is_lme4 for block in self.design.blocks):
                 from hierlm.bayes.structured_marginal import build_structured_marginal_model
 
@@ -175,6 +181,15 @@ def choose_formulation(design: Design, formulation: str = "auto", family: Any = 
             f"this model has {', '.join(groups) or 'none'}"
         )
         raise FitError(f"formulation='marginal' is not available: {reason}; use 'full' or 'auto'")
+    residual = getattr(design, "residual", None)
+    if residual is not None:  # residual=: the marginal form only
+        if formulation == "full":
+            raise FitError(
+                f"The full formulation does not take residual structures (residual="
+                f"{residual.describe()!r}): its group effects are sampled and the "
+                "residuals would be independent; use formulation='marginal' (or 'auto'), which "
+                "integrates the group effects out and carries the residual covariance.")
+        return "marginal"
     if formulation == "auto":
         # a compiled likelihood (see the module docstring): one factor, or scalar crossed terms
         compiled = shared_group(design) is not None or (
@@ -212,9 +227,11 @@ def design_and_priors(model: Any, priors: Any = None) -> tuple[Design, PriorTabl
     design = model if isinstance(model, Design) else getattr(model, "design", None)
     if not isinstance(design, Design):
         raise FitError(f"expected a hierlm Model or a Design, got {type(model).__name__}")
-    if design.residual is not None:  # residual structures: not in the Bayesian engine yet
-        require_lme4_structures((), "The Bayesian engine (MAP and NUTS)", design.residual)
     family = model_family(model)
+    if design.residual is not None and family.name != "gaussian":
+        raise FitError(f"residual={design.residual.describe()!r} needs a Gaussian response (the "
+                       f"residual covariance of a {family.name} model is not defined); drop "
+                       "residual= or use family='gaussian'.")
     if priors is None and not isinstance(model, Design):
         priors = getattr(model, "user_priors", getattr(model, "priors", None))
     return design, resolve_priors(design, priors, family), family.name
@@ -247,11 +264,12 @@ def build_model(model: Any, priors: Any = None, formulation: str = "auto") -> Bu
     design, prior_table, _ = design_and_priors(model, priors)
     family = model_family(model)
     likelihood_of(family)  # refuses a family without a likelihood here
-    if not design.blocks:
+    if not design.blocks and design.residual is None:
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
     chosen = choose_formulation(design, formulation, family)
     names = block_names(design)
     lme4_blocks = all(block.structure.is_lme4 for block in design.blocks)
-    one_factor = chosen == "marginal" and shared_group(design) is not None and lme4_blocks
+    one_factor = (chosen == "marginal" and shared_group(design) is not None and lme4_blocks
+                  and design.residual is None)
     stats = group_stats(design) if one_factor else None
     return BuiltModel(chosen, design, prior_table, names, stats, family)

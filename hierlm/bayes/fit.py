@@ -27,6 +27,7 @@ from hierlm.bayes.glmm_kernel import glmm_kernel_applies
 from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF
 from hierlm.bayes.posterior import assemble_datatree
+from hierlm.bayes.residual_marginal import residual_variables
 from hierlm.bayes.result import BayesResult, DeferredModel
 from hierlm.bayes.sample import (
     SamplerSettings,
@@ -282,6 +283,8 @@ def fit_nuts(
         checked[bn.sd] = raw.draws[bn.sd]
         if bn.cor in raw.draws:
             checked[bn.cor] = raw.draws[bn.cor]
+    for name, _ in residual_variables(design.residual):  # rho_residual, ratio_residual ...
+        checked[name] = raw.draws[name]
     report = diagnose(
         checked,
         raw.stats.get("diverging"),

@@ -362,6 +362,9 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
     if not isinstance(reml, (bool, np.bool_)):
         raise FitError(f"reml must be True or False, got {reml!r}")
     design, prior_table, family = design_and_priors(model, priors)
+    if design.residual is not None:  # residual=: NUTS only (yet)
+        raise FitError(f"MAP (method='map') does not support residual={design.residual.describe()!r} "
+                       "yet; use method='nuts' for its posterior, or method='reml'/'ml'.")
     require_lme4_structures(design.blocks, "MAP (method='map')")  # cs/ar1/toep: NUTS only (yet)
     if family != "gaussian":
         raise FitError(f"MAP for family={family!r} is not implemented")

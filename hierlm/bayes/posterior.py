@@ -11,6 +11,12 @@ observation, ``y_rep = X beta + Z b + e`` with the draw's group effects and
 ``e ~ N(0, sigma^2)``, under the response's name with dim ``obs`` (as
 ``observed_data``).
 
+With a residual structure (``residual=``) the residuals of a group are
+correlated: the replicates carry that covariance, and ``log_likelihood``
+holds one value per residual group instead, the joint density of its
+observations with the group effects integrated out (its attribute ``unit``
+says so; :mod:`hierlm.bayes.residual_posterior`).
+
 ``log_likelihood`` holds the pointwise log-density of each observation given
 all parameters *and* the group effects, under the response's name, for both
 formulations (for the marginal one it is computed from the conditional draws
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import warnings
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -58,6 +65,7 @@ from hierlm.bayes.naming import (
     observation_coords,
     response_variable,
 )
+from hierlm.bayes.residual_marginal import residual_coords, residual_variables
 from hierlm.bayes.sample import RawSample
 from hierlm.bayes.structure_model import structure_coords, structure_variables
 from hierlm.errors import HierlmWarning
@@ -126,7 +134,13 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int,
     elif built.formulation == "marginal":
         stats = built.stats
         rng = np.random.default_rng([seed, 2])
-        if stats is None:  # nested or crossed factors: one sparse solve per draw
+        if built.design.residual is not None:  # residual=: exact draws given its covariance
+            from hierlm.bayes.residual_posterior import ResidualDraws
+
+            per_block = ResidualDraws(built, draws).effects(rng)
+            ranef = {bn.ranef: _unflat(np.swapaxes(effects, 1, 2), n_chains)
+                     for bn, effects in zip(built.names, per_block, strict=True)}
+        elif stats is None:  # nested or crossed factors: one sparse solve per draw
             from hierlm.bayes.likelihood_model import draw_effects_any_design
 
             per_block = draw_effects_any_design(built, draws, rng)
@@ -152,6 +166,9 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int,
     for name, dims in structure_variables(built.names):  # rho_<b>, pacf_<b>, sd_common_<b>
         data_vars[name] = ((*_SAMPLE_DIMS, *dims), draws[name])
     coords.update(structure_coords(built.names))
+    for name, dims in residual_variables(built.design.residual):  # rho_residual, ratio_residual ...
+        data_vars[name] = ((*_SAMPLE_DIMS, *dims), draws[name])
+    coords.update(residual_coords(built.design.residual))
     dataset = xr.Dataset(data_vars, coords=coords)
     return dataset.assign_coords(chain=np.arange(n_chains), draw=np.arange(dataset.sizes["draw"]))
 
@@ -238,10 +255,17 @@ def _posterior_predictive_group(
     if mode == "auto" and n_samples * design.n > LOG_LIKELIHOOD_MAX_ELEMENTS:
         _too_big("posterior predictive draws", n_samples, design.n, "posterior_predictive")
         return {}
+    rng = np.random.default_rng([seed, 3])
+    if design.residual is not None:  # residuals correlated within a group
+        return {"posterior_predictive": xr.Dataset(
+            {response_variable(design): ((*_SAMPLE_DIMS, OBS_DIM),
+                                         _unflat(_residual_replicates(built, posterior, rng),
+                                                 n_chains))},
+            coords={OBS_DIM: observation_coords(design), "chain": posterior["chain"].values,
+                    "draw": posterior["draw"].values})}
     likelihood = likelihood_of(built.family)
     data = observed_data(design)
     dispersion = _dispersion_draws(built, posterior)
-    rng = np.random.default_rng([seed, 3])
     replicates = np.empty((n_samples, design.n), dtype=np.int64 if likelihood.integer else float)
     step = max(1, _CHUNK_ELEMENTS // max(design.n, 1))
     for start in range(0, n_samples, step):
@@ -258,6 +282,36 @@ def _posterior_predictive_group(
     }
 
 
+def _residual_draws(built: BuiltModel, posterior: xr.Dataset) -> Any:
+    """The per-draw parameters of a fit with ``residual=`` (from the posterior group)."""
+    from hierlm.bayes.residual_posterior import ResidualDraws
+
+    return ResidualDraws(built, {str(name): np.asarray(posterior[name].values)
+                                 for name in posterior.data_vars})
+
+
+def _residual_replicates(built: BuiltModel, posterior: xr.Dataset,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Replicated responses (S, n) with the structured residual covariance."""
+    effects = [eff for _, _, eff in _effect_blocks(built, posterior)]
+    return np.asarray(_residual_draws(built, posterior).replicates(effects, rng))
+
+
+def _residual_log_likelihood(built: BuiltModel, posterior: xr.Dataset) -> dict[str, xr.Dataset]:
+    """The ``log_likelihood`` group of a fit with ``residual=``: one joint density per group."""
+    from hierlm.bayes.residual_posterior import RESIDUAL_UNIT_DIM, unit_note
+
+    residual = built.design.residual
+    assert residual is not None
+    values = _residual_draws(built, posterior).group_logdensity()
+    return {"log_likelihood": xr.Dataset(
+        {response_variable(built.design): ((*_SAMPLE_DIMS, RESIDUAL_UNIT_DIM),
+                                           _unflat(values, posterior.sizes["chain"]))},
+        coords={RESIDUAL_UNIT_DIM: [str(v) for v in residual.group_labels],
+                "chain": posterior["chain"].values, "draw": posterior["draw"].values},
+        attrs={"unit": unit_note(built), "group": residual.spec.group})}
+
+
 def _log_likelihood_groups(
     built: BuiltModel, posterior: xr.Dataset, raw: RawSample, mode: bool | str
 ) -> dict[str, xr.Dataset]:
@@ -268,6 +322,8 @@ def _log_likelihood_groups(
     chain_draw = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
     fixef = _flat(posterior[FIXEF].values)
     out = {}
+    if design.residual is not None:  # observations of a group are not conditionally independent
+        return {} if mode is False else _residual_log_likelihood(built, posterior)
     if design.rowless:  # data held by an engine: no rows here; the per-group part is exact
         pass
     elif mode is True or (mode == "auto" and n_samples * design.n <= LOG_LIKELIHOOD_MAX_ELEMENTS):

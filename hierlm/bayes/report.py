@@ -89,6 +89,22 @@ class BayesSummary(FitSummary):
                 for row in rows.itertuples()
             ]
             self.groups.append((str(group), _display(rows, labels)))
+        # residual=: its parameters (rho, phi, ratios ...) and what sigma means under it
+        self.residual_title, self.residual_table = "", pd.DataFrame()
+        residual = getattr(fit.design, "residual", None)
+        if residual is not None and fit.method == "nuts":
+            table = fit.structure_parameters(prob)
+            rows = table[table["structure"] == residual.describe()]
+            self.residual_title = f"Residual Structure: {residual.describe()}"
+            self.residual_table = _display(rows, [str(v) for v in rows["parameter"]])
+            first = ("the first time's" if residual.structure.heterogeneous
+                     or residual.structure.base == "un" else "every observation's")
+            if residual.n_variance:
+                first += f" (at {residual.variance_function.column}'s first level)"
+            self.residual_note = (f"sigma is {first} marginal residual SD (brms's sigma under ar() "
+                                  "is the innovation SD, sigma * sqrt(1 - rho^2))"
+                                  if residual.structure.base == "ar1" else
+                                  f"sigma is {first} marginal residual SD")
 
     def _header(self) -> list[str]:
         """Lines describing the model, data and sampling."""
@@ -135,7 +151,7 @@ class BayesSummary(FitSummary):
         return lines
 
     def __str__(self) -> str:
-        lines = self._header() + ["", "Group-Level Effects:"]
+        lines = self._header() + (["", "Group-Level Effects:"] if self.groups else [])
         for group, table in self.groups:
             lines.append(f"~{group}")
             lines.append(_format(table).to_string())
@@ -146,6 +162,11 @@ class BayesSummary(FitSummary):
         ]
         if len(self.sigma):
             lines += ["", "Family Specific Parameters:", _format(self.sigma).to_string()]
+        if self.residual_title:
+            lines += ["", f"{self.residual_title}:"]
+            if len(self.residual_table):
+                lines.append(_format(self.residual_table).to_string())
+            lines.append(f"  ({self.residual_note})")
         interval = _interval_columns(self.fixed)
         if interval:
             level = _interval_label(interval[0], "l")[2:]
@@ -167,6 +188,11 @@ class BayesSummary(FitSummary):
         parts.append(f"<h4>Population-level effects</h4>{_format(self.fixed_display).to_html()}")
         if len(self.sigma):
             parts.append(f"<h4>Family-specific parameters</h4>{_format(self.sigma).to_html()}")
+        if self.residual_title:
+            parts.append(f"<h4>{html.escape(self.residual_title)}</h4>")
+            if len(self.residual_table):
+                parts.append(_format(self.residual_table).to_html())
+            parts.append(f"<p>{html.escape(self.residual_note)}</p>")
         parts += [f"<p>{html.escape(line)}</p>" for line in self._footer()]
         parts.append("</div>")
         return "".join(parts)

@@ -335,7 +335,69 @@ class BayesResult(ResultMethods, InterpretMethods):
         ``structure``, ``parameter``) with the protocol columns; see
         :func:`hierlm.bayes.structure_model.structure_parameter_table`.
         """
-        return structure_parameter_table(self.names, self.idata.posterior, prob)
+        import pandas as pd
+
+        from hierlm.bayes.residual_marginal import residual_parameter_table
+
+        if self._is_map:
+            raise FitError("structure_parameters() of a MAP fit: the mode of the structure's "
+                           "parameters is in fit.idata['map']; fit with method='nuts' for the table.")
+        blocks = structure_parameter_table(self.names, self.idata.posterior, prob)
+        residual = residual_parameter_table(self.design.residual, self.idata.posterior, prob)
+        tables = [t for t in (blocks, residual) if len(t)]
+        return pd.concat(tables, ignore_index=True) if tables else blocks
+
+    def _grouped_loglik(self, what: str) -> tuple[np.ndarray, list[str], str]:
+        """The stored per-group joint log densities of a fit with ``residual=`` (S, groups)."""
+        residual = self.design.residual
+        assert residual is not None
+        if self._is_map or "log_likelihood" not in self.idata.children:
+            raise FitError(f"{what} needs the log_likelihood group of a NUTS fit "
+                           "(fit(method='nuts', log_likelihood=True)).")
+        group = self.idata["log_likelihood"]
+        values = np.asarray(next(iter(group.data_vars.values())).values, dtype=float)
+        labels = [str(v) for v in next(iter(group.data_vars.values())).coords[
+            next(iter(group.data_vars.values())).dims[-1]].values]
+        return values, labels, residual.spec.group
+
+    def _residual_elpd(self, kind: str, level: str, group: str | None) -> Any:
+        """LOO/WAIC per residual group (the only unit when residuals are correlated)."""
+        import dataclasses
+
+        from hierlm.bayes.residual_posterior import unit_note_of
+        from hierlm.results.ic import loo, waic
+
+        residual = self.design.residual
+        assert residual is not None
+        name = f"{kind}()"
+        if level == "observation":
+            raise FitError(
+                f"{name} per observation is not defined with residual={residual.spec.text!r}: the "
+                f"residuals of one {residual.spec.group} are correlated, so its observations are "
+                f"not conditionally independent. Use {kind}(level='group') (leave one "
+                f"{residual.spec.group} out; its joint log density is the pointwise "
+                "log-likelihood).")
+        if group is not None and group != residual.spec.group:
+            raise FitError(f"{name}: with residual={residual.spec.text!r} the units are the "
+                           f"residual groups {residual.spec.group!r}, not {group!r}.")
+        values, labels, factor = self._grouped_loglik(name)
+        function = loo if kind == "loo" else waic
+        result = function(values, level="group", group=factor, chains=values.shape[0],
+                          labels=labels)
+        return dataclasses.replace(result, group=factor, y=np.asarray(self.design.y, dtype=float),
+                                   note=unit_note_of(residual))
+
+    def loo(self, level: str = "observation", group: str | None = None) -> Any:
+        """PSIS-LOO; with ``residual=`` per residual group only (see :mod:`hierlm.results.ic`)."""
+        if self.design.residual is not None:
+            return self._residual_elpd("loo", level, group)
+        return super().loo(level=level, group=group)
+
+    def waic(self, level: str = "observation", group: str | None = None) -> Any:
+        """WAIC; with ``residual=`` per residual group only (see :mod:`hierlm.results.ic`)."""
+        if self.design.residual is not None:
+            return self._residual_elpd("waic", level, group)
+        return super().waic(level=level, group=group)
 
     def summary(self, prob: float | None = None) -> BayesSummary:
         """brms-style report (text via ``print``, HTML in notebooks); see :mod:`hierlm.bayes.report`."""

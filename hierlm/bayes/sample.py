@@ -70,6 +70,7 @@ import numpy as np
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF
+from hierlm.bayes.residual_marginal import residual_variables
 from hierlm.bayes.structure_model import structure_variables
 from hierlm.errors import FitError
 
@@ -230,6 +231,7 @@ def stored_variables(built: BuiltModel) -> list[str]:
         if built.formulation == "full":
             names.append(bn.ranef)
     names += [name for name, _ in structure_variables(built.names)]  # rho_<b>, pacf_<b> ...
+    names += [name for name, _ in residual_variables(built.design.residual)]  # rho_residual ...
     return names
 
 
@@ -279,6 +281,11 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
         from hierlm.bayes.glmm_kernel import compile_glmm_kernel_for_nutpie
 
         compiled = compile_glmm_kernel_for_nutpie(built, names)
+    elif settings.backend == "kernel" and built.design.residual is not None:
+        # residual=: compiled priors and transforms, the compiled per-group density
+        from hierlm.bayes.residual_nutpie import compile_residual_for_nutpie
+
+        compiled = compile_residual_for_nutpie(built, names)
     elif settings.backend == "kernel" and built.formulation == "marginal" and patterned:
         # cs, ar1, toep blocks: the structures' variables in PyMC, the one likelihood as an Op
         from hierlm.bayes.nutpie_adapter import compile_for_nutpie
