@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/bench_sbc.py            # 100 replications each, writes bench/results/sbc.md
     .venv/bin/python bench/bench_sbc.py 200         # more replications
-    .venv/bin/python bench/bench_sbc.py --binomial 100   # binomial section, bench/results/sbc_binomial.md
+    .venv/bin/python bench/bench_sbc.py --binomial 100   # binomial section of bench/results/sbc.md
 
 The model, priors and procedure are described in ``tests/trust/sbc.py``. Per
 formulation: R replications, 2 chains, every ``thin``-th draw kept so that
@@ -26,14 +26,21 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.trust.sbc import PARAMETERS, binned_counts, run_sbc, uniformity_pvalue  # noqa: E402
+from tests.trust.sbc import (  # noqa: E402
+    BINOMIAL_PARAMETERS,
+    PARAMETERS,
+    TRIALS,
+    binned_counts,
+    run_binomial_sbc,
+    run_sbc,
+    uniformity_pvalue,
+)
 
 RESULTS = ROOT / "bench" / "results" / "sbc.md"
 BINS = 10
@@ -87,73 +94,33 @@ def main(replications: int = 100) -> str:
         table.append(f"| {name} | " + " | ".join(flag) + " | "
                      + " | ".join(f"{p:.1e}" for p in shifted) + " |")
     text = "\n".join(lines + summary + [""] + table + [""] + counts_lines)
-    RESULTS.write_text(text + "\n", encoding="utf-8")
+    write_section(text, binomial=False)
     return text
 
 
+BINOMIAL_HEADING = "## Binomial full formulation"
+
+
+def write_section(text: str, binomial: bool) -> None:
+    """Write the Gaussian part or the binomial section of ``sbc.md``, keeping the other."""
+    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    gaussian, _, binomial_old = old.partition(BINOMIAL_HEADING)
+    if binomial:
+        RESULTS.write_text(gaussian.rstrip("\n") + "\n\n" + text + "\n", encoding="utf-8")
+    else:
+        rest = BINOMIAL_HEADING + binomial_old if binomial_old else ""
+        RESULTS.write_text(text + "\n" + ("\n" + rest if rest else ""), encoding="utf-8")
+
+
 # ---------------------------------------------------------------- binomial (issue 14)
-BINOMIAL_RESULTS = ROOT / "bench" / "results" / "sbc_binomial.md"
-BINOMIAL_PARAMETERS = ["b_Intercept", "b_x", "sd_Intercept"]
-BINOMIAL_SETTINGS = {"centred": {"draws": 400, "tune": 300, "thin": 8},
-                     "non-centred": {"draws": 400, "tune": 300, "thin": 8}}
-TRIALS = 10
-
-
-def binomial_replication(rng: np.random.Generator, frame: Any) -> tuple[dict[str, float], Any]:
-    """Truth from the priors (b ~ normal(0, 1), sd ~ half_normal(1)) and data given it."""
-    truth = {"b_Intercept": rng.normal(), "b_x": rng.normal(), "sd_Intercept": abs(rng.normal())}
-    codes = np.repeat(np.arange(8), 6)
-    u = rng.normal(0.0, truth["sd_Intercept"], size=8)
-    eta = truth["b_Intercept"] + truth["b_x"] * frame["x"].to_numpy() + u[codes]
-    successes = rng.binomial(TRIALS, 1.0 / (1.0 + np.exp(-eta)))
-    return truth, frame.assign(s=successes, f=TRIALS - successes)
-
-
-def run_binomial_sbc(replications: int, parametrisation: str, cfg: dict, seed: int) -> dict:
-    """SBC ranks of the binomial full formulation with the blocks centred or not."""
-    import warnings
-
-    import hierlm as hl
-    import hierlm.bayes.glmm_setup as full
-    from hierlm import Prior
-    from tests.trust.sbc import design_frame
-
-    # centred_blocks' rule centres this design (60 trials per level); the other run forces z
-    full.CENTRED_INFORMATION = 0.0 if parametrisation == "centred" else float("inf")
-    priors = {"b": Prior("normal", sigma=1.0), "Intercept": Prior("normal", sigma=1.0),
-              "sd": Prior("half_normal", sigma=1.0)}
-    rng = np.random.default_rng(seed)
-    frame = design_frame().drop(columns="y")
-    ranks, shifted, divergent = [], [], 0
-    clock = time.perf_counter()
-    for r in range(replications):
-        truth, data = binomial_replication(rng, frame)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = hl.Model("cbind(s, f) ~ x + (1 | g)", data, family="binomial", priors=priors).fit(
-                "nuts", draws=cfg["draws"], tune=cfg["tune"], chains=CHAINS,
-                random_seed=seed * 100_003 + r, progressbar=False, log_likelihood=False,
-                posterior_predictive=False)
-        divergent += int(fit.diagnostics.divergences > 0)
-        post = fit.idata["posterior"]
-        beta = np.asarray(post["fixef"].values)
-        values = {"b_Intercept": beta[..., 0], "b_x": beta[..., 1],
-                  "sd_Intercept": np.asarray(post["sd_g"].values)[..., 0]}
-        row, row_shifted = {}, {}
-        for name, v in values.items():
-            kept = v[:, ::cfg["thin"]].reshape(-1)[:L]
-            row[name] = int(np.sum(kept < truth[name]))
-            row_shifted[name] = int(np.sum(kept < truth[name] + kept.std()))
-        ranks.append(row)
-        shifted.append(row_shifted)
-    full.CENTRED_INFORMATION = 4.0
-    return {"ranks": ranks, "shifted": shifted, "divergent": divergent,
-            "seconds": time.perf_counter() - clock}
+BINOMIAL_SETTINGS = {"centred": {"draws": 400, "tune": 300, "thin": 8, "information": 0.0},
+                     "non-centred": {"draws": 400, "tune": 300, "thin": 8,
+                                     "information": float("inf")}}
 
 
 def main_binomial(replications: int = 100) -> str:
     """Binomial section: ``cbind(s, f) ~ x + (1 | g)``, 8 groups x 6 rows of 10 trials."""
-    lines = ["# Simulation-based calibration of NUTS: binomial full formulation", "",
+    lines = [BINOMIAL_HEADING, "",
              f"Generated by `bench/bench_sbc.py --binomial {replications}` on "
              f"{time.strftime('%Y-%m-%d')}. Model `cbind(s, f) ~ x + (1 | g)`, 8 groups x 6 rows "
              f"of {TRIALS} trials, x evenly in [-1, 1]; priors b, Intercept ~ normal(0, 1), "
@@ -163,19 +130,22 @@ def main_binomial(replications: int = 100) -> str:
              "| parametrisation | parameter | p | shifted p | bin counts |", "|---|---|---|---|---|"]
     notes = []
     for i, (name, cfg) in enumerate(BINOMIAL_SETTINGS.items()):
-        run = run_binomial_sbc(replications, name, cfg, seed=30_000 + i)
+        run = run_binomial_sbc(replications, draws=cfg["draws"], tune=cfg["tune"], chains=CHAINS,
+                               thin=cfg["thin"], seed=30_000 + i, n_thinned=L,
+                               centred_information=cfg["information"])
         for param in BINOMIAL_PARAMETERS:
-            r = np.array([row[param] for row in run["ranks"]])
-            sh = np.array([row[param] for row in run["shifted"]])
-            p = uniformity_pvalue(r, L + 1, BINS)
+            p = uniformity_pvalue(run.ranks[param], run.n_ranks, BINS)
             flag = " **" if p < 0.01 / 6 else ""
-            lines.append(f"| {name} | {param} | {p:.3f}{flag} | {uniformity_pvalue(sh, L + 1, BINS):.1e} "
-                         f"| {' '.join(str(c) for c in binned_counts(r, L + 1, BINS))} |")
+            shifted = uniformity_pvalue(run.shifted_ranks[param], run.n_ranks, BINS)
+            counts = " ".join(str(c) for c in binned_counts(run.ranks[param], run.n_ranks, BINS))
+            lines.append(f"| {name} | {param} | {p:.3f}{flag} | {shifted:.1e} | {counts} |")
         notes.append(f"* {name}: {replications} replications, {cfg['draws']} draws/chain (thin "
-                     f"{cfg['thin']}), {run['divergent']} fits with divergences, {run['seconds']:.0f} s")
-        print(f"{name}: done in {run['seconds']:.0f} s", file=sys.stderr)
+                     f"{cfg['thin']}), {run.divergent_fits} fits with divergences, median ESS/chain "
+                     f"(min over the 3 parameters) {np.median(run.min_ess_per_chain):.0f}, "
+                     f"{run.seconds:.0f} s")
+        print(f"{name}: done in {run.seconds:.0f} s", file=sys.stderr)
     text = "\n".join(lines + [""] + notes)
-    BINOMIAL_RESULTS.write_text(text + "\n", encoding="utf-8")
+    write_section(text, binomial=True)
     return text
 
 

@@ -11,6 +11,10 @@ a hump.
 Used by ``tests/trust/test_sbc.py`` (reduced, CI) and ``bench/bench_sbc.py``
 (full study, ``bench/results/sbc.md``).
 
+A second model checks the binomial full formulation (:func:`run_binomial_sbc`):
+``cbind(s, f) ~ x + (1 | g)`` on the same 8 x 6 design with 10 trials per
+row, ``b0, b1 ~ normal(0, 1)``, ``sd(u0) ~ half_normal(1)``, logit link.
+
 The model is a random intercept and slope on 8 groups of 6 rows,
 
     y = b0 + b1 x + u0[g] + u1[g] x + e,
@@ -42,7 +46,8 @@ from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.bayes.priors import Prior
 
 __all__ = ["PRIORS", "PARAMETERS", "FORMULA", "SbcRun", "design_frame", "draw_prior", "simulate",
-           "run_sbc", "uniformity_pvalue", "binned_counts"]
+           "run_sbc", "uniformity_pvalue", "binned_counts", "BINOMIAL_FORMULA", "BINOMIAL_PRIORS",
+           "BINOMIAL_PARAMETERS", "TRIALS", "binomial_replication", "run_binomial_sbc"]
 
 FORMULA = "y ~ x + (x | g)"
 PRIORS = {
@@ -152,6 +157,72 @@ def run_sbc(replications: int, formulation: str, draws: int, tune: int, chains: 
         shifted.append(row_shifted)
     return SbcRun(formulation, pd.DataFrame(ranks)[PARAMETERS],
                   pd.DataFrame(shifted)[PARAMETERS], n_thinned + 1, divergent, np.array(ess),
+                  time.perf_counter() - clock)
+
+
+BINOMIAL_FORMULA = "cbind(s, f) ~ x + (1 | g)"
+BINOMIAL_PRIORS = {"b": Prior("normal", sigma=1.0), "Intercept": Prior("normal", sigma=1.0),
+                   "sd": Prior("half_normal", sigma=1.0)}
+BINOMIAL_PARAMETERS = ["b_Intercept", "b_x", "sd_Intercept"]
+TRIALS = 10
+
+
+def binomial_replication(rng: np.random.Generator, frame: pd.DataFrame) -> tuple[dict[str, float],
+                                                                                pd.DataFrame]:
+    """Truth from the binomial priors and successes out of :data:`TRIALS` given it."""
+    truth = {"b_Intercept": rng.normal(), "b_x": rng.normal(), "sd_Intercept": abs(rng.normal())}
+    codes = pd.factorize(frame["g"])[0]
+    u = rng.normal(0.0, truth["sd_Intercept"], size=codes.max() + 1)
+    eta = truth["b_Intercept"] + truth["b_x"] * frame["x"].to_numpy() + u[codes]
+    successes = rng.binomial(TRIALS, 1.0 / (1.0 + np.exp(-eta)))
+    return truth, frame.drop(columns="y", errors="ignore").assign(s=successes, f=TRIALS - successes)
+
+
+def run_binomial_sbc(replications: int, draws: int, tune: int, chains: int, thin: int, seed: int,
+                     n_thinned: int, centred_information: float | None = None) -> SbcRun:
+    """SBC ranks of the binomial full formulation (the model above).
+
+    ``centred_information`` overrides the rule that centres a block
+    (:data:`hierlm.bayes.glmm_setup.CENTRED_INFORMATION`; 0 centres every block,
+    ``inf`` none); None keeps the default, which centres this design's block.
+    """
+    import hierlm.bayes.glmm_setup as setup
+    from hierlm.bayes.diagnostics import min_ess
+
+    default = setup.CENTRED_INFORMATION
+    if centred_information is not None:
+        setup.CENTRED_INFORMATION = centred_information
+    rng = np.random.default_rng(seed)
+    frame = design_frame()
+    ranks, shifted, ess, divergent = [], [], [], 0
+    clock = time.perf_counter()
+    try:
+        for r in range(replications):
+            truth, data = binomial_replication(rng, frame)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+                fit = hl.Model(BINOMIAL_FORMULA, data, family="binomial",
+                               priors=BINOMIAL_PRIORS).fit(
+                    "nuts", draws=draws, tune=tune, chains=chains, random_seed=seed * 100_003 + r,
+                    progressbar=False, log_likelihood=False, posterior_predictive=False)
+            divergent += int(fit.diagnostics.divergences > 0)
+            post = fit.idata["posterior"]
+            beta = np.asarray(post[FIXEF].values)
+            (bn,) = fit.names
+            values = {"b_Intercept": beta[..., 0], "b_x": beta[..., 1],
+                      "sd_Intercept": np.asarray(post[bn.sd].values)[..., 0]}
+            ess.append(min(min_ess(v[..., None]) for v in values.values()) / chains)
+            row, row_shifted = {}, {}
+            for name, v in values.items():
+                kept = v[:, ::thin].reshape(-1)[:n_thinned]
+                row[name] = int(np.sum(kept < truth[name]))
+                row_shifted[name] = int(np.sum(kept < truth[name] + kept.std()))
+            ranks.append(row)
+            shifted.append(row_shifted)
+    finally:
+        setup.CENTRED_INFORMATION = default
+    return SbcRun("full (binomial)", pd.DataFrame(ranks)[BINOMIAL_PARAMETERS],
+                  pd.DataFrame(shifted)[BINOMIAL_PARAMETERS], n_thinned + 1, divergent, np.array(ess),
                   time.perf_counter() - clock)
 
 
