@@ -145,6 +145,7 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
         # the curvatures' scale keeps the first quasi-Newton steps from overshooting into a
         # boundary (a random slope's SD far steeper than the intercept's)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            anchor1(x1)  # the differences start PIRLS from the modes at x1
             scale1 = _curvature_scale(lambda z: stage1(z, state["mode"]), x1, lower1)
         # a start for stage 2 only: a loose tolerance is enough
         x1, _, _, stage1_message = _minimize(stage1, anchor1, x1, lower1, max_evaluations,
