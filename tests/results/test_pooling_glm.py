@@ -104,3 +104,24 @@ def test_a_level_with_no_successes_has_no_finite_estimate():
     assert np.isnan(table.loc["1", "no_pooling"]) and np.isnan(table.loc["1", "no_pooling_se"])
     assert np.isfinite(table.drop(index="1")["no_pooling"]).all()
     assert np.isfinite(table.loc["1", "partial_pooling"])  # the model still has a mode for it
+
+
+def test_bayesian_fits_use_the_same_per_level_glms():
+    data = hl.datasets.cbpp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hl.errors.HierlmWarning)
+        fit = hl.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", data,
+                       family="binomial").fit("map")
+    table = fit.shrinkage("herd").table
+    draws = fit.draws()
+    beta = draws.beta[0]
+    offset = np.asarray(fit.design.X)[:, 1:] @ beta[1:]
+    rows = np.flatnonzero(data["herd"].astype(str).to_numpy() == "3")
+    a, se = _binomial_mle(data["incidence"].to_numpy()[rows], data["size"].to_numpy()[rows],
+                          offset[rows])
+    row = table[table["level"].astype(str) == "3"].iloc[0]
+    assert row["no_pooling"] == pytest.approx(a, rel=1e-6)
+    assert row["no_pooling_se"] == pytest.approx(se, rel=1e-5)
+    np.testing.assert_allclose(table["partial_pooling"], beta[0] + draws.effects[0][0, :, 0],
+                               rtol=1e-12)
+    assert np.all((table["shrinkage_factor"] > 0.3) & (table["shrinkage_factor"] < 1.0))
