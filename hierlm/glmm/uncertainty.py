@@ -69,7 +69,7 @@ class EffectSystem:
         weighted = sp.csr_matrix(sp.diags(self.weights) @ self.zl)
         self.xwzl = np.asarray((weighted.T @ np.asarray(design.X, dtype=float)).T)
         a = sp.csc_matrix(self.zl.T @ weighted + sp.identity(self.zl.shape[1]))
-        self._solve = spla.factorized(a)
+        self._lu = spla.splu(a)
 
     @property
     def size(self) -> int:
@@ -78,8 +78,7 @@ class EffectSystem:
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``A^-1 rhs`` for ``rhs`` of shape ``(M, k)``."""
-        return np.column_stack([self._solve(rhs[:, j]) for j in range(rhs.shape[1])]) \
-            if rhs.shape[1] else np.zeros_like(rhs)
+        return np.asarray(self._lu.solve(np.asarray(rhs, dtype=float)))
 
 
 def effect_system(fit: Any) -> EffectSystem:
