@@ -20,6 +20,7 @@ the cost is O(cells x k^2), not O(rows).
 
 from __future__ import annotations
 
+import ast
 import re
 import warnings
 from collections.abc import Mapping
@@ -47,12 +48,20 @@ from hierlm.design.spec import (
 from hierlm.errors import DataError, FormulaError, MissingDataWarning
 from hierlm.formula import ParsedFormula, expand_bars
 from hierlm.sources.base import DataSource, Progress
-from hierlm.sources.sqlexpr import UNTRANSLATABLE_HINT, matrix_sql, numeric_sql, quote
+from hierlm.sources.sqlexpr import (
+    UNTRANSLATABLE_HINT,
+    literal,
+    matrix_sql,
+    numeric_sql,
+    quote,
+    scaling_key,
+)
 
 __all__ = ["SourceRows", "build_source_design"]
 
-# formulaic's and hierlm's stateful transforms: their state comes from the rows
-_STATEFUL = re.compile(r"\b(center|scale|standardize|within|between|poly|bs|cr|cs|cc|te|"
+# formulaic's and hierlm's stateful transforms whose state the engine does not learn
+# (center, scale and standardize are learned by aggregate queries: _scaling_states)
+_STATEFUL = re.compile(r"\b(within|between|poly|bs|cr|cs|cc|te|"
                        r"hashed|lag)\s*\(")
 
 
@@ -238,6 +247,8 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
                     f"The transform {match.group(1)}() learns its state from the rows "
                     f"(in {text!r}); {UNTRANSLATABLE_HINT}.")
         variables = _variables(formula, terms)
+        variables += [c for c in _scaled_columns([formula.fixed] + [t.expr for t in terms], schema)
+                      if c not in variables]
         checks.require_columns(empty, _response_variables(formula.response), "the response")
         checks.require_columns(empty, variables, f"the formula {formula.text!r}")
         for name in _response_variables(formula.response):
@@ -264,21 +275,25 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
         checks.check_response(np.array([float(span["lo"].min()), float(span["hi"].max())]),
                               formula.response)
 
-    proto = _prototype(levels, schema, list(uses))
+    # (the argument of center(x), scale(x) is not among the uses formulaic reports)
+    columns = list(uses) + [v for v in variables if v not in uses and v in schema]
+    proto = _prototype(levels, schema, columns)
     reference = dict(reference or {})
     proto = checks.apply_reference_levels(proto, reference)
-    kinds = column_kinds(proto, list(uses), f"the formula {formula.text!r}")
+    kinds = column_kinds(proto, columns, f"the formula {formula.text!r}")
     frame = learn_frame(proto, kinds)
     fixed = _materialize(formula.fixed, frame, "the fixed-effect matrix")
-    stateful = [k for k, v in fixed.model_spec.transform_state.items() if v]
+    fixed_spec = _with_engine_states(fixed.model_spec, source, schema, complete, progress)
+    stateful = _unlearned(fixed_spec)
     all_names = lme4_names(list(fixed.columns))
-    x_sql = matrix_sql(fixed.model_spec, schema)
+    x_sql = matrix_sql(fixed_spec, schema)
     groupings: list[GroupingSpec] = []
     z_sql: list[list[str]] = []
     keys: list[pd.DataFrame] = []
     for term in terms:
         z = _materialize(term.expr, frame, f"the bar {term.source}")
-        stateful += [k for k, v in z.model_spec.transform_state.items() if v]
+        z_spec = _with_engine_states(z.model_spec, source, schema, complete, progress)
+        stateful += _unlearned(z_spec)
         columns = lme4_names(list(z.columns))
         if not columns:
             raise FormulaError(f"The bar {term.source} has no columns.")
@@ -286,9 +301,9 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
         codes, level_labels = _grouping_codes(distinct, term.factors)
         by_code = np.argsort(codes, kind="stable")
         keys.append(distinct.iloc[by_code].reset_index(drop=True))
-        groupings.append(GroupingSpec(term=term, columns=columns, formulaic_spec=z.model_spec,
+        groupings.append(GroupingSpec(term=term, columns=columns, formulaic_spec=z_spec,
                                       levels=level_labels))
-        z_sql.append(matrix_sql(z.model_spec, schema))
+        z_sql.append(matrix_sql(z_spec, schema))
     if stateful:
         raise FormulaError(f"The transform {stateful[0]!r} learns its state from the rows "
                            f"(centring/scaling constants); {UNTRANSLATABLE_HINT}.")
@@ -352,7 +367,7 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
     X_all = rows[:, start:start + p_all]
     kept = checks.check_rank(X_all, all_names, drop_aliased)
     fixed_names = tuple(all_names[j] for j in kept)
-    spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed.model_spec,
+    spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed_spec,
                      fixed_names=fixed_names, groupings=tuple(groupings), reference=reference,
                      frame=FrameSpec.learn(frame, kinds, uses),
                      kept_columns=None if len(kept) == p_all else tuple(kept))
@@ -371,6 +386,70 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
                     blocks=tuple(blocks), response=formula.response,
                     row_index=np.empty(0, dtype=int), summary=summary)
     return spec, design
+
+
+_SCALING_CALL = re.compile(r"\b(?:center|scale|standardize)\s*\(")
+
+
+def _scaled_columns(texts: list[str], schema: Mapping[str, str]) -> list[str]:
+    """Data columns named in formula parts with a ``center``/``scale``/``standardize`` call.
+
+    formulaic does not report the arguments of these stateful transforms among
+    a formula's variables; the prototype frame and the missing-value check need them.
+    """
+    found: list[str] = []
+    for text in texts:
+        if _SCALING_CALL.search(text):
+            for name in re.findall(r"`([^`]+)`|([A-Za-z_][A-Za-z0-9_.]*)", text):
+                column = name[0] or name[1]
+                if column in schema and column not in found:
+                    found.append(column)
+    return found
+
+
+def _unlearned(spec: Any) -> list[str]:
+    """Stateful transforms of a spec whose state the engine did not learn."""
+    return [k for k, v in spec.transform_state.items() if v and scaling_key(str(k)) is None]
+
+
+def _with_engine_states(spec: Any, source: DataSource, schema: Mapping[str, str], complete: str,
+                        progress: Progress | None) -> Any:
+    """The spec with the states of its ``center``/``scale``/``standardize`` calls learned by the engine.
+
+    formulaic learned them on the prototype frame; the engine computes, over
+    the model's rows, the mean of each call's argument and, where the call
+    scales, ``sqrt(sum((e - c)^2) / (n - ddof))`` with ``c`` the mean (0 for
+    ``center=False``), as formulaic does, in two aggregate queries (the second
+    centred, for accuracy).
+    """
+    calls = [(str(k), v) for k, v in spec.transform_state.items() if scaling_key(str(k))]
+    if not calls:
+        return spec
+    inner = []
+    for key, _ in calls:
+        node = ast.parse(key, mode="eval").body
+        assert isinstance(node, ast.Call)
+        inner.append(numeric_sql(ast.unparse(node.args[0]), schema))
+    with (progress or Progress(False, source.kind)).stage("centring and scaling constants"):
+        first = _combine(source.query(
+            "SELECT COUNT(*) AS n, " + ", ".join(f"SUM({e}) AS s{i}" for i, e in enumerate(inner))
+            + f" FROM data WHERE {complete}"), [], source).iloc[0]
+        n = float(first["n"])
+        centres = [float(first[f"s{i}"]) / n if state.get("center") is not None else 0.0
+                   for i, (_, state) in enumerate(calls)]
+        second = _combine(source.query(
+            "SELECT " + ", ".join(f"SUM(POWER({e} - {literal(c)}, 2)) AS q{i}"
+                                  for i, (e, c) in enumerate(zip(inner, centres, strict=True)))
+            + f" FROM data WHERE {complete}"), [], source).iloc[0]
+    states = dict(spec.transform_state)
+    for i, (key, state) in enumerate(calls):
+        learned = dict(state)
+        if state.get("center") is not None:
+            learned["center"] = np.float64(centres[i])
+        if state.get("scale") is not None:
+            learned["scale"] = np.float64(np.sqrt(float(second[f"q{i}"]) / (n - state["ddof"])))
+        states[key] = learned
+    return spec.update(transform_state=states)
 
 
 def _moments(sums: np.ndarray, squares: np.ndarray, n: int, groupings: list[GroupingSpec],

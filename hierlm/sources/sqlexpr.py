@@ -20,7 +20,8 @@ from formulaic.model_spec import ModelSpec as FormulaicSpec
 
 from hierlm.errors import FormulaError
 
-__all__ = ["quote", "literal", "numeric_sql", "matrix_sql", "UNTRANSLATABLE_HINT"]
+__all__ = ["quote", "literal", "numeric_sql", "matrix_sql", "scaling_key", "SCALING",
+           "UNTRANSLATABLE_HINT"]
 
 UNTRANSLATABLE_HINT = ("compute the column in the data first (e.g. a column in the Parquet "
                        "files or a SELECT in DuckDB) and use its name in the formula")
@@ -60,8 +61,34 @@ def _untranslatable(expr: str, what: str) -> FormulaError:
                         f"{UNTRANSLATABLE_HINT}.")
 
 
-def numeric_sql(expr: str, columns: Mapping[str, str]) -> str:
-    """Translate a numeric factor (``x``, ``log(x)``, ``I(x ** 2)``) to SQL.
+#: Stateful transforms translated with their learned state (centre and scale constants).
+SCALING = ("center", "scale", "standardize")
+
+
+def scaling_key(text: str) -> str | None:
+    """Canonical text of a ``center``/``scale``/``standardize`` call (None for anything else)."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SCALING:
+        return ast.unparse(node)
+    return None
+
+
+def _scaled(inner: str, state: Mapping[str, Any]) -> str:
+    """SQL of ``(inner - center) / scale`` with the state's constants (either may be absent)."""
+    out = inner
+    if state.get("center") is not None:
+        out = f"({out} - {literal(float(state['center']))})"
+    if state.get("scale") is not None:
+        out = f"({out} / {literal(float(state['scale']))})"
+    return out
+
+
+def numeric_sql(expr: str, columns: Mapping[str, str],
+                states: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Translate a numeric factor (``x``, ``log(x)``, ``I(x ** 2)``, ``center(x)``) to SQL.
 
     Parameters
     ----------
@@ -69,6 +96,10 @@ def numeric_sql(expr: str, columns: Mapping[str, str]) -> str:
         The factor's expression as formulaic writes it.
     columns : mapping
         Column name -> kind of the data.
+    states : mapping, optional
+        Learned states of ``center``/``scale``/``standardize`` calls, keyed by
+        :func:`scaling_key` (formulaic's ``transform_state``, learned by the
+        engine in :mod:`hierlm.sources.learn`).
 
     Raises
     ------
@@ -115,6 +146,12 @@ def numeric_sql(expr: str, columns: Mapping[str, str]) -> str:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                 and node.func.id in _FUNCTIONS and len(node.args) == 1 and not node.keywords:
             return _FUNCTIONS[node.func.id].format(walk(node.args[0]))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in SCALING and node.args:
+            state = (states or {}).get(ast.unparse(node))
+            if state is None:
+                raise _untranslatable(expr, f"no learned state for {ast.unparse(node)}")
+            return _scaled(walk(node.args[0]), state)
         if isinstance(node, ast.Call):
             func = ast.unparse(node.func)
             raise _untranslatable(expr, f"the function {func}() has no SQL translation here")
@@ -163,6 +200,9 @@ def matrix_sql(spec: FormulaicSpec, columns: Mapping[str, str]) -> list[str]:
         For a term the engine cannot evaluate.
     """
     contrasts = {str(factor): state for factor, state in spec.factor_contrasts.items()}
+    states = {key: state for key, state in ((scaling_key(str(k)), v)
+                                            for k, v in spec.transform_state.items())
+              if key is not None}
     out: list[str] = []
     for structure in spec.structure:
         factors = [str(f) for f in structure.term.factors]
@@ -192,7 +232,7 @@ def matrix_sql(spec: FormulaicSpec, columns: Mapping[str, str]) -> list[str]:
                 else:
                     if not name.startswith(expr, pos):
                         raise _untranslatable(name, "its column name does not follow its term")
-                    parts.append(numeric_sql(expr, columns))
+                    parts.append(numeric_sql(expr, columns, states))
                     pos += len(expr)
             out.append(" * ".join(parts))
     return out

@@ -279,3 +279,35 @@ def test_shrinkage_from_the_statistics() -> None:
     # pull divides by the level's own deviation from the pooled value, which magnifies the two
     # optimisers' ~1e-7 stopping differences (see assert_same_fit) where that deviation is small
     np.testing.assert_allclose(got.table["pull"], want.table["pull"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("formula", [
+    "y ~ center(x) + f + (center(x) | g)",
+    "y ~ scale(x) + standardize(x2) + f + (scale(x2, center=False) || g)",
+])
+def test_centring_and_scaling_learned_by_the_engine(formula: str) -> None:
+    """center()/scale()/standardize(): constants by aggregate queries = formulaic's on the rows.
+
+    The states agree to rel 1e-12 (sums in another order), the fits to the usual 1e-7, and
+    predict(new_data) uses the learned constants (abs 1e-10).
+    """
+    df = simulate(2500, 20, seed=15)
+    df["x"] = df["x"] + 5.0  # a mean far from 0: centring matters
+    df["x2"] = np.exp(0.3 * df["x"])
+    reference = hl.Model(formula, df).fit()
+    for data in (duckdb.from_df(df), pl.from_pandas(df).lazy()):
+        fit = hl.Model(formula, data, progress=False).fit()
+        assert_same_fit(reference, fit)
+        got = fit.model.spec.fixed_spec.transform_state
+        for key, want in reference.model.spec.fixed_spec.transform_state.items():
+            for name in ("center", "scale"):
+                if want[name] is None:
+                    assert got[key][name] is None
+                else:
+                    assert float(got[key][name]) == pytest.approx(float(want[name]), rel=1e-12)
+        new = simulate(50, 25, seed=16).assign(x=lambda d: d["x"] + 4.0)
+        new["x2"] = np.exp(0.3 * new["x"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", hl.errors.HierlmWarning)  # unseen levels
+            np.testing.assert_allclose(fit.predict(new)["estimate"],
+                                       reference.predict(new)["estimate"], rtol=0, atol=1e-10)
