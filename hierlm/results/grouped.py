@@ -215,4 +215,10 @@ def group_loglik(draws: FitDraws, group: str) -> np.ndarray:
         loadings = level_loadings(design, split.integrated, rows)
         loading = scaled_loadings(loadings, [roots.get(k) for k in range(len(design.blocks))])  # type: ignore[misc]
         out[:, j] = _gaussian_woodbury(residual[:, rows], loading, variance)
+    if design.rowless:
+        # square-root rows (hierlm.sources) reproduce every cross-product, so the quadratic form
+        # and the determinant are exact; only the count in n_j log(2 pi sigma^2) is the engine's
+        counts = design.level_counts(split.own[0])
+        rows_here = np.array([rows.size for rows in split.rows], dtype=float)
+        out -= 0.5 * (counts - rows_here)[None, :] * np.log(2 * np.pi * variance)[:, None]
     return out

@@ -297,12 +297,14 @@ class ResultMethods:
 
     def waic(self, level: str = "observation", group: str | None = None) -> Any:
         """WAIC (elpd scale), per observation or per level of ``group``; see :func:`hierlm.results.waic`."""
-        self.design.require_rows("waic()")
+        if level != "group":  # engine data: the per-group log-likelihood is exact from the statistics
+            self.design.require_rows("waic() per observation (level='group' is available)")
         return waic(self, level=level, group=group)
 
     def loo(self, level: str = "observation", group: str | None = None) -> Any:
         """PSIS-LOO, per observation or leave-one-group-out; see :func:`hierlm.results.loo`."""
-        self.design.require_rows("loo()")
+        if level != "group":  # engine data: the per-group log-likelihood is exact from the statistics
+            self.design.require_rows("loo() per observation (level='group' is available)")
         return loo(self, level=level, group=group)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -276,11 +276,11 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
                               formula.response)
 
     # (the argument of center(x), scale(x) is not among the uses formulaic reports)
-    columns = list(uses) + [v for v in variables if v not in uses and v in schema]
-    proto = _prototype(levels, schema, columns)
+    proto_columns = list(uses) + [v for v in variables if v not in uses and v in schema]
+    proto = _prototype(levels, schema, proto_columns)
     reference = dict(reference or {})
     proto = checks.apply_reference_levels(proto, reference)
-    kinds = column_kinds(proto, columns, f"the formula {formula.text!r}")
+    kinds = column_kinds(proto, proto_columns, f"the formula {formula.text!r}")
     frame = learn_frame(proto, kinds)
     fixed = _materialize(formula.fixed, frame, "the fixed-effect matrix")
     fixed_spec = _with_engine_states(fixed.model_spec, source, schema, complete, progress)
