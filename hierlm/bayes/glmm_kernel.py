@@ -261,19 +261,24 @@ def _column_spread(column: np.ndarray) -> float:
 
 
 def compile_glmm_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
-    """The kernel as a nutpie model storing ``var_names`` (:func:`hierlm.bayes.sample.stored_variables`)."""
+    """The kernel as a nutpie model storing ``var_names`` (:func:`hierlm.bayes.sample.stored_variables`).
+
+    The sampler's vector carries the intercept in one centred block's level values
+    (:func:`hierlm.bayes.glmm_centring.intercept_block`).
+    """
     from nutpie.compiled_pyfunc import from_pyfunc
 
+    from hierlm.bayes.glmm_centring import intercept_centred
+
     kernel = GlmmKernel.from_built(built)
-    logp = kernel.logp_function()
-    start = kernel.start()
+    logp, to_kernel, start = intercept_centred(kernel)
     logp(start)  # compile (or load from numba's cache) before sampling starts
-    example = kernel.expand(start)
+    example = kernel.expand(to_kernel(start))
     shapes = [tuple(np.shape(example[name])) for name in var_names]
 
     def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, np.ndarray]]:
         def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-            values = kernel.expand(x)
+            values = kernel.expand(to_kernel(x))
             return {name: values[name] for name in var_names}
 
         return expand

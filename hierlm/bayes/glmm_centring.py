@@ -1,0 +1,103 @@
+"""Hierarchical centring of the intercept for the compiled GLMM kernel's sampler.
+
+The kernel (:mod:`hierlm.bayes.glmm_kernel`) writes the log posterior over
+``(beta_c, log sds, ..., level values)``; the sampler moves on the same vector
+except that one centred intercept block's level values carry the fixed
+intercept (:func:`intercept_block`), a linear map with unit Jacobian, so the
+posterior is unchanged and only the geometry NUTS sees improves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from hierlm.bayes.glmm_kernel import GlmmKernel
+
+__all__ = ["intercept_block", "level_columns", "intercept_centred"]
+
+
+def intercept_block(kernel: GlmmKernel) -> int:
+    """The block whose level values the sampler carries with the fixed intercept, or -1.
+
+    In a centred ``(1 | g)`` block the data pin down the sums ``beta_0 + b_j``
+    and the prior's mean 0 ties ``beta_0`` to the average of the ``b_j``: a
+    ridge along ``beta_0 + c, b_j - c`` that a diagonal mass matrix cannot
+    follow (400 groups of 50 Bernoulli rows, 200 draws: the fixed effects'
+    bulk ESS 82, against 442 with the map below). The sampler moves on
+    ``gamma_j = v_j' beta_G + b_j`` instead, ``G`` the fixed-effect columns
+    constant within every level (the intercept and level-wise predictors such
+    as grouseticks' YEAR within broods), ``v_j`` their values at level ``j``
+    (hierarchical centring; Gelfand, Sahu & Carlin 1995, Biometrika 82:
+    479-488). The map is linear with unit Jacobian: the same log posterior,
+    the gradient's entries in ``G`` become ``d/d beta_G - V' d/d b``.
+    Chosen: the centred intercept-only block with the most levels; -1
+    without an intercept or such a block.
+    """
+    if kernel.intercept < 0:
+        return -1
+    sizes = np.diff(kernel.level_start)
+    candidates = [k for k in range(kernel.centred.size)
+                  if kernel.centred[k] and np.all(kernel.zcol[:, k] == 1.0)]
+    return max(candidates, key=lambda k: int(sizes[k])) if candidates else -1
+
+
+def level_columns(kernel: GlmmKernel, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(G, V)``: the fixed-effect columns constant within every level of ``block``, and their values.
+
+    ``G`` indexes the kernel's (centred) fixed-effect columns, the intercept's
+    column of ones among them; ``V`` is ``(n_levels, |G|)``.
+    """
+    codes = kernel.codes[:, block]
+    levels = int(kernel.level_start[block + 1] - kernel.level_start[block])
+    xc = kernel.xc
+    counts = np.bincount(codes, minlength=levels)
+    seen = counts > 0
+    columns, values = [], []
+    for c in range(xc.shape[1]):
+        low = np.full(levels, np.inf)
+        high = np.full(levels, -np.inf)
+        np.minimum.at(low, codes, xc[:, c])
+        np.maximum.at(high, codes, xc[:, c])
+        spread = np.max(np.abs(xc[:, c])) if xc.shape[0] else 0.0
+        if np.all(high[seen] - low[seen] <= 1e-12 * max(spread, 1.0)):
+            columns.append(c)
+            values.append(np.where(seen, low, 0.0))
+    return np.array(columns, dtype=np.int64), np.column_stack(values) if values else np.zeros((levels, 0))
+
+
+def intercept_centred(kernel: GlmmKernel) -> tuple[Callable[..., tuple[float, np.ndarray]],
+                                                   Callable[[np.ndarray], np.ndarray],
+                                                   np.ndarray]:
+    """``(logp, to_kernel, start)`` over the sampler's vector (:func:`intercept_block`'s map).
+
+    ``to_kernel`` maps the sampler's vector to the kernel's (``b_j = gamma_j - v_j' beta_G``);
+    without an intercept block it is the identity and ``logp`` the kernel's.
+    """
+    block = intercept_block(kernel)
+    logp_kernel = kernel.logp_function()
+    start = kernel.start()
+    if block < 0:
+        return logp_kernel, lambda x: np.asarray(x, dtype=float), start
+    levels_at = kernel.size - int(kernel.level_start[-1])  # the level values end the vector
+    first = levels_at + int(kernel.level_start[block])
+    last = levels_at + int(kernel.level_start[block + 1])
+    columns, values = level_columns(kernel, block)
+
+    def to_kernel(x: np.ndarray) -> np.ndarray:
+        inner = np.array(x, dtype=float)
+        inner[first:last] -= values @ inner[columns]
+        return inner
+
+    def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
+        value, grad = logp_kernel(to_kernel(x))
+        grad = np.array(grad)
+        grad[columns] -= values.T @ grad[first:last]
+        return value, grad
+
+    start = start.copy()
+    start[first:last] += values @ start[columns]
+    return logp, to_kernel, start
