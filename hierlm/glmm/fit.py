@@ -186,10 +186,14 @@ def _fit(design: Design, family: Family, model: Any, nagq: int, start: dict[str,
     source = "RX"
     if hessian:
         deviance.anchor = mode
+        hess = None
         if deviance.analytic:
-            hess = _hessian_of_gradient(
-                lambda z: deviance.value_and_gradient(z, deviance.mode(z, mode))[1], x_opt)
-        else:
+            try:
+                hess = _hessian_of_gradient(
+                    lambda z: deviance.value_and_gradient(z, deviance.mode(z, mode))[1], x_opt)
+            except (FitError, np.linalg.LinAlgError):
+                hess = None  # the observed information not positive definite next to the optimum
+        if hess is None or not np.all(np.isfinite(hess)):
             hess = _hessian(lambda z: deviance(z, mode), x_opt)
         try:
             inverse = np.linalg.inv(hess)
