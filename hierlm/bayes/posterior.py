@@ -135,9 +135,9 @@ def posterior_dataset(built: BuiltModel, raw: RawSample, seed: int,
         stats = built.stats
         rng = np.random.default_rng([seed, 2])
         if built.design.residual is not None:  # residual=: exact draws given its covariance
-            from hierlm.bayes.residual_posterior import ResidualDraws
+            from hierlm.bayes.residual_posterior import residual_draws
 
-            per_block = ResidualDraws(built, draws).effects(rng)
+            per_block = residual_draws(built, draws).effects(rng)
             ranef = {bn.ranef: _unflat(np.swapaxes(effects, 1, 2), n_chains)
                      for bn, effects in zip(built.names, per_block, strict=True)}
         elif stats is None:  # nested or crossed factors: one sparse solve per draw
@@ -284,10 +284,10 @@ def _posterior_predictive_group(
 
 def _residual_draws(built: BuiltModel, posterior: xr.Dataset) -> Any:
     """The per-draw parameters of a fit with ``residual=`` (from the posterior group)."""
-    from hierlm.bayes.residual_posterior import ResidualDraws
+    from hierlm.bayes.residual_posterior import residual_draws
 
-    return ResidualDraws(built, {str(name): np.asarray(posterior[name].values)
-                                 for name in posterior.data_vars})
+    return residual_draws(built, {str(name): np.asarray(posterior[name].values)
+                                  for name in posterior.data_vars})
 
 
 def _residual_replicates(built: BuiltModel, posterior: xr.Dataset,

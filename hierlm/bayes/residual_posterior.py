@@ -16,6 +16,8 @@ Everything here is computed draw by draw from the stored parameters with
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,9 @@ from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.bayes.residual_likelihood import ResidualLikelihood
 from hierlm.bayes.residual_marginal import residual_values_of_draws
 
-__all__ = ["RESIDUAL_UNIT_DIM", "unit_note", "unit_note_of", "ResidualDraws"]
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+__all__ = ["RESIDUAL_UNIT_DIM", "unit_note", "unit_note_of", "ResidualDraws", "residual_draws"]
 
 #: Dimension of the per-group log-likelihood (one value per residual group).
 RESIDUAL_UNIT_DIM = "residual_group"
@@ -44,6 +48,21 @@ def unit_note_of(residual: Any) -> str:
     return (f"the joint log density of each {residual.spec.group}'s observations (group effects "
             f"integrated out): residual={residual.spec.text!r} correlates them, so LOO and WAIC "
             f"leave out one {residual.spec.group} at a time")
+
+
+_CACHE: weakref.WeakKeyDictionary[BuiltModel, tuple[bytes, ResidualDraws]] = (
+    weakref.WeakKeyDictionary())
+
+
+def residual_draws(built: BuiltModel, draws: dict[str, np.ndarray]) -> ResidualDraws:
+    """:class:`ResidualDraws` of a model's draws, built once per sample (it is read three times)."""
+    key = hashlib.sha1(np.ascontiguousarray(draws[SIGMA]).tobytes()).digest()
+    cached = _CACHE.get(built)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    made = ResidualDraws(built, draws)
+    _CACHE[built] = (key, made)
+    return made
 
 
 class ResidualDraws:
@@ -93,12 +112,39 @@ class ResidualDraws:
                 out[b][k] = values
         return out
 
+    def _w(self, batch: Any, part: slice, residual_only: bool = False) -> np.ndarray:
+        """``W`` of every draw in ``part`` and group of a batch: (S_part, k or 1, m, m)."""
+        slots = batch.slots[:1] if batch.shared else batch.slots
+        w = self.s[part][:, slots[:, :, None], slots[:, None, :]]
+        if batch.levels is not None:
+            ratio = self.levels[part][:, batch.levels]  # (S, k, m)
+            w = w * ratio[:, :, :, None] * ratio[:, :, None, :]
+        if not residual_only:
+            for z, t in zip(batch.z, self.templates, strict=True):
+                zt = np.einsum("kmq,sqr->skmr", z, t[part])
+                w = w + zt @ np.swapaxes(zt, 2, 3)
+        return np.asarray(w)
+
+    def _parts(self) -> list[slice]:
+        step = max(1, 2_000_000 // max(self.design.n * 16, 1))
+        return [slice(a, min(a + step, self.n_draws)) for a in range(0, self.n_draws, step)]
+
     def group_logdensity(self) -> np.ndarray:
         """The joint log density of each residual group per draw: (S, groups)."""
-        return np.array([self.likelihood.group_logdensity(self.beta[k], float(self.sigma[k]),
-                                                          self._templates(k), self.s[k],
-                                                          self.levels[k])
-                         for k in range(self.n_draws)])
+        out = np.zeros((self.n_draws, self.likelihood.n_groups))
+        for part in self._parts():
+            sigma = self.sigma[part]
+            for batch in self.likelihood.batches:
+                chol = np.linalg.cholesky(self._w(batch, part))  # (S, k or 1, m, m)
+                resid = batch.y[None] - np.einsum("kmp,sp->skm", batch.x, self.beta[part])
+                chol = np.broadcast_to(chol, resid.shape + resid.shape[-1:])
+                solved = np.linalg.solve(chol, resid[..., None])[..., 0]
+                logdet = 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+                m = batch.rows.shape[1]
+                out[part, batch.groups] = -0.5 * (
+                    m * (_LOG_2PI + 2.0 * np.log(sigma))[:, None] + logdet
+                    + np.sum(solved ** 2, axis=2) / sigma[:, None] ** 2)
+        return out
 
     def replicates(self, effects: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         """One replicated response per draw (S, n): the draw's mean plus correlated residuals."""
@@ -108,15 +154,12 @@ class ResidualDraws:
         for block, values in zip(design.blocks, effects, strict=True):
             z = np.asarray(block.z, dtype=float)
             out += np.einsum("nq,snq->sn", z, values[:, block.codes, :])
-        for batch in self.likelihood.batches:
-            slots = batch.slots
-            k_groups, m = slots.shape
-            for k in range(self.n_draws):
-                cov = self.s[k][slots[:, :, None], slots[:, None, :]]
-                if batch.levels is not None:
-                    ratio = self.levels[k][batch.levels]
-                    cov = cov * ratio[:, :, None] * ratio[:, None, :]
-                root = np.linalg.cholesky(cov)
-                noise = np.einsum("kmn,kn->km", root, rng.standard_normal((k_groups, m)))
-                out[k, batch.rows] += self.sigma[k] * noise
+        for part in self._parts():
+            for batch in self.likelihood.batches:
+                k_groups, m = batch.slots.shape
+                root = np.linalg.cholesky(self._w(batch, part, residual_only=True))
+                noise = rng.standard_normal((part.stop - part.start, k_groups, m))
+                correlated = np.einsum("skmn,skn->skm", np.broadcast_to(
+                    root, noise.shape + (m,)), noise)
+                out[part][:, batch.rows] += self.sigma[part][:, None, None] * correlated
         return out

@@ -387,6 +387,28 @@ class BayesResult(ResultMethods, InterpretMethods):
         return dataclasses.replace(result, group=factor, y=np.asarray(self.design.y, dtype=float),
                                    note=unit_note_of(residual))
 
+    def predict(self, new_data: Any = None, include_random: bool = True, kind: str = "mean",
+                prob: float | None = None, summary: bool = True, new_levels: str = "sample",
+                seed: int | None = None, type: str = "response") -> Any:
+        """Predictions (see :meth:`hierlm.results.methods.ResultMethods.predict`).
+
+        With ``residual=``, only the means of the fitted rows: a new visit's
+        prediction would have to condition on the subject's observed residuals
+        (ML/REML fits do), and a new response on the fitted rows is the
+        ``posterior_predictive`` group, which carries the residual covariance.
+        """
+        residual = self.design.residual
+        if residual is not None and (new_data is not None or kind != "mean"):
+            what = "predict(new_data)" if new_data is not None else f"predict(kind={kind!r})"
+            raise FitError(
+                f"{what} of a Bayesian fit with residual={residual.describe()!r} is not available: "
+                f"the residuals of one {residual.spec.group} are correlated, so a new visit "
+                "depends on the subject's observed residuals. Use fit('reml').predict(new_data) "
+                "for new visits, fit.idata['posterior_predictive'] for replicated responses, or "
+                "predict() for the means of the fitted rows.")
+        return super().predict(new_data, include_random=include_random, kind=kind, prob=prob,
+                               summary=summary, new_levels=new_levels, seed=seed, type=type)
+
     def loo(self, level: str = "observation", group: str | None = None) -> Any:
         """PSIS-LOO; with ``residual=`` per residual group only (see :mod:`hierlm.results.ic`)."""
         if self.design.residual is not None:

@@ -282,10 +282,13 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
 
         compiled = compile_glmm_kernel_for_nutpie(built, names)
     elif settings.backend == "kernel" and built.design.residual is not None:
-        # residual=: compiled priors and transforms, the compiled per-group density
+        # residual=: compiled priors and transforms, the compiled per-group density; one
+        # compiled log posterior for ar1/cs/car1 without random effects (residual_fast)
+        from hierlm.bayes.residual_fast import FastResidualDensity, fast_route_applies
         from hierlm.bayes.residual_nutpie import compile_residual_for_nutpie
 
-        compiled = compile_residual_for_nutpie(built, names)
+        compiled = (FastResidualDensity(built).nutpie_model(names) if fast_route_applies(built)
+                    else compile_residual_for_nutpie(built, names))
     elif settings.backend == "kernel" and built.formulation == "marginal" and patterned:
         # cs, ar1, toep blocks: the structures' variables in PyMC, the one likelihood as an Op
         from hierlm.bayes.nutpie_adapter import compile_for_nutpie
