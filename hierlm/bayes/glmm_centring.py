@@ -10,12 +10,12 @@ posterior is unchanged and only the geometry NUTS sees improves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from hierlm.bayes.glmm_kernel import GlmmKernel
+# the kernel is a hierlm.bayes.glmm_kernel.GlmmKernel; not imported (that module imports this one)
+GlmmKernel = Any
 
 __all__ = ["intercept_block", "level_columns", "intercept_centred"]
 
