@@ -1,4 +1,4 @@
-"""Full formulation: group effects are sampled, non-centred.
+"""Full formulation: group effects are sampled (non-centred, or centred where the data pin them down).
 
 For every block, ``ranef = L z`` with ``z`` standard normal (terms x
 levels, the layout of :mod:`hierlm.bayes.naming`) and ``L`` the Cholesky
@@ -8,7 +8,10 @@ linear predictor ``eta = offset + X beta + Z b`` adds, for row ``i``, the
 block's columns ``z_i`` times the effects of the row's level. Works for every
 structure (nested, crossed, several blocks on one factor) and every family:
 the observed node is the family's entry of
-:data:`hierlm.bayes.likelihoods.LIKELIHOODS`.
+:data:`hierlm.bayes.likelihoods.LIKELIHOODS`. Scalar blocks whose levels each
+carry much data are sampled centred instead, ``ranef ~ N(0, sd^2)``
+(:func:`hierlm.bayes.glmm_setup.centred_blocks`, the rule of the compiled
+kernel :mod:`hierlm.bayes.glmm_kernel` too).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def build_full_model(design: Design, priors: PriorTable, family: Any = None) -> 
         eta = pt.sum(pt.as_tensor(X) * params.fixef[None, :], axis=1)
         if data.offset is not None:
             eta = eta + pt.as_tensor(data.offset)
-        centred = [False] * len(params.names) if gaussian else centred_blocks(design, fam)
+        centred = centred_blocks(design, fam)  # the compiled kernel's choice too
         for k, (bn, chol) in enumerate(zip(params.names, params.chols, strict=True)):
             block = bn.block
             # terms x levels, the layout of hierlm.bayes.naming (shared term dim first)

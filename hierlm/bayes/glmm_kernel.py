@@ -1,26 +1,33 @@
-"""Compiled log posterior of scalar-block GLMMs (binomial logit, Poisson log) for nutpie.
+"""Compiled log posterior of scalar-block mixed models (Gaussian, binomial logit, Poisson log) for nutpie.
 
 The full formulation through PyTensor costs tens of milliseconds per gradient
 on 100,000 rows and, with the data frozen into the graph, numba cannot cache
 its compilation between processes. For the common case, every random-effect
-block a scalar term (``(1 | g)``, crossed or nested) and the canonical link of
-the binomial (logit) or Poisson (log) family, this module writes the log
-posterior and its gradient as one numba loop over the rows (data passed as
-arguments, so the compiled function is cached on disk and serves every data
-set). It is the same model as :func:`hierlm.bayes.full.build_full_model`
-(checked against it in ``tests/bayes/test_glmm_kernel.py``):
+block a scalar term (``(1 | g)`` or ``(0 + x | g)``, crossed or nested) and
+the Gaussian identity, binomial logit or Poisson log family, this module
+writes the log posterior and its gradient as one numba loop over the rows
+(data passed as arguments, so the compiled function is cached on disk and
+serves every data set). It is the same model as
+:func:`hierlm.bayes.full.build_full_model` (checked against it in
+``tests/bayes/test_glmm_kernel.py``):
 
-* unconstrained vector ``x = (beta_c, log sd_1..K, e_1..K)``: ``beta_c`` the
-  fixed effects at centred predictors (``beta`` is ``beta_c`` with the
-  intercept shifted by ``-xbar'beta_c``; the priors are those of ``beta``),
-  ``e_k`` the levels' innovations ``z`` (non-centred, ``b = sd z``) or the
-  effects ``b`` themselves (centred blocks,
-  :func:`hierlm.bayes.glmm_setup.centred_blocks`);
+* unconstrained vector ``x = (beta_c, log sd_1..K, [log sigma], e_1..K)``:
+  ``beta_c`` the fixed effects at centred predictors (``beta`` is ``beta_c``
+  with the intercept shifted by ``-xbar'beta_c``; the priors are those of
+  ``beta``), ``log sigma`` for the Gaussian family only, ``e_k`` the levels'
+  innovations ``z`` (non-centred, ``b = sd z``) or the effects ``b``
+  themselves (centred blocks, :func:`hierlm.bayes.glmm_setup.centred_blocks`);
 * ``eta_i = offset_i + xc_i'beta_c + beta_0 + sum_k z_ik b_k[level]`` with
-  the binomial log-likelihood ``s eta - n log(1 + e^eta)`` or the Poisson
-  ``y eta - e^eta`` (times the prior weights; constants dropped);
-* priors from :func:`hierlm.bayes.kernel.log_prior_and_slope`, SDs on the
-  log scale with their Jacobian.
+  the Gaussian log-likelihood ``-w (y - eta)^2 / (2 sigma^2) - log sigma``
+  (prior weights ``w`` scale the residual variance to ``sigma^2 / w``), the
+  binomial ``s eta - n log(1 + e^eta)`` or the Poisson ``y eta - e^eta``
+  (times the prior weights); constants dropped;
+* priors from :func:`hierlm.bayes.kernel.log_prior_and_slope`, SDs and sigma
+  on the log scale with their Jacobian.
+
+For Gaussian crossed designs whose marginal form would carry a wide dense
+Schur complement (InstEval: 1142 columns), this is the route of
+``formulation="auto"`` (:mod:`hierlm.bayes.build`).
 """
 
 from __future__ import annotations
@@ -37,77 +44,89 @@ import pandas as pd
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.glmm_setup import centred_blocks, glmm_start
 from hierlm.bayes.kernel import log_prior_and_slope
-from hierlm.bayes.kernel_model import _prior_row
+from hierlm.bayes.kernel_model import _prior_row, nutpie_model, parameter_coords
 from hierlm.bayes.likelihoods import observed_data
-from hierlm.bayes.naming import FIXEF, FIXEF_DIM
+from hierlm.bayes.naming import FIXEF, SIGMA
 
 __all__ = ["KERNEL_FAMILIES", "glmm_kernel_applies", "GlmmKernel", "compile_glmm_kernel_for_nutpie"]
 
 #: (family, link) pairs the kernel writes, with their code in the compiled loop
-KERNEL_FAMILIES = {("binomial", "logit"): 0, ("poisson", "log"): 1}
+KERNEL_FAMILIES = {("binomial", "logit"): 0, ("poisson", "log"): 1, ("gaussian", "identity"): 2}
 
 
 def glmm_kernel_applies(built: BuiltModel) -> bool:
-    """True for a full-formulation model the kernel covers (scalar blocks, canonical link)."""
+    """True for a full-formulation model the kernel covers.
+
+    Every block a scalar term, the family and link in :data:`KERNEL_FAMILIES`,
+    and independent residuals (a residual structure needs the marginal form).
+    """
     family = built.family
     return (built.formulation == "full" and (family.name, family.link.name) in KERNEL_FAMILIES
+            and built.design.residual is None
             and bool(built.design.blocks) and all(b.q == 1 for b in built.design.blocks))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _logp_grad(x: np.ndarray, grad: np.ndarray, family: int, y: np.ndarray, trials: np.ndarray,
                weights: np.ndarray, offset: np.ndarray, xc: np.ndarray, codes: np.ndarray,
                zcol: np.ndarray, level_start: np.ndarray, centred: np.ndarray, intercept: int,
                xbar: np.ndarray, prior_code: np.ndarray, prior_par: np.ndarray,
-               eta: np.ndarray, resid: np.ndarray) -> float:  # pragma: no cover - compiled
-    """Log posterior at ``x``; fills ``grad``. ``eta``/``resid`` are work arrays of length n."""
+               scale: np.ndarray) -> float:  # pragma: no cover - compiled
+    """Log posterior at ``x``; fills ``grad``. ``scale`` is a work array of length K.
+
+    Releases the GIL, so chains on several threads run in parallel.
+    """
     n, p = xc.shape
     k_blocks = codes.shape[1]
+    gaussian = family == 2
+    levels_at = p + k_blocks + (1 if gaussian else 0)  # log sigma sits after the log SDs
     grad[:] = 0.0
     total = 0.0
     # fixed effects as written: beta = beta_c, intercept shifted by -xbar'beta_c
     shift = 0.0
     for j in range(p):
         shift += xbar[j] * x[j]
+    for k in range(k_blocks):  # b = scale * e: 1 for centred blocks, sd for non-centred ones
+        scale[k] = 1.0 if centred[k] else math.exp(x[p + k])
+    precision = math.exp(-2.0 * x[p + k_blocks]) if gaussian else 1.0
+    squares = 0.0
+    # one pass over the rows: linear predictor, log-likelihood, d/d eta scattered to the gradient
     for i in range(n):
-        acc = offset[i]
+        e = offset[i]
         for j in range(p):
-            acc += xc[i, j] * x[j]
-        eta[i] = acc
-    for k in range(k_blocks):
-        sd = math.exp(x[p + k])
-        start = p + k_blocks + level_start[k]
-        for i in range(n):
-            value = x[start + codes[i, k]]
-            eta[i] += zcol[i, k] * (value if centred[k] else sd * value)
-    for i in range(n):
-        e = eta[i]
+            e += xc[i, j] * x[j]
+        for k in range(k_blocks):
+            e += zcol[i, k] * scale[k] * x[levels_at + level_start[k] + codes[i, k]]
         if family == 0:
             # s e - n log(1 + exp(e)), stable in both tails, from one exp(-|e|)
             a = math.exp(-abs(e))
             soft = (e if e > 0 else 0.0) + math.log1p(a)
             prob = 1.0 / (1.0 + a) if e >= 0 else a / (1.0 + a)
             total += weights[i] * (y[i] * e - trials[i] * soft)
-            resid[i] = weights[i] * (y[i] - trials[i] * prob)
-        else:
+            r = weights[i] * (y[i] - trials[i] * prob)
+        elif family == 1:
             mu = math.exp(e)
             total += weights[i] * (y[i] * e - mu)
-            resid[i] = weights[i] * (y[i] - mu)
-    for i in range(n):
-        r = resid[i]
+            r = weights[i] * (y[i] - mu)
+        else:
+            # y ~ N(eta, sigma^2 / w): -w (y - eta)^2 / (2 sigma^2) - log sigma (+ constants)
+            d = y[i] - e
+            squares += weights[i] * d * d
+            r = weights[i] * d * precision
         for j in range(p):
             grad[j] += xc[i, j] * r
+        for k in range(k_blocks):
+            slot = levels_at + level_start[k] + codes[i, k]
+            contribution = zcol[i, k] * r
+            grad[slot] += scale[k] * contribution
+            if not centred[k]:
+                grad[p + k] += scale[k] * x[slot] * contribution
+    if gaussian:
+        total += -0.5 * squares * precision - n * x[p + k_blocks]
+        grad[p + k_blocks] += squares * precision - n
     for k in range(k_blocks):
         sd = math.exp(x[p + k])
-        start = p + k_blocks + level_start[k]
-        for i in range(n):
-            slot = start + codes[i, k]
-            contribution = zcol[i, k] * resid[i]
-            if centred[k]:
-                grad[slot] += contribution
-            else:
-                grad[slot] += sd * contribution
-                grad[p + k] += sd * x[slot] * contribution
+        start = levels_at + level_start[k]
         levels = level_start[k + 1] - level_start[k]
         for j in range(levels):
             value = x[start + j]
@@ -139,6 +158,13 @@ def _logp_grad(x: np.ndarray, grad: np.ndarray, family: int, y: np.ndarray, tria
                                         prior_par[row, 2], sd)
         total += lp + x[p + k]  # log Jacobian of sd = exp(x)
         grad[p + k] += slope * sd + 1.0
+    if gaussian:  # sigma's prior (row p + K), on the log scale with its Jacobian
+        row = p + k_blocks
+        sigma = math.exp(x[row])
+        lp, slope = log_prior_and_slope(prior_code[row], prior_par[row, 0], prior_par[row, 1],
+                                        prior_par[row, 2], sigma)
+        total += lp + x[row]
+        grad[row] += slope * sigma + 1.0
     return total
 
 
@@ -177,6 +203,8 @@ class GlmmKernel:
         xc = X - xbar[None, :]
         rows = [_prior_row(built.priors.fixef(name)) for name in names]
         rows += [_prior_row(built.priors.sd(bn.label, bn.block.columns[0])) for bn in built.names]
+        if family.name == "gaussian":
+            rows.append(_prior_row(built.priors.sigma))
         sizes = [b.n_levels for b in design.blocks]
         return cls(
             built=built,
@@ -196,20 +224,29 @@ class GlmmKernel:
         )
 
     @property
+    def gaussian(self) -> bool:
+        """True when the residual SD ``sigma`` is a parameter (at ``x[p + K]``, as ``log sigma``)."""
+        return self.family_code == KERNEL_FAMILIES[("gaussian", "identity")]
+
+    @property
+    def levels_at(self) -> int:
+        """Index of the first level value in the unconstrained vector."""
+        return int(self.xc.shape[1] + len(self.built.names) + self.gaussian)
+
+    @property
     def size(self) -> int:
         """Length of the unconstrained vector."""
-        return int(self.xc.shape[1] + len(self.built.names) + self.level_start[-1])
+        return self.levels_at + int(self.level_start[-1])
 
     def logp_function(self) -> Callable[..., tuple[float, np.ndarray]]:
         """``x -> (log posterior, gradient)``."""
-        eta, resid = np.empty(self.y.size), np.empty(self.y.size)
-
         def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-            grad = np.empty(self.size)
+            # fresh work arrays per call: chains may call it from several threads at once
+            grad, scale = np.empty(self.size), np.empty(len(self.built.names))
             value = _logp_grad(np.asarray(x, dtype=float), grad, self.family_code, self.y, self.trials,
                                self.weights, self.offset, self.xc, self.codes, self.zcol,
                                self.level_start, self.centred, self.intercept, self.xbar,
-                               self.prior_code, self.prior_par, eta, resid)
+                               self.prior_code, self.prior_par, scale)
             if not np.isfinite(value):
                 return -np.inf, np.zeros_like(grad)
             return value, grad
@@ -217,19 +254,25 @@ class GlmmKernel:
         return logp
 
     def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The stored variables (``fixef``, ``sd_<block>``, ``ranef_<block>``) at ``x``."""
+        """The stored variables (``fixef``, ``sigma``, ``sd_<block>``, ``ranef_<block>``) at ``x``."""
         p = self.xc.shape[1]
         beta = np.array(x[:p], dtype=float)
         if self.intercept >= 0:
             beta[self.intercept] -= float(self.xbar @ x[:p])
         out = {FIXEF: beta}
+        if self.gaussian:
+            out[SIGMA] = np.array(np.exp(x[p + len(self.built.names)]))
         for k, bn in enumerate(self.built.names):
             sd = float(np.exp(x[p + k]))
-            start = p + len(self.built.names) + int(self.level_start[k])
+            start = self.levels_at + int(self.level_start[k])
             values = np.array(x[start:start + bn.block.n_levels], dtype=float)
             out[bn.sd] = np.array([sd])
             out[bn.ranef] = (values if self.centred[k] else sd * values)[None, :]
         return out
+
+    def _scale(self) -> float:
+        """Unit of the linear predictor: the start's residual SD (Gaussian), 1 on a link scale."""
+        return float(np.exp(self.start()[self.levels_at - 1])) if self.gaussian else 1.0
 
     def jitter(self) -> np.ndarray:
         """Half-widths of the chains' uniform start jitter, in each coordinate's units.
@@ -237,21 +280,47 @@ class GlmmKernel:
         PyMC's +-1 on every unconstrained coordinate puts a slope on a
         predictor with an SD of 20 (grouseticks' ``cHEIGHT``) at +-1, i.e. a
         linear predictor of +-60 whose ``exp`` overflows, and a chain started
-        there never recovers. Here: +-0.5 / sd(x) for the coefficients,
-        +-0.5 on log SDs and +-0.1 on the levels' values.
+        there never recovers. Here, in units ``u`` of the linear predictor
+        (the starting residual SD of a Gaussian model, 1 on a link scale):
+        +-0.5 u / sd(x) for the coefficients (+-0.5 u for the intercept),
+        +-0.5 on log SDs and log sigma, +-0.1 u on centred levels' effects and
+        +-0.1 on non-centred innovations.
         """
-        p, k = self.xc.shape[1], len(self.built.names)
+        p = self.xc.shape[1]
+        unit = self._scale()
         out = np.full(self.size, 0.1)
-        out[:p] = [0.5 if j == self.intercept else 0.5 / _column_spread(self.xc[:, j]) for j in range(p)]
-        out[p:p + k] = 0.5
+        out[:p] = [unit * (0.5 if j == self.intercept else 0.5 / _column_spread(self.xc[:, j]))
+                   for j in range(p)]
+        out[p:self.levels_at] = 0.5
+        for block, centred in enumerate(self.centred):
+            if centred:
+                start = self.levels_at + int(self.level_start[block])
+                out[start:self.levels_at + int(self.level_start[block + 1])] = 0.1 * unit
         return out
 
     def start(self) -> np.ndarray:
-        """Starting point: the full model's start values (intercept at the link of the mean)."""
-        start = glmm_start(self.built.design, self.built.family)
+        """Starting point: the full model's start values, level values at 0.
+
+        Non-Gaussian: the intercept at the link of the mean, SDs 0.5
+        (:func:`hierlm.bayes.glmm_setup.glmm_start`). Gaussian: least-squares
+        coefficients (at centred predictors), sigma their residual SD and
+        every SD half of it, as the marginal kernel starts.
+        """
+        p, k = self.xc.shape[1], len(self.built.names)
         x = np.zeros(self.size)
-        x[:self.xc.shape[1]] = start.beta
-        x[self.xc.shape[1]:self.xc.shape[1] + len(self.built.names)] = np.log(start.sd)
+        if self.gaussian:
+            target = self.y - self.offset
+            root = np.sqrt(self.weights)
+            beta, *_ = np.linalg.lstsq(self.xc * root[:, None], target * root, rcond=None)
+            resid = (target - self.xc @ beta) * root
+            sigma = float(np.sqrt(resid @ resid / max(self.y.size - p, 1))) or 1.0
+            x[:p] = beta
+            x[p:p + k] = np.log(sigma / 2)
+            x[p + k] = np.log(sigma)
+            return x
+        start = glmm_start(self.built.design, self.built.family)
+        x[:p] = start.beta
+        x[p:p + k] = np.log(start.sd)
         return x
 
 
@@ -260,50 +329,25 @@ def _column_spread(column: np.ndarray) -> float:
     return spread if np.isfinite(spread) and spread > 0 else 1.0
 
 
+def _level_coords(built: BuiltModel) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """Coords of the stored variables, the levels' effects ``ranef_<block>`` included."""
+    coords, dims = parameter_coords(built)
+    for bn in built.names:
+        for dim, labels in bn.coords().items():
+            coords[dim] = pd.Index(labels)
+        dims[bn.ranef] = bn.ranef_dims
+    return coords, dims
+
+
 def compile_glmm_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
     """The kernel as a nutpie model storing ``var_names`` (:func:`hierlm.bayes.sample.stored_variables`).
 
     The sampler's vector carries the intercept in one centred block's level values
     (:func:`hierlm.bayes.glmm_centring.intercept_block`).
     """
-    from nutpie.compiled_pyfunc import from_pyfunc
-
     from hierlm.bayes.glmm_centring import intercept_centred
 
     kernel = GlmmKernel.from_built(built)
     logp, to_kernel, start = intercept_centred(kernel)
-    logp(start)  # compile (or load from numba's cache) before sampling starts
-    example = kernel.expand(to_kernel(start))
-    shapes = [tuple(np.shape(example[name])) for name in var_names]
-
-    def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, np.ndarray]]:
-        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-            values = kernel.expand(to_kernel(x))
-            return {name: values[name] for name in var_names}
-
-        return expand
-
-    jitter = kernel.jitter()
-
-    def make_initial_point(seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        return start + jitter * rng.uniform(-1.0, 1.0, size=start.size)
-
-    coords: dict[str, Any] = {FIXEF_DIM: pd.Index(list(built.design.fixed_names))}
-    dims: dict[str, tuple[str, ...]] = {FIXEF: (FIXEF_DIM,)}
-    for bn in built.names:
-        for dim, labels in bn.coords().items():
-            coords[dim] = pd.Index(labels)
-        dims[bn.sd] = (bn.term_dim,)
-        dims[bn.ranef] = bn.ranef_dims
-    return from_pyfunc(
-        ndim=kernel.size,
-        make_logp_fn=lambda: logp,
-        make_expand_fn=make_expand_fn,
-        make_initial_point_fn=make_initial_point,
-        expanded_dtypes=[np.dtype("float64")] * len(var_names),
-        expanded_shapes=shapes,
-        expanded_names=list(var_names),
-        coords=coords,
-        dims={name: dims[name] for name in var_names if name in dims},
-    )
+    return nutpie_model(kernel.size, logp, lambda x: kernel.expand(to_kernel(x)), start,
+                        kernel.jitter(), var_names, _level_coords(built))

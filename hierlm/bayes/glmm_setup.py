@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hierlm.bayes.likelihoods import likelihood_of, observed_data
-from hierlm.design.blocks import Design
+from hierlm.design.blocks import Design, RandomBlock
 from hierlm.families import Family
 
 __all__ = ["CENTRED_INFORMATION", "GlmmStart", "glmm_start", "centred_blocks"]
@@ -80,7 +80,7 @@ CENTRED_INFORMATION = 4.0
 
 
 def centred_blocks(design: Design, family: Family) -> list[bool]:
-    """Which blocks of a non-Gaussian model are sampled centred (``b ~ N(0, sd^2)`` directly).
+    """Which blocks of a full-formulation model are sampled centred (``b ~ N(0, sd^2)`` directly).
 
     Non-centred effects (``b = sd z``) suit levels the data say little about;
     when the data pin a level's effect down, ``sd`` and ``z`` become strongly
@@ -89,8 +89,15 @@ def centred_blocks(design: Design, family: Family) -> list[bool]:
     median over its levels of the Fisher information about the level's effect
     at the overall mean, ``sum_i w_i z_i^2 (d mu / d eta)^2 / V(mu)``, is at
     least :data:`CENTRED_INFORMATION` (the effect known to +-0.5 on the link
-    scale from its own data, less than typical group SDs). Blocks with
-    several terms stay non-centred.
+    scale from its own data, less than typical group SDs). For the Gaussian
+    family the information is taken in units of the residual variance,
+    ``sum_i w_i z_i^2``: a ``(1 | g)`` block is centred when its levels have
+    a median of at least 4 rows (the effect known to +-0.5 residual SD).
+    Blocks with several terms stay non-centred, and so does a block with
+    another block's factor nested in it (every level of the other factor
+    within one of its levels: InstEval's lecturers within departments): the
+    data see only the sum of its effect and the nested effects, so they do
+    not pin it down however many rows its levels have.
     """
     data = observed_data(design)
     start = glmm_start(design, family)
@@ -107,5 +114,15 @@ def centred_blocks(design: Design, family: Family) -> list[bool]:
             continue
         info = np.bincount(np.asarray(block.codes), weights=weights * np.asarray(block.z)[:, 0] ** 2,
                            minlength=block.n_levels)
-        out.append(bool(np.median(info) >= CENTRED_INFORMATION))
+        out.append(bool(np.median(info) >= CENTRED_INFORMATION)
+                   and not any(_nested_in(other, block) for other in design.blocks))
     return out
+
+
+def _nested_in(inner: RandomBlock, outer: RandomBlock) -> bool:
+    """True when ``inner``'s factor is not ``outer``'s and each of its levels lies in one of ``outer``'s."""
+    if inner.group == outer.group or inner.n_levels <= outer.n_levels:
+        return False
+    pairs = np.unique(np.asarray(inner.codes, dtype=np.int64) * outer.n_levels
+                      + np.asarray(outer.codes, dtype=np.int64))
+    return bool(pairs.size == np.unique(np.asarray(inner.codes)).size)

@@ -22,7 +22,7 @@ from hierlm.bayes.prior_draws import cholesky_from_raw
 from hierlm.bayes.priors import Prior
 
 __all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "compile_kernel_for_nutpie",
-           "nutpie_model_of_layout"]
+           "nutpie_model_of_layout", "nutpie_model", "parameter_coords"]
 
 
 def _prior_row(prior: Prior) -> tuple[int, tuple[float, float, float]]:
@@ -175,6 +175,19 @@ def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
     return nutpie_model_of_layout(built, layout, logp, var_names)
 
 
+def parameter_coords(built: BuiltModel) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """Coords and dims of the stored parameters: fixed effects, SDs and correlations."""
+    coords: dict[str, Any] = {FIXEF_DIM: pd.Index(list(built.design.fixed_names))}
+    dims: dict[str, tuple[str, ...]] = {FIXEF: (FIXEF_DIM,)}
+    for bn in built.names:
+        coords[bn.term_dim] = pd.Index(list(bn.block.columns))
+        dims[bn.sd] = (bn.term_dim,)
+        if bn.block.correlated and bn.block.q > 1:
+            coords[bn.pair_dim] = pd.Index(bn.coords()[bn.pair_dim])
+            dims[bn.cor] = (bn.pair_dim,)
+    return coords, dims
+
+
 def nutpie_model_of_layout(built: BuiltModel, layout: KernelLayout,
                            logp: Callable[..., tuple[float, np.ndarray]],
                            var_names: list[str]) -> Any:
@@ -185,34 +198,61 @@ def nutpie_model_of_layout(built: BuiltModel, layout: KernelLayout,
     values (uniform jitter of +-1 per coordinate, seeded by nutpie), and the
     stored variables carry the fixed-effect, SD and correlation coords.
     """
+    start = _start(built, layout)
+    return nutpie_model(layout.size, logp, lambda x: expand_point(x, layout), start,
+                        np.ones(layout.size), var_names, parameter_coords(built))
+
+
+def nutpie_model(size: int, logp: Callable[..., tuple[float, np.ndarray]],
+                 expand: Callable[[np.ndarray], dict[str, np.ndarray]], start: np.ndarray,
+                 jitter: np.ndarray, var_names: list[str],
+                 coords_and_dims: tuple[dict[str, Any], dict[str, tuple[str, ...]]]) -> Any:
+    """A nutpie model of a compiled log-density over an unconstrained vector of length ``size``.
+
+    Parameters
+    ----------
+    size : int
+        Length of the unconstrained vector.
+    logp : callable
+        ``x -> (log posterior, gradient)``.
+    expand : callable
+        ``x -> {name: value}``, the stored variables at ``x`` (a superset of ``var_names``).
+    start : numpy.ndarray
+        Chains' centre of starting points.
+    jitter : numpy.ndarray
+        Half-widths of the uniform start jitter per coordinate (seeded by nutpie's seed).
+    var_names : list of str
+        Variables to store.
+    coords_and_dims : (dict, dict)
+        Coords of the dimensions and dims of each stored variable (those not
+        stored are ignored): :func:`parameter_coords`, or a caller's
+        extension of it (the full formulation adds the levels' effects).
+
+    Returns
+    -------
+    nutpie compiled model
+        Ready for ``nutpie.sample``.
+    """
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    start = _start(built, layout)
     logp(start)  # compile (or load from numba's cache) before sampling starts
-    example = expand_point(start, layout)
+    example = expand(start)
     shapes = [tuple(np.shape(example[name])) for name in var_names]
 
     def make_expand_fn(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, np.ndarray]]:
-        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-            values = expand_point(x, layout)
+        def expand_stored(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
+            values = expand(x)
             return {name: values[name] for name in var_names}
 
-        return expand
+        return expand_stored
 
     def make_initial_point(seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return start + rng.uniform(-1.0, 1.0, size=start.size)
+        return start + jitter * rng.uniform(-1.0, 1.0, size=start.size)
 
-    coords: dict[str, Any] = {FIXEF_DIM: pd.Index(list(built.design.fixed_names))}
-    dims: dict[str, tuple[str, ...]] = {FIXEF: (FIXEF_DIM,)}
-    for bn in built.names:
-        coords[bn.term_dim] = pd.Index(list(bn.block.columns))
-        dims[bn.sd] = (bn.term_dim,)
-        if bn.block.correlated and bn.block.q > 1:
-            coords[bn.pair_dim] = pd.Index(bn.coords()[bn.pair_dim])
-            dims[bn.cor] = (bn.pair_dim,)
+    coords, dims = coords_and_dims
     return from_pyfunc(
-        ndim=layout.size,
+        ndim=size,
         make_logp_fn=lambda: logp,
         make_expand_fn=make_expand_fn,
         make_initial_point_fn=make_initial_point,
