@@ -336,7 +336,8 @@ def relative_efficiency(values: np.ndarray) -> np.ndarray:
 
 
 def loo(source: object, level: str = "observation", group: str | None = None,
-        chains: int | None = None, labels: list[str] | None = None) -> ElpdResult:
+        chains: int | None = None, labels: list[str] | None = None,
+        reff: float | None = None) -> ElpdResult:
     """Pareto-smoothed importance-sampling leave-one-out cross-validation (``arviz_stats.loo``).
 
     Parameters
@@ -352,6 +353,9 @@ def loo(source: object, level: str = "observation", group: str | None = None,
         Number of chains of (S, n) draws, for the relative efficiency.
     labels : list of str, optional
         Unit labels for an array ``source``.
+    reff : float, optional
+        The relative efficiency PSIS uses (default: the mean over these units,
+        :func:`relative_efficiency`); given when units come in batches.
 
     Returns
     -------
@@ -373,7 +377,8 @@ def loo(source: object, level: str = "observation", group: str | None = None,
         from arviz_stats import loo as arviz_loo
 
         tree = from_dict({"log_likelihood": {"y": values[..., varying]}}, dims={"y": ["unit"]})
-        reff = float(relative_efficiency(values[..., varying]).mean())
+        if reff is None:
+            reff = float(relative_efficiency(values[..., varying]).mean())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # replaced by the message below
             result = arviz_loo(tree, pointwise=True, reff=reff)

@@ -52,6 +52,7 @@ from hierlm.results.display import html_report
 from hierlm.results.draws import FitDraws
 from hierlm.results.explained import r2
 from hierlm.results.ic import loo, waic
+from hierlm.results.ic_engine import engine_elpd
 from hierlm.results.intraclass import icc
 from hierlm.results.pooling import shrinkage
 from hierlm.results.prediction import predict
@@ -297,14 +298,14 @@ class ResultMethods:
 
     def waic(self, level: str = "observation", group: str | None = None) -> Any:
         """WAIC (elpd scale), per observation or per level of ``group``; see :func:`hierlm.results.waic`."""
-        if level != "group":  # engine data: the per-group log-likelihood is exact from the statistics
-            self.design.require_rows("waic() per observation (level='group' is available)")
+        if level != "group" and self.design.rowless:  # engine data: streamed in batches of rows
+            return engine_elpd(self, "waic")
         return waic(self, level=level, group=group)
 
     def loo(self, level: str = "observation", group: str | None = None) -> Any:
         """PSIS-LOO, per observation or leave-one-group-out; see :func:`hierlm.results.loo`."""
-        if level != "group":  # engine data: the per-group log-likelihood is exact from the statistics
-            self.design.require_rows("loo() per observation (level='group' is available)")
+        if level != "group" and self.design.rowless:  # engine data: streamed in batches of rows
+            return engine_elpd(self, "loo")
         return loo(self, level=level, group=group)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,12 @@ class DuckDBSource:
                             "create the relation on duckdb's default connection (duckdb.sql, "
                             "duckdb.read_parquet) to run the second pass.") from None
 
+
+    def batches(self, rows: Any, size: int) -> Iterator[pd.DataFrame]:
+        """The rows of a second pass, streamed in pandas frames of at most ``size`` rows."""
+        reader = rows.to_arrow_reader(size)
+        for batch in reader:
+            yield batch.to_pandas()
 
     def quantiles(self, rows: Any, column: str, probs: list[float]) -> Any:
         """Exact quantiles (linear interpolation, R's type 7) of a column of a second pass."""

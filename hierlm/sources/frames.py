@@ -10,6 +10,7 @@ partial sums are combined; with no client Dask computes locally, with a note.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -92,6 +93,12 @@ class PolarsSource:
         """A LazyFrame: every column of the data plus the ``select`` columns."""
         return self._context(effects).execute(select)
 
+    def batches(self, rows: Any, size: int) -> Iterator[pd.DataFrame]:
+        """The rows of a second pass, streamed in pandas frames of at most ``size`` rows."""
+        for batch in rows.collect_batches(chunk_size=size):
+            for start in range(0, batch.height, size):
+                yield batch.slice(start, size).to_pandas()
+
     def quantiles(self, rows: Any, column: str, probs: list[float]) -> Any:
         """Exact quantiles (linear interpolation, R's type 7) of a column of a second pass."""
         pl = self.pl
@@ -157,6 +164,13 @@ class DaskSource:
         """A dask DataFrame: every column of the data plus the ``select`` columns."""
         meta = _partition_query(self.frame._meta, select, effects)
         return self.frame.map_partitions(_partition_query, select, effects, meta=meta)
+
+    def batches(self, rows: Any, size: int) -> Iterator[pd.DataFrame]:
+        """The rows of a second pass, one partition computed at a time, in frames of at most ``size`` rows."""
+        for k in range(rows.npartitions):
+            part = rows.get_partition(k).compute()
+            for start in range(0, len(part), size):
+                yield part.iloc[start:start + size]
 
     def quantiles(self, rows: Any, column: str, probs: list[float]) -> Any:
         """None: exact quantiles need a global sort, which this source does not run."""

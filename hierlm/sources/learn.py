@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import ast
 import re
+import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,40 @@ class SourceRows:
         sigma = float(np.mean(draws.sigma))
         sql, tables = second_pass_select(self, beta, effects, what, sigma)
         return self.source.second_pass(sql, tables)
+
+    def design_batches(self, size: int) -> Iterator[dict[str, Any]]:
+        """The model's rows streamed from the engine as design arrays, ``size`` rows at a time.
+
+        Each batch: ``y`` (m,), ``X`` (m, p), and per block ``z`` (m, q) and
+        ``codes`` (m,) (the level positions of the fit). Row order is the
+        engine's; nothing is kept between batches.
+        """
+        tables: dict[str, pd.DataFrame] = {}
+        tag = uuid.uuid4().hex[:8]
+        columns = [f"({self.y_sql}) AS __hl_y"]
+        columns += [f"({x}) AS __hl_x{j}" for j, x in enumerate(self.x_sql)]
+        joins = []
+        for k, (keys, z_sql) in enumerate(zip(self.keys, self.z_sql, strict=True)):
+            name, alias = f"__hl_codes{k}_{tag}", f"__hl_c{k}"
+            table = keys.set_axis([f"__hl_k{j}" for j in range(keys.shape[1])], axis=1).copy()
+            table["__hl_code"] = np.arange(len(table), dtype=np.int64)
+            tables[name] = table
+            on = " AND ".join(f"data.{quote(col)} = {alias}.__hl_k{j}"
+                              for j, col in enumerate(self.factors[k]))
+            joins.append(f"LEFT JOIN {name} AS {alias} ON {on}")
+            columns.append(f"{alias}.__hl_code AS __hl_code{k}")
+            columns += [f"({z}) AS __hl_z{k}_{i}" for i, z in enumerate(z_sql)]
+        sql = f"SELECT {', '.join(columns)} FROM data {' '.join(joins)} WHERE {self.complete}"
+        rows = self.source.second_pass(sql, tables)
+        for frame in self.source.batches(rows, size):  # type: ignore[attr-defined]
+            yield {
+                "y": frame["__hl_y"].to_numpy(dtype=float),
+                "X": frame[[f"__hl_x{j}" for j in range(len(self.x_sql))]].to_numpy(dtype=float),
+                "z": [frame[[f"__hl_z{k}_{i}" for i in range(len(z))]].to_numpy(dtype=float)
+                      for k, z in enumerate(self.z_sql)],
+                "codes": [frame[f"__hl_code{k}"].to_numpy(dtype=np.int64)
+                          for k in range(len(self.z_sql))],
+            }
 
     def residual_quantiles(self, fit: Any, probs: list[float]) -> np.ndarray:
         """Quantiles of the scaled residuals, from a second pass (NaN where the engine has none)."""

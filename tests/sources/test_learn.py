@@ -336,5 +336,3 @@ def test_group_log_likelihood_and_loo_by_group() -> None:
     stored = fit.idata["log_likelihood_group"]["y"].values.reshape(want.shape)
     np.testing.assert_allclose(stored, want, rtol=1e-10)
     assert np.isfinite(fit.loo(level="group").elpd)
-    with pytest.raises(hl.errors.FitError, match="level='group' is available"):
-        fit.waic()
