@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 
 # the kernel is a hierlm.bayes.glmm_kernel.GlmmKernel; not imported (that module imports this one)
@@ -86,18 +87,42 @@ def intercept_centred(kernel: GlmmKernel) -> tuple[Callable[..., tuple[float, np
     first = levels_at + int(kernel.level_start[block])
     last = levels_at + int(kernel.level_start[block + 1])
     columns, values = level_columns(kernel, block)
+    values = np.ascontiguousarray(values, dtype=float)
+    size = int(kernel.size)
 
     def to_kernel(x: np.ndarray) -> np.ndarray:
-        inner = np.array(x, dtype=float)
-        inner[first:last] -= values @ inner[columns]
+        inner = np.empty(size)
+        _to_kernel(np.asarray(x, dtype=float), inner, first, last, columns, values)
         return inner
 
     def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-        value, grad = logp_kernel(to_kernel(x))
-        grad = np.array(grad)
-        grad[columns] -= values.T @ grad[first:last]
+        value, grad = logp_kernel(to_kernel(x))  # a new gradient array per call
+        _to_sampler_gradient(grad, first, last, columns, values)
         return value, grad
 
     start = start.copy()
     start[first:last] += values @ start[columns]
     return logp, to_kernel, start
+
+
+@numba.njit(cache=True)
+def _to_kernel(x: np.ndarray, out: np.ndarray, first: int, last: int, columns: np.ndarray,
+               values: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out = x`` with ``out[first:last] -= V x[G]`` (compiled: the sampler calls it per gradient)."""
+    out[:] = x
+    for j in range(first, last):
+        shift = 0.0
+        for c in range(columns.size):
+            shift += values[j - first, c] * x[columns[c]]
+        out[j] -= shift
+
+
+@numba.njit(cache=True)
+def _to_sampler_gradient(grad: np.ndarray, first: int, last: int, columns: np.ndarray,
+                         values: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``grad[G] -= V' grad[first:last]`` in place."""
+    for c in range(columns.size):
+        total = 0.0
+        for j in range(first, last):
+            total += values[j - first, c] * grad[j]
+        grad[columns[c]] -= total
