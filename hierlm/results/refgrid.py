@@ -71,6 +71,8 @@ def fixed_variables(fit: Any) -> FixedVariables:
 
     model = _model_of(fit)
     spec = model.spec.fixed_spec
+    if model.design.rowless:  # data held by an engine: levels from the spec, means by a query
+        return _engine_variables(model)
     data = model.data
     names = [str(v) for v in sorted(spec.required_variables, key=str)
              if str(v) not in FORMULA_CONTEXT and str(v) in data.columns]
@@ -93,6 +95,33 @@ def fixed_variables(fit: Any) -> FixedVariables:
         else:
             covariates[name] = float(np.mean(column.to_numpy(dtype=float)))
     return FixedVariables(factors=factors, covariates=covariates, data=data)
+
+
+def _engine_variables(model: Any) -> FixedVariables:
+    """:func:`fixed_variables` of a model on engine data (:mod:`hierlm.sources`).
+
+    The factors' levels are the frozen spec's; each covariate's mean over the
+    model's rows is an aggregate query run by the engine.
+    """
+    from hierlm.design.transforms import FORMULA_CONTEXT
+
+    spec = model.spec.fixed_spec
+    plan = model.design.summary.source
+    schema = plan.source.schema()
+    required = {str(v) for v in spec.required_variables} - set(FORMULA_CONTEXT)
+    states = {str(k): v for k, v in spec.encoder_state.items()}
+    factors: dict[str, list[Any]] = {}
+    numeric: list[str] = []
+    for name in [c for c in schema if c in required]:
+        state = states.get(name)
+        kind = getattr(state[0], "value", state[0]) if state is not None else None
+        if kind == "categorical" or schema[name] in ("string", "bool"):
+            factors[name] = (list(state[1]["categories"]) if state is not None
+                             and "categories" in state[1]
+                             else list(model.spec.frame.levels.get(name, ())))
+        else:
+            numeric.append(name)
+    return FixedVariables(factors=factors, covariates=plan.column_means(numeric), data=model.data)
 
 
 def fixed_matrix(fit: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -188,7 +217,8 @@ def reference_grid(fit: Any, keys: Sequence[str] = (),
     known = list(variables.factors) + list(variables.covariates)
     for name in at:
         if name not in known:
-            what = ("a column of the data but not of the model's fixed part" if name in variables.data
+            in_data = isinstance(variables.data, pd.DataFrame) and name in variables.data
+            what = ("a column of the data but not of the model's fixed part" if in_data
                     else "not a column of the model")
             raise GridError(f"at= names {name!r}, which is {what}; covariates of the model: "
                             f"{list(variables.covariates) or 'none'}, factors: "
@@ -220,7 +250,7 @@ def reference_grid(fit: Any, keys: Sequence[str] = (),
     names = list(columns)
     combos = [tuple(reversed(c)) for c in itertools.product(*reversed([columns[n] for n in names]))]
     frame = pd.DataFrame(combos, columns=names) if names else pd.DataFrame(index=[0])
-    for name in variables.factors:
+    for name in variables.factors if isinstance(variables.data, pd.DataFrame) else ():
         data_column = variables.data[name]
         if isinstance(data_column.dtype, pd.CategoricalDtype):
             frame[name] = pd.Categorical(frame[name], categories=data_column.cat.categories)

@@ -110,6 +110,15 @@ class SourceRows:
         sql, tables = second_pass_select(self, beta, effects, what, sigma)
         return self.source.second_pass(sql, tables)
 
+    def column_means(self, columns: list[str]) -> dict[str, float]:
+        """Means of numeric data columns over the model's rows (one aggregate query)."""
+        if not columns:
+            return {}
+        sums = ", ".join(f"SUM(CAST({quote(c)} AS DOUBLE)) AS s{i}" for i, c in enumerate(columns))
+        row = _combine(self.source.query(f"SELECT COUNT(*) AS n, {sums} FROM data "
+                                         f"WHERE {self.complete}"), [], self.source).iloc[0]
+        return {c: float(row[f"s{i}"]) / float(row["n"]) for i, c in enumerate(columns)}
+
     def design_batches(self, size: int) -> Iterator[dict[str, Any]]:
         """The model's rows streamed from the engine as design arrays, ``size`` rows at a time.
 

@@ -336,3 +336,29 @@ def test_group_log_likelihood_and_loo_by_group() -> None:
     stored = fit.idata["log_likelihood_group"]["y"].values.reshape(want.shape)
     np.testing.assert_allclose(stored, want, rtol=1e-10)
     assert np.isfinite(fit.loo(level="group").elpd)
+
+
+def test_emmeans_from_the_frozen_spec() -> None:
+    """Reference grids on engine data: levels from the spec, covariate means by a query.
+
+    The grid's covariate mean equals pandas' (rel 1e-12); the marginal means and
+    contrasts equal the in-memory ones to the fits' agreement (rel 1e-6).
+    """
+    from hierlm.results.refgrid import fixed_variables
+
+    df = simulate(2500, 20, seed=18)
+    df["x"] = df["x"] + 3.0
+    formula = "y ~ x * f + (1 | g)"
+    want = hl.Model(formula, df).fit()
+    for data in (duckdb.from_df(df), dd.from_pandas(df, npartitions=2)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", hl.errors.HierlmWarning)  # dask: no client
+            got = hl.Model(formula, data, progress=False).fit()
+            variables = fixed_variables(got)
+        assert variables.factors == {"f": ["a", "b", "c"]}
+        assert variables.covariates["x"] == pytest.approx(df["x"].mean(), rel=1e-12)
+        for table in (lambda fit: fit.emmeans("f").table,
+                      lambda fit: fit.emmeans("f").contrast()):
+            a, b = table(got), table(want)
+            numbers = b.select_dtypes("number").columns
+            np.testing.assert_allclose(a[numbers], b[numbers], rtol=1e-6)
