@@ -142,9 +142,12 @@ def main() -> None:
         "| model | run | fit s | process wall s | process CPU s | min bulk ESS | ESS/s | rho |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    def seconds(value: float) -> str:
+        return "-" if value != value else f"{value:.1f}"  # NaN: not measured (brms)
+
     for name, kind, total, wall, cpu, ess, rate, rho in rows:
-        lines.append(f"| {name} | {kind} | {total:.1f} | {wall:.1f} | {cpu:.1f} | {ess:.0f} | "
-                     f"{rate:.1f} | {rho:.4f} |".replace("| nan |", "| - |"))
+        lines.append(f"| {name} | {kind} | {total:.1f} | {seconds(wall)} | {seconds(cpu)} | "
+                     f"{ess:.0f} | {rate:.1f} | {rho:.4f} |")
     by_model: dict[str, dict[str, float]] = {}
     for name, kind, *_numbers, rate, _rho in rows:
         by_model.setdefault(name, {})[kind] = rate

@@ -46,10 +46,15 @@ def fast_route_applies(built: BuiltModel) -> bool:
     structure = residual.structure
     if structure.heterogeneous or structure.base not in FAST_STRUCTURES:
         return False
+    from hierlm.bayes.kernel_model import _prior_row
+
     kinds = {p.kind for p in residual_structure(residual).parameters}
-    families = {built.priors.fixef(name).family for name in design.fixed_names}
-    return (kinds <= {"rho", "phi"} and built.priors.sigma.family != "uniform"
-            and "uniform" not in families)
+    try:  # every prior of the coefficients and sigma has a compiled density
+        for prior in [built.priors.fixef(name) for name in design.fixed_names] + [built.priors.sigma]:
+            _prior_row(prior)
+    except (ValueError, KeyError):
+        return False
+    return kinds <= {"rho", "phi"}
 
 
 @njit(cache=True, error_model="numpy")
