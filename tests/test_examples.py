@@ -26,7 +26,7 @@ EXPECTED = {
     "bayes_vs_gee.py": ["gee_se_robust", "robust GEE SE / REML SE:    [0.97 0.97]"],
     "covariance_structures.py": ["smallest AIC: UN; smallest BIC: ARH(1)",
                                  "AR(1) ar1(week | id)   logLik   -847.36  npar  4",
-                                 "The Bayesian engine does not take residual structures yet"],
+                                 "Bayesian AR(1) next to REML", "levels of id"],
     "effect_sizes.py": ["REML Cohen's local f2 of treatment: 0.309", "rel_change[ward]           0.5455",
                         "age|ward", "NUTS Cohen's local f2", "prob_direction"],
 }
