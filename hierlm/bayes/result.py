@@ -369,23 +369,8 @@ class BayesResult(ResultMethods, InterpretMethods):
 
         residual = self.design.residual
         assert residual is not None
-        name = f"{kind}()"
-        if level == "observation":
-            raise FitError(
-                f"{name} per observation is not defined with residual={residual.spec.text!r}: the "
-                f"residuals of one {residual.spec.group} are correlated, so its observations are "
-                f"not conditionally independent. Use {kind}(level='group') (leave one "
-                f"{residual.spec.group} out; its joint log density is the pointwise "
-                "log-likelihood).")
-        if group is not None and group != residual.spec.group:
-            raise FitError(f"{name}: with residual={residual.spec.text!r} the units are the "
-                           f"residual groups {residual.spec.group!r}, not {group!r}.")
-        values, labels, factor = self._grouped_loglik(name)
-        function = loo if kind == "loo" else waic
-        result = function(values, level="group", group=factor, chains=values.shape[0],
-                          labels=labels)
-        return dataclasses.replace(result, group=factor, y=np.asarray(self.design.y, dtype=float),
-                                   note=unit_note_of(residual))
+        result = (loo if kind == "loo" else waic)(self, level=level, group=group)
+        return dataclasses.replace(result, note=unit_note_of(residual))
 
     def predict(self, new_data: Any = None, include_random: bool = True, kind: str = "mean",
                 prob: float | None = None, summary: bool = True, new_levels: str = "sample",

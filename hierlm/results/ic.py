@@ -236,6 +236,12 @@ def log_likelihood(fit: object, level: str = "observation",
             "WAIC and LOO need posterior draws, but this fit holds a point estimate (ML/REML/MAP); "
             "fit with method='nuts'."
         )
+    residual = getattr(draws.design, "residual", None)
+    if residual is not None:  # the pointwise densities below assume independent residuals
+        _refuse_correlated(residual, level, group)
+        raise FitError(f"With residual={residual.spec.text!r} the log-likelihood per "
+                       f"{residual.spec.group} is the one the fit stored: pass the fit itself "
+                       "(fit.loo(level='group'), hl.compare({...}, level='group')).")
     if level == "observation":
         design = draws.design
         labels = [str(v) for v in (design.row_index if len(design.row_index) == design.n
@@ -248,6 +254,19 @@ def log_likelihood(fit: object, level: str = "observation",
         block = draws.design.blocks[split.own[0]]
         return level_sums(pointwise_loglik(draws), block.codes, block.n_levels), list(split.levels), factor
     return group_loglik(draws, factor), list(split.levels), factor
+
+
+def _refuse_correlated(residual: Any, level: str, group: str | None) -> None:
+    """Refuse units other than the residual groups when residuals are correlated within them."""
+    if level == "observation":
+        raise FitError(
+            f"LOO/WAIC per observation is not defined with residual={residual.spec.text!r}: the "
+            f"residuals of one {residual.spec.group} are correlated, so its observations are not "
+            f"conditionally independent. Use level='group' (leave one {residual.spec.group} out; "
+            "its joint log density is the pointwise log-likelihood).")
+    if group is not None and group != residual.spec.group:
+        raise FitError(f"With residual={residual.spec.text!r} the units are the residual groups "
+                       f"{residual.spec.group!r}, not {group!r}.")
 
 
 def _as_chain_draw(log_lik: np.ndarray, chains: int) -> np.ndarray:
@@ -272,6 +291,12 @@ def _resolve(source: object, level: str, group: str | None, chains: int | None,
         values = _as_chain_draw(np.asarray(source), chains or 1)
         names = labels if labels is not None else [str(i) for i in range(values.shape[-1])]
         return values, names, group, None
+    residual = getattr(getattr(source, "design", None), "residual", None)
+    grouped = getattr(source, "_grouped_loglik", None)
+    if residual is not None and grouped is not None:  # correlated residuals: one unit per group
+        _refuse_correlated(residual, level, group)
+        values, names, factor = grouped(f"level={level!r}")
+        return values, names, factor, np.asarray(source.design.y, dtype=float)  # type: ignore[attr-defined]
     draws = as_draws(source)
     log_lik, names, factor = log_likelihood(draws, level, group)
     y = np.asarray(draws.design.y, dtype=float)

@@ -10,7 +10,9 @@ time and by level). Checked:
   (rel 1e-12) under the REML table's parameter names;
 * the ``log_likelihood`` group is one joint density per pig: its sum over pigs
   equals the marginal log-likelihood of the one Gaussian likelihood at a draw
-  (rel 1e-10); LOO per pig says so; per observation it is refused;
+  (rel 1e-10); LOO per pig says so and ``hl.compare(..., level="group")`` uses
+  it; per observation (the default of both), another grouping factor, or
+  from the draws alone it is refused;
 * the replicates' residual covariance: their within-pig correlation at lag 1
   is the posterior's (abs 0.05, a Monte Carlo check over 300 x 48 pigs);
 * save/load keeps the structure (same tables, same LOO, rel 1e-12).
@@ -92,6 +94,18 @@ def test_group_log_likelihood_is_the_marginal_one(fit):
         fit.loo()
     with pytest.raises(FitError, match=r"per observation is not defined"):
         fit.waic()
+    with pytest.raises(FitError, match=r"per observation is not defined"):
+        hl.compare({"a": fit, "b": fit})  # level="observation" by default
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HierlmWarning)
+        table = hl.compare({"a": fit, "b": fit}, level="group")
+    assert table["elpd"].iloc[0] == pytest.approx(result.elpd, rel=1e-12)
+    with pytest.raises(FitError, match=r"the units are the residual groups 'id', not 'week'"):
+        fit.waic(level="group", group="week")
+    from hierlm.results.ic import loo
+
+    with pytest.raises(FitError, match=r"pass the fit itself"):  # draws alone: densities unknown
+        loo(fit.draws(), level="group")
     with pytest.raises(FitError, match=r"predict\(new_data\) of a Bayesian fit with residual="):
         fit.predict(fit.model.data.iloc[:3])
 
