@@ -21,6 +21,11 @@ How each profile is computed:
   profiled with its block's terms reordered so that it is the first canonical
   partial correlation, hence a coordinate.
 
+With a residual structure as well (``residual=``, random effects per its group), its
+parameters are further coordinates, on the kernel's scale (``atanh(rho)``, ``logit(phi)``,
+log SD ratios) and reported on the natural one (a monotone map of that one coordinate);
+models with a residual structure only go to :mod:`hierlm.lmm.profile_structures`.
+
 Limits that reach the edge of the parameter space are reported at the edge:
 0 for an SD (always so for a singular fit), -1 or 1 for a correlation.
 """
@@ -40,6 +45,12 @@ from hierlm.design.covariance import require_lme4_structures
 from hierlm.errors import FitError
 from hierlm.lmm.optimum import blas_threads
 from hierlm.lmm.profile_search import Profile, fixed_effect_profiles, minimise_profile, profile_limit
+from hierlm.lmm.profile_structures import (
+    require_per_coordinate,
+    residual_natural,
+    residual_parameter_names,
+    structured_profile_confint,
+)
 
 __all__ = [
     "profile_confint",
@@ -157,12 +168,15 @@ class VarianceParametrisation:
 
     Coordinates: per block its SDs, then (correlated blocks with q > 1) the
     arctanh of its canonical partial correlations in the block's term order
-    permuted by ``orders[block]``; last ``log(sigma)``.
+    permuted by ``orders[block]``; then the parameters of a residual structure
+    as the kernel takes them (one per ``extra_bounds`` entry, none without one);
+    last ``log(sigma)``.
     """
 
     layout: Any
     blocks: tuple[Any, ...]
     orders: list[np.ndarray]
+    extra_bounds: tuple[tuple[float | None, float | None], ...] = ()
 
     def slices(self) -> list[tuple[slice, slice | None]]:
         """Per block, the coordinates of its SDs and of its raw correlations (None if independent)."""
@@ -181,9 +195,14 @@ class VarianceParametrisation:
     @property
     def size(self) -> int:
         """Number of coordinates (including log sigma)."""
+        return self.n_block_coords + len(self.extra_bounds) + 1
+
+    @property
+    def n_block_coords(self) -> int:
+        """Number of coordinates of the random-effect blocks (SDs and raw correlations)."""
         slices = self.slices()
         last = slices[-1][1] or slices[-1][0]
-        return last.stop + 1
+        return int(last.stop)
 
     def covariances(self, coords: np.ndarray) -> tuple[list[np.ndarray], float]:
         """Block covariance matrices and sigma at ``coords``."""
@@ -208,10 +227,13 @@ class VarianceParametrisation:
         layout = self.layout
         theta = np.array([factors[layout.block[k]][layout.row[k], layout.col[k]]
                           for k in range(layout.size)])
+        if self.extra_bounds:  # the residual structure's parameters follow the blocks' theta
+            theta = np.concatenate([theta, coords[self.n_block_coords:-1]])
         return theta, sigma
 
-    def coords(self, covariances: list[np.ndarray], sigma: float) -> np.ndarray:
-        """Coordinates of given block covariances and sigma."""
+    def coords(self, covariances: list[np.ndarray], sigma: float,
+               extra: np.ndarray | None = None) -> np.ndarray:
+        """Coordinates of given block covariances, residual-structure parameters and sigma."""
         parts = []
         for block, order, cov in zip(self.blocks, self.orders, covariances, strict=True):
             sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -221,6 +243,7 @@ class VarianceParametrisation:
                 corr = cov / np.outer(scale, scale)
                 np.fill_diagonal(corr, 1.0)
                 parts.append(_raw_from_correlation(corr[np.ix_(order, order)]))
+        parts.append(np.zeros(0) if extra is None else np.asarray(extra, dtype=float))
         parts.append(np.array([np.log(sigma)]))
         return np.concatenate(parts)
 
@@ -231,7 +254,7 @@ class VarianceParametrisation:
             out += [(0.0, None)] * (sd_slice.stop - sd_slice.start)
             if raw_slice is not None:
                 out += [(-_RAW_LIMIT, _RAW_LIMIT)] * (raw_slice.stop - raw_slice.start)
-        return out + [(log_sigma - 15.0, log_sigma + 15.0)]
+        return out + list(self.extra_bounds) + [(log_sigma - 15.0, log_sigma + 15.0)]
 
 
 def _ml_deviance(kernel: Any, n: int, theta: np.ndarray, sigma: float) -> float:
@@ -255,15 +278,18 @@ def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
     blocks, n = design.blocks, design.n
     covariances = fit.covariances()
     identity = [np.arange(b.q) for b in blocks]
-    natural = VarianceParametrisation(kernel.cp.layout, blocks, identity)
+    extra, extra_bounds = _residual_coordinates(fit)
+    natural = VarianceParametrisation(kernel.cp.layout, blocks, identity, extra_bounds)
     slices = natural.slices()
     sd_positions = [k for sd_slice, _ in slices for k in range(sd_slice.start, sd_slice.stop)]
+    n_block = natural.n_block_coords
     estimates = parameter_vector(fit)
 
     def build(orders: list[np.ndarray], index: int, name: str, low: float, high: float,
-              to_coord: Callable[[float], float], scale: float) -> Profile:
-        param = VarianceParametrisation(kernel.cp.layout, blocks, orders)
-        best = param.coords(covariances, fit.sigma)
+              to_coord: Callable[[float], float], scale: float,
+              estimate: float | None = None) -> Profile:
+        param = VarianceParametrisation(kernel.cp.layout, blocks, orders, extra_bounds)
+        best = param.coords(covariances, fit.sigma, extra)
         bounds = param.bounds(float(best[-1]))
         free = [k for k in range(best.size) if k != index]
         # an SD at exactly 0 is a stationary point (the deviance depends on its square):
@@ -287,7 +313,7 @@ def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
             coords = best.copy()
             coords[free] = solution
             at_zero = np.any(coords[sd_positions] < 1e-3 * fit.sigma)
-            saturated = np.any(np.abs(np.delete(coords[:-1], sd_positions)) > _RAW_LIMIT - 1e-3)
+            saturated = np.any(np.abs(np.delete(coords[:n_block], sd_positions)) > _RAW_LIMIT - 1e-3)
             if at_zero or saturated:
                 dev_fresh, fresh = minimise_profile(objective, lifted[free], free_bounds)
                 if dev_fresh < dev:
@@ -296,7 +322,8 @@ def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
             return dev - reference
 
         # a correlation of a term whose SD is 0 is undefined (NaN): its profile starts at 0
-        estimate = float(estimates[name])
+        if estimate is None:
+            estimate = float(estimates[name])
         return Profile(name, 0.0 if np.isnan(estimate) else estimate, low, high, scale, deviance)
 
     profiles = []
@@ -315,7 +342,31 @@ def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
         profiles.append(build(orders, raw_slice.start, entry.name, -1.0, 1.0, _raw_of_correlation, 0.25))
     profiles.append(build(identity, natural.size - 1, "sigma", 1e-3 * fit.sigma, np.inf,
                           lambda v: float(np.log(max(v, 1e-300))), 0.1 * fit.sigma))
+    # a residual structure's parameters, on the kernel's scale (mapped to natural ones after)
+    names = [] if design.residual is None else residual_parameter_names(design.residual)
+    for k, (name, (low, high)) in enumerate(zip(names, extra_bounds, strict=True)):
+        profiles.append(build(identity, n_block + k, name,
+                              -np.inf if low is None else low, np.inf if high is None else high,
+                              float, 0.1, estimate=float(extra[k])))
     return profiles
+
+
+def _residual_coordinates(fit: Any) -> tuple[np.ndarray, tuple[tuple[float | None, float | None], ...]]:
+    """The residual structure's parameters of a fit and their optimiser box (empty without one)."""
+    residual = fit.design.residual
+    if residual is None:
+        return np.zeros(0), ()
+    params = np.asarray(fit.theta, dtype=float)[len(fit.theta) - residual.n_params:]
+    lower, upper = residual.box()
+    bounds = tuple((float(lo) if np.isfinite(lo) else None, float(hi) if np.isfinite(hi) else None)
+                   for lo, hi in zip(lower, upper, strict=True))
+    return params, bounds
+
+
+def _with(params: np.ndarray, k: int, value: float) -> np.ndarray:
+    out = np.array(params, dtype=float)
+    out[k] = value
+    return out
 
 
 def profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
@@ -335,19 +386,26 @@ def profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
         ``sigma`` and the fixed-effect names (lme4's order and names, with
         hierlm's term names); columns ``estimate`` (ML), ``lower``, ``upper``.
     """
-    if fit.design.residual is not None:
-        from hierlm.lmm.profile_structures import structured_profile_confint
-
+    residual = fit.design.residual
+    if residual is not None and not fit.design.blocks:
         return structured_profile_confint(fit, level)
-    require_lme4_structures(fit.design.blocks, "Profile-likelihood intervals", fit.design.residual)
+    require_lme4_structures(fit.design.blocks, "Profile-likelihood intervals")
+    if residual is not None:
+        require_per_coordinate(residual)
     ml = fit.refit(reml=False, warn=False) if fit.reml else fit
     reference = float(ml.deviance)
     cutoff = float(chi2.ppf(level, 1))
     rows = []
+    extra, _ = _residual_coordinates(ml)
+    natural_names = residual_parameter_names(residual) if residual is not None else []
     with blas_threads(getattr(fit, "threads", 1)):
         for profile in _variance_profiles(ml, reference) + fixed_effect_profiles(ml, reference):
-            lower = profile_limit(profile, cutoff, -1)
-            upper = profile_limit(profile, cutoff, +1)
-            rows.append((profile.name, profile.estimate, lower, upper))
+            ends = [profile_limit(profile, cutoff, -1), profile_limit(profile, cutoff, +1)]
+            estimate = profile.estimate
+            if profile.name in natural_names:  # kernel scale -> rho, phi, SD ratio (monotone)
+                k = natural_names.index(profile.name)
+                estimate = residual_natural(residual, extra, k)
+                ends = sorted(residual_natural(residual, _with(extra, k, end), k) for end in ends)
+            rows.append((profile.name, estimate, ends[0], ends[1]))
     frame = pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"])
     return frame.set_index("parameter")

@@ -10,25 +10,33 @@ As :mod:`hierlm.lmm.profile`, the ML deviance is profiled (a REML fit is refitte
 * the fixed effects as for every fit (:func:`hierlm.lmm.profile_search.fixed_effect_profiles`).
 
 Structures whose natural parameters are not one per coordinate (``toep``, ``toeph``:
-lag correlations from all the partial ones; ``un``) and models with random effects and a
-residual structure are refused by name.
+lag correlations from all the partial ones; ``un``) are refused by name. Models with random
+effects and a residual structure are profiled by :func:`hierlm.lmm.profile.profile_confint`
+(the SDs and correlations as coordinates, ``sigma`` unprofiled, the structure's parameters
+appended); this module gives it the structure's names and natural values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 from scipy.stats import chi2
 
 from hierlm.errors import FitError
 from hierlm.lmm.profile_search import Profile, fixed_effect_profiles, minimise_profile, profile_limit
 
-__all__ = ["structured_profile_confint"]
+_FAR = 1e20  # deviance reported where the constraint cannot be held or the system is singular
+
+__all__ = ["structured_profile_confint", "residual_parameter_names", "residual_natural",
+           "require_per_coordinate"]
 
 
-def _residual_names(residual: Any) -> list[str]:
+def residual_parameter_names(residual: Any) -> list[str]:
+    """``residual.<name>`` of each natural parameter of a residual structure, in kernel order."""
     structure = residual.structure
     zeros = np.zeros(residual.n_params)
     names = [f"residual.{name}" for name in structure.natural(zeros[: structure.n_params])]
@@ -38,12 +46,21 @@ def _residual_names(residual: Any) -> list[str]:
     return names
 
 
-def _natural(residual: Any, params: np.ndarray, k: int) -> float:
+def residual_natural(residual: Any, params: np.ndarray, k: int) -> float:
+    """The ``k``-th natural parameter of a residual structure at its kernel parameters."""
     structure = residual.structure
     values = list(structure.natural(params[: structure.n_params]).values())
     if residual.variance_function is not None:
         values += list(residual.variance_function.natural(params[structure.n_params:]).values())
     return float(values[k])
+
+
+def require_per_coordinate(residual: Any) -> None:
+    """Refuse profiles of a structure whose natural parameters are not one per coordinate."""
+    if not residual.structure.per_coordinate_natural:
+        raise FitError(f"Profile-likelihood intervals of residual={residual.describe()!r} are not "
+                       "built yet (its parameters are not one per coordinate); use "
+                       "confint(method='boot') or the Wald intervals.")
 
 
 def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
@@ -63,13 +80,8 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
     """
     residual = fit.design.residual
     if fit.design.blocks:
-        raise FitError(f"Profile-likelihood intervals with random effects and residual="
-                       f"{residual.describe()!r} are not built yet; use confint(method='boot') "
-                       "or the Wald intervals.")
-    if not residual.structure.per_coordinate_natural:
-        raise FitError(f"Profile-likelihood intervals of residual={residual.describe()!r} are not "
-                       "built yet (its parameters are not one per coordinate); use "
-                       "confint(method='boot') or the Wald intervals.")
+        raise FitError("structured_profile_confint profiles models without random effects; "
+                       "hierlm.lmm.profile.profile_confint takes the others.")
     ml = fit.refit(reml=False, warn=False) if fit.reml else fit
     kernel = ml.kernel
     reference = float(ml.deviance)
@@ -77,7 +89,11 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
     box_lower, box_upper = kernel.box()
     cutoff = float(chi2.ppf(level, 1))
     rows = []
-    names = _residual_names(residual)
+    names = residual_parameter_names(residual)
+    if not residual.structure.per_coordinate_natural:  # toep, toeph, un: constrained profiles
+        rows += [(p.name, p.estimate, profile_limit(p, cutoff, -1), profile_limit(p, cutoff, +1))
+                 for p in _constrained_profiles(ml, reference)]
+        names = []
     for k, name in enumerate(names):
         others = [j for j in range(theta_hat.size) if j != k]
         bounds = [(float(box_lower[j]) if np.isfinite(box_lower[j]) else None,
@@ -105,14 +121,105 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
         for limit in limits:
             params = theta_hat.copy()
             params[k] = limit
-            ends.append(_natural(residual, params, k))
-        rows.append((name, _natural(residual, theta_hat, k), min(ends), max(ends)))
+            ends.append(residual_natural(residual, params, k))
+        rows.append((name, residual_natural(residual, theta_hat, k), min(ends), max(ends)))
     rows.append(_sigma_row(ml, reference, cutoff))
     for profile in fixed_effect_profiles(ml, reference):
         rows.append((profile.name, profile.estimate, profile_limit(profile, cutoff, -1),
                      profile_limit(profile, cutoff, +1)))
     frame = pd.DataFrame(rows, columns=["parameter", "estimate", "lower", "upper"])
     return frame.set_index("parameter")
+
+
+def _quantity_names(residual: Any) -> list[tuple[str, float, float]]:
+    """Names and domains of the natural quantities of :func:`_quantity_values`."""
+    structure = residual.structure
+    out = []
+    natural = structure.natural(np.zeros(structure.n_params))
+    if natural:
+        out += [(f"residual.{name}", *((0.0, np.inf) if name.startswith("ratio.") else (-1.0, 1.0)))
+                for name in natural]
+    else:
+        for name in structure.covariance_parameter_names():
+            i, j = name[name.index("(") + 1:-1].split(",")
+            out.append((f"residual.{name}", *((0.0, np.inf) if i == j else (-np.inf, np.inf))))
+    function = residual.variance_function
+    if function is not None:
+        out += [(f"residual.{name}", 0.0, np.inf)
+                for name in function.natural(np.zeros(residual.n_variance))]
+    return out
+
+
+def _quantity_values(residual: Any, params: np.ndarray, sigma2: float) -> np.ndarray:
+    """Natural quantities of a structure that are not coordinates, at ``(params, sigma^2)``.
+
+    ``toep``/``toeph``: the lag correlations (and SD ratios); ``un``: every variance and
+    covariance (SAS's ``UN(i,j)``, ``sigma^2 L L'``); then the ``variance=`` ratios.
+    """
+    structure = residual.structure
+    n_struct = structure.n_params
+    natural = structure.natural(params[:n_struct])
+    values = (list(natural.values()) if natural
+              else list(structure.covariance_parameters(params[:n_struct], sigma2)))
+    values += list(np.exp(params[n_struct:]))
+    return np.asarray(values, dtype=float)
+
+
+def _constrained_profiles(ml: Any, reference: float) -> list[Profile]:
+    """Profiles of quantities that are functions of several parameters (SLSQP, equality).
+
+    The ML deviance over ``x = (params, log sigma^2)`` (unprofiled, exact gradient from the
+    criterion's components) is minimised with the quantity held at each trial value.
+    """
+    kernel, n = ml.kernel, ml.design.n
+    theta_hat = np.asarray(ml.theta, dtype=float)
+    sigma2_hat = float(ml.sigma) ** 2
+    x_hat = np.append(theta_hat, np.log(sigma2_hat))
+    box_lower, box_upper = kernel.box()
+    bounds = [(float(lo) if np.isfinite(lo) else None, float(hi) if np.isfinite(hi) else None)
+              for lo, hi in zip(box_lower, box_upper, strict=True)]
+    bounds.append((float(x_hat[-1]) - 15.0, float(x_hat[-1]) + 15.0))
+
+    def deviance_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        sigma2 = float(np.exp(x[-1]))
+        try:
+            comp = kernel.components(x[:-1], reml=False, gradient=True)
+        except FitError:
+            return _FAR, np.zeros_like(x)
+        value = comp.ldL2 + n * np.log(2.0 * np.pi * sigma2) + comp.r2 / sigma2 - reference
+        grad = np.append(comp.d_logdet + comp.d_r2 / sigma2, n - comp.r2 / sigma2)
+        return float(value), grad
+
+    residual = ml.design.residual
+    profiles = []
+    for k, (name, low, high) in enumerate(_quantity_names(residual)):
+        def constraint_value(x: np.ndarray, k: int = k) -> float:
+            return float(_quantity_values(residual, x[:-1], float(np.exp(x[-1])))[k])
+
+        estimate = constraint_value(x_hat)
+        state = {"start": x_hat.copy()}
+
+        def deviance(value: float, constraint_value: Callable = constraint_value,
+                     state: dict = state) -> float:
+            best = None
+            for start in (state["start"], x_hat):
+                result = minimize(deviance_and_gradient, start, jac=True, method="SLSQP",
+                                  bounds=bounds, options={"ftol": 1e-14, "maxiter": 1000},
+                                  constraints=[{"type": "eq",
+                                                "fun": lambda x: constraint_value(x) - value}])
+                held = abs(constraint_value(result.x) - value) <= 1e-9 * max(1.0, abs(value))
+                if held and (best is None or result.fun < best.fun):
+                    best = result
+                if best is not None and best.success:
+                    break
+            if best is None:
+                return _FAR
+            state["start"] = np.asarray(best.x)
+            return float(best.fun)
+
+        scale = 0.05 if np.isfinite(low) and low < 0 else 0.2 * max(abs(estimate), 1e-3)
+        profiles.append(Profile(name, estimate, low, high, scale, deviance))
+    return profiles
 
 
 def _sigma_row(ml: Any, reference: float, cutoff: float) -> tuple[str, float, float, float]:

@@ -3,8 +3,10 @@
 The reference writes the ML deviance of ``weight ~ week`` with AR(1) residuals on a subset
 of the pig data out densely (``V = sigma^2 rho^|t - s|`` per pig, GLS ``beta``), and finds
 where it rises by ``chi2_1(0.95)`` with a root finder: for ``rho`` with ``sigma`` profiled,
-for ``sigma`` with ``rho`` minimised numerically. Tolerance rel 1e-5 (optimiser and root
-finder tolerances on both sides).
+for ``sigma`` with ``rho`` minimised numerically; and, with a random intercept
+(``V = sd^2 11' + sigma^2 rho^|t - s|``, simulated data), each of ``sd``, ``rho`` and ``sigma``
+fixed in turn and the other two minimised. Tolerance rel 1e-5 (optimiser and root finder
+tolerances on both sides).
 """
 
 from __future__ import annotations
@@ -76,6 +78,153 @@ def test_profile_limits_match_the_dense_deviance(case):
 
 def test_profiles_not_built_are_refused_by_name():
     pigs = pd.read_csv(DATA / "pigs.csv")
-    toep = hl.Model("weight ~ week", pigs, residual="toep(week | id)").fit("reml")
+    toep = hl.Model("weight ~ week + (1 | id)", pigs, residual="toep(week | id)").fit("reml")
     with pytest.raises(FitError, match=r"residual='toep\(week \| id\)' are not built yet"):
         toep.confint(method="profile")
+
+
+def _dense_toeplitz_deviance(y, X, lags):
+    """ML deviance (sigma and beta profiled) with S = toeplitz(1, lags) per pig, dense."""
+    from scipy.linalg import toeplitz
+
+    S = toeplitz(np.concatenate([[1.0], lags]))
+    if np.linalg.eigvalsh(S).min() <= 1e-12:
+        return 1e10
+    inverse = np.linalg.inv(S)
+    beta = np.linalg.solve(np.einsum("kap,ab,kbq->pq", X, inverse, X),
+                           np.einsum("kap,ab,kb->p", X, inverse, y))
+    r = y - X @ beta
+    n = y.size
+    r2 = np.einsum("ka,ab,kb->", r, inverse, r)
+    return y.shape[0] * np.linalg.slogdet(S)[1] + n * (1 + np.log(2 * np.pi * r2 / n))
+
+
+@pytest.mark.slow  # three constrained profiles (SLSQP) and the dense ones: about 70 s loaded
+def test_toeplitz_lag_correlation_profiles_match_the_dense_deviance():
+    """toep over weeks 1-4: the reference takes the lag correlations themselves as coordinates
+    (hierlm's kernel has partial correlations, so each rho_k is held by an equality
+    constraint there), minimises over the other two by Nelder-Mead and roots by brentq."""
+    from scipy.optimize import minimize
+
+    pigs = pd.read_csv(DATA / "pigs.csv")
+    sub = pigs[pigs["week"] <= 4].sort_values(["id", "week"])
+    y = sub["weight"].to_numpy().reshape(-1, 4)
+    X = np.stack([np.ones_like(y), sub["week"].to_numpy().reshape(-1, 4)], axis=2)
+    table = profile_confint(hl.Model("weight ~ week", sub, residual="toep(week | id)").fit("reml"))
+    assert list(table.index[:4]) == ["residual.rho1", "residual.rho2", "residual.rho3", "sigma"]
+    options = {"xatol": 1e-11, "fatol": 1e-13, "maxiter": 2000}
+    best = minimize(lambda r: _dense_toeplitz_deviance(y, X, r), [0.9, 0.8, 0.7],
+                    method="Nelder-Mead", options=options)
+    best = minimize(lambda r: _dense_toeplitz_deviance(y, X, r), best.x, method="Nelder-Mead",
+                    options=options)
+    cut = chi2.ppf(0.95, 1)
+
+    def profile(k, value):
+        others = [j for j in range(3) if j != k]
+
+        def objective(rest):
+            lags = np.empty(3)
+            lags[k], lags[others] = value, rest
+            return _dense_toeplitz_deviance(y, X, lags)
+        inner = minimize(objective, best.x[others], method="Nelder-Mead", options=options)
+        inner = minimize(objective, inner.x, method="Nelder-Mead", options=options)
+        return inner.fun - best.fun - cut
+
+    for k in range(3):
+        row = table.loc[f"residual.rho{k + 1}"]
+        assert row["estimate"] == pytest.approx(best.x[k], rel=1e-5)
+        # brackets 0.02 beyond hierlm's limits (inside the positive-definite region)
+        lower = brentq(lambda v, k=k: profile(k, v), row["lower"] - 0.02, best.x[k], xtol=1e-12)
+        upper = brentq(lambda v, k=k: profile(k, v), best.x[k], min(row["upper"] + 0.02, 0.9999),
+                       xtol=1e-12)
+        assert row["lower"] == pytest.approx(lower, rel=1e-5)
+        assert row["upper"] == pytest.approx(upper, rel=1e-5)
+
+
+def _simulated_random_intercept_ar1():
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(20):
+        times = np.sort(rng.choice(6, size=rng.integers(3, 7), replace=False))
+        u = rng.normal(0.0, 2.0)
+        e = np.zeros(6)
+        e[0] = rng.normal()
+        for t in range(1, 6):
+            e[t] = 0.6 * e[t - 1] + np.sqrt(1 - 0.36) * rng.normal()
+        rows += [(f"s{i}", t, 10 + 0.5 * t + u + e[t]) for t in times]
+    return pd.DataFrame(rows, columns=["id", "week", "y"])
+
+
+def _dense_ml_deviance(frame, sd, rho, sigma):
+    """-2 log-likelihood of y ~ week + (1 | id) with AR(1) residuals, beta by GLS, dense."""
+    X = np.column_stack([np.ones(len(frame)), frame["week"]])
+    y = frame["y"].to_numpy()
+    week = frame["week"].to_numpy()
+    same = np.equal.outer(frame["id"].to_numpy(), frame["id"].to_numpy())
+    V = same * (sd ** 2 + sigma ** 2 * rho ** np.abs(np.subtract.outer(week, week)))
+    inv = np.linalg.inv(V)
+    beta = np.linalg.solve(X.T @ inv @ X, X.T @ inv @ y)
+    r = y - X @ beta
+    return len(y) * np.log(2 * np.pi) + np.linalg.slogdet(V)[1] + r @ inv @ r
+
+
+@pytest.mark.slow  # three profiles with a random intercept: about 30 s loaded
+def test_profile_with_a_random_intercept_and_ar1_matches_the_dense_deviance():
+    """sd of (1 | id), sigma and rho: each fixed in turn, the other two minimised densely
+    (Nelder-Mead on (log sd, atanh rho, log sigma)), the limits by brentq; rel 1e-5."""
+    from scipy.optimize import minimize
+
+    frame = _simulated_random_intercept_ar1()
+    fit = hl.Model("y ~ week + (1 | id)", frame, residual="ar1(week | id)").fit("reml")
+    table = profile_confint(fit)
+    assert list(table.index) == ["sd_Intercept|id", "sigma", "residual.rho", "Intercept", "week"]
+    cut = chi2.ppf(0.95, 1)
+    hat = table["estimate"]
+    start = np.array([np.log(hat["sd_Intercept|id"]), np.arctanh(hat["residual.rho"]),
+                      np.log(hat["sigma"])])
+
+    def unpack(x):
+        return np.exp(x[0]), np.tanh(x[1]), np.exp(x[2])
+
+    best = minimize(lambda x: _dense_ml_deviance(frame, *unpack(x)), start, method="Nelder-Mead",
+                    options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+    dev_hat = best.fun
+    np.testing.assert_allclose([hat["sd_Intercept|id"], hat["residual.rho"], hat["sigma"]],
+                               unpack(best.x), rtol=1e-5)
+
+    def profile(index, value):
+        others = [k for k in range(3) if k != index]
+
+        def objective(rest):
+            x = np.empty(3)
+            x[index], x[others] = value, rest
+            return _dense_ml_deviance(frame, *unpack(x))
+        inner = minimize(objective, best.x[others], method="Nelder-Mead",
+                         options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+        return inner.fun - dev_hat - cut
+
+    for index, name, to_x in [(0, "sd_Intercept|id", np.log), (1, "residual.rho", np.arctanh),
+                              (2, "sigma", np.log)]:
+        x_hat = best.x[index]
+        lower = brentq(lambda v, index=index: profile(index, v), to_x(table.loc[name, "lower"]) - 0.3, x_hat,
+                       xtol=1e-12)
+        upper = brentq(lambda v, index=index: profile(index, v), x_hat, to_x(table.loc[name, "upper"]) + 0.3,
+                       xtol=1e-12)
+        back = np.tanh if name == "residual.rho" else np.exp
+        assert table.loc[name, "lower"] == pytest.approx(back(lower), rel=1e-5), name
+        assert table.loc[name, "upper"] == pytest.approx(back(upper), rel=1e-5), name
+
+
+@pytest.mark.slow  # six constrained profiles: about 40 s loaded
+def test_unstructured_first_variance_profile_equals_the_sigma_profile():
+    """un over weeks 1-3: sigma is the first week's SD, so the profile of un(1,1) (an equality
+    constraint on sigma^2 L L', SLSQP) must give the squares of sigma's limits (sigma fixed
+    on a grid of the unprofiled deviance, the structure minimised by L-BFGS-B); rel 1e-5."""
+    pigs = pd.read_csv(DATA / "pigs.csv")
+    sub = pigs[pigs["week"] <= 3]
+    table = profile_confint(hl.Model("weight ~ week", sub, residual="un(week | id)").fit("reml"))
+    first, sigma = table.loc["residual.un(1,1)"], table.loc["sigma"]
+    assert first["estimate"] == pytest.approx(sigma["estimate"] ** 2, rel=1e-8)
+    assert first["lower"] == pytest.approx(sigma["lower"] ** 2, rel=1e-5)
+    assert first["upper"] == pytest.approx(sigma["upper"] ** 2, rel=1e-5)
+    assert first["lower"] < first["estimate"] < first["upper"]
