@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_bayes.py --quick      # skip the 1M-row run and brms
     .venv/bin/python bench/bench_bayes.py --repeats 3  # warm runs per configuration (median)
     .venv/bin/python bench/bench_bayes.py --crossed    # only the crossed/nested section (updates it)
+    .venv/bin/python bench/bench_bayes.py --insteval   # only its InstEval part (updates it)
 
 Sleepstudy, ``Reaction ~ Days + (Days | Subject)``, 4 chains x 1000 draws
 (1000 warm-up), each package with its default priors. The score is the
@@ -28,9 +29,9 @@ Crossed and nested designs: Penicillin ``diameter ~ 1 + (1 | plate) + (1 | sampl
 kernel - and its full formulation against bambi with nutpie in the same run;
 score = smallest bulk ESS over the intercept, sigma and the two SDs per wall
 second of a fresh process), Pastes ``(1 | batch / cask)`` (hierlm default vs
-full) and InstEval ``y ~ service + (1 | s) + (1 | d) + (1 | dept)`` (4 chains,
-hierlm's default, which is the full formulation there; the child also times one
-gradient of the compiled marginal likelihood).
+full) and InstEval ``y ~ service + (1 | s) + (1 | d) + (1 | dept)`` (4 chains x 300 draws:
+hierlm's default, which is the full formulation with the compiled full kernel
+there; the child also times one gradient of the compiled marginal likelihood).
 
 Scale: 1,000,000 rows, 10,000 groups, correlated random intercept and slope,
 4 chains x 1000 draws with the default settings; wall clock and peak resident
@@ -182,8 +183,9 @@ if {time_gradient}:
     for _ in range(3):
         logp(x)
     extra["gradient_seconds"] = (time.perf_counter() - start) / 3
+means = {{name: float(np.mean(post[name].values)) for name in names if name != "fixef"}}
 print("RESULT" + json.dumps({{"ess": ess, "timing": fit.timing, "formulation": fit.formulation,
-                             "extra": extra}}))
+                             "extra": extra, "means": means}}))
 """
 
 BAMBI_CROSSED_CHILD = """
@@ -236,8 +238,9 @@ def cache_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def measure(name: str, command: list[str], repeats: int, cold: bool = True) -> dict:
-    """Cold run on empty caches, one unmeasured warm-up, then ``repeats`` warm runs."""
+def measure(name: str, command: list[str], repeats: int, cold: bool = True,
+            warmup: list[str] | None = None) -> dict:
+    """Cold run on empty caches, one unmeasured warm-up (``warmup`` if given), then ``repeats`` warm runs."""
     cache = Path(tempfile.mkdtemp(prefix="hierlm-bench-"))
     env = cache_env(cache)
     out: dict = {"name": name}
@@ -246,7 +249,7 @@ def measure(name: str, command: list[str], repeats: int, cold: bool = True) -> d
             wall, result = run_child(command, env)
             out["cold"] = {"wall": wall, "ess": min(result["ess"].values()), "result": result}
         else:
-            run_child(command, env)
+            run_child(warmup or command, env)
         warm = [run_child(command, env) for _ in range(repeats)]
         walls = [w for w, _ in warm]
         k = walls.index(statistics.median_low(walls))
@@ -294,7 +297,7 @@ def crossed_section(repeats: int) -> str:
     rows = [
         measure("hierlm default (marginal, compiled crossed kernel)",
                 crossed_command("Penicillin", penicillin), repeats),
-        measure("hierlm full, nutpie + PyTensor-numba",
+        measure("hierlm full, nutpie + compiled full kernel",
                 crossed_command("Penicillin", penicillin, formulation="full"), repeats),
     ]
     try:
@@ -309,17 +312,14 @@ def crossed_section(repeats: int) -> str:
     nested = [
         measure("hierlm default (marginal, compiled crossed kernel)",
                 crossed_command("Pastes", pastes), repeats),
-        measure("hierlm full, nutpie + PyTensor-numba",
+        measure("hierlm full, nutpie + compiled full kernel",
                 crossed_command("Pastes", pastes, formulation="full"), repeats),
     ]
     sleep = [
         measure("hierlm default (marginal, nutpie, compiled kernel)", hierlm_command(), repeats),
         measure("bambi 0.21, nutpie", bambi_command("nutpie"), repeats),
     ]
-    inst_draws = {"chains": 4, "draws": 200, "tune": 200}
-    inst = measure("hierlm default (full formulation: dense part 1142 wide)",
-                   crossed_command("InstEval", "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
-                                   inst_draws, time_gradient=True), 1, cold=False)
+    inst = measure_insteval()
     lines = [
         CROSSED_START,
         "## Crossed and nested designs",
@@ -354,24 +354,87 @@ def crossed_section(repeats: int) -> str:
         "",
         table(nested),
         "",
-        "### InstEval, `y ~ service + (1 | s) + (1 | d) + (1 | dept)`, 4 chains x 200 draws (200 tune)",
-        "",
-        "73,421 ratings; after eliminating the 2,972 students the lecturers and departments leave "
-        "a dense 1142-column Schur complement, so `formulation='auto'` takes the full formulation.",
-        "",
-        table([inst]),
-        "",
     ]
-    extra = inst["warm"]["result"].get("extra", {})
-    if extra:
-        lines += [f"* one gradient of the compiled marginal likelihood: "
-                  f"{extra['gradient_seconds']:.2f} s (setup {extra['setup_seconds']:.1f} s); "
-                  f"the full formulation reaches **{inst['warm']['ess_per_second']:.2f}** "
-                  "min-bulk-ESS/s (goal >= 5)", ""]
+    lines += insteval_lines(inst)
     lines.append(CROSSED_END)
     text = "\n".join(lines)
     print(text)
     return text
+
+
+INSTEVAL_FORMULA = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
+INSTEVAL_DRAWS = {"chains": 4, "draws": 300, "tune": 300}
+INSTEVAL_HEADING = "### InstEval"
+
+
+def measure_insteval() -> dict:
+    """InstEval, 4 chains x 300 draws (300 tune), warm caches.
+
+    The warm-up is a 4 x 10 run that compiles (and caches) the kernels.
+    """
+    warmup = crossed_command("InstEval", INSTEVAL_FORMULA, {"chains": 4, "draws": 10, "tune": 10},
+                             time_gradient=True)
+    out = measure("hierlm default (full formulation, compiled full kernel)",
+                  crossed_command("InstEval", INSTEVAL_FORMULA, INSTEVAL_DRAWS, time_gradient=True),
+                  1, cold=False, warmup=warmup)
+    out["reml"] = insteval_reml()
+    return out
+
+
+def insteval_reml() -> dict[str, float]:
+    """REML estimates of the SDs and sigma (hierlm's REML, tested against lme4), for the agreement row."""
+    import hierlm as hl
+
+    fit = hl.Model(INSTEVAL_FORMULA, hl.datasets.load("InstEval")).fit("reml")
+    table = fit.varcorr()
+    return {("sigma" if group == "Residual" else f"sd_{group}"): float(value)
+            for group, value in zip(table["group"], table["estimate"], strict=True)}
+
+
+def insteval_lines(inst: dict) -> list[str]:
+    """The InstEval subsection's markdown lines."""
+    result = inst["warm"]["result"]
+    lines = [
+        f"{INSTEVAL_HEADING}, `{INSTEVAL_FORMULA}`, {INSTEVAL_DRAWS['chains']} chains x "
+        f"{INSTEVAL_DRAWS['draws']} draws ({INSTEVAL_DRAWS['tune']} tune)",
+        "",
+        "73,421 ratings; after eliminating the 2,972 students the lecturers and departments leave "
+        "a dense 1142-column Schur complement, so `formulation='auto'` takes the full formulation, "
+        "sampled by the compiled full kernel (`hierlm.bayes.glmm_kernel`; students and lecturers "
+        "centred, departments non-centred: the lecturers are nested in them). ESS = smallest bulk "
+        "ESS over the fixed effects, sigma and the three SDs; warm caches, wall clock of a fresh "
+        f"process (load average at the start {inst.get('load_before', '-')}).",
+        "",
+        table([inst]),
+        "",
+    ]
+    timing = result.get("timing", {})
+    if timing:
+        lines += ["* inside the process: " + ", ".join(
+            f"{key} {timing[key]:.1f} s" for key in ("build", "compile", "sample", "postprocess", "total")
+            if key in timing), ""]
+    means, reml = result.get("means", {}), inst.get("reml", {})
+    if means and reml:
+        names = [name for name in means if name in reml]
+        lines += ["Posterior means against the REML estimates (hierlm REML, equal to lme4's):", "",
+                  "| | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names),
+                  "| posterior mean | " + " | ".join(f"{means[n]:.4f}" for n in names) + " |",
+                  "| REML | " + " | ".join(f"{reml[n]:.4f}" for n in names) + " |", ""]
+    extra = result.get("extra", {})
+    if extra:
+        lines += [f"* one gradient of the compiled marginal likelihood: "
+                  f"{extra['gradient_seconds']:.2f} s (setup {extra['setup_seconds']:.1f} s), what "
+                  f"the marginal formulation would pay per leapfrog step; the full kernel reaches "
+                  f"**{inst['warm']['ess_per_second']:.2f}** min-bulk-ESS/s (goal >= 5)", ""]
+    return lines
+
+
+def write_insteval_subsection(inst: dict) -> None:
+    """Replace the InstEval subsection of the crossed section of ``bayes.md``."""
+    old = RESULTS.read_text()
+    head, rest = old.split(INSTEVAL_HEADING, 1)
+    tail = rest.split(CROSSED_END, 1)[1]
+    RESULTS.write_text(head + "\n".join(insteval_lines(inst)) + "\n" + CROSSED_END + tail)
 
 
 def write_crossed_section(text: str) -> None:
@@ -479,7 +542,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip brms and the 1M-row run")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs per configuration (median)")
     parser.add_argument("--crossed", action="store_true", help="only the crossed/nested section")
+    parser.add_argument("--insteval", action="store_true", help="only the InstEval part of it")
     args = parser.parse_args()
+    if args.insteval:
+        load_before = load_average()
+        inst = measure_insteval()
+        inst["load_before"] = load_before
+        write_insteval_subsection(inst)
+        print("\n".join(insteval_lines(inst)))
+        return
     if args.crossed:
         write_crossed_section(crossed_section(max(1, args.repeats - 1)))
         return
