@@ -297,7 +297,7 @@ def residual_parameter_table(residual: ResidualDesign | None, posterior: Any,
     """
     import pandas as pd
 
-    from hierlm.results.tables import posterior_table
+    from hierlm.results.tables import structure_posterior_table
 
     if residual is None:
         return pd.DataFrame(columns=["structure", "parameter"])
@@ -323,8 +323,4 @@ def residual_parameter_table(residual: ResidualDesign | None, posterior: Any,
         for k, label in enumerate(labels):
             keys.append((residual.describe(), label))
             columns.append(flat[:, k])
-    if not columns:
-        return pd.DataFrame(columns=["structure", "parameter"])
-    body = posterior_table(np.column_stack(columns), n_chains, prob)
-    head = pd.DataFrame(keys, columns=["structure", "parameter"])
-    return pd.concat([head, body.reset_index(drop=True)], axis=1)
+    return structure_posterior_table(keys, columns, n_chains, prob)

@@ -152,9 +152,7 @@ def structure_parameter_table(names: list[BlockNames], posterior: Any,
         ``structure`` (the term, as in the ML/REML table), ``parameter``
         (``rho``; ``rho1 ...`` for ``toep``) and the protocol columns.
     """
-    import pandas as pd
-
-    from hierlm.results.tables import posterior_table
+    from hierlm.results.tables import structure_posterior_table
 
     keys, columns = [], []
     n_chains = 1
@@ -170,8 +168,4 @@ def structure_parameter_table(names: list[BlockNames], posterior: Any,
         for k, label in enumerate(labels):
             keys.append((bn.block.term, label))
             columns.append(flat[:, k])
-    if not columns:
-        return pd.DataFrame(columns=["structure", "parameter"])
-    body = posterior_table(np.column_stack(columns), n_chains, prob)
-    head = pd.DataFrame(keys, columns=["structure", "parameter"])
-    return pd.concat([head, body.reset_index(drop=True)], axis=1)
+    return structure_posterior_table(keys, columns, n_chains, prob)

@@ -44,6 +44,7 @@ __all__ = [
     "estimate_columns",
     "point_table",
     "posterior_table",
+    "structure_posterior_table",
     "contrast_vector",
     "fixef_table",
     "varcorr_table",
@@ -106,6 +107,20 @@ def posterior_table(samples: np.ndarray, chains: int = 1, prob: float | None = N
     extra = [c for c in _DIAGNOSTICS if c in table.columns]
     return table[estimate_columns(spec.prob) + extra]
 
+
+
+def structure_posterior_table(keys: list[tuple[str, str]], columns: list[np.ndarray],
+                              chains: int = 1, prob: float | None = None) -> pd.DataFrame:
+    """Posterior rows of covariance-structure parameters: ``structure``, ``parameter``, summaries.
+
+    ``keys`` holds one ``(structure, parameter)`` label per column of draws in ``columns``
+    (chain-major); with none, an empty table with the two label columns.
+    """
+    if not columns:
+        return pd.DataFrame(columns=["structure", "parameter"])
+    body = posterior_table(np.column_stack(columns), chains, prob)
+    head = pd.DataFrame(keys, columns=["structure", "parameter"])
+    return pd.concat([head, body.reset_index(drop=True)], axis=1)
 
 def _uncertainty(fit: Any) -> PointUncertainty | None:
     """The fit's :class:`PointUncertainty` (None for posterior draws or a bare FitDraws)."""
