@@ -41,8 +41,12 @@ non-linear piece they are central differences of the exact first derivatives
 ``gamma`` to the optimiser's parameters). The information is the expected one
 (as pbkrtest's).
 
-The computation uses the dense n x n marginal covariance, as pbkrtest does,
-so it is limited to data sets of at most :data:`MAX_ROWS` rows.
+When all random effects are ``us``/``diag`` blocks on one grouping factor and
+the residuals are independent, ``Sigma`` is block-diagonal and every term
+above reduces to per-group cross-products (:mod:`hierlm.lmm.kr_grouped`),
+for any number of rows and for data held by an engine. Other models use the
+dense n x n marginal covariance, as pbkrtest does, limited to
+:data:`MAX_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import numpy as np
 
 from hierlm.core.ddf import DDF_METHODS, check_ddf
 from hierlm.errors import FitError
+from hierlm.lmm.kr_grouped import grouped_eligible, grouped_terms
 from hierlm.lmm.kr_parameters import covariance_pieces
 
 __all__ = [
@@ -107,10 +112,18 @@ def _derivative_matrices(design: Any, n: int) -> list[np.ndarray]:
 def kenward_roger(fit: Any) -> KenwardRoger:
     """Compute the Kenward-Roger adjusted covariance of a REML fit's fixed effects.
 
+    One grouping factor with ``us``/``diag`` blocks and independent residuals
+    (the common case) goes through the per-group cross-products
+    (:mod:`hierlm.lmm.kr_grouped`), for any number of rows and for data held by
+    an engine; other models use the dense marginal covariance of at most
+    :data:`MAX_ROWS` rows (for a row-less design: of its square-root rows, whose
+    complement in each cell adds only ``(n - rows) / sigma^4`` to the residual
+    variance's information).
+
     Parameters
     ----------
     fit : LmmResult
-        A REML fit with at most :data:`MAX_ROWS` rows.
+        A REML fit.
 
     Returns
     -------
@@ -119,32 +132,40 @@ def kenward_roger(fit: Any) -> KenwardRoger:
     Raises
     ------
     FitError
-        For an ML fit or a data set above the row limit.
+        For an ML fit or a dense case above the row limit.
     """
     if not fit.reml:
         raise FitError("Kenward-Roger's method needs a REML fit; refit with method='reml'.")
     design = fit.design
-    n = design.n
-    if n > MAX_ROWS:
-        raise FitError(
-            f"Kenward-Roger's method works with the dense {n} x {n} covariance of the data, "
-            f"limited to {MAX_ROWS} rows; use ddf='satterthwaite' for this model."
-        )
+    phi = np.asarray(fit.vcov().to_numpy(), dtype=float)
+    if grouped_eligible(design):
+        terms = grouped_terms(design, list(fit.covariances()), float(fit.sigma) ** 2)
+        return _assemble(terms.P, terms.Q, terms.traces, {}, phi)
     X = np.asarray(design.X, dtype=float)
+    m = X.shape[0]
+    if m > MAX_ROWS:
+        raise FitError(
+            f"Kenward-Roger's method for this model works with the dense {m} x {m} covariance "
+            f"of the data, limited to {MAX_ROWS} rows (per-group cross-products serve models "
+            "whose random effects are all on one grouping factor, with independent residuals); "
+            "use ddf='satterthwaite' for this model."
+        )
     second: dict[tuple[int, int], np.ndarray] = {}
     if design.residual is None and all(block.structure.is_lme4 for block in design.blocks):
-        G = _derivative_matrices(design, n)  # linear in the variances and covariances
+        G = _derivative_matrices(design, m)  # linear in the variances and covariances
         gamma = []
         for block, cov in zip(design.blocks, fit.covariances(), strict=True):
             gamma += [cov[a, b] for a, b in _covariance_entries(block)]
         gamma.append(fit.sigma**2)
-        sigma = sum(g * m for g, m in zip(gamma, G, strict=True))
-        phi = np.asarray(fit.vcov().to_numpy(), dtype=float)
+        sigma = sum(g * matrix for g, matrix in zip(gamma, G, strict=True))
     else:
         sigma, G, second = _structured_derivatives(fit)
         phi = np.linalg.inv(X.T @ np.linalg.solve(sigma, X))
         phi = (phi + phi.T) / 2.0
-    return _adjust(X, sigma, G, second, phi)
+    P, Q, traces = _dense_terms(X, sigma, G)
+    if design.rowless:  # the cells' complement of the square-root rows: sigma^2 I, no X
+        traces[-1, -1] += (design.n - m) / float(fit.sigma) ** 4
+    return _assemble(P, Q, traces, second, phi)
 
 
 def _structured_derivatives(fit: Any) -> tuple[np.ndarray, list[np.ndarray],
@@ -164,9 +185,9 @@ def _structured_derivatives(fit: Any) -> tuple[np.ndarray, list[np.ndarray],
     return sigma, G, second
 
 
-def _adjust(X: np.ndarray, sigma: np.ndarray, G: list[np.ndarray],
-            second: dict[tuple[int, int], np.ndarray], phi: np.ndarray) -> KenwardRoger:
-    """Kenward-Roger's ``Phi_A``, ``P_r`` and ``W`` from ``Sigma`` and its derivatives."""
+def _dense_terms(X: np.ndarray, sigma: np.ndarray, G: list[np.ndarray]
+                 ) -> tuple[list[np.ndarray], dict[tuple[int, int], np.ndarray], np.ndarray]:
+    """``P_r``, ``Q_rs`` and ``tr(Sigma^-1 G_r Sigma^-1 G_s)`` from the dense ``Sigma`` and ``G_r``."""
     chol = np.linalg.cholesky(sigma)
     sigma_inv = np.linalg.inv(chol).T @ np.linalg.inv(chol)
     sigma_inv_x = sigma_inv @ X
@@ -176,11 +197,22 @@ def _adjust(X: np.ndarray, sigma: np.ndarray, G: list[np.ndarray],
     P = [(p + p.T) / 2.0 for p in P]
     k = len(G)
     Q = {(r, s): g_sigma_inv_x[r].T @ sigma_inv @ g_sigma_inv_x[s] for r in range(k) for s in range(k)}
+    traces = np.empty((k, k))
+    for r in range(k):
+        for s in range(r, k):
+            traces[r, s] = traces[s, r] = float(np.sum(g_sigma_inv[r].T * g_sigma_inv[s]))
+    return P, Q, traces
+
+
+def _assemble(P: list[np.ndarray], Q: dict[tuple[int, int], np.ndarray], traces: np.ndarray,
+              second: dict[tuple[int, int], np.ndarray], phi: np.ndarray) -> KenwardRoger:
+    """Kenward-Roger's ``W`` and ``Phi_A`` from ``P_r``, ``Q_rs``, the traces and ``R_rs``."""
+    k = len(P)
     information = np.empty((k, k))
     for r in range(k):
         for s in range(r, k):
-            trace = float(np.sum(g_sigma_inv[r].T * g_sigma_inv[s]))
-            value = trace - 2.0 * float(np.sum(phi * Q[r, s])) + float(np.sum((phi @ P[r]) * (P[s] @ phi)))
+            value = (traces[r, s] - 2.0 * float(np.sum(phi * Q[r, s]))
+                     + float(np.sum((phi @ P[r]) * (P[s] @ phi))))
             information[r, s] = information[s, r] = value
     smallest = float(np.min(np.abs(np.linalg.eigvalsh(information))))
     W = 2.0 * (np.linalg.inv(information) if smallest > 1e-10 else np.linalg.pinv(information))

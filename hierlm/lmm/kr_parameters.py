@@ -222,7 +222,7 @@ def covariance_pieces(fit: Any) -> list[CovariancePiece]:
         else:
             pieces.append(_PatternedBlock(block, part, sigma))
     if design.residual is None:
-        pieces.append(_Independent(design.n, sigma))
+        pieces.append(_Independent(np.asarray(design.X).shape[0], sigma))  # the square-root rows if row-less
     else:
         pieces.append(_Residual(fit.kernel, theta[offset:], sigma))
     return pieces

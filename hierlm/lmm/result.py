@@ -194,8 +194,6 @@ class LmmResult(ResultMethods, InterpretMethods):
 
         See :mod:`hierlm.lmm.kenward_roger`; computed once, on first use.
         """
-        self.design.require_rows("Kenward-Roger (its covariance is formed over the rows; use "
-                                 "ddf='satterthwaite')")
         with blas_threads(self.threads):
             return kenward_roger_covariance(self)
 
