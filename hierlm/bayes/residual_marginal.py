@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.bayes.parameters import add_parameters, model_coords, prior_variable
 from hierlm.bayes.priors import PriorTable
 from hierlm.bayes.residual_likelihood import ResidualLikelihood
 from hierlm.bayes.structures import (
@@ -199,6 +198,8 @@ def build_residual_marginal_model(design: Design, priors: PriorTable,
     """
     import pymc as pm
     import pytensor.tensor as pt
+
+    from hierlm.bayes.parameters import add_parameters, model_coords, prior_variable  # imports PyMC
 
     residual = design.residual
     if residual is None:
