@@ -134,58 +134,12 @@ def _corr_reverse(
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def marginal_logp_grad(
-    x: np.ndarray,
-    grad: np.ndarray,
-    ztz: np.ndarray,
-    ztx: np.ndarray,
-    zty: np.ndarray,
-    yty: float,
-    xty: np.ndarray,
-    xtx: np.ndarray,
-    n_obs: float,
-    prior_code: np.ndarray,
-    prior_par: np.ndarray,
-    block_start: np.ndarray,
-    block_q: np.ndarray,
-    block_corr: np.ndarray,
-    block_raw: np.ndarray,
-    block_eta: np.ndarray,
-) -> float:  # pragma: no cover - compiled; tested against the PyMC model
-    """Log-posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``.
-
-    Returns ``-inf`` where the density or its gradient is not finite
-    (numerical underflow or overflow far out in the tails).
-    """
+def _group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
+                var: float, g_chol: np.ndarray, g_beta: np.ndarray
+                ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
+    """The per-level sums of any ``q``: log det, quadratic form, trace and ``s's``; adds to the gradients."""
     n_groups, q_total = zty.shape
-    p = xty.shape[0]
-    beta = x[:p]
-    log_sigma = x[p]
-    sigma = math.exp(log_sigma)
-    var = sigma * sigma
-    sd = np.exp(x[p + 1 : p + 1 + q_total])
-    raw_offset = p + 1 + q_total
-    n_blocks = block_start.shape[0]
-
-    chol = np.zeros((q_total, q_total))
-    corr = np.zeros((q_total, q_total))
-    for blk in range(n_blocks):
-        c0, q = block_start[blk], block_q[blk]
-        if block_corr[blk]:
-            sub = np.empty((q, q))
-            _corr_cholesky(x, raw_offset + block_raw[blk], q, sub)
-            for i in range(q):
-                for j in range(i + 1):
-                    corr[c0 + i, c0 + j] = sub[i, j]
-        else:
-            for i in range(q):
-                corr[c0 + i, c0 + i] = 1.0
-    for i in range(q_total):
-        for j in range(q_total):
-            chol[i, j] = sd[i] * corr[i, j]
-
-    g_chol = np.zeros((q_total, q_total))
-    g_beta = np.zeros(p)
+    p = beta.shape[0]
     s_l = np.empty((q_total, q_total))
     m = np.empty((q_total, q_total))
     inv = np.empty((q_total, q_total))
@@ -273,6 +227,157 @@ def marginal_logp_grad(
             for a in range(q_total):
                 acc += ztx[jj, a, k] * l_s[a]
             g_beta[k] -= acc / (var * var)
+
+    return sum_logdet, sum_quad, sum_trace, sum_ss
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
+                  var: float, g_chol: np.ndarray, g_beta: np.ndarray
+                  ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
+    """:func:`_group_sums` for ``q = 2`` in closed form (scalars, the 2 x 2 inverse by its determinant)."""
+    n_groups = zty.shape[0]
+    p = beta.shape[0]
+    l00, l10, l11 = chol[0, 0], chol[1, 0], chol[1, 1]  # chol is lower triangular
+    inv_var = 1.0 / var
+    inv_var2 = inv_var * inv_var
+    g00 = g10 = g01 = g11 = 0.0
+    sum_logdet = sum_quad = sum_trace = sum_ss = 0.0
+    for jj in range(n_groups):
+        s00, s01, s11 = ztz[jj, 0, 0], ztz[jj, 0, 1], ztz[jj, 1, 1]
+        r0, r1 = zty[jj, 0], zty[jj, 1]
+        for k in range(p):
+            r0 -= ztx[jj, 0, k] * beta[k]
+            r1 -= ztx[jj, 1, k] * beta[k]
+        # S L
+        a00 = s00 * l00 + s01 * l10
+        a01 = s01 * l11
+        a10 = s01 * l00 + s11 * l10
+        a11 = s11 * l11
+        w0 = l00 * r0 + l10 * r1
+        w1 = l11 * r1
+        m00 = (l00 * a00 + l10 * a10) * inv_var + 1.0
+        m10 = (l11 * a10) * inv_var
+        m11 = (l11 * a11) * inv_var + 1.0
+        det = m00 * m11 - m10 * m10
+        sum_logdet += math.log(det)
+        inv_det = 1.0 / det
+        p00, p01, p11 = m11 * inv_det, -m10 * inv_det, m00 * inv_det
+        t0 = p00 * w0 + p01 * w1
+        t1 = p01 * w0 + p11 * w1
+        sum_quad += w0 * t0 + w1 * t1
+        sum_trace += p00 + p11
+        sum_ss += t0 * t0 + t1 * t1
+        ls0 = l00 * t0
+        ls1 = l10 * t0 + l11 * t1
+        sls0 = a00 * t0 + a01 * t1
+        sls1 = a10 * t0 + a11 * t1
+        c0 = (r0 - sls0 * inv_var) * inv_var2
+        c1 = (r1 - sls1 * inv_var) * inv_var2
+        g00 += -(a00 * p00 + a01 * p01) * inv_var + c0 * t0
+        g01 += -(a00 * p01 + a01 * p11) * inv_var + c0 * t1
+        g10 += -(a10 * p00 + a11 * p01) * inv_var + c1 * t0
+        g11 += -(a10 * p01 + a11 * p11) * inv_var + c1 * t1
+        for k in range(p):
+            g_beta[k] -= (ztx[jj, 0, k] * ls0 + ztx[jj, 1, k] * ls1) * inv_var2
+    g_chol[0, 0] += g00
+    g_chol[0, 1] += g01
+    g_chol[1, 0] += g10
+    g_chol[1, 1] += g11
+    return sum_logdet, sum_quad, sum_trace, sum_ss
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, sd: float,
+                  var: float, g_chol: np.ndarray, g_beta: np.ndarray
+                  ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
+    """:func:`_group_sums` for ``q = 1`` (a random intercept or one slope): scalars."""
+    n_groups = zty.shape[0]
+    p = beta.shape[0]
+    inv_var = 1.0 / var
+    inv_var2 = inv_var * inv_var
+    g = 0.0
+    sum_logdet = sum_quad = sum_trace = sum_ss = 0.0
+    for jj in range(n_groups):
+        s00 = ztz[jj, 0, 0]
+        r = zty[jj, 0]
+        for k in range(p):
+            r -= ztx[jj, 0, k] * beta[k]
+        a = s00 * sd
+        m = sd * a * inv_var + 1.0
+        sum_logdet += math.log(m)
+        inv = 1.0 / m
+        t = inv * sd * r
+        sum_quad += sd * r * t
+        sum_trace += inv
+        sum_ss += t * t
+        g += -a * inv * inv_var + (r - a * t * inv_var) * t * inv_var2
+        for k in range(p):
+            g_beta[k] -= ztx[jj, 0, k] * sd * t * inv_var2
+    g_chol[0, 0] += g
+    return sum_logdet, sum_quad, sum_trace, sum_ss
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def marginal_logp_grad(
+    x: np.ndarray,
+    grad: np.ndarray,
+    ztz: np.ndarray,
+    ztx: np.ndarray,
+    zty: np.ndarray,
+    yty: float,
+    xty: np.ndarray,
+    xtx: np.ndarray,
+    n_obs: float,
+    prior_code: np.ndarray,
+    prior_par: np.ndarray,
+    block_start: np.ndarray,
+    block_q: np.ndarray,
+    block_corr: np.ndarray,
+    block_raw: np.ndarray,
+    block_eta: np.ndarray,
+) -> float:  # pragma: no cover - compiled; tested against the PyMC model
+    """Log-posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``.
+
+    Returns ``-inf`` where the density or its gradient is not finite
+    (numerical underflow or overflow far out in the tails).
+    """
+    n_groups, q_total = zty.shape
+    p = xty.shape[0]
+    beta = x[:p]
+    log_sigma = x[p]
+    sigma = math.exp(log_sigma)
+    var = sigma * sigma
+    sd = np.exp(x[p + 1 : p + 1 + q_total])
+    raw_offset = p + 1 + q_total
+    n_blocks = block_start.shape[0]
+
+    chol = np.zeros((q_total, q_total))
+    corr = np.zeros((q_total, q_total))
+    for blk in range(n_blocks):
+        c0, q = block_start[blk], block_q[blk]
+        if block_corr[blk]:
+            sub = np.empty((q, q))
+            _corr_cholesky(x, raw_offset + block_raw[blk], q, sub)
+            for i in range(q):
+                for j in range(i + 1):
+                    corr[c0 + i, c0 + j] = sub[i, j]
+        else:
+            for i in range(q):
+                corr[c0 + i, c0 + i] = 1.0
+    for i in range(q_total):
+        for j in range(q_total):
+            chol[i, j] = sd[i] * corr[i, j]
+
+    g_chol = np.zeros((q_total, q_total))
+    g_beta = np.zeros(p)
+    if q_total == 2:
+        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_2(ztz, ztx, zty, beta, chol, var, g_chol, g_beta)
+    elif q_total == 1:
+        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_1(ztz, ztx, zty, beta, chol[0, 0], var,
+                                                                g_chol, g_beta)
+    else:
+        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums(ztz, ztx, zty, beta, chol, var, g_chol, g_beta)
 
     rtr = yty
     for k in range(p):
