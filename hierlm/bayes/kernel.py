@@ -372,12 +372,14 @@ def marginal_logp_grad(
     g_chol = np.zeros((q_total, q_total))
     g_beta = np.zeros(p)
     if q_total == 2:
-        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_2(ztz, ztx, zty, beta, chol, var, g_chol, g_beta)
+        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_2(ztz, ztx, zty, beta, chol, var,
+                                                                g_chol, g_beta)
     elif q_total == 1:
         sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_1(ztz, ztx, zty, beta, chol[0, 0], var,
                                                                 g_chol, g_beta)
     else:
-        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums(ztz, ztx, zty, beta, chol, var, g_chol, g_beta)
+        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums(ztz, ztx, zty, beta, chol, var,
+                                                              g_chol, g_beta)
 
     rtr = yty
     for k in range(p):
