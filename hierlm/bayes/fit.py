@@ -117,8 +117,6 @@ def _default_target_accept(built: Any) -> float:
 
 #: Levels from which the one-factor compiled kernel runs chains in parallel by default.
 PARALLEL_CHAIN_LEVELS = 2_000
-#: Rows from which the compiled full-formulation kernel runs chains in parallel by default.
-PARALLEL_CHAIN_ROWS = 20_000
 
 
 def _default_cores(built: Any, backend: str, chains: int) -> int:
@@ -126,9 +124,9 @@ def _default_cores(built: Any, backend: str, chains: int) -> int:
     big_kernel = (backend == "kernel" and built.formulation == "marginal" and built.stats is not None
                   and all(block.structure.is_lme4 for block in built.design.blocks)
                   and built.stats.n_groups >= PARALLEL_CHAIN_LEVELS)
-    big_full_kernel = (backend == "kernel" and glmm_kernel_applies(built)
-                       and built.design.n >= PARALLEL_CHAIN_ROWS)
-    return max(1, min(chains, os.cpu_count() or 1)) if big_kernel or big_full_kernel else 1
+    # the full-formulation kernel runs as C callbacks with no Python (hierlm.bayes.glmm_cfunc)
+    full_kernel = backend == "kernel" and glmm_kernel_applies(built)
+    return max(1, min(chains, os.cpu_count() or 1)) if big_kernel or full_kernel else 1
 
 
 def _other_formulation_available(design: Any, formulation: str, family: Any = "gaussian") -> bool:
@@ -207,7 +205,8 @@ def fit_nuts(
         whose gradient releases the GIL and costs milliseconds (50,000
         groups: about 8 ms of CPU), so chains then run on separate cores;
         the same for the compiled full-formulation kernel
-        (:mod:`hierlm.bayes.glmm_kernel`) from :data:`PARALLEL_CHAIN_ROWS` rows.
+        (:mod:`hierlm.bayes.glmm_kernel`) at any size, which nutpie calls
+        without Python (:mod:`hierlm.bayes.glmm_cfunc`).
     group_effects : {"auto", "draws", "summary"}
         ``"draws"`` stores one exact draw of every group effect per posterior
         draw; ``"summary"`` (marginal formulation, one grouping factor) stores

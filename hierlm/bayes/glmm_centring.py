@@ -18,7 +18,8 @@ import numpy as np
 # the kernel is a hierlm.bayes.glmm_kernel.GlmmKernel; not imported (that module imports this one)
 GlmmKernel = Any
 
-__all__ = ["intercept_block", "level_columns", "intercept_centred"]
+__all__ = ["intercept_block", "level_columns", "centring_map", "sampler_start", "intercept_centred",
+           "to_kernel", "to_sampler_gradient"]
 
 
 def intercept_block(kernel: GlmmKernel) -> int:
@@ -70,44 +71,61 @@ def level_columns(kernel: GlmmKernel, block: int) -> tuple[np.ndarray, np.ndarra
     return np.array(columns, dtype=np.int64), np.column_stack(values) if values else np.zeros((levels, 0))
 
 
+def centring_map(kernel: GlmmKernel) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """``(first, last, G, V)``: the map of :func:`intercept_block` on the vector's slots.
+
+    The sampler's ``x[first:last]`` are the block's ``gamma_j`` and the
+    kernel's ``b_j = gamma_j - V[j] x[G]`` (:func:`to_kernel`); without an
+    intercept block ``first == last`` and the map is the identity.
+    """
+    block = intercept_block(kernel)
+    if block < 0:
+        return 0, 0, np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+    levels_at = kernel.size - int(kernel.level_start[-1])  # the level values end the vector
+    columns, values = level_columns(kernel, block)
+    return (levels_at + int(kernel.level_start[block]), levels_at + int(kernel.level_start[block + 1]),
+            columns, np.ascontiguousarray(values, dtype=float))
+
+
 def intercept_centred(kernel: GlmmKernel) -> tuple[Callable[..., tuple[float, np.ndarray]],
                                                    Callable[[np.ndarray], np.ndarray],
                                                    np.ndarray]:
-    """``(logp, to_kernel, start)`` over the sampler's vector (:func:`intercept_block`'s map).
+    """``(logp, to_kernel, start)`` over the sampler's vector (:func:`centring_map`), called from Python.
 
     ``to_kernel`` maps the sampler's vector to the kernel's (``b_j = gamma_j - v_j' beta_G``);
-    without an intercept block it is the identity and ``logp`` the kernel's.
+    without an intercept block it is the identity and ``logp`` the kernel's. The sampler
+    calls the same compiled pieces through :mod:`hierlm.bayes.glmm_cfunc`.
     """
-    block = intercept_block(kernel)
+    first, last, columns, values = centring_map(kernel)
     logp_kernel = kernel.logp_function()
-    start = kernel.start()
-    if block < 0:
-        return logp_kernel, lambda x: np.asarray(x, dtype=float), start
-    levels_at = kernel.size - int(kernel.level_start[-1])  # the level values end the vector
-    first = levels_at + int(kernel.level_start[block])
-    last = levels_at + int(kernel.level_start[block + 1])
-    columns, values = level_columns(kernel, block)
-    values = np.ascontiguousarray(values, dtype=float)
+    if first == last:
+        return logp_kernel, lambda x: np.asarray(x, dtype=float), kernel.start()
     size = int(kernel.size)
 
-    def to_kernel(x: np.ndarray) -> np.ndarray:
+    def mapped(x: np.ndarray) -> np.ndarray:
         inner = np.empty(size)
-        _to_kernel(np.asarray(x, dtype=float), inner, first, last, columns, values)
+        to_kernel(np.asarray(x, dtype=float), inner, first, last, columns, values)
         return inner
 
     def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-        value, grad = logp_kernel(to_kernel(x))  # a new gradient array per call
-        _to_sampler_gradient(grad, first, last, columns, values)
+        value, grad = logp_kernel(mapped(x))  # a new gradient array per call
+        to_sampler_gradient(grad, first, last, columns, values)
         return value, grad
 
-    start = start.copy()
+    return logp, mapped, sampler_start(kernel)
+
+
+def sampler_start(kernel: GlmmKernel) -> np.ndarray:
+    """The kernel's starting point (:meth:`GlmmKernel.start`) on the sampler's vector."""
+    first, last, columns, values = centring_map(kernel)
+    start = kernel.start()
     start[first:last] += values @ start[columns]
-    return logp, to_kernel, start
+    return start
 
 
-@numba.njit(cache=True)
-def _to_kernel(x: np.ndarray, out: np.ndarray, first: int, last: int, columns: np.ndarray,
-               values: np.ndarray) -> None:  # pragma: no cover - compiled
+@numba.njit(cache=True, nogil=True)
+def to_kernel(x: np.ndarray, out: np.ndarray, first: int, last: int, columns: np.ndarray,
+              values: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out = x`` with ``out[first:last] -= V x[G]`` (compiled: the sampler calls it per gradient)."""
     out[:] = x
     for j in range(first, last):
@@ -117,9 +135,9 @@ def _to_kernel(x: np.ndarray, out: np.ndarray, first: int, last: int, columns: n
         out[j] -= shift
 
 
-@numba.njit(cache=True)
-def _to_sampler_gradient(grad: np.ndarray, first: int, last: int, columns: np.ndarray,
-                         values: np.ndarray) -> None:  # pragma: no cover - compiled
+@numba.njit(cache=True, nogil=True)
+def to_sampler_gradient(grad: np.ndarray, first: int, last: int, columns: np.ndarray,
+                        values: np.ndarray) -> None:  # pragma: no cover - compiled
     """``grad[G] -= V' grad[first:last]`` in place."""
     for c in range(columns.size):
         total = 0.0

@@ -39,16 +39,16 @@ from typing import Any
 
 import numba
 import numpy as np
-import pandas as pd
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.glmm_setup import centred_blocks, glmm_start
 from hierlm.bayes.kernel import log_prior_and_slope
-from hierlm.bayes.kernel_model import _prior_row, nutpie_model, parameter_coords
+from hierlm.bayes.kernel_model import _prior_row
 from hierlm.bayes.likelihoods import observed_data
 from hierlm.bayes.naming import FIXEF, SIGMA
 
-__all__ = ["KERNEL_FAMILIES", "glmm_kernel_applies", "GlmmKernel", "compile_glmm_kernel_for_nutpie"]
+__all__ = ["KERNEL_FAMILIES", "glmm_kernel_applies", "logp_grad", "expand_plan", "expand_into",
+           "GlmmKernel"]
 
 #: (family, link) pairs the kernel writes, with their code in the compiled loop
 KERNEL_FAMILIES = {("binomial", "logit"): 0, ("poisson", "log"): 1, ("gaussian", "identity"): 2}
@@ -67,7 +67,7 @@ def glmm_kernel_applies(built: BuiltModel) -> bool:
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def _logp_grad(x: np.ndarray, grad: np.ndarray, family: int, y: np.ndarray, trials: np.ndarray,
+def logp_grad(x: np.ndarray, grad: np.ndarray, family: int, y: np.ndarray, trials: np.ndarray,
                weights: np.ndarray, offset: np.ndarray, xc: np.ndarray, codes: np.ndarray,
                zcol: np.ndarray, level_start: np.ndarray, centred: np.ndarray, intercept: int,
                xbar: np.ndarray, prior_code: np.ndarray, prior_par: np.ndarray,
@@ -168,6 +168,65 @@ def _logp_grad(x: np.ndarray, grad: np.ndarray, family: int, y: np.ndarray, tria
     return total
 
 
+#: kinds of stored variables in an expand plan: fixed effects, sigma, a block's SD, a block's effects
+_FIXEF, _SIGMA, _SD, _RANEF = range(4)
+
+
+def expand_plan(kernel: GlmmKernel, var_names: list[str]) -> tuple[np.ndarray, int]:
+    """``(plan, total)``: rows ``(kind, block)`` of ``var_names`` for :func:`expand_into`; their length."""
+    kinds: dict[str, tuple[int, int]] = {FIXEF: (_FIXEF, 0), SIGMA: (_SIGMA, 0)}
+    for k, bn in enumerate(kernel.built.names):
+        kinds[bn.sd] = (_SD, k)
+        kinds[bn.ranef] = (_RANEF, k)
+    unknown = [name for name in var_names if name not in kinds or (name == SIGMA and not kernel.gaussian)]
+    if unknown:
+        raise ValueError(f"the GLMM kernel does not store {unknown}")
+    plan = np.array([kinds[name] for name in var_names], dtype=np.int64).reshape(-1, 2)
+    return plan, sum(_plan_size(kernel, int(kind), int(block)) for kind, block in plan)
+
+
+def _plan_size(kernel: GlmmKernel, kind: int, block: int) -> int:
+    if kind == _FIXEF:
+        return int(kernel.xc.shape[1])
+    if kind == _RANEF:
+        return int(kernel.level_start[block + 1] - kernel.level_start[block])
+    return 1
+
+
+@numba.njit(cache=True, nogil=True)
+def expand_into(x: np.ndarray, out: np.ndarray, p: int, k_blocks: int, family: int,
+                level_start: np.ndarray, centred: np.ndarray, intercept: int, xbar: np.ndarray,
+                plan: np.ndarray) -> None:  # pragma: no cover - compiled
+    """The stored variables at the kernel's vector ``x``, one after another in ``plan``'s order.
+
+    ``fixef`` (the intercept shifted back by ``-xbar'beta_c``), ``sigma``,
+    a block's SD, or its levels' effects (``sd z`` for non-centred blocks).
+    """
+    levels_at = p + k_blocks + (1 if family == 2 else 0)
+    at = 0
+    for row in range(plan.shape[0]):
+        kind, k = plan[row, 0], plan[row, 1]
+        if kind == 0:
+            shift = 0.0
+            for j in range(p):
+                shift += xbar[j] * x[j]
+            for j in range(p):
+                out[at + j] = x[j] - shift if j == intercept else x[j]
+            at += p
+        elif kind == 1:
+            out[at] = math.exp(x[p + k_blocks])
+            at += 1
+        elif kind == 2:
+            out[at] = math.exp(x[p + k])
+            at += 1
+        else:
+            scale = 1.0 if centred[k] else math.exp(x[p + k])
+            start = levels_at + level_start[k]
+            for j in range(level_start[k + 1] - level_start[k]):
+                out[at + j] = scale * x[start + j]
+            at += level_start[k + 1] - level_start[k]
+
+
 @dataclass(frozen=True, eq=False)
 class GlmmKernel:
     """The data and layout of one model, and ``x -> (log posterior, gradient)``."""
@@ -243,7 +302,7 @@ class GlmmKernel:
         def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
             # fresh work arrays per call: chains may call it from several threads at once
             grad, scale = np.empty(self.size), np.empty(len(self.built.names))
-            value = _logp_grad(np.asarray(x, dtype=float), grad, self.family_code, self.y, self.trials,
+            value = logp_grad(np.asarray(x, dtype=float), grad, self.family_code, self.y, self.trials,
                                self.weights, self.offset, self.xc, self.codes, self.zcol,
                                self.level_start, self.centred, self.intercept, self.xbar,
                                self.prior_code, self.prior_par, scale)
@@ -255,20 +314,26 @@ class GlmmKernel:
 
     def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The stored variables (``fixef``, ``sigma``, ``sd_<block>``, ``ranef_<block>``) at ``x``."""
-        p = self.xc.shape[1]
-        beta = np.array(x[:p], dtype=float)
-        if self.intercept >= 0:
-            beta[self.intercept] -= float(self.xbar @ x[:p])
-        out = {FIXEF: beta}
-        if self.gaussian:
-            out[SIGMA] = np.array(np.exp(x[p + len(self.built.names)]))
-        for k, bn in enumerate(self.built.names):
-            sd = float(np.exp(x[p + k]))
-            start = self.levels_at + int(self.level_start[k])
-            values = np.array(x[start:start + bn.block.n_levels], dtype=float)
-            out[bn.sd] = np.array([sd])
-            out[bn.ranef] = (values if self.centred[k] else sd * values)[None, :]
+        names = self.variable_names()
+        plan, total = expand_plan(self, names)
+        flat = np.empty(total)
+        expand_into(np.asarray(x, dtype=float), flat, self.xc.shape[1], len(self.built.names),
+                    self.family_code, self.level_start, self.centred, self.intercept, self.xbar, plan)
+        out, at = {}, 0
+        for name, (kind, block) in zip(names, plan, strict=True):
+            size = _plan_size(self, int(kind), int(block))
+            values = flat[at:at + size]
+            out[name] = (values if kind == _FIXEF else values.reshape(()) if kind == _SIGMA
+                         else values[None, :] if kind == _RANEF else values.copy())
+            at += size
         return out
+
+    def variable_names(self) -> list[str]:
+        """Every variable :meth:`expand` gives, in the order of the stored variables."""
+        names = [FIXEF] + ([SIGMA] if self.gaussian else [])
+        for bn in self.built.names:
+            names += [bn.sd, bn.ranef]
+        return names
 
     def _scale(self) -> float:
         """Unit of the linear predictor: the start's residual SD (Gaussian), 1 on a link scale."""
@@ -327,27 +392,3 @@ class GlmmKernel:
 def _column_spread(column: np.ndarray) -> float:
     spread = float(np.std(column))
     return spread if np.isfinite(spread) and spread > 0 else 1.0
-
-
-def _level_coords(built: BuiltModel) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-    """Coords of the stored variables, the levels' effects ``ranef_<block>`` included."""
-    coords, dims = parameter_coords(built)
-    for bn in built.names:
-        for dim, labels in bn.coords().items():
-            coords[dim] = pd.Index(labels)
-        dims[bn.ranef] = bn.ranef_dims
-    return coords, dims
-
-
-def compile_glmm_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
-    """The kernel as a nutpie model storing ``var_names`` (:func:`hierlm.bayes.sample.stored_variables`).
-
-    The sampler's vector carries the intercept in one centred block's level values
-    (:func:`hierlm.bayes.glmm_centring.intercept_block`).
-    """
-    from hierlm.bayes.glmm_centring import intercept_centred
-
-    kernel = GlmmKernel.from_built(built)
-    logp, to_kernel, start = intercept_centred(kernel)
-    return nutpie_model(kernel.size, logp, lambda x: kernel.expand(to_kernel(x)), start,
-                        kernel.jitter(), var_names, _level_coords(built))

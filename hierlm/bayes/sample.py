@@ -4,7 +4,8 @@ Samplers
 --------
 ``"nutpie"`` (default)
     nutpie's Rust NUTS with its gradient-based mass-matrix adaptation, calling
-    a compiled log-density through Python.
+    a compiled log-density through Python, or directly as C callbacks for the
+    compiled full-formulation kernel (:mod:`hierlm.bayes.glmm_cfunc`).
 ``"pymc"``
     PyMC's own NUTS (chains in separate processes).
 ``"numpyro"``
@@ -278,7 +279,7 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
     patterned = not all(block.structure.is_lme4 for block in built.design.blocks)
     if settings.backend == "kernel" and built.formulation == "full":
         # non-Gaussian scalar-block models: the compiled GLMM kernel (hierlm.bayes.glmm_kernel)
-        from hierlm.bayes.glmm_kernel import compile_glmm_kernel_for_nutpie
+        from hierlm.bayes.glmm_cfunc import compile_glmm_kernel_for_nutpie
 
         compiled = compile_glmm_kernel_for_nutpie(built, names)
     elif settings.backend == "kernel" and built.design.residual is not None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 import hierlm as hl
 from hierlm.bayes.build import MARGINAL_DENSE_LIMIT, build_model, dense_width
-from hierlm.bayes.fit import PARALLEL_CHAIN_ROWS, _default_cores
+from hierlm.bayes.fit import _default_cores
 from hierlm.bayes.glmm_kernel import glmm_kernel_applies
 from hierlm.bayes.glmm_setup import centred_blocks
 from hierlm.families import get_family
@@ -77,11 +77,10 @@ def test_auto_samples_wide_gaussian_crossed_designs_with_the_compiled_full_kerne
     assert built.formulation == "full" and glmm_kernel_applies(built)
     narrow = build_model(hl.Model("y ~ 1 + (1 | inner) + (1 | outer)", data))
     assert narrow.formulation == "marginal" and not glmm_kernel_applies(narrow)
-    # chains run in parallel threads from PARALLEL_CHAIN_ROWS rows (the kernel releases the GIL)
-    assert len(data) < PARALLEL_CHAIN_ROWS and _default_cores(built, "kernel", 4) == 1
-    big = build_model(hl.Model("y ~ 1 + (1 | crossed) + (1 | inner) + (1 | outer)", _nested(80)))
-    assert big.design.n >= PARALLEL_CHAIN_ROWS
-    assert _default_cores(big, "kernel", 4) == min(4, os.cpu_count() or 1)
+    # chains run in parallel threads at any size (nutpie calls the compiled kernel without Python)
+    assert _default_cores(built, "kernel", 4) == min(4, os.cpu_count() or 1)
+    assert _default_cores(built, "kernel", 1) == 1
+    assert _default_cores(narrow, "kernel", 4) == 1  # the one-factor kernel: from 2,000 levels
     # a vector-valued term: the full formulation through PyTensor
     vector = build_model(hl.Model("y ~ 1 + (1 | crossed) + (1 + z | inner) + (1 | outer)",
                                   data.assign(z=np.linspace(0, 1, len(data)))))
