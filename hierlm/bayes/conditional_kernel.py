@@ -8,6 +8,11 @@ several (draws x levels x Q x Q) temporaries, which for 4000 draws of 10,000
 levels costs tens of seconds; this loop keeps everything in registers-sized
 buffers, runs draws in parallel threads, and is compiled once and cached on
 disk by numba.
+
+:func:`level_system` (the level's system and its Cholesky factor) and
+:func:`conditional_solve` (the back substitution to the conditional mean, or
+to a draw) are the one definition of the per-level step; the summaries of
+:mod:`hierlm.bayes.effect_summary` use them too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,76 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["conditional_loop"]
+__all__ = ["conditional_loop", "conditional_solve", "level_system"]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def level_system(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, j: int, beta: np.ndarray,
+                 lam: np.ndarray, var: float, s_l: np.ndarray, r: np.ndarray, resid: np.ndarray,
+                 w: np.ndarray, v: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Level ``j``'s system at one draw: ``R`` (Cholesky of ``M``) in ``r``, ``v = R^-1 L'Z'(y - X beta)``.
+
+    Also fills ``resid = Z_j'(y_j - X_j beta)``, ``w = L' resid`` and
+    ``s_l = Z_j'Z_j L`` (buffers of size q and q x q; only the lower triangle
+    of ``r`` is written).
+    """
+    q = zty.shape[1]
+    n_fixed = beta.shape[0]
+    for a in range(q):
+        total = zty[j, a]
+        for k in range(n_fixed):
+            total -= ztx[j, a, k] * beta[k]
+        resid[a] = total
+        for b in range(q):
+            acc = 0.0
+            for k in range(q):
+                acc += ztz[j, a, k] * lam[k, b]
+            s_l[a, b] = acc
+    for a in range(q):
+        acc_w = 0.0
+        for k in range(q):
+            acc_w += lam[k, a] * resid[k]
+        w[a] = acc_w
+        for b in range(a + 1):
+            acc = 0.0
+            for k in range(q):
+                acc += lam[k, a] * s_l[k, b]
+            r[a, b] = acc / var + (1.0 if a == b else 0.0)
+    for b in range(q):  # in-place lower Cholesky (lower triangle only)
+        diagonal = r[b, b]
+        for k in range(b):
+            diagonal -= r[b, k] * r[b, k]
+        r[b, b] = math.sqrt(diagonal)
+        for a in range(b + 1, q):
+            off = r[a, b]
+            for k in range(b):
+                off -= r[a, k] * r[b, k]
+            r[a, b] = off / r[b, b]
+    for a in range(q):
+        acc = w[a]
+        for k in range(a):
+            acc -= r[a, k] * v[k]
+        v[a] = acc / r[a, a]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def conditional_solve(r: np.ndarray, v: np.ndarray, var: float, noise: np.ndarray, lam: np.ndarray,
+                      u: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out = L R^-T (v / var + noise)``: the conditional mean (zero noise) or a draw of ``b_j``.
+
+    ``u`` (size q) receives ``R^-T (v / var + noise)``, the effect on the scale of ``L^-1 b``.
+    """
+    q = v.shape[0]
+    for a in range(q - 1, -1, -1):
+        acc = v[a] / var + noise[a]
+        for k in range(a + 1, q):
+            acc -= r[k, a] * u[k]
+        u[a] = acc / r[a, a]
+    for a in range(q):
+        acc = 0.0
+        for k in range(q):
+            acc += lam[a, k] * u[k]
+        out[a] = acc
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -53,42 +127,7 @@ def conditional_loop(
         v = np.empty(q)
         u = np.empty(q)
         for j in range(n_groups):
-            for a in range(q):
-                total = zty[j, a]
-                for k in range(n_fixed):
-                    total -= ztx[j, a, k] * beta[k]
-                resid[a] = total
-                for b in range(q):
-                    acc = 0.0
-                    for k in range(q):
-                        acc += ztz[j, a, k] * lam[k, b]
-                    s_l[a, b] = acc
-            for a in range(q):
-                acc_w = 0.0
-                for k in range(q):
-                    acc_w += lam[k, a] * resid[k]
-                w[a] = acc_w
-                for b in range(a + 1):
-                    acc = 0.0
-                    for k in range(q):
-                        acc += lam[k, a] * s_l[k, b]
-                    m[a, b] = acc / var + (1.0 if a == b else 0.0)
-            # in-place lower Cholesky of m (lower triangle only)
-            for b in range(q):
-                diagonal = m[b, b]
-                for k in range(b):
-                    diagonal -= m[b, k] * m[b, k]
-                m[b, b] = math.sqrt(diagonal)
-                for a in range(b + 1, q):
-                    off = m[a, b]
-                    for k in range(b):
-                        off -= m[a, k] * m[b, k]
-                    m[a, b] = off / m[b, b]
-            for a in range(q):
-                acc = w[a]
-                for k in range(a):
-                    acc -= m[a, k] * v[k]
-                v[a] = acc / m[a, a]
+            level_system(ztz, ztx, zty, j, beta, lam, var, s_l, m, resid, w, v)
             if want_loglik:
                 logdet = 0.0
                 quad = 0.0
@@ -104,13 +143,4 @@ def conditional_loop(
                     n_level[j] * (log_two_pi + math.log(var)) + logdet + (rtr - quad / var) / var
                 )
             if want_effects:
-                for a in range(q - 1, -1, -1):
-                    acc = v[a] / var + noise[s, j, a]
-                    for k in range(a + 1, q):
-                        acc -= m[k, a] * u[k]
-                    u[a] = acc / m[a, a]
-                for a in range(q):
-                    acc = 0.0
-                    for k in range(q):
-                        acc += lam[a, k] * u[k]
-                    effects_out[s, j, a] = acc
+                conditional_solve(m, v, var, noise[s, j], lam, u, effects_out[s, j])

@@ -37,6 +37,7 @@ import numpy as np
 import xarray as xr
 
 from hierlm.bayes.conditional import batched_cholesky, covariance_cholesky, stack_cholesky
+from hierlm.bayes.conditional_kernel import conditional_loop, conditional_solve, level_system
 from hierlm.bayes.groupstats import GroupStats
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames
 from hierlm.errors import FitError
@@ -98,55 +99,13 @@ def _moment_loop(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, fixef: np.nd
         v = np.empty(q)
         u = np.empty(q)
         m = np.empty(q)
+        zero = np.zeros(q)
         ref = np.zeros(q)
         for s in range(n_draws):
             lam = chol[s]
             var = sigma[s] * sigma[s]
-            for a in range(q):
-                total = zty[j, a]
-                for k in range(p):
-                    total -= ztx[j, a, k] * fixef[s, k]
-                resid[a] = total
-                for b in range(q):
-                    acc = 0.0
-                    for k in range(q):
-                        acc += ztz[j, a, k] * lam[k, b]
-                    s_l[a, b] = acc
-            for a in range(q):
-                acc_w = 0.0
-                for k in range(q):
-                    acc_w += lam[k, a] * resid[k]
-                w[a] = acc_w
-                for b in range(a + 1):
-                    acc = 0.0
-                    for k in range(q):
-                        acc += lam[k, a] * s_l[k, b]
-                    r[a, b] = acc / var + (1.0 if a == b else 0.0)
-            for b in range(q):  # lower Cholesky R of M = I + L'Z'Z L / var
-                diagonal = r[b, b]
-                for k in range(b):
-                    diagonal -= r[b, k] * r[b, k]
-                r[b, b] = math.sqrt(diagonal)
-                for a in range(b + 1, q):
-                    off = r[a, b]
-                    for k in range(b):
-                        off -= r[a, k] * r[b, k]
-                    r[a, b] = off / r[b, b]
-            for a in range(q):  # v = R^-1 w
-                acc = w[a]
-                for k in range(a):
-                    acc -= r[a, k] * v[k]
-                v[a] = acc / r[a, a]
-            for a in range(q - 1, -1, -1):  # u = R^-T v / var: the conditional mean of L^-1 b
-                acc = v[a] / var
-                for k in range(a + 1, q):
-                    acc -= r[k, a] * u[k]
-                u[a] = acc / r[a, a]
-            for a in range(q):
-                acc = 0.0
-                for k in range(q):
-                    acc += lam[a, k] * u[k]
-                m[a] = acc
+            level_system(ztz, ztx, zty, j, fixef[s], lam, var, s_l, r, resid, w, v)
+            conditional_solve(r, v, var, zero, lam, u, m)  # the conditional mean
             for c in range(q):  # A = R^-1 L' (column c of L' is row c of L); V = A'A
                 for a in range(q):
                     acc = lam[c, a]
@@ -293,8 +252,6 @@ class EffectSummary:
 
     def _chunk_draws(self, chunk: int) -> np.ndarray:
         """Exact conditional draws (S, levels of the chunk, Q) of one chunk of levels."""
-        from hierlm.bayes.conditional_kernel import conditional_loop
-
         stats = self.stats
         part = slice(chunk * LEVEL_CHUNK, min((chunk + 1) * LEVEL_CHUNK, stats.n_groups))
         size = part.stop - part.start
