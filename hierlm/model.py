@@ -18,6 +18,7 @@ import pandas as pd
 
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
+from hierlm.design.checks import incomplete_rows
 from hierlm.design.residual import ResidualStructure, VarIdent, residual_text, variance_column
 from hierlm.design.spec import ModelSpec, build_spec
 from hierlm.errors import FitError, HierlmWarning, InputTypeError, NewLevelError
@@ -174,7 +175,10 @@ class Model:
                                             family=self.family, weights=weights, offset=offset)
         # rows kept by build_spec (those complete in the model's columns); a boolean mask, not
         # the index labels, so that a frame with duplicate index labels keeps its n rows
-        self.data = data.loc[data[self.spec.variables()].notna().all(axis=1).to_numpy()]
+        if self.design.n == len(data):  # no row dropped
+            self.data = data.copy()
+        else:
+            self.data = data.loc[~incomplete_rows(data, self.spec.variables())]
         self.user_priors = priors
         if priors is not None:
             self.priors  # noqa: B018 - validate prior names and parameters early

@@ -30,6 +30,7 @@ __all__ = [
     "require_frame",
     "require_columns",
     "drop_missing",
+    "incomplete_rows",
     "require_finite",
     "require_numeric_response",
     "require_counts",
@@ -85,6 +86,18 @@ def require_columns(data: pd.DataFrame, names: Iterable[str], where: str) -> Non
             )
 
 
+def incomplete_rows(data: pd.DataFrame, names: Iterable[str]) -> np.ndarray:
+    """Boolean mask of the rows with a missing value in any of the columns ``names``.
+
+    Column by column (as ``data[names].isna().any(axis=1)``, without building
+    the sub-frame).
+    """
+    missing = np.zeros(len(data), dtype=bool)
+    for name in dict.fromkeys(names):
+        missing |= data[name].isna().to_numpy(dtype=bool)
+    return missing
+
+
 def drop_missing(data: pd.DataFrame, names: list[str], na_action: str) -> pd.DataFrame:
     """Drop rows with a missing value in any of ``names`` (warn), or raise if asked to.
 
@@ -100,12 +113,11 @@ def drop_missing(data: pd.DataFrame, names: list[str], na_action: str) -> pd.Dat
     """
     if na_action not in ("omit", "raise"):
         raise InputTypeError(f"na_action must be 'omit' or 'raise', not {na_action!r}.")
-    missing = data[names].isna()
-    per_column = missing.sum()
-    incomplete = missing.any(axis=1)
+    incomplete = incomplete_rows(data, names)
     n_dropped = int(incomplete.sum())
     if n_dropped == 0:
         return data
+    per_column = data[names].isna().sum()
     detail = ", ".join(f"{name!r}: {int(count)}" for name, count in per_column.items() if count)
     if na_action == "raise":
         raise DataError(

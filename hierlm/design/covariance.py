@@ -236,6 +236,14 @@ class CorrelationModel(ABC):
     def matrix_and_gradient(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return ``R`` (q, q) and ``dR/dr`` (n_params, q, q)."""
 
+    def reals(self, natural: np.ndarray) -> np.ndarray | None:
+        """The ``r`` with :meth:`natural` equal to ``natural``, in closed form; None if none.
+
+        Models without one are inverted numerically
+        (:func:`hierlm.design.residual.base.correlation_reals`).
+        """
+        return None
+
 
 def _lags(q: int) -> np.ndarray:
     index = np.arange(q)
@@ -269,6 +277,10 @@ class CompoundSymmetryCorrelation(CorrelationModel):
         """``rho`` at ``r``."""
         return self._mid + self._half * np.tanh(np.asarray(r, dtype=float))
 
+    def reals(self, natural: np.ndarray) -> np.ndarray | None:
+        """``r = atanh((rho - mid) / half)``."""
+        return np.arctanh((np.asarray(natural, dtype=float) - self._mid) / self._half)
+
     def matrix_and_gradient(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``R = (1 - rho) I + rho J`` and its derivative in ``r``."""
         off = 1.0 - np.eye(self.q)
@@ -300,6 +312,10 @@ class AR1Correlation(CorrelationModel):
     def natural(self, r: np.ndarray) -> np.ndarray:
         """``rho = tanh(r)``."""
         return np.tanh(np.asarray(r, dtype=float))
+
+    def reals(self, natural: np.ndarray) -> np.ndarray | None:
+        """``r = atanh(rho)``."""
+        return np.arctanh(np.asarray(natural, dtype=float))
 
     def matrix_and_gradient(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``R_ij = rho^|i-j|`` and ``dR/dr = |i-j| rho^(|i-j|-1) (1 - rho^2)``."""

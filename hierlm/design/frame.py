@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import numbers
 import re
 import warnings
@@ -405,15 +406,25 @@ def required_columns(text: str, context: Collection[str], where: str = "the form
         If formulaic cannot parse the text.
     """
     try:
-        # functions (log1p, poly) are required too, as callables; only values are columns
-        found = {str(v) for v in Formula(text).required_variables
-                 if "value" in {getattr(role, "value", role) for role in getattr(v, "roles", {"value"})}}
+        found = _formula_columns(text)
     except (FormulaicError, SyntaxError) as error:
         raise FormulaError(f"Cannot parse {where}: {describe_formulaic_error(error)}") from None
+    return sorted(found - set(context))
+
+
+@functools.lru_cache(maxsize=256)
+def _formula_columns(text: str) -> frozenset[str]:
+    """The names a formulaic right-hand side reads as values, dotted names kept whole.
+
+    Cached by text: parsing is a pure function of it, and a model asks for the
+    columns of its formula parts several times (a parse failure raises, and is not cached).
+    """
+    # functions (log1p, poly) are required too, as callables; only values are columns
+    found = {str(v) for v in Formula(text).required_variables
+             if "value" in {getattr(role, "value", role) for role in getattr(v, "roles", {"value"})}}
     quoted = {piece[1:-1] for piece in re.findall(r"`[^`]*`", text)}
     prefixes = {name.split(".", 1)[0] for name in quoted if "." in name}
-    found = {name for name in found if name not in prefixes or name in quoted}
-    return sorted((found | quoted) - set(context))
+    return frozenset({name for name in found if name not in prefixes or name in quoted} | quoted)
 
 
 # within(x, g) / between(log(x), `my g`): the second argument, a column name

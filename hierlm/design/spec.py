@@ -16,6 +16,7 @@ and the spec remembers which, so new data lose the same columns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import warnings
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix
+from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 from formulaic.model_spec import ModelSpec as FormulaicSpec
 
@@ -93,10 +94,23 @@ def _materialize(formula: str, data: pd.DataFrame, where: str) -> Any:
     DataError naming the term (:func:`hierlm.design.checks.require_finite_matrix`).
     """
     try:
+        parsed = _parsed(formula) if "." not in formula else formula
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return model_matrix(formula, data, context=FORMULA_CONTEXT, na_action="ignore")
+            return model_matrix(parsed, data, context=FORMULA_CONTEXT, na_action="ignore")
     except (FormulaicError, SyntaxError) as error:
         raise FormulaError(f"Cannot build {where} from {formula!r}: {_plain(error)}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(formula: str) -> Formula:
+    """Parse a right-hand side with formulaic, once per text.
+
+    Only for text without a ``.``: formulaic reads the data's columns while
+    parsing for its ``.`` operator (all other columns), and nowhere else, so
+    any other text parses the same for every data frame. formulaic never
+    modifies a parsed formula.
+    """
+    return Formula(formula)
 
 
 @dataclass(frozen=True)
@@ -482,9 +496,10 @@ def build_spec(
     if weights_column is not None:
         extra = extra + [weights_column]
     variables = variables + [c for c in extra if c not in variables]
-    complete = ~data[variables].isna().any(axis=1).to_numpy()
-    weights_array = None if weights_array is None else weights_array[complete]
-    offset_array = None if offset_array is None else offset_array[complete]
+    if weights_array is not None or offset_array is not None:
+        complete = ~checks.incomplete_rows(data, variables)
+        weights_array = None if weights_array is None else weights_array[complete]
+        offset_array = None if offset_array is None else offset_array[complete]
     data = checks.drop_missing(data, variables, na_action)
     checks.require_finite(data, variables)
     if family.name == "binomial":

@@ -20,7 +20,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
@@ -170,10 +170,10 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
         if method == "L-BFGS-B":
             # Bounded (structured models): a tighter gradient tolerance, since the flat ridges
             # of patterned and residual structures would otherwise stop it early.
-            return minimize(value_grad, x0, jac=True, method=method, bounds=bounds,
-                            options={"maxiter": max_evaluations, "maxfun": max_evaluations,
-                                     "ftol": ftol, "gtol": gtol * scale * 1e-3,
-                                     "maxcor": 20})
+            return _lbfgsb_to_stationary(value_grad, x0, bounds,
+                                         {"maxiter": max_evaluations, "maxfun": max_evaluations,
+                                          "ftol": ftol, "gtol": gtol * scale * 1e-3,
+                                          "maxcor": 20})
         if uses_gradient:
             return minimize(value_grad, x0, jac=True, method=method, bounds=bounds,
                             options={"maxiter": max_evaluations})
@@ -231,6 +231,52 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
     return theta, float(best), converged, message, kernel.evaluations - before
 
 
+class _Stationary(Exception):
+    """Raised inside L-BFGS-B's objective at a point that meets its own convergence test."""
+
+    def __init__(self, x: np.ndarray, value: float, grad: np.ndarray, evaluations: int) -> None:
+        super().__init__("stationary")
+        self.x, self.value, self.grad, self.evaluations = x, value, grad, evaluations
+
+
+def _lbfgsb_to_stationary(value_grad: Any, x0: np.ndarray,
+                          bounds: list[tuple[float | None, float | None]],
+                          options: dict[str, Any]) -> Any:
+    """Bounded L-BFGS-B that stops at the first evaluated point meeting its convergence test.
+
+    L-BFGS-B tests the projected gradient (``options["gtol"]``) at accepted iterates only.
+    Next to an optimum the criterion changes by less than its rounding error, so a trial
+    point of the line search with a vanishing gradient can be rejected for a value above
+    the best by rounding alone (a few 1e-16 of it), and the search goes on for several
+    evaluations without moving. Here a trial point whose projected gradient meets the
+    same test, and whose value is within 1e-14 (relative) of the best value so far, ends
+    the run as L-BFGS-B would have ended it had it accepted the point.
+    """
+    lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds])
+    upper = np.array([np.inf if hi is None else hi for _, hi in bounds])
+    tolerance = float(options["gtol"])
+    best = [np.inf]
+    count = [0]
+
+    def watched(x: np.ndarray) -> tuple[float, np.ndarray]:
+        val, grad = value_grad(x)
+        count[0] += 1
+        previous = best[0]
+        best[0] = min(previous, val)
+        projected = np.clip(x - grad, lower, upper) - x
+        if (val < _REFUSED and val <= previous + 1e-14 * max(1.0, abs(val))
+                and np.max(np.abs(projected), initial=0.0) <= tolerance):
+            raise _Stationary(np.array(x, dtype=float), float(val), np.array(grad), count[0])
+        return val, grad
+
+    try:
+        return minimize(watched, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    except _Stationary as stop:
+        return OptimizeResult(x=stop.x, fun=stop.value, jac=stop.grad, success=True, status=0,
+                              nfev=stop.evaluations, stationary=True,
+                              message="CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL")
+
+
 def _settled(res: Any, bounds: list[tuple[float | None, float | None]], value: float,
              scale: float) -> bool:
     """True when L-BFGS-B's own curvature model sees nothing left to gain at its end point.
@@ -239,8 +285,11 @@ def _settled(res: Any, bounds: list[tuple[float | None, float | None]], value: f
     coordinates (those not held at a bound by their gradient), below 1e-3 of the improvement
     a restart must bring (``1e-10 max(1, |value|)`` of the criterion ``value``): a restart from
     there only repeats the failed line search. ``res`` is of the criterion times ``scale``.
-    Other methods (no inverse-Hessian model): never settled.
+    Other methods (no inverse-Hessian model): never settled. A run that stopped at a point
+    meeting L-BFGS-B's projected-gradient test (:func:`_lbfgsb_to_stationary`) is settled.
     """
+    if getattr(res, "stationary", False):
+        return True
     hess_inv = getattr(res, "hess_inv", None)
     grad = getattr(res, "jac", None)
     if hess_inv is None or grad is None or not hasattr(hess_inv, "matvec"):

@@ -33,6 +33,7 @@ from hierlm.design.blocks import Design
 from hierlm.design.crossprod import theta_layout
 from hierlm.design.residual import ResidualDesign
 from hierlm.errors import DataError, FitError
+from hierlm.lmm.grouped_shared import SharedCriterion, cross_products
 from hierlm.lmm.objective import Components, Solution
 
 __all__ = ["GroupedObjective"]
@@ -97,6 +98,9 @@ class GroupedObjective:
         self._block_sizes = [b.structure.n_params for b in design.blocks]
         self._n_random = int(sum(self._block_sizes))
         self._batches = self._make_batches()
+        # no random effects, no variance= levels: one W per batch, the small-matrix path
+        self._shared = (SharedCriterion(residual.structure, self._batches, design.p)
+                        if self._batches and all(b.shared for b in self._batches) else None)
 
     # ----------------------------------------------------------- layout
     def _make_batches(self) -> list[_Batch]:
@@ -124,9 +128,7 @@ class GroupedObjective:
                 x, y = design.X[sub], design.y[sub]
                 products = {}
                 if shareable:
-                    products = {"cxx": np.einsum("kap,kbq->abpq", x, x),
-                                "cxy": np.einsum("kap,kb->abp", x, y),
-                                "cyy": np.einsum("ka,kb->ab", y, y)}
+                    products = dict(zip(("cxx", "cxy", "cyy"), cross_products(x, y), strict=True))
                 batches.append(_Batch(sub, groups[piece], x, y, residual.slots[sub],
                                       residual.times[sub], [b.z[sub] for b in design.blocks],
                                       variance, shared=shareable, **products))
@@ -172,6 +174,11 @@ class GroupedObjective:
         t = self.residual.structure.n_times
         sums, counts = np.zeros((t, t)), np.zeros((t, t))
         for batch in self._batches:
+            if batch.shared:  # the groups' times are the same: their summed products
+                index = np.ix_(batch.slots[0], batch.slots[0])
+                sums[index] += batch.residual_products(beta)
+                counts[index] += batch.rows.shape[0]
+                continue
             resid = batch.y - batch.x @ beta  # (k, m)
             rows, cols = batch.slots[:, :, None], batch.slots[:, None, :]
             np.add.at(sums, (rows, cols), resid[:, :, None] * resid[:, None, :])
@@ -346,7 +353,11 @@ class GroupedObjective:
         last = getattr(self, "_last_components", None)
         if last is not None and last[0] == key and (last[1].d_r2 is not None or not gradient):
             return last[1]  # type: ignore[no-any-return]
-        comp = self._components(phi, reml, gradient)
+        if self._shared is not None:
+            comp = self._shared.components(phi, reml, gradient)
+            self.evaluations += 1
+        else:
+            comp = self._components(phi, reml, gradient)
         self._last_components = (key, comp)
         return comp
 

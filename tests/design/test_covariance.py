@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hierlm.design.covariance import make_structure
+from hierlm.design.covariance import (
+    AR1Correlation,
+    CompoundSymmetryCorrelation,
+    ToeplitzCorrelation,
+    make_structure,
+)
 from hierlm.errors import FormulaError
 
 # (name, homogeneous, q, expected number of parameters)
@@ -104,3 +109,15 @@ def test_toeplitz_first_lag_equals_first_partial_autocorrelation():
 def test_unknown_structure_lists_the_valid_ones():
     with pytest.raises(FormulaError, match="us .*diag .*cs .*ar1 .*toep"):
         make_structure("unstructured", 3)
+
+
+@pytest.mark.parametrize("model", [CompoundSymmetryCorrelation(5), AR1Correlation(4)])
+def test_closed_form_reals_invert_natural(model):
+    """The closed-form inverse (used for starts and Kenward-Roger's scale) against the numeric one."""
+    from hierlm.design.residual.base import correlation_reals
+
+    for r in (-1.3, 0.0, 0.4, 2.2):
+        natural = model.natural(np.array([r]))
+        assert model.reals(natural)[0] == pytest.approx(r, abs=1e-12)
+        assert correlation_reals(model, natural)[0] == pytest.approx(r, abs=1e-12)
+    assert ToeplitzCorrelation(4).reals(np.array([0.2, 0.1, 0.0])) is None  # numeric inverse

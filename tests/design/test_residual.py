@@ -176,3 +176,14 @@ def test_structure_objects_survive_save_and_load(tmp_path):
     assert (back.model.residual, back.model.variance) == ("car1(week | id)", "sex")
     assert back.loglik == pytest.approx(fit.loglik, rel=1e-12)
     np.testing.assert_allclose(back.theta, fit.theta, rtol=1e-12)
+
+
+def test_positions_within_groups_are_pandas_cumcount():
+    """cs without a time: each row's position in its group, in row order (unsorted groups)."""
+    from hierlm.design.residual import _positions
+
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 300):
+        codes = rng.integers(0, 9, n)
+        expected = pd.Series(codes).groupby(codes).cumcount().to_numpy()
+        np.testing.assert_array_equal(_positions(codes), expected)

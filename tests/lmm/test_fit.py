@@ -218,3 +218,34 @@ def test_draws_are_the_point_estimates(slope_fit):
 def test_blas_thread_setting_does_not_change_the_fit(sleep, slope_fit):
     other = Model("Reaction ~ Days + (Days | Subject)", sleep).fit(threads=None)
     np.testing.assert_allclose(other.theta, slope_fit.theta, rtol=1e-10)
+
+
+def test_bounded_lbfgsb_stops_at_a_trial_point_that_meets_its_gradient_test():
+    """A rounding-level wobble in the value must not keep the line search going.
+
+    The value of ``(x - 1)^2`` carries a deterministic wobble of 1e-13 (rounding
+    next to the optimum) while the gradient is exact: the run ends at the first
+    evaluated point whose projected gradient meets L-BFGS-B's ``gtol``, and says so.
+    """
+    from hierlm.lmm.fit import _REFUSED, _lbfgsb_to_stationary, _settled
+
+    calls = []
+
+    def value_grad(x):
+        calls.append(float(x[0]))
+        wobble = 1e-13 * np.sin(1e9 * x[0])
+        return float((x[0] - 1.0) ** 2 + wobble), np.array([2.0 * (x[0] - 1.0)])
+
+    options = {"maxiter": 200, "maxfun": 200, "ftol": 1e-12, "gtol": 1e-9, "maxcor": 20}
+    res = _lbfgsb_to_stationary(value_grad, np.array([3.0]), [(-5.0, 5.0)], options)
+    assert res.success and res.get("stationary", False)
+    assert abs(res.x[0] - 1.0) <= 0.5e-9  # |gradient| <= gtol
+    assert res.nfev == len(calls) and calls[-1] == res.x[0]
+    assert _settled(res, [(-5.0, 5.0)], float(res.fun), 1.0)  # no restart after it
+
+    # a refused trial point (the criterion could not be evaluated) never counts as stationary
+    refused = _lbfgsb_to_stationary(
+        lambda x: (_REFUSED, np.zeros(1)) if x[0] > 4 else value_grad(x),
+        np.array([4.5]), [(-5.0, 5.0)], options)
+    assert not refused.get("stationary", False)  # L-BFGS-B's own end (zero gradient at x0)
+    assert refused.x[0] == 4.5

@@ -225,6 +225,17 @@ def _labels(values: np.ndarray) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _positions(group_codes: np.ndarray) -> np.ndarray:
+    """Position of each row within its group, in row order (0, 1, ...; pandas' cumcount)."""
+    order = np.argsort(group_codes, kind="stable")
+    sorted_codes = group_codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_codes[1:] != sorted_codes[:-1])))
+    first = np.repeat(starts, np.diff(np.append(starts, sorted_codes.size)))
+    positions = np.empty(group_codes.size, dtype=np.int64)
+    positions[order] = np.arange(group_codes.size) - first
+    return positions
+
+
 def _repeated_rows(group_codes: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Rows whose (group, time) pair an earlier row already has, in row order."""
     order = np.lexsort((np.arange(times.size), times, group_codes))  # stable: first one first
@@ -266,8 +277,7 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     assert isinstance(data, pd.DataFrame)
     n = len(data)
     if spec.time is None:
-        order = pd.Series(group_codes).groupby(group_codes).cumcount().to_numpy()
-        times = order.astype(float)
+        times = _positions(np.asarray(group_codes)).astype(float)
     else:
         column = data[spec.time]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):

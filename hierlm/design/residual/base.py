@@ -35,6 +35,9 @@ def correlation_reals(model: CorrelationModel, natural: np.ndarray) -> np.ndarra
     target = np.asarray(natural, dtype=float)
     if target.size == 0:
         return np.zeros(0)
+    closed = model.reals(target)
+    if closed is not None and np.all(np.isfinite(closed)):
+        return np.asarray(closed, dtype=float)
     direct = optimize.root(lambda r: model.natural(r) - target, np.zeros(target.size),
                            method="hybr", tol=1e-14)
     if direct.success and np.max(np.abs(model.natural(direct.x) - target)) <= 1e-12:

@@ -75,6 +75,8 @@ class _SlotCorrelation(ResidualStructure):
         r = np.asarray(params, dtype=float)[: self.n_correlation]
         matrix, grad = self._correlation.matrix_and_gradient(r)
         index = self._index()
+        if index.size == matrix.shape[0]:  # every slot of the model is a time (index 0, 1, ...)
+            return matrix, grad
         return matrix[np.ix_(index, index)], grad[:, index][:, :, index]
 
 

@@ -1,0 +1,177 @@
+"""The grouped criterion when every batch of groups shares one ``W`` (no random effects).
+
+Without random effects and without ``variance=`` levels, the relative
+covariance ``W_i = S(times_i)`` of a group depends on its times only, and
+:class:`~hierlm.lmm.grouped.GroupedObjective` batches the groups with the same
+times together, keeping their summed cross-products
+``C_xx = sum_k X_k (x) X_k``, ``C_xy``, ``C_yy``. One evaluation of the
+criterion then needs, per batch, one ``m x m`` factorisation and a few
+products with the flattened cross-products, whatever the number of groups.
+
+:class:`SharedCriterion` is that evaluation written for small matrices: the
+cross-products are flattened once to ``(m^2, p^2)`` matrices, so that every
+sum over a batch is one matrix-vector product, and the factorisations call
+LAPACK directly (``dpotrf``/``dpotri``), without numpy's per-call checks
+for stacked arrays. The formulas are those of the module docstring of
+:mod:`hierlm.lmm.grouped`; the general path there computes the same numbers
+(the tests compare the two at 1e-10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg.lapack import dpotrf, dpotri
+
+from hierlm.design.residual import ResidualStructure
+from hierlm.errors import FitError
+from hierlm.lmm.objective import Components
+
+__all__ = ["SharedCriterion", "cross_products"]
+
+_NOT_PD = "A group's covariance matrix is not positive definite at these parameters."
+
+
+@dataclass(frozen=True, eq=False)
+class _Shared:
+    """One batch: the times of its groups and their summed, flattened cross-products."""
+
+    slots: np.ndarray  # (1, m)
+    times: np.ndarray  # (1, m)
+    copies: int  # number of groups
+    cxx: np.ndarray  # (m * m, p * p)
+    cxy: np.ndarray  # (m * m, p), of the OLS residuals r0
+    cyy: np.ndarray  # (m * m,), of the OLS residuals r0
+    upper: tuple[np.ndarray, np.ndarray]  # indices above the diagonal of an m x m matrix
+    every_time: bool  # the groups have every distinct time, in order (slots 0, 1, ..., T - 1)
+
+
+def cross_products(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Summed cross-products of ``k`` groups of ``m`` rows, by matrix products.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(k, m, p)``.
+    y : numpy.ndarray
+        ``(k, m)``.
+
+    Returns
+    -------
+    cxx, cxy, cyy : numpy.ndarray
+        ``C_xx[a, b, p, q] = sum_k x[k, a, p] x[k, b, q]`` ``(m, m, p, p)``,
+        ``C_xy[a, b, p] = sum_k x[k, a, p] y[k, b]`` ``(m, m, p)`` and
+        ``C_yy[a, b] = sum_k y[k, a] y[k, b]`` ``(m, m)``.
+    """
+    k, m, p = x.shape
+    flat = x.reshape(k, m * p)
+    cxx = (flat.T @ flat).reshape(m, p, m, p).transpose(0, 2, 1, 3)
+    cxy = (flat.T @ y).reshape(m, p, m).transpose(0, 2, 1)
+    return np.ascontiguousarray(cxx), np.ascontiguousarray(cxy), y.T @ y
+
+
+def _inverse(matrix: np.ndarray, message: str, upper: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[np.ndarray, float]:
+    """Inverse and log-determinant of a symmetric positive-definite matrix (LAPACK).
+
+    ``upper``: the indices above the diagonal (filled from below, as ``dpotri`` leaves them).
+    """
+    factor, info = dpotrf(matrix, lower=1, clean=1)
+    if info != 0:
+        raise FitError(message)
+    logdet = 2.0 * float(np.log(np.diagonal(factor)).sum())
+    inverse, info = dpotri(factor, lower=1)
+    if info != 0:
+        raise FitError(message)
+    inverse[upper] = inverse.T[upper]
+    return inverse, logdet
+
+
+class SharedCriterion:
+    """The components of the grouped criterion for batches that share ``W``.
+
+    Parameters
+    ----------
+    structure : ResidualStructure
+        The bound residual structure.
+    batches : list
+        :class:`~hierlm.lmm.grouped.GroupedObjective`'s batches, every one
+        ``shared`` (with its cross-products ``cxx``, ``cxy``, ``cyy``).
+    p : int
+        Number of fixed effects.
+    """
+
+    def __init__(self, structure: ResidualStructure, batches: list, p: int) -> None:
+        self.structure = structure
+        self.p = p
+        self._upper_p = np.triu_indices(p, 1)
+        # The responses enter as residuals from the OLS fit, r0 = y - X beta0 (r = r0 - X delta,
+        # beta = beta0 + delta): the same criterion, with cross-products of the residuals' size
+        # instead of the response's, so that r2 = sum W^-1 (C_rr - ...) loses fewer digits to
+        # cancellation and is smooth in the parameters to near machine precision.
+        x_all = np.concatenate([b.x.reshape(-1, p) for b in batches])
+        y_all = np.concatenate([b.y.ravel() for b in batches])
+        self.beta0 = np.linalg.lstsq(x_all, y_all, rcond=None)[0] if p else np.zeros(0)
+        self.batches = []
+        for batch in batches:
+            m = batch.rows.shape[1]
+            _, cxy, cyy = cross_products(batch.x, batch.y - batch.x @ self.beta0)
+            self.batches.append(_Shared(
+                slots=np.ascontiguousarray(batch.slots[:1]), times=np.ascontiguousarray(batch.times[:1]),
+                copies=int(batch.rows.shape[0]),
+                cxx=np.ascontiguousarray(batch.cxx.reshape(m * m, p * p)),
+                cxy=np.ascontiguousarray(cxy.reshape(m * m, p)),
+                cyy=np.ascontiguousarray(cyy.reshape(m * m)),
+                upper=np.triu_indices(m, 1),
+                every_time=bool(m == structure.n_times
+                                and np.array_equal(batch.slots[0], np.arange(m)))))
+
+    def components(self, phi: np.ndarray, reml: bool, gradient: bool) -> Components:
+        """``sum log|W_i|``, ``log|X'W^-1X|``, ``r2`` and optionally their gradients at ``phi``."""
+        structure, p = self.structure, self.p
+        over = structure.over_times(phi) if structure.slot_based else None
+        logdet = 0.0
+        xtwx, xtwy = np.zeros(p * p), np.zeros(p)
+        parts = []
+        for batch in self.batches:
+            if over is not None and batch.every_time:  # S over the distinct times itself
+                s, d_s = over[0][None], (over[1][:, None] if gradient else None)
+            else:
+                s, d_s = structure.for_groups(phi, batch.slots, batch.times, gradient, over=over)
+            w_inv, batch_logdet = _inverse(s[0], _NOT_PD, batch.upper)
+            logdet += batch.copies * batch_logdet
+            flat = w_inv.ravel()
+            if p:
+                xtwx += flat @ batch.cxx
+                xtwy += flat @ batch.cxy
+            parts.append((batch, w_inv, d_s))
+        if p:
+            unscaled, ldrx2 = _inverse(xtwx.reshape(p, p),
+                                       "The fixed-effect columns are linearly dependent.",
+                                       self._upper_p)
+            delta = unscaled @ xtwy  # beta - beta0
+            delta_outer = np.outer(delta, delta).ravel()
+        else:
+            unscaled, ldrx2, delta = np.zeros((0, 0)), 0.0, np.zeros(0)
+        r2 = 0.0
+        d_logdet = np.zeros(phi.size) if gradient else None
+        d_r2 = np.zeros(phi.size) if gradient else None
+        for batch, w_inv, d_s in parts:
+            m = w_inv.shape[0]
+            products = batch.cyy.copy()  # sum_k r_k r_k' at beta, flattened (r = r0 - X delta)
+            if p:
+                cross = (batch.cxy @ delta).reshape(m, m)
+                products += batch.cxx @ delta_outer - (cross + cross.T).ravel()
+            r2 += float(w_inv.ravel() @ products)
+            if d_logdet is None or d_r2 is None or d_s is None:
+                continue
+            d_w = d_s.reshape(d_s.shape[0], m * m)
+            outer_sum = w_inv @ products.reshape(m, m) @ w_inv  # sum_k a_k a_k'
+            p_sum = batch.copies * w_inv
+            if reml and p:
+                spread = (batch.cxx @ unscaled.ravel()).reshape(m, m)  # sum_k X_k U X_k'
+                p_sum = p_sum - w_inv @ spread @ w_inv
+            d_logdet += d_w @ p_sum.ravel()
+            d_r2 -= d_w @ outer_sum.ravel()
+        return Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2)  # type: ignore[arg-type]

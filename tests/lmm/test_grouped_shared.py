@@ -1,0 +1,90 @@
+"""The small-matrix path of the grouped criterion (hierlm.lmm.grouped_shared).
+
+Without random effects and ``variance=`` every batch of groups shares one
+``W``, and :class:`SharedCriterion` evaluates the criterion from flattened
+cross-products of the OLS residuals with LAPACK calls. Its components must
+equal those of the general path of :class:`GroupedObjective` (which the
+dense-likelihood tests of ``test_grouped.py`` check) at rel 1e-10, on
+balanced data (every group has every time) and on unbalanced data (dropped
+visits, several batches), for ML and REML, at parameters away from the start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierlm as hl
+from hierlm.errors import FitError
+from hierlm.lmm.grouped import GroupedObjective
+from hierlm.lmm.grouped_shared import _inverse, cross_products
+
+STRUCTURES = ["cs(id)", "csh(week | id)", "un(week | id)", "ar1(week | id)", "arh1(week | id)",
+              "toep(week | id)", "toeph(week | id)", "car1(week | id)"]
+
+
+def _data(drop: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for pig in range(15):
+        level = rng.normal(0, 2)
+        for week in range(1, 7):
+            rows.append({"id": f"p{pig:02d}", "week": week,
+                         "weight": 20 + 5 * week + level + rng.normal(0, 1 + 0.2 * week)})
+    frame = pd.DataFrame(rows)
+    if drop:  # dropped visits: groups of several sizes and time patterns
+        frame = frame.drop(index=[2, 9, 10, 31, 44, 45, 46, 70]).reset_index(drop=True)
+    return frame
+
+
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("residual", STRUCTURES)
+def test_shared_path_equals_general_path(residual, drop):
+    objective = GroupedObjective(hl.Model("weight ~ week", _data(drop), residual=residual).design)
+    assert objective._shared is not None
+    if drop:
+        assert len(objective._batches) > 1
+    rng = np.random.default_rng(11)
+    for reml in (True, False):
+        for _ in range(2):
+            phi = objective.start() + 0.3 * rng.standard_normal(objective.n_theta)
+            fast = objective._shared.components(phi, reml, gradient=True)
+            general = objective._components(phi, reml, gradient=True)
+            for name in ("ldL2", "ldRX2", "r2", "d_logdet", "d_r2"):
+                got, want = np.asarray(getattr(fast, name)), np.asarray(getattr(general, name))
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.max(np.abs(want)),
+                                           err_msg=f"{residual} {name} reml={reml}")
+            value_only = objective._shared.components(phi, reml, gradient=False)
+            assert value_only.d_r2 is None
+            assert value_only.r2 == pytest.approx(general.r2, rel=1e-10)
+
+
+def test_random_effects_or_variance_keep_the_general_path():
+    data = _data(drop=False)
+    data["sex"] = np.where(data["id"].str[-1].astype(int) % 2 == 0, "f", "m")
+    with_ri = GroupedObjective(hl.Model("weight ~ week + (1 | id)", data,
+                                        residual="ar1(week | id)").design)
+    with_variance = GroupedObjective(hl.Model("weight ~ week", data, residual="ar1(week | id)",
+                                              variance="sex").design)
+    assert with_ri._shared is None and with_variance._shared is None
+
+
+def test_cross_products_are_the_sums_over_groups():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 4, 3)), rng.standard_normal((7, 4))
+    cxx, cxy, cyy = cross_products(x, y)
+    np.testing.assert_allclose(cxx, np.einsum("kap,kbq->abpq", x, x), rtol=1e-12)
+    np.testing.assert_allclose(cxy, np.einsum("kap,kb->abp", x, y), rtol=1e-12)
+    np.testing.assert_allclose(cyy, np.einsum("ka,kb->ab", y, y), rtol=1e-12)
+
+
+def test_inverse_and_refusal_of_a_matrix_that_is_not_positive_definite():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 5))
+    matrix = a @ a.T + 5 * np.eye(5)
+    inverse, logdet = _inverse(matrix, "not PD", np.triu_indices(5, 1))
+    np.testing.assert_allclose(inverse, np.linalg.inv(matrix), rtol=1e-12)
+    assert logdet == pytest.approx(np.linalg.slogdet(matrix)[1], rel=1e-12)
+    with pytest.raises(FitError, match="not PD"):
+        _inverse(matrix - 20 * np.eye(5), "not PD", np.triu_indices(5, 1))
