@@ -94,7 +94,16 @@ def incomplete_rows(data: pd.DataFrame, names: Iterable[str]) -> np.ndarray:
     """
     missing = np.zeros(len(data), dtype=bool)
     for name in dict.fromkeys(names):
-        missing |= data[name].isna().to_numpy(dtype=bool)
+        column = data[name]
+        dtype = column.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iub":  # numpy ints and bools: none
+            continue
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":
+            missing |= np.isnan(column.to_numpy())
+        elif isinstance(dtype, pd.CategoricalDtype):
+            missing |= np.asarray(column.array.codes) < 0
+        else:
+            missing |= column.isna().to_numpy(dtype=bool)
     return missing
 
 

@@ -180,6 +180,11 @@ def grouping_kind(column: pd.Series, name: str, where: str) -> str:
 
 def _as_float(column: pd.Series) -> pd.Series:
     """A numeric column as float64 (R's double), same index."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":  # numpy numbers: no missing markers
+        if dtype == np.float64:
+            return column
+        return pd.Series(column.to_numpy(dtype=np.float64), index=column.index, name=column.name)
     return pd.Series(pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan),
                      index=column.index, name=column.name)
 
@@ -356,8 +361,13 @@ def group_labels(column: pd.Series, name: str | None = None,
         For an object column mixing types or a dtype that cannot be a label.
     """
     if isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.cat.remove_unused_categories()
-        return column.cat.codes.to_numpy(dtype=np.int64), tuple(_label(c) for c in column.cat.categories)
+        codes = np.asarray(column.array.codes, dtype=np.int64)
+        categories = column.dtype.categories
+        used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+        if not used.all():  # unused categories dropped, the others renumbered in order
+            codes = np.where(codes >= 0, (np.cumsum(used) - 1)[codes], -1)
+            categories = categories[used]
+        return codes, tuple(_label(c) for c in categories)
     name = str(column.name) if name is None else name
     kind = grouping_kind(column, name, where)
     values = column

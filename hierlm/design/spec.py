@@ -283,17 +283,22 @@ def drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame
     Otherwise an empty first category would become the treatment reference and
     its dummy columns would be all zero.
     """
-    unused = [
-        name for name in names
-        if isinstance(data[name].dtype, pd.CategoricalDtype)
-        and len(data[name].cat.categories) > data[name].nunique(dropna=True)
-    ]
+    unused = [name for name in names if _has_unused_categories(data[name])]
     if not unused:
         return data
     data = data.copy()
     for name in unused:
         data[name] = data[name].cat.remove_unused_categories()
     return data
+
+
+def _has_unused_categories(column: pd.Series) -> bool:
+    """True for a categorical column with a category that no row has."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return False
+    codes = np.asarray(column.array.codes)
+    n_categories = len(column.dtype.categories)
+    return bool(n_categories and not np.all(np.bincount(codes[codes >= 0], minlength=n_categories)))
 
 
 def _response_variables(response: str) -> list[str]:
