@@ -25,7 +25,7 @@ import numpy as np
 __all__ = ["conditional_loop", "conditional_solve", "level_system"]
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def level_system(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, j: int, beta: np.ndarray,
                  lam: np.ndarray, var: float, s_l: np.ndarray, r: np.ndarray, resid: np.ndarray,
                  w: np.ndarray, v: np.ndarray) -> None:  # pragma: no cover - compiled
@@ -33,10 +33,31 @@ def level_system(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, j: int, beta
 
     Also fills ``resid = Z_j'(y_j - X_j beta)``, ``w = L' resid`` and
     ``s_l = Z_j'Z_j L`` (buffers of size q and q x q; only the lower triangle
-    of ``r`` is written).
+    of ``r`` is written). ``lam`` is lower triangular. Inlined into its callers
+    (a called helper doubles the loop's cost); ``q = 2`` in closed form.
     """
     q = zty.shape[1]
     n_fixed = beta.shape[0]
+    if q == 2:  # closed form (the common random intercept and slope)
+        r0, r1 = zty[j, 0], zty[j, 1]
+        for k in range(n_fixed):
+            r0 -= ztx[j, 0, k] * beta[k]
+            r1 -= ztx[j, 1, k] * beta[k]
+        l00, l10, l11 = lam[0, 0], lam[1, 0], lam[1, 1]
+        s00, s01, s11 = ztz[j, 0, 0], ztz[j, 0, 1], ztz[j, 1, 1]
+        a00, a01 = s00 * l00 + s01 * l10, s01 * l11
+        a10, a11 = s01 * l00 + s11 * l10, s11 * l11
+        w0, w1 = l00 * r0 + l10 * r1, l11 * r1
+        inv_var = 1.0 / var
+        c00 = math.sqrt((l00 * a00 + l10 * a10) * inv_var + 1.0)
+        c10 = l11 * a10 * inv_var / c00
+        c11 = math.sqrt(l11 * a11 * inv_var + 1.0 - c10 * c10)
+        v0 = w0 / c00
+        resid[0], resid[1], w[0], w[1] = r0, r1, w0, w1
+        s_l[0, 0], s_l[0, 1], s_l[1, 0], s_l[1, 1] = a00, a01, a10, a11
+        r[0, 0], r[1, 0], r[1, 1] = c00, c10, c11
+        v[0], v[1] = v0, (w1 - c10 * v0) / c11
+        return
     for a in range(q):
         total = zty[j, a]
         for k in range(n_fixed):
@@ -74,7 +95,7 @@ def level_system(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, j: int, beta
         v[a] = acc / r[a, a]
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def conditional_solve(r: np.ndarray, v: np.ndarray, var: float, noise: np.ndarray, lam: np.ndarray,
                       u: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out = L R^-T (v / var + noise)``: the conditional mean (zero noise) or a draw of ``b_j``.
