@@ -16,17 +16,20 @@ likelihood, which is where it is the faster one:
 
 * every random-effect term on one grouping factor (5-6x bambi on sleepstudy);
 * crossed or nested designs whose terms are scalar (one column each, one term
-  per grouping factor) and whose dense part is small: after eliminating the
-  factor with most levels, the other factors have at most
-  ``MARGINAL_DENSE_LIMIT`` (200) levels in total (Penicillin
-  ``(1 | plate) + (1 | sample)``: 6, Pastes ``(1 | batch / cask)``: 10). Each
-  gradient factors and inverts that dense Schur complement (cubic in its width),
-  so beyond the limit the full formulation's gradients, linear in ``n``, win:
-  InstEval ``(1 | s) + (1 | d) + (1 | dept)`` leaves 1142 columns (0.2-0.5 s per
-  gradient on two shared cores; ``bench/results/bayes.md``).
+  per grouping factor) where the cost model :func:`marginal_is_faster` says the
+  marginal form needs fewer seconds per effective draw. After eliminating the
+  factor with most levels, the other factors' ``m_z`` columns form a dense Schur
+  complement that every gradient factors (``m_z^3 / 3`` flops, and ``dpotri``'s
+  ``2/3 m_z^3`` more up to ``PROBED_GRADIENT_WIDTH`` columns), against the full
+  formulation's gradient, linear in the rows, of which NUTS needs about 100 times
+  more per effective draw (InstEval: 26 leapfrog steps per draw at 0.05 effective
+  draws per draw; the marginal form: 3-4 steps at about 0.5). Penicillin
+  ``(1 | plate) + (1 | sample)`` (6 columns), Pastes ``(1 | batch / cask)`` (10) and
+  InstEval ``(1 | s) + (1 | d) + (1 | dept)`` (1142 columns, 73,421 rows) are
+  marginal; a dense part of thousands of columns over few rows stays full.
 
 Other nested and crossed designs (vector-valued terms such as
-``(Days | Subject) + (1 | Days)``, or a dense part wider than the limit) keep the
+``(Days | Subject) + (1 | Days)``, or a dense part too wide for its rows) keep the
 full, non-centred formulation under ``"auto"``: the Python likelihood (about
 2.5-10 ms per gradient) is slower per effective sample there;
 ``formulation="marginal"`` asks for the marginal form explicitly. Patterned random-effect
@@ -57,6 +60,7 @@ __all__ = [
     "FORMULATIONS",
     "BuiltModel",
     "MARGINAL_DENSE_LIMIT",
+    "marginal_is_faster",
     "choose_formulation",
     "dense_width",
     "design_and_priors",
@@ -129,9 +133,46 @@ class BuiltModel:
         return self._pymc_model
 
 
-#: Widest dense Schur complement for which ``formulation="auto"`` takes the marginal form of a
-#: crossed or nested design (see the module docstring).
+#: Dense Schur complements up to this width are always marginal under ``"auto"`` (where the
+#: cost model is not needed: a few milliseconds per gradient at most).
 MARGINAL_DENSE_LIMIT = 200
+#: Cost model of ``formulation="auto"`` for scalar crossed designs (:func:`marginal_is_faster`),
+#: measured on one core of the project's machine: dense Cholesky flop rate (``dpotrf`` of
+#: InstEval's 1142 columns: 47 ms) ...
+DENSE_FLOPS_PER_SECOND = 1.0e10
+#: ... the full kernel's seconds per (row x column of [Z | X]) and per gradient call (session 5:
+#: 3-15 ms per InstEval gradient at load 11-17, about 7x a quiet core: 1.4-6 ns per entry) ...
+FULL_SECONDS_PER_ENTRY = 3.0e-9
+CALL_SECONDS = 2.0e-5
+#: ... and gradients per effective draw of the slowest parameter: the marginal form (InstEval:
+#: 5.4 leapfrog steps per draw, 0.79 effective draws per draw, so 6.8) against the full
+#: formulation on crossed data (InstEval: 26 steps per draw, 0.01-0.07 effective draws per draw).
+GRADIENTS_PER_ESS_MARGINAL = 8.0
+GRADIENTS_PER_ESS_FULL = 500.0
+
+
+def marginal_is_faster(design: Design) -> bool:
+    """Whether the marginal form of a scalar-term crossed design costs less per effective draw.
+
+    Seconds per effective draw: ``GRADIENTS_PER_ESS_* x`` seconds per gradient, with the
+    marginal gradient's dense flops (``m_z^3 / 3`` for the factorisation, ``m_z^3`` with the
+    exact inverse up to ``PROBED_GRADIENT_WIDTH`` columns, plus the probes' solves beyond) at
+    ``DENSE_FLOPS_PER_SECOND``, and the full formulation's linear pass over ``[Z | X]``.
+    """
+    from hierlm.bayes.crossed_kernel import EXACT_TRACE_LEVELS, N_PROBES, PROBED_GRADIENT_WIDTH
+
+    width = dense_width(design)
+    if width <= MARGINAL_DENSE_LIMIT:
+        return True
+    if width <= PROBED_GRADIENT_WIDTH:
+        flops = float(width) ** 3
+    else:
+        small = sum(b.n_levels for b in design.blocks if b.n_levels <= EXACT_TRACE_LEVELS)
+        flops = float(width) ** 3 / 3.0 + 2.0 * (N_PROBES + small) * float(width) ** 2
+    marginal = GRADIENTS_PER_ESS_MARGINAL * (flops / DENSE_FLOPS_PER_SECOND + CALL_SECONDS)
+    entries = float(design.n) * (len(design.blocks) + design.p)
+    full = GRADIENTS_PER_ESS_FULL * (entries * FULL_SECONDS_PER_ENTRY + CALL_SECONDS)
+    return marginal < full
 
 
 def dense_width(design: Design) -> int:
@@ -193,7 +234,7 @@ def choose_formulation(design: Design, formulation: str = "auto", family: Any = 
     if formulation == "auto":
         # a compiled likelihood (see the module docstring): one factor, or scalar crossed terms
         compiled = shared_group(design) is not None or (
-            scalar_terms_only(design) and dense_width(design) <= MARGINAL_DENSE_LIMIT)
+            scalar_terms_only(design) and marginal_is_faster(design))
         return "marginal" if marginal_ok and compiled and not patterned else "full"
     return formulation
 

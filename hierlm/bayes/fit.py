@@ -20,10 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from hierlm.bayes.build import build_model, choose_formulation, design_and_priors, model_family
+from hierlm.bayes.build import (
+    build_model,
+    choose_formulation,
+    dense_width,
+    design_and_priors,
+    model_family,
+)
+from hierlm.bayes.crossed_kernel import PARALLEL_DRAW_WIDTH
 from hierlm.bayes.diagnostics import diagnose, warn_if_problems
 from hierlm.bayes.effect_summary import resolve_group_effects
 from hierlm.bayes.glmm_kernel import glmm_kernel_applies
+from hierlm.bayes.groupstats import scalar_terms_only
 from hierlm.bayes.likelihoods import dispersion_name
 from hierlm.bayes.naming import FIXEF
 from hierlm.bayes.posterior import assemble_datatree
@@ -126,7 +134,13 @@ def _default_cores(built: Any, backend: str, chains: int) -> int:
                   and built.stats.n_groups >= PARALLEL_CHAIN_LEVELS)
     # the full-formulation kernel runs as C callbacks with no Python (hierlm.bayes.glmm_cfunc)
     full_kernel = backend == "kernel" and glmm_kernel_applies(built)
-    return max(1, min(chains, os.cpu_count() or 1)) if big_kernel or full_kernel else 1
+    # the crossed kernel releases the GIL; from PARALLEL_DRAW_WIDTH dense columns a gradient
+    # costs far more than the Python call around it (InstEval: 1142 columns, ~50 ms)
+    wide_crossed = (backend == "kernel" and built.formulation == "marginal" and built.stats is None
+                    and built.design.residual is None and scalar_terms_only(built.design)
+                    and dense_width(built.design) >= PARALLEL_DRAW_WIDTH)
+    return (max(1, min(chains, os.cpu_count() or 1)) if big_kernel or full_kernel or wide_crossed
+            else 1)
 
 
 def _other_formulation_available(design: Any, formulation: str, family: Any = "gaussian") -> bool:

@@ -62,11 +62,12 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.likelihoods import dispersion_name
@@ -311,18 +312,23 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
 
         compiled = compile_for_nutpie(built.pymc_model, names, mode=settings.backend.upper())
     compiled_at = time.perf_counter()
-    trace = nutpie.sample(
-        compiled,
-        draws=settings.draws,
-        tune=max(settings.tune, 1),
-        chains=settings.chains,
-        cores=settings.cores,
-        seed=settings.seed,
-        save_warmup=False,
-        progress_bar=settings.progressbar,
-        target_accept=settings.target_accept,
-        maxdepth=settings.max_treedepth,
-    )
+    # one BLAS thread per chain for the crossed/nested marginal kernel: its LAPACK calls (dense
+    # Schur complement) with OpenBLAS's own threads on top of the chains' run up to 80x slower
+    # on a busy 2-core machine
+    crossed = built.formulation == "marginal" and built.stats is None
+    with threadpool_limits(limits=1, user_api="blas") if crossed else nullcontext():
+        trace = nutpie.sample(
+            compiled,
+            draws=settings.draws,
+            tune=max(settings.tune, 1),
+            chains=settings.chains,
+            cores=settings.cores,
+            seed=settings.seed,
+            save_warmup=False,
+            progress_bar=settings.progressbar,
+            target_accept=settings.target_accept,
+            maxdepth=settings.max_treedepth,
+        )
     done = time.perf_counter()
     return _raw_sample(trace, names, settings, {"compile": compiled_at - start, "sample": done - compiled_at})
 
