@@ -79,6 +79,64 @@ def resolve_group_effects(mode: str, formulation: str, stats: GroupStats | None,
     return mode
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _level_moments_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, j: int, fixef: np.ndarray,
+                     sigma: np.ndarray, chol: np.ndarray, mean: np.ndarray, second: np.ndarray,
+                     within: np.ndarray, cross: np.ndarray) -> None:  # pragma: no cover - compiled
+    """:func:`_moment_loop`'s sums for one level with ``q = 2``, accumulated in scalars."""
+    n_draws, p = fixef.shape
+    s_l = np.empty((2, 2))
+    r = np.empty((2, 2))
+    resid = np.empty(2)
+    w = np.empty(2)
+    v = np.empty(2)
+    u = np.empty(2)
+    m = np.empty(2)
+    zero = np.zeros(2)
+    cross_sum = np.zeros((p, 2))
+    ref0 = ref1 = 0.0
+    d0_sum = d1_sum = e00 = e01 = e11 = v00 = v01 = v11 = 0.0
+    for s in range(n_draws):
+        lam = chol[s]
+        var = sigma[s] * sigma[s]
+        level_system(ztz, ztx, zty, j, fixef[s], lam, var, s_l, r, resid, w, v)
+        conditional_solve(r, v, var, zero, lam, u, m)  # the conditional mean
+        # A = R^-1 L' (lower R, lower L), V = A'A
+        a00 = lam[0, 0] / r[0, 0]
+        a01 = lam[1, 0] / r[0, 0]
+        a11 = (lam[1, 1] - r[1, 0] * a01) / r[1, 1]
+        a10 = -r[1, 0] * a00 / r[1, 1]
+        if s == 0:
+            ref0, ref1 = m[0], m[1]
+        d0, d1 = m[0] - ref0, m[1] - ref1
+        d0_sum += d0
+        d1_sum += d1
+        e00 += d0 * d0
+        e01 += d0 * d1
+        e11 += d1 * d1
+        v00 += a00 * a00 + a10 * a10
+        v01 += a00 * a01 + a10 * a11
+        v11 += a01 * a01 + a11 * a11
+        for k in range(p):
+            cross_sum[k, 0] += fixef[s, k] * d0
+            cross_sum[k, 1] += fixef[s, k] * d1
+    mean[j, 0] += d0_sum
+    mean[j, 1] += d1_sum
+    mean[j, 2] = ref0
+    mean[j, 3] = ref1
+    second[j, 0, 0] += e00
+    second[j, 0, 1] += e01
+    second[j, 1, 0] += e01
+    second[j, 1, 1] += e11
+    within[j, 0, 0] += v00
+    within[j, 0, 1] += v01
+    within[j, 1, 0] += v01
+    within[j, 1, 1] += v11
+    for k in range(p):
+        cross[j, k, 0] += cross_sum[k, 0]
+        cross[j, k, 1] += cross_sum[k, 1]
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _moment_loop(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, fixef: np.ndarray,
                  sigma: np.ndarray, chol: np.ndarray, mean: np.ndarray, second: np.ndarray,
@@ -90,6 +148,10 @@ def _moment_loop(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, fixef: np.nd
     """
     n_draws, p = fixef.shape
     n_groups, q = zty.shape
+    if q == 2:
+        for j in numba.prange(n_groups):
+            _level_moments_2(ztz, ztx, zty, j, fixef, sigma, chol, mean, second, within, cross)
+        return
     for j in numba.prange(n_groups):
         s_l = np.empty((q, q))
         r = np.empty((q, q))

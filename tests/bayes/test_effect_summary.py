@@ -159,3 +159,37 @@ def test_save_and_load_keep_the_summaries(fits, tmp_path):
                                rtol=1e-12)
     np.testing.assert_array_equal(loaded.group_draws(levels=["310"])["ranef_Subject"].values,
                                   summary_fit.group_draws(levels=["310"])["ranef_Subject"].values)
+
+
+@pytest.mark.parametrize("widths", [(2,), (1, 1), (3,)])
+def test_moment_loop_sums_match_dense_conditionals(widths):
+    """The compiled sums (closed form for q = 2, general loop otherwise) against dense
+    conditional moments ``m = L M^-1 L' r / sigma^2``, ``V = L M^-1 L'`` per draw and level."""
+    from hierlm.bayes.groupstats import group_stats
+
+    from .test_likelihood import block_diagonal_chol, one_factor_design
+
+    stats = group_stats(one_factor_design(widths, seed=4))
+    rng = np.random.default_rng(6)
+    n_draws, q = 5, sum(widths)
+    fixef = rng.normal(size=(n_draws, 3))
+    sigma = rng.uniform(0.5, 1.5, size=n_draws)
+    chol = np.stack([block_diagonal_chol(widths, seed=k) for k in range(n_draws)])
+    shifted, second = np.zeros((stats.n_groups, 2 * q)), np.zeros((stats.n_groups, q, q))
+    within, cross = np.zeros((stats.n_groups, q, q)), np.zeros((stats.n_groups, 3, q))
+    es._moment_loop(np.ascontiguousarray(stats.ztz), np.ascontiguousarray(stats.ztx),
+                    np.ascontiguousarray(stats.zty), fixef, sigma, chol, shifted, second, within, cross)
+    means = np.empty((n_draws, stats.n_groups, q))
+    covs = np.empty((n_draws, stats.n_groups, q, q))
+    for s in range(n_draws):
+        L, var = chol[s], sigma[s] ** 2
+        for j in range(stats.n_groups):
+            inverse = np.linalg.inv(np.eye(q) + L.T @ stats.ztz[j] @ L / var)
+            means[s, j] = L @ inverse @ L.T @ (stats.zty[j] - stats.ztx[j] @ fixef[s]) / var
+            covs[s, j] = L @ inverse @ L.T
+    shift = means - means[0]
+    np.testing.assert_allclose(shifted[:, q:], means[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(shifted[:, :q], shift.sum(axis=0), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(second, np.einsum("sja,sjb->jab", shift, shift), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(within, covs.sum(axis=0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cross, np.einsum("sp,sja->jpa", fixef, shift), rtol=1e-9, atol=1e-10)
