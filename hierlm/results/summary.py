@@ -115,6 +115,7 @@ def summarize(
     prob: float | None = None,
     kind: str | None = None,
     diagnostics: bool = True,
+    median: bool = True,
 ) -> pd.DataFrame:
     """Posterior summary of draws of one or more scalar quantities.
 
@@ -134,6 +135,8 @@ def summarize(
         95% quantiles (the definition of R's ``posterior`` package),
         rank-normalised split R-hat, which needs at least two chains (NaN
         otherwise), and the Monte Carlo standard error of the mean.
+    median : bool
+        Include the median (False skips its partial sort, for tables that do not show it).
 
     Returns
     -------
@@ -158,7 +161,7 @@ def summarize(
     table = pd.DataFrame({
         "mean": values.mean(axis=0),
         "sd": values.std(axis=0, ddof=1) if n_draws > 1 else np.full(values.shape[1], np.nan),
-        "median": np.median(values, axis=0),
+        "median": np.median(values, axis=0) if median else np.full(values.shape[1], np.nan),
         spec.lower: lower,
         spec.upper: upper,
     })

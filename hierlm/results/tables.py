@@ -102,7 +102,8 @@ def posterior_table(samples: np.ndarray, chains: int = 1, prob: float | None = N
     ``estimate``, SD as ``std_error``), followed by the diagnostics when asked.
     """
     spec = interval_spec(prob)
-    table = summarize(samples, chains=chains, prob=spec.prob, kind=spec.kind, diagnostics=diagnostics)
+    table = summarize(samples, chains=chains, prob=spec.prob, kind=spec.kind, diagnostics=diagnostics,
+                      median=False)  # not a column of the protocol table
     table = table.rename(columns={"mean": "estimate", "sd": "std_error"})
     extra = [c for c in _DIAGNOSTICS if c in table.columns]
     return table[estimate_columns(spec.prob) + extra]
