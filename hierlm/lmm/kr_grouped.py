@@ -84,16 +84,18 @@ def _entry_matrices(design: Any) -> list[np.ndarray]:
 
 
 def _group_grams(design: Any) -> np.ndarray:
-    """``W_g' W_g`` per level, ``W = [Z X]`` (levels, q + p, q + p)."""
+    """``W_g' W_g`` per level, ``W = [Z X]`` (levels, q + p, q + p), one weighted count per entry."""
     codes = np.asarray(design.blocks[0].codes)
     z = np.column_stack([np.asarray(block.z, dtype=float) for block in design.blocks])
     w = np.column_stack([z, np.asarray(design.X, dtype=float)])
     levels = design.blocks[0].n_levels
     k = w.shape[1]
-    rows = (w[:, :, None] * w[:, None, :]).reshape(len(codes), k * k)
-    grams = np.zeros((levels, k * k))
-    np.add.at(grams, codes, rows)
-    return grams.reshape(levels, k, k)
+    grams = np.empty((levels, k, k))
+    for a in range(k):
+        for b in range(a + 1):
+            grams[:, a, b] = grams[:, b, a] = np.bincount(codes, weights=w[:, a] * w[:, b],
+                                                          minlength=levels)
+    return grams
 
 
 def grouped_terms(design: Any, covariances: list[np.ndarray], sigma2: float) -> GroupedTerms:
