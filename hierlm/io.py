@@ -48,7 +48,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hierlm.core.store import DATA, FORMAT_NAME, FORMAT_VERSION, IDATA, INDEX, MANIFEST, save_fit
+from hierlm.core.store import (
+    DATA,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IDATA,
+    INDEX,
+    MANIFEST,
+    ROW_ARRAY_COLUMNS,
+    save_fit,
+)
 from hierlm.core.version import __version__
 from hierlm.errors import HierlmError, HierlmWarning, IncompatibleFileError
 from hierlm.io_validation import check_checksums, check_dtype_name, check_manifest
@@ -56,8 +65,9 @@ from hierlm.model import Model
 
 __all__ = ["save_fit", "load_fit", "FORMAT_NAME", "FORMAT_VERSION"]
 
-# Version 1 files (no checksums) are still read, with a warning that their integrity is unchecked.
-_READABLE_VERSIONS = (1, 2)
+# Version 1 files (no checksums) are still read, with a warning that their integrity is unchecked;
+# version 2 files have no weights=/offset= arguments (fits with them were not saved).
+_READABLE_VERSIONS = (1, 2, 3)
 _MANIFEST, _DATA, _IDATA, _INDEX = MANIFEST, DATA, IDATA, INDEX
 
 
@@ -211,10 +221,11 @@ def load_fit(path: str | Path) -> Any:
     data = _read_data(folder / _DATA, manifest["data"])
     spec = manifest["model"]
     link = manifest["fit"].get("link") if manifest["kind"] in ("glmm", "bayes") else None
+    data, arguments = _row_arguments(data, spec, manifest_path)
     try:
         model = Model(spec["formula"], data, family=spec["family"], link=link, priors=spec["priors"],
-                             na_action=spec["na_action"], reference=spec["reference"] or None,
-                             residual=spec.get("residual"), variance=spec.get("variance"))
+                      na_action=spec["na_action"], reference=spec["reference"] or None,
+                      residual=spec.get("residual"), variance=spec.get("variance"), **arguments)
     except HierlmError as error:
         raise IncompatibleFileError(
             f"{str(manifest_path)!r}: the saved model cannot be rebuilt: {error}") from None
@@ -223,6 +234,30 @@ def load_fit(path: str | Path) -> Any:
     if manifest["kind"] == "glmm":
         return _glmm_restore(model, manifest["fit"], manifest_path)
     return _bayes_restore(model, manifest["fit"], folder / _IDATA)
+
+
+def _row_arguments(data: pd.DataFrame, spec: dict[str, Any], manifest_path: Path
+                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The model's data without the saved ``weights=``/``offset=`` arrays, and those arguments.
+
+    A column argument is passed by name; an array was saved as a data column
+    (:data:`hierlm.core.store.ROW_ARRAY_COLUMNS`) and is passed as the array.
+    """
+    arguments: dict[str, Any] = {}
+    for name, column in ROW_ARRAY_COLUMNS.items():
+        record = spec.get(name)
+        if record is None:
+            continue
+        if "array" in record:
+            if (record["array"] != column or column not in data.columns
+                    or not pd.api.types.is_float_dtype(data[column])):
+                raise IncompatibleFileError(f"{str(manifest_path)!r}: the saved {name}= array "
+                                            f"(data column {column!r}) is missing or not numeric.")
+            arguments[name] = data[column].to_numpy(dtype=float)
+            data = data.drop(columns=column)
+        else:
+            arguments[name] = record["column"]
+    return data, arguments
 
 
 # ------------------------------------------------------------------ ML / REML

@@ -213,6 +213,13 @@ def check_manifest(manifest: Any, path: Path) -> None:
     for key in ("residual", "variance"):
         if model.get(key) is not None:
             _require(model[key], str, path, f"'model.{key}'")
+    for key in ("weights", "offset"):  # {"column": name} or {"array": the data column holding it}
+        record = model.get(key)
+        if record is not None:
+            _require(record, dict, path, f"'model.{key}'")
+            if len(record) != 1 or not isinstance(record.get("column", record.get("array")), str):
+                raise _fail(path, f"'model.{key}' must be {{'column': name}} or {{'array': column}}, "
+                                  f"not {record!r}")
     priors = model.get("priors")
     if priors is not None:
         _require(priors, dict, path, "'model.priors'")

@@ -175,10 +175,16 @@ class Model:
                                             family=self.family, weights=weights, offset=offset)
         # rows kept by build_spec (those complete in the model's columns); a boolean mask, not
         # the index labels, so that a frame with duplicate index labels keeps its n rows
+        kept = np.ones(len(data), dtype=bool)
         if self.design.n == len(data):  # no row dropped
             self.data = data.copy()
         else:
-            self.data = data.loc[~incomplete_rows(data, self.spec.variables())]
+            kept = ~incomplete_rows(data, self.spec.variables())
+            self.data = data.loc[kept]
+        #: the weights=/offset= arrays of the rows in self.data (what save() stores beside them)
+        self.row_arrays = {name: np.asarray(value, dtype=float)[kept] for name, value in
+                           (("weights", weights), ("offset", offset))
+                           if value is not None and not isinstance(value, str)}
         self.user_priors = priors
         if priors is not None:
             self.priors  # noqa: B018 - validate prior names and parameters early

@@ -285,13 +285,8 @@ class BayesResult(ResultMethods, InterpretMethods):
         """What ``save()`` stores (:mod:`hierlm.core.store`): the DataTree, the settings, the family.
 
         The family and link are stored by name (None: Gaussian); ``weights=`` and
-        ``offset=`` arguments are not stored yet, so such fits are refused.
+        ``offset=`` arguments are stored with the model (:func:`hierlm.core.store.save_fit`).
         """
-        model = self.model
-        if model is not None and (getattr(model, "weights", None) is not None
-                                  or getattr(model, "offset", None) is not None):
-            raise FitError("save() of a model with weights= or offset= is not supported yet; write "
-                           "them in the formula (cbind(successes, failures), offset(log(x))).")
         gaussian = self.family is None or self.family.name == "gaussian"
         return {
             "kind": "bayes", "idata": self.idata,

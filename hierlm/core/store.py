@@ -29,16 +29,18 @@ from hierlm.errors import FitError, InputTypeError
 from hierlm.io_validation import file_checksum
 
 __all__ = ["save_fit", "to_json", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "DATA", "IDATA",
-           "INDEX"]
+           "INDEX", "ROW_ARRAY_COLUMNS"]
 
 FORMAT_NAME = "hierlm-fit"
 # Bump when a file written by this version cannot be read by the previous
 # reader, or the reader can no longer read older files.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: weights=/offset= arguments (manifest "model.weights"/"offset")
 MANIFEST = "hierlm.json"
 DATA = "data.nc"
 IDATA = "idata.nc"
 INDEX = "__index__"
+#: data columns that hold a ``weights=`` / ``offset=`` array beside the model's columns
+ROW_ARRAY_COLUMNS = {"weights": "__weights_array__", "offset": "__offset_array__"}
 _MANIFEST, _DATA, _IDATA, _INDEX = MANIFEST, DATA, IDATA, INDEX
 
 
@@ -194,13 +196,16 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
                   "priors": model.user_priors, "na_action": getattr(model, "na_action", "omit"),
                   "reference": dict(model.spec.reference),
                   "residual": getattr(model, "residual", None),
-                  "variance": getattr(model, "variance", None)},
+                  "variance": getattr(model, "variance", None),
+                  **_row_argument_records(model)},
         "fit": state["fit"],
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         data = model.data[model.spec.variables()]
+        for name, values in getattr(model, "row_arrays", {}).items():
+            data = data.assign(**{ROW_ARRAY_COLUMNS[name]: values})
         manifest["data"] = _write_data(data, staging / _DATA)
         if state.get("idata") is not None:
             state["idata"].to_netcdf(staging / _IDATA, engine="h5netcdf")
@@ -217,6 +222,23 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _row_argument_records(model: Any) -> dict[str, Any]:
+    """``weights``/``offset`` of the manifest: ``{"column": name}``, ``{"array": data column}`` or None.
+
+    An array is saved as a data column (:data:`ROW_ARRAY_COLUMNS`, covered by the
+    data's checksum), its values those of the rows kept in ``model.data``.
+    """
+    out: dict[str, Any] = {}
+    for name, column in ROW_ARRAY_COLUMNS.items():
+        value = getattr(model, name, None)
+        if column in getattr(model.data, "columns", ()):
+            raise InputTypeError(f"The data have a column {column!r}, the name save() gives a "
+                                 f"{name}= array; rename that column to save the fit.")
+        out[name] = (None if value is None else {"column": value} if isinstance(value, str)
+                     else {"array": column})
+    return out
 
 
 def _current_umask() -> int:

@@ -468,12 +468,11 @@ class GlmmResult(ResultMethods):
         return emmeans(self, specs, by=by, at=at, prob=prob, type=type)
 
     def _state(self) -> dict[str, Any]:
-        """What ``save()`` stores (:mod:`hierlm.core.store`): estimates, Hessian, family and link names."""
-        model = self.model
-        if model is not None and (getattr(model, "weights", None) is not None
-                                  or getattr(model, "offset", None) is not None):
-            raise FitError("save() of a GLMM with weights= or offset= is not supported yet; write "
-                           "them in the formula (cbind(successes, failures), offset(log(x))).")
+        """What ``save()`` stores (:mod:`hierlm.core.store`): estimates, Hessian, family and link names.
+
+        ``weights=`` and ``offset=`` arguments are stored with the model
+        (:func:`hierlm.core.store.save_fit`).
+        """
         o = self.optimum
         return {"kind": "glmm", "idata": None,
                 "fit": {"family": self.family.name, "link": self.family.link.name,
