@@ -23,10 +23,19 @@ _LAZY = {
 __all__ = ["Model", "RandomTerm", "datasets", "errors", "residual", "DEFAULT_PROB", "__version__", *_LAZY]
 
 
+# Quantities of one fit are its methods, with one public spelling each; a top-level name that
+# users of other packages reach for says where it is.
+_METHODS = {"emmeans": "fit.emmeans(specs, by=..., at=...)",
+            "contrast": "fit.emmeans(specs).contrast(...)"}
+
+
 def __getattr__(name: str) -> Any:
     """Import ``anova``, ``compare``, ``effect_sizes``, ``Prior``, ``load_fit`` ... on first use."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _METHODS:
+        raise AttributeError(f"module 'hierlm' has no attribute {name!r}: it is a method of a fit, "
+                             f"{_METHODS[name]}.")
     raise AttributeError(f"module 'hierlm' has no attribute {name!r}")
 
 
