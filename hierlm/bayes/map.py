@@ -51,7 +51,6 @@ from hierlm.bayes.result import BayesResult
 from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.checks import require_varying_response
-from hierlm.design.covariance import require_lme4_structures
 from hierlm.design.crossprod import ThetaLayout, theta_layout
 from hierlm.errors import FitError, SingularFitWarning
 from hierlm.lmm.likelihood import GaussianLikelihood
@@ -356,18 +355,28 @@ def fit_map(model: Any, priors: Any = None, reml: bool = False) -> BayesResult:
     ------
     FitError
         For reml with non-flat fixed-effect priors or not a bool, a model
-        without random effects, or a constant response.
+        without random effects (and without ``residual=``), or a constant
+        response; for ``reml=True`` with patterned blocks or ``residual=``.
+
+    Notes
+    -----
+    Patterned random-effect blocks (``cs``, ``ar1``, ``toep``) and residual
+    structures (``residual=``, ``variance=``) are fitted by
+    :func:`hierlm.bayes.map_structured.fit_map_structured`: the mode of the
+    model NUTS samples, over its variables and transforms.
     """
     start = time.perf_counter()
     if not isinstance(reml, (bool, np.bool_)):
         raise FitError(f"reml must be True or False, got {reml!r}")
     design, prior_table, family = design_and_priors(model, priors)
-    if design.residual is not None:  # residual=: NUTS only (yet)
-        raise FitError(f"MAP (method='map') does not support residual={design.residual.describe()!r} "
-                       "yet; use method='nuts' for its posterior, or method='reml'/'ml'.")
-    require_lme4_structures(design.blocks, "MAP (method='map')")  # cs/ar1/toep: NUTS only (yet)
     if family != "gaussian":
         raise FitError(f"MAP for family={family!r} is not implemented")
+    if design.residual is not None or any(not b.structure.is_lme4 for b in design.blocks):
+        # the NUTS marginal model's variables and transforms (hierlm.bayes.map_structured)
+        from hierlm.bayes.map_structured import fit_map_structured
+
+        require_varying_response(design.y, design.X, design.response)
+        return fit_map_structured(design, prior_table, bool(reml))
     if not design.blocks:
         raise FitError("the model has no random-effect terms; add a (term | group) to the formula")
     require_varying_response(design.y, design.X, design.response)

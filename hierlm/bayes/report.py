@@ -92,7 +92,7 @@ class BayesSummary(FitSummary):
         # residual=: its parameters (rho, phi, ratios ...) and what sigma means under it
         self.residual_title, self.residual_table = "", pd.DataFrame()
         residual = getattr(fit.design, "residual", None)
-        if residual is not None and fit.method == "nuts":
+        if residual is not None:  # NUTS: the posterior; MAP: the mode
             table = fit.structure_parameters(prob)
             rows = table[table["structure"] == residual.describe()]
             self.residual_title = f"Residual Structure: {residual.describe()}"

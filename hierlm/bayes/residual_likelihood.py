@@ -242,25 +242,23 @@ class ResidualLikelihood:
                                         + np.sum(solved ** 2, axis=1) / var)
         return out
 
-    def draw_effects(self, beta: np.ndarray, sigma: float, templates: list[np.ndarray],
-                     s: np.ndarray, levels: np.ndarray | None, rng: np.random.Generator
-                     ) -> list[np.ndarray]:
-        """One exact draw of every block's group effects from their conditional given y.
+    def effect_moments(self, beta: np.ndarray, sigma: float, templates: list[np.ndarray],
+                       s: np.ndarray, levels: np.ndarray | None = None
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Conditional mean and covariance of every group's effects given y, per batch.
 
         ``b_i | y ~ N(G Z_i' W_i^-1 r_i, sigma^2 (G - G Z_i' W_i^-1 Z_i G))`` with all
-        blocks stacked (``G = T T'`` relative). Returns per block (levels, q).
+        blocks stacked (``G = T T'`` relative). Returns, per batch, the means (k, Q)
+        and covariances (k, Q, Q) of its groups (``Q`` all blocks' columns).
         """
-        design = self.design
         levels = np.ones(self.n_levels) if levels is None else np.asarray(levels, dtype=float)
-        out = [np.zeros((b.n_levels, b.q)) for b in design.blocks]
-        if not design.blocks:
-            return out
         q_sizes = [t.shape[0] for t in templates]
         bounds = np.concatenate(([0], np.cumsum(q_sizes))).astype(int)
         t_all = np.zeros((bounds[-1], bounds[-1]))
         for b, t in enumerate(templates):
             t_all[bounds[b]:bounds[b + 1], bounds[b]:bounds[b + 1]] = t
         g_rel = t_all @ t_all.T
+        out = []
         for batch in self.batches:
             w, _, _ = self._w(batch, templates, np.asarray(s, dtype=float), levels)
             z = np.concatenate(batch.z, axis=2)  # (k, m, Q)
@@ -269,13 +267,45 @@ class ResidualLikelihood:
             solved = np.linalg.solve(w, np.concatenate([resid[:, :, None], zg], axis=2))
             mean = np.einsum("kmq,km->kq", zg, solved[:, :, 0])
             cov = float(sigma) ** 2 * (g_rel[None] - np.swapaxes(zg, 1, 2) @ solved[:, :, 1:])
-            cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-            root = _psd_root(cov)
-            draw = mean + np.einsum("kqr,kr->kq", root, rng.standard_normal(mean.shape))
+            out.append((mean, 0.5 * (cov + np.swapaxes(cov, 1, 2))))
+        return out
+
+    def _by_block(self, batch_values: list[np.ndarray], trailing: int) -> list[np.ndarray]:
+        """Per-batch stacked values (k, Q, ...) scattered to each block's levels."""
+        design = self.design
+        bounds = np.concatenate(([0], np.cumsum([b.q for b in design.blocks]))).astype(int)
+        out = [np.zeros((b.n_levels,) + (b.q,) * trailing) for b in design.blocks]
+        for batch, values in zip(self.batches, batch_values, strict=True):
             for b, block in enumerate(design.blocks):
                 codes = block.codes[batch.rows[:, 0]]
-                out[b][codes] = draw[:, bounds[b]:bounds[b + 1]]
+                part = values[:, bounds[b]:bounds[b + 1]]
+                out[b][codes] = part if trailing == 1 else part[:, :, bounds[b]:bounds[b + 1]]
         return out
+
+    def effect_means(self, beta: np.ndarray, sigma: float, templates: list[np.ndarray],
+                     s: np.ndarray, levels: np.ndarray | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Conditional means (levels, q) and covariances (levels, q, q) of each block's effects."""
+        if not self.design.blocks:
+            return [], []
+        moments = self.effect_moments(beta, sigma, templates, s, levels)
+        return (self._by_block([m for m, _ in moments], 1),
+                self._by_block([c for _, c in moments], 2))
+
+    def draw_effects(self, beta: np.ndarray, sigma: float, templates: list[np.ndarray],
+                     s: np.ndarray, levels: np.ndarray | None, rng: np.random.Generator
+                     ) -> list[np.ndarray]:
+        """One exact draw of every block's group effects from their conditional given y.
+
+        The moments are those of :meth:`effect_moments`. Returns per block (levels, q).
+        """
+        if not self.design.blocks:
+            return []
+        draws = []
+        for mean, cov in self.effect_moments(beta, sigma, templates, s, levels):
+            root = _psd_root(cov)
+            draws.append(mean + np.einsum("kqr,kr->kq", root, rng.standard_normal(mean.shape)))
+        return self._by_block(draws, 1)
 
 
 def _psd_root(cov: np.ndarray) -> np.ndarray:

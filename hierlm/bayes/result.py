@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from hierlm.bayes.diagnostics import DiagnosticReport
@@ -43,9 +44,10 @@ from hierlm.errors import FitError
 from hierlm.results.draws import FitDraws
 from hierlm.results.interpret import InterpretMethods
 from hierlm.results.methods import ResultMethods
+from hierlm.results.tables import posterior_table
 from hierlm.results.uncertainty import PointUncertainty
 
-__all__ = ["BayesResult", "DeferredModel"]
+__all__ = ["BayesResult", "DeferredModel", "base_index"]
 
 
 @dataclass(eq=False, repr=False)
@@ -328,19 +330,24 @@ class BayesResult(ResultMethods, InterpretMethods):
 
         The rows of the ML/REML ``structure_parameters()`` (columns
         ``structure``, ``parameter``) with the protocol columns; see
-        :func:`hierlm.bayes.structure_model.structure_parameter_table`.
+        :func:`hierlm.bayes.structure_model.structure_parameter_table`. MAP fits:
+        the mode in ``estimate``, the other columns NaN.
         """
         import pandas as pd
 
         from hierlm.bayes.residual_marginal import residual_parameter_table
 
-        if self._is_map:
-            raise FitError("structure_parameters() of a MAP fit: the mode of the structure's "
-                           "parameters is in fit.idata['map']; fit with method='nuts' for the table.")
-        blocks = structure_parameter_table(self.names, self.idata.posterior, prob)
-        residual = residual_parameter_table(self.design.residual, self.idata.posterior, prob)
+        posterior = (self.idata["map"].to_dataset().expand_dims(chain=1, draw=1) if self._is_map
+                     else self.idata.posterior)
+        blocks = structure_parameter_table(self.names, posterior, prob)
+        residual = residual_parameter_table(self.design.residual, posterior, prob)
         tables = [t for t in (blocks, residual) if len(t)]
-        return pd.concat(tables, ignore_index=True) if tables else blocks
+        table = pd.concat(tables, ignore_index=True) if tables else blocks
+        if self._is_map:  # the mode; no Laplace intervals for these rows (yet)
+            numeric = [c for c in table.columns if c not in ("structure", "parameter", "estimate")]
+            table[numeric] = np.nan
+            table.attrs["estimate"] = "posterior mode (MAP)"
+        return table
 
     def _grouped_loglik(self, what: str) -> tuple[np.ndarray, list[str], str]:
         """The stored per-group joint log densities of a fit with ``residual=`` (S, groups)."""
@@ -372,22 +379,42 @@ class BayesResult(ResultMethods, InterpretMethods):
                 seed: int | None = None, type: str = "response") -> Any:
         """Predictions (see :meth:`hierlm.results.methods.ResultMethods.predict`).
 
-        With ``residual=``, only the means of the fitted rows: a new visit's
-        prediction would have to condition on the subject's observed residuals
-        (ML/REML fits do), and a new response on the fitted rows is the
-        ``posterior_predictive`` group, which carries the residual covariance.
+        With ``residual=``, new rows of observed subjects are predicted from the
+        conditional Gaussian given the subject's observed visits, at every
+        posterior draw (MAP: at the mode), by the ML/REML engine's predictor
+        (:mod:`hierlm.bayes.residual_predict`); new subjects get the marginal.
+        On the fitted rows, only the means (a new response there is the
+        ``posterior_predictive`` group, which carries the residual covariance).
         """
         residual = self.design.residual
-        if residual is not None and (new_data is not None or kind != "mean"):
-            what = "predict(new_data)" if new_data is not None else f"predict(kind={kind!r})"
+        if residual is not None and new_data is None and kind != "mean":
             raise FitError(
-                f"{what} of a Bayesian fit with residual={residual.describe()!r} is not available: "
-                f"the residuals of one {residual.spec.group} are correlated, so a new visit "
-                "depends on the subject's observed residuals. Use fit('reml').predict(new_data) "
-                "for new visits, fit.idata['posterior_predictive'] for replicated responses, or "
-                "predict() for the means of the fitted rows.")
-        return super().predict(new_data, include_random=include_random, kind=kind, prob=prob,
-                               summary=summary, new_levels=new_levels, seed=seed, type=type)
+                f"predict(kind={kind!r}) of the fitted rows of a Bayesian fit with "
+                f"residual={residual.describe()!r} is not available: the residuals of one "
+                f"{residual.spec.group} are correlated. Use fit.idata['posterior_predictive'] for "
+                "replicated responses, or predict(new_data) for new visits.")
+        if residual is None or new_data is None or not isinstance(new_data, pd.DataFrame):
+            return super().predict(new_data, include_random=include_random, kind=kind, prob=prob,
+                                   summary=summary, new_levels=new_levels, seed=seed, type=type)
+        from hierlm.bayes.residual_predict import predict_new_visits
+
+        if self.model is None:
+            raise FitError("predict(new_data) needs the Model; fit through hierlm.Model(...).fit().")
+        design = self.model.new_design(new_data)
+        point = self._is_map
+        base = super().predict(new_data, include_random=include_random, kind=kind, prob=prob,
+                               summary=point, new_levels=new_levels, seed=seed, type=type)
+        got = predict_new_visits(self, new_data, design, base, include_random=include_random,
+                                 kind=kind, new_levels=new_levels, seed=seed, prob=prob)
+        if point:
+            return got if summary else got["estimate"].to_numpy()[None, :]
+        if not summary:
+            return got
+        table = posterior_table(got, int(self._values(FIXEF).shape[0]), prob, diagnostics=False)
+        table.index = base_index(design)
+        table.attrs["std_error"] = ("posterior SD of the conditional prediction given the "
+                                    "subject's observed visits; see hierlm.bayes.residual_predict")
+        return table
 
     def loo(self, level: str = "observation", group: str | None = None) -> Any:
         """PSIS-LOO; with ``residual=`` per residual group only (see :mod:`hierlm.results.ic`)."""
@@ -404,6 +431,11 @@ class BayesResult(ResultMethods, InterpretMethods):
     def summary(self, prob: float | None = None) -> BayesSummary:
         """brms-style report (text via ``print``, HTML in notebooks); see :mod:`hierlm.bayes.report`."""
         return BayesSummary(self, prob)
+
+
+def base_index(design: Design) -> pd.Index:
+    """The index of a prediction table of ``design``'s rows (as :func:`hierlm.results.prediction.predict`)."""
+    return pd.Index(design.row_index if len(design.row_index) == design.n else np.arange(design.n))
 
 
 class DeferredModel:

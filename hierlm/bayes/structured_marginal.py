@@ -104,7 +104,8 @@ def likelihood_op(likelihood: GaussianLikelihood) -> tuple[Any, Any]:
     return Likelihood(), gradient_op
 
 
-def build_structured_marginal_model(design: Design, priors: PriorTable) -> Any:
+def build_structured_marginal_model(design: Design, priors: PriorTable,
+                                    with_likelihood: bool = True) -> Any:
     """The marginal PyMC model of a Gaussian design with patterned random-effect blocks.
 
     Parameters
@@ -114,12 +115,18 @@ def build_structured_marginal_model(design: Design, priors: PriorTable) -> Any:
         blocks; one factor, nested or crossed).
     priors : PriorTable
         Resolved priors (the same rows as the full formulation's).
+    with_likelihood : bool
+        Add the likelihood potential (False: the prior model only, for
+        :func:`hierlm.bayes.prior_split.split_density`, which calls the
+        likelihood itself; MAP).
 
     Returns
     -------
-    pymc.Model
+    pymc.Model or tuple
         Free variables of the full formulation's parameters, no group effects,
-        and the potential :data:`LIKELIHOOD_POTENTIAL`.
+        and the potential :data:`LIKELIHOOD_POTENTIAL`; without the likelihood,
+        ``(model, inputs)`` with the likelihood's inputs ``[beta, theta, sigma]``
+        (``theta`` the kernel's template entries) as tensors of the model's variables.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -136,5 +143,7 @@ def build_structured_marginal_model(design: Design, priors: PriorTable) -> Any:
         entries = [params.chols[int(b)][int(r), int(c)] / params.sigma
                    for b, r, c in zip(layout.block, layout.row, layout.col, strict=True)]
         theta = pt.stack(entries)
+        if not with_likelihood:
+            return model, [params.fixef, theta, params.sigma]
         pm.Potential(LIKELIHOOD_POTENTIAL, op(params.fixef, theta, params.sigma))
     return model

@@ -32,6 +32,7 @@ names a time it cannot place.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,8 @@ import pandas as pd
 from hierlm.errors import DataError
 from hierlm.results.tables import point_table
 
-__all__ = ["predict_visits"]
+__all__ = ["VisitParameters", "VisitConditional", "VisitRows", "visit_rows",
+           "visit_conditional", "engine_visit_parameters", "predict_visits", "visit_table"]
 
 
 def _codes_of(values: pd.Series, labels: tuple[str, ...], column: str, what: str) -> np.ndarray:
@@ -55,10 +57,206 @@ def _codes_of(values: pd.Series, labels: tuple[str, ...], column: str, what: str
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class VisitParameters:
+    """The parameters a new-visit prediction is evaluated at (one fit, or one posterior draw).
+
+    Attributes
+    ----------
+    beta : numpy.ndarray
+        Fixed effects.
+    sigma2 : float
+        Residual variance.
+    struct : numpy.ndarray
+        The residual structure's parameters on the ML/REML engine's scale.
+    ratios : numpy.ndarray
+        The ``variance=`` log SD ratios (empty without ``variance=``).
+    covariances : list of numpy.ndarray
+        ``G_b`` of each random-effect block.
+    """
+
+    beta: np.ndarray
+    sigma2: float
+    struct: np.ndarray
+    ratios: np.ndarray
+    covariances: list[np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class VisitConditional:
+    """The conditional Gaussian of the new rows at one set of parameters.
+
+    Attributes
+    ----------
+    estimate : numpy.ndarray
+        ``x_n' beta + V_nO V_OO^-1 (y_O - X_O beta)`` (known subjects), ``x_n' beta``
+        (unseen ones, or ``include_random=False``), per new row.
+    c : numpy.ndarray
+        ``(n, p)``: the rows of ``x_n - X_O' V_OO^-1 V_On``, the estimate's
+        sensitivity to beta (its variance ``c' Var(beta) c``).
+    sets : list of numpy.ndarray
+        Rows predicted together (one known subject's new visits, one unseen row).
+    random_cov : list of numpy.ndarray
+        Per set, the covariance of unseen subjects' group effects ``Z G Z'``
+        (``new_levels="sample"``), zeros otherwise: part of ``kind="mean"``.
+    residual_cov : list of numpy.ndarray
+        Per set, the conditional residual covariance
+        ``V_nn - V_nO V_OO^-1 V_On`` (known subjects) or ``sigma^2 M Omega M``:
+        added for ``kind="response"``.
+    observed_visit : numpy.ndarray
+        Rows at a visit their subject was observed at (they keep the fitted
+        visit's prediction).
+    """
+
+    estimate: np.ndarray
+    c: np.ndarray
+    sets: list[np.ndarray]
+    random_cov: list[np.ndarray]
+    residual_cov: list[np.ndarray]
+    observed_visit: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class VisitRows:
+    """What the new rows are: their design, subject, time and ``variance=`` level.
+
+    Built once by :func:`visit_rows` and evaluated at any parameters by
+    :func:`visit_conditional`.
+    """
+
+    residual: Any
+    fitted: Any
+    design: Any
+    groups: np.ndarray
+    times: np.ndarray
+    variance_codes: np.ndarray | None
+
+
+def visit_rows(residual: Any, fitted_design: Any, new_data: pd.DataFrame, design: Any) -> VisitRows:
+    """The new rows' subjects, times and ``variance=`` levels (see :func:`predict_visits`).
+
+    Raises
+    ------
+    DataError
+        For a missing time or group column, or an unseen level of ``variance=``.
+    """
+    spec = residual.spec
+    columns = [c for c in (spec.time, spec.group, residual.variance_column) if c]
+    if spec.name == "independent" and spec.group == "row":
+        columns = [c for c in columns if c != "row"]
+    missing = [c for c in columns if c not in new_data.columns]
+    if missing:
+        raise DataError(f"predict(new_data) with residual={residual.describe()!r} needs the "
+                        f"column(s) {', '.join(map(repr, missing))} in new_data.")
+    n_new = len(new_data)
+    if spec.group == "row" or spec.name == "independent" and spec.time is None:
+        groups_new = np.full(n_new, -1, dtype=np.int64)  # variance= alone: rows are independent
+    else:
+        groups_new = _codes_of(new_data[spec.group], residual.group_labels, spec.group, "group")
+    if spec.time is not None:
+        times_new = new_data[spec.time].to_numpy(dtype=float)
+    else:
+        times_new = np.zeros(n_new)  # cs(group): the position does not matter
+    codes = None
+    if residual.variance_function is not None:
+        codes = _codes_of(new_data[residual.variance_column], residual.variance_labels,
+                          residual.variance_column, "variance")
+    return VisitRows(residual, fitted_design, design, groups_new, times_new, codes)
+
+
+def visit_conditional(rows: VisitRows, params: VisitParameters, include_random: bool = True,
+                      new_levels: str = "sample") -> VisitConditional:
+    """The new rows' conditional Gaussian given the subjects' observed visits, at ``params``.
+
+    The one definition of the new-visit predictor: ML/REML fits evaluate it at
+    their estimates, Bayesian fits at every posterior draw.
+
+    Raises
+    ------
+    DataError
+        For a time the structure cannot place.
+    """
+    residual, fitted, design = rows.residual, rows.fitted, rows.design
+    structure = residual.structure
+    struct, beta, sigma2 = params.struct, np.asarray(params.beta, dtype=float), params.sigma2
+    x_new = np.asarray(design.X, dtype=float)
+    x_old = np.asarray(fitted.X, dtype=float)
+    y_old = np.asarray(fitted.y, dtype=float)
+    groups_new, times_new = rows.groups, rows.times
+    n_new = groups_new.size
+    function = residual.variance_function
+    sd_new = np.ones(n_new)
+    sd_old = np.ones(fitted.n)
+    if function is not None:
+        sd_new = function.multipliers(params.ratios, rows.variance_codes)
+        sd_old = function.multipliers(params.ratios, residual.variance_codes)
+    blocks_new, blocks_old = design.blocks, fitted.blocks
+
+    def random_part(rows_a: np.ndarray, rows_b: np.ndarray, new_a: bool, new_b: bool) -> np.ndarray:
+        out = np.zeros((rows_a.size, rows_b.size))
+        for block_n, block_o, cov in zip(blocks_new, blocks_old, params.covariances, strict=True):
+            za = np.asarray((block_n if new_a else block_o).z, dtype=float)[rows_a]
+            zb = np.asarray((block_n if new_b else block_o).z, dtype=float)[rows_b]
+            out += za @ cov @ zb.T
+        return out
+
+    estimate = x_new @ beta
+    c = x_new.copy()
+    sets, random_cov, residual_cov = [], [], []
+    observed_visit = np.zeros(n_new, dtype=bool)
+    for row_set in _subjects(groups_new):
+        g = int(groups_new[row_set[0]])
+        t_n = times_new[row_set]
+        if g < 0 or not include_random:
+            cov_nn = sigma2 * np.outer(sd_new[row_set], sd_new[row_set]) \
+                * structure.covariance_at(struct, t_n)
+            sample = g < 0 and include_random and new_levels == "sample"
+            sets.append(row_set)
+            random_cov.append(random_part(row_set, row_set, True, True) if sample
+                              else np.zeros((row_set.size, row_set.size)))
+            residual_cov.append(cov_nn)
+            continue
+        observed = np.flatnonzero(residual.group_codes == g)
+        t_o = residual.times[observed]
+        # cs(group) has no times: every row of a known subject is a new visit
+        seen = (np.zeros(t_n.size, dtype=bool) if residual.spec.time is None
+                else np.isclose(t_n[:, None], t_o[None, :], rtol=0.0, atol=1e-9).any(axis=1))
+        observed_visit[row_set[seen]] = True
+        if seen.all():
+            continue
+        row_set, t_n = row_set[~seen], t_n[~seen]
+        sd = np.concatenate([sd_old[observed], sd_new[row_set]])
+        omega = np.outer(sd, sd) * structure.covariance_at(struct, np.concatenate([t_o, t_n]))
+        m = observed.size
+        v = sigma2 * omega
+        v[:m, :m] += random_part(observed, observed, False, False)
+        v[m:, :m] += random_part(row_set, observed, True, False)
+        v[:m, m:] = v[m:, :m].T
+        v[m:, m:] += random_part(row_set, row_set, True, True)
+        weights = np.linalg.solve(v[:m, :m], v[:m, m:])  # V_OO^-1 V_On
+        estimate[row_set] += weights.T @ (y_old[observed] - x_old[observed] @ beta)
+        c[row_set] = x_new[row_set] - weights.T @ x_old[observed]
+        conditional = v[m:, m:] - v[m:, :m] @ weights
+        sets.append(row_set)
+        random_cov.append(np.zeros((row_set.size, row_set.size)))
+        residual_cov.append(0.5 * (conditional + conditional.T))
+    return VisitConditional(estimate, c, sets, random_cov, residual_cov, observed_visit)
+
+
+def engine_visit_parameters(fit: Any) -> VisitParameters:
+    """An ML/REML fit's estimates as :class:`VisitParameters`."""
+    residual = fit.design.residual
+    theta = np.asarray(fit.theta, dtype=float)
+    params = theta[len(theta) - residual.n_params:]
+    n_struct = residual.structure.n_params
+    return VisitParameters(np.asarray(fit.solution.beta, dtype=float), float(fit.sigma) ** 2,
+                           params[:n_struct], params[n_struct:], list(fit.covariances()))
+
+
 def predict_visits(fit: Any, new_data: pd.DataFrame, design: Any, base: pd.DataFrame,
                    include_random: bool = True, kind: str = "mean", prob: float | None = None,
                    new_levels: str = "sample") -> pd.DataFrame:
-    """Predict ``new_data`` rows of a fit with a residual structure (see module docstring).
+    """Predict ``new_data`` rows of an ML/REML fit with a residual structure (see module docstring).
 
     Parameters
     ----------
@@ -92,94 +290,25 @@ def predict_visits(fit: Any, new_data: pd.DataFrame, design: Any, base: pd.DataF
         For a missing time or group column, a time the structure cannot place, or an
         unseen level of ``variance=``.
     """
-    residual = fit.design.residual
-    spec = residual.spec
-    columns = [c for c in (spec.time, spec.group, residual.variance_column) if c]
-    if spec.name == "independent" and spec.group == "row":
-        columns = [c for c in columns if c != "row"]
-    missing = [c for c in columns if c not in new_data.columns]
-    if missing:
-        raise DataError(f"predict(new_data) with residual={residual.describe()!r} needs the "
-                        f"column(s) {', '.join(map(repr, missing))} in new_data.")
-    structure = residual.structure
-    theta = np.asarray(fit.theta, dtype=float)
-    params = theta[len(theta) - residual.n_params:]
-    struct, ratios = params[: structure.n_params], params[structure.n_params:]
-    sigma2 = float(fit.sigma) ** 2
-    beta = np.asarray(fit.solution.beta, dtype=float)
-    vbeta = np.asarray(fit.vcov().to_numpy(), dtype=float)
-    x_new = np.asarray(design.X, dtype=float)
-    x_old = np.asarray(fit.design.X, dtype=float)
-    y_old = np.asarray(fit.design.y, dtype=float)
-    n_new = len(new_data)
-    if spec.group == "row" or spec.name == "independent" and spec.time is None:
-        groups_new = np.full(n_new, -1, dtype=np.int64)  # variance= alone: rows are independent
-    else:
-        groups_new = _codes_of(new_data[spec.group], residual.group_labels, spec.group, "group")
-    if spec.time is not None:
-        times_new = new_data[spec.time].to_numpy(dtype=float)
-    else:
-        times_new = np.zeros(n_new)  # cs(group): the position does not matter
-    function = residual.variance_function
-    sd_new = np.ones(n_new)
-    sd_old = np.ones(fit.design.n)
-    if function is not None:
-        codes = _codes_of(new_data[residual.variance_column], residual.variance_labels,
-                          residual.variance_column, "variance")
-        sd_new = function.multipliers(ratios, codes)
-        sd_old = function.multipliers(ratios, residual.variance_codes)
-    covariances = fit.covariances()
-    blocks_new, blocks_old = design.blocks, fit.design.blocks
+    rows = visit_rows(fit.design.residual, fit.design, new_data, design)
+    return visit_table(rows, engine_visit_parameters(fit), np.asarray(fit.vcov().to_numpy(), dtype=float),
+                       base, include_random, kind, prob, new_levels)
 
-    def random_part(rows_a: np.ndarray, rows_b: np.ndarray, new_a: bool, new_b: bool) -> np.ndarray:
-        out = np.zeros((rows_a.size, rows_b.size))
-        for block_n, block_o, cov in zip(blocks_new, blocks_old, covariances, strict=True):
-            za = np.asarray((block_n if new_a else block_o).z, dtype=float)[rows_a]
-            zb = np.asarray((block_n if new_b else block_o).z, dtype=float)[rows_b]
-            out += za @ cov @ zb.T
-        return out
 
-    estimate = x_new @ beta
-    variance = np.einsum("np,pq,nq->n", x_new, vbeta, x_new)
-    response_extra = np.zeros(n_new)
-    observed_visit = np.zeros(n_new, dtype=bool)
-    for row_set in _subjects(groups_new):
-        g = int(groups_new[row_set[0]])
-        t_n = times_new[row_set]
-        if g < 0 or not include_random:
-            cov_nn = sigma2 * np.outer(sd_new[row_set], sd_new[row_set]) \
-                * structure.covariance_at(struct, t_n)
-            if g < 0 and include_random and new_levels == "sample":
-                variance[row_set] += np.diag(random_part(row_set, row_set, True, True))
-            response_extra[row_set] = np.diag(cov_nn)
-            continue
-        observed = np.flatnonzero(residual.group_codes == g)
-        t_o = residual.times[observed]
-        # cs(group) has no times: every row of a known subject is a new visit
-        seen = (np.zeros(t_n.size, dtype=bool) if spec.time is None
-                else np.isclose(t_n[:, None], t_o[None, :], rtol=0.0, atol=1e-9).any(axis=1))
-        if seen.all():
-            observed_visit[row_set] = True
-            continue
-        observed_visit[row_set[seen]] = True
-        row_set, t_n = row_set[~seen], t_n[~seen]
-        sd = np.concatenate([sd_old[observed], sd_new[row_set]])
-        omega = np.outer(sd, sd) * structure.covariance_at(struct, np.concatenate([t_o, t_n]))
-        m = observed.size
-        v = sigma2 * omega
-        v[:m, :m] += random_part(observed, observed, False, False)
-        v[m:, :m] += random_part(row_set, observed, True, False)
-        v[:m, m:] = v[m:, :m].T
-        v[m:, m:] += random_part(row_set, row_set, True, True)
-        weights = np.linalg.solve(v[:m, :m], v[:m, m:])  # V_OO^-1 V_On
-        estimate[row_set] += weights.T @ (y_old[observed] - x_old[observed] @ beta)
-        c = x_new[row_set] - weights.T @ x_old[observed]
-        variance[row_set] = np.einsum("np,pq,nq->n", c, vbeta, c)
-        response_extra[row_set] = np.diag(v[m:, m:] - v[m:, :m] @ weights)
-    if kind == "response":
-        variance = variance + response_extra
-    table = point_table(estimate, np.sqrt(np.maximum(variance, 0.0)), prob)
+def visit_table(rows: VisitRows, params: VisitParameters, vcov_beta: np.ndarray, base: pd.DataFrame,
+                include_random: bool = True, kind: str = "mean", prob: float | None = None,
+                new_levels: str = "sample") -> pd.DataFrame:
+    """The plug-in prediction table of a point fit at ``params`` (see :func:`predict_visits`)."""
+    got = visit_conditional(rows, params, include_random, new_levels)
+    variance = np.einsum("np,pq,nq->n", got.c, vcov_beta, got.c)
+    for row_set, random_cov, residual_cov in zip(got.sets, got.random_cov, got.residual_cov,
+                                                 strict=True):
+        variance[row_set] += np.diag(random_cov)
+        if kind == "response":
+            variance[row_set] += np.diag(residual_cov)
+    table = point_table(got.estimate, np.sqrt(np.maximum(variance, 0.0)), prob)
     table.index = base.index
+    observed_visit = got.observed_visit
     table.loc[observed_visit] = base.loc[observed_visit, table.columns].to_numpy()
     table.attrs["std_error"] = ("plug-in conditional (kriging) variance given the subject's "
                                 "observed visits; see hierlm.results.new_visits")

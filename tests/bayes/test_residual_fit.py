@@ -106,8 +106,8 @@ def test_group_log_likelihood_is_the_marginal_one(fit):
 
     with pytest.raises(FitError, match=r"pass the fit itself"):  # draws alone: densities unknown
         loo(fit.draws(), level="group")
-    with pytest.raises(FitError, match=r"predict\(new_data\) of a Bayesian fit with residual="):
-        fit.predict(fit.model.data.iloc[:3])
+    with pytest.raises(FitError, match=r"predict\(kind='response'\) of the fitted rows of a Bayesian"):
+        fit.predict(kind="response")  # new visits: tests/bayes/test_residual_predict.py
 
 
 def test_replicates_carry_the_residual_correlation(fit):

@@ -115,8 +115,9 @@ def test_structure_variables_names_and_tables(short_fits, tmp_path):
     assert loaded.structure_parameters().equals(table)
 
 
-def test_map_refuses_patterned_structures():
-    # formulation='marginal' takes them (tests/bayes/test_marginal_structures.py)
+def test_map_of_patterned_structures_refuses_reml_only():
+    # MAP takes them (tests/bayes/test_map_structured.py); REML would integrate out beta,
+    # a variable of the NUTS model whose mode MAP is
     model = _model("cs")
-    with pytest.raises(FitError, match=r"MAP \(method='map'\) does not support"):
-        model.fit(method="map")
+    with pytest.raises(FitError, match=r"reml=True is not available for patterned"):
+        model.fit(method="map", reml=True)
