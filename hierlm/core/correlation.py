@@ -9,6 +9,8 @@ the same coordinates, so both use this one map.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["cholesky_from_raw", "lkj_pair_positions"]
@@ -26,6 +28,8 @@ def cholesky_from_raw(raw: np.ndarray, q: int) -> np.ndarray:
     and the diagonal that gives the row unit length, ``cpc = tanh(raw)``.
     """
     raw = np.asarray(raw, dtype=float)
+    if raw.ndim == 1:
+        return _one_cholesky_from_raw(raw.tolist(), q)
     cpc = np.tanh(raw)
     chol = np.zeros((*raw.shape[:-1], q, q))
     chol[..., 0, 0] = 1.0
@@ -36,3 +40,16 @@ def cholesky_from_raw(raw: np.ndarray, q: int) -> np.ndarray:
             rest = 1.0 - np.sum(chol[..., i, :i] ** 2, axis=-1)
             chol[..., i, i] = np.sqrt(np.clip(rest, 0.0, None))
     return chol
+
+
+def _one_cholesky_from_raw(raw: list[float], q: int) -> np.ndarray:
+    """The same map for one vector, in plain floats (profiles call it at every step)."""
+    chol = [[0.0] * q for _ in range(q)]
+    chol[0][0] = 1.0
+    for k, (i, j) in enumerate(lkj_pair_positions(q)):
+        row = chol[i]
+        used = sum(v * v for v in row[:j])
+        row[j] = math.tanh(raw[k]) * math.sqrt(max(1.0 - used, 0.0))
+        if j == i - 1:
+            row[i] = math.sqrt(max(1.0 - sum(v * v for v in row[:i]), 0.0))
+    return np.array(chol)

@@ -32,6 +32,7 @@ Limits that reach the edge of the parameter space are reported at the edge:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,16 +66,23 @@ _FAR = 1e20  # deviance reported where it cannot be evaluated (numerically singu
 
 
 def _psd_cholesky(matrix: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of a positive semi-definite matrix (zero pivots allowed)."""
-    q = matrix.shape[0]
-    out = np.zeros_like(matrix)
+    """Lower Cholesky factor of a positive semi-definite matrix (zero pivots allowed).
+
+    Plain floats: the blocks are small (q <= ~6) and this runs at every profile step.
+    """
+    rows = np.asarray(matrix, dtype=float).tolist()
+    q = len(rows)
+    out = [[0.0] * q for _ in range(q)]
     for j in range(q):
-        pivot = matrix[j, j] - out[j, :j] @ out[j, :j]
-        out[j, j] = np.sqrt(max(pivot, 0.0))
+        row_j = out[j]
+        pivot = rows[j][j] - sum(v * v for v in row_j[:j])
+        diag = math.sqrt(pivot) if pivot > 0.0 else 0.0
+        row_j[j] = diag
         for i in range(j + 1, q):
-            rest = matrix[i, j] - out[i, :j] @ out[j, :j]
-            out[i, j] = rest / out[j, j] if out[j, j] > 0 else 0.0
-    return out
+            row_i = out[i]
+            rest = rows[i][j] - sum(a * b for a, b in zip(row_i[:j], row_j[:j], strict=True))
+            row_i[j] = rest / diag if diag > 0.0 else 0.0
+    return np.array(out)
 
 
 def _correlation_from_raw(raw: np.ndarray, q: int) -> np.ndarray:
@@ -267,6 +275,38 @@ def _ml_deviance(kernel: Any, n: int, theta: np.ndarray, sigma: float) -> float:
     return value if np.isfinite(value) else _FAR
 
 
+def _ml_deviance_and_gradient(kernel: Any, n: int, param: VarianceParametrisation,
+                              coords: np.ndarray, free: list[int]) -> tuple[float, np.ndarray]:
+    """ML deviance at ``coords`` (fixed effects at their best values) and its gradient in ``free``.
+
+    The deviance's gradient in (theta, sigma) is the kernel's exact one (the envelope
+    theorem over beta); the map from the coordinates to (theta, sigma) has no data in it,
+    so its Jacobian is taken by central differences (relative error about 1e-10, where
+    differencing the deviance itself loses about half the digits and strands the optimiser).
+    """
+    theta, sigma = param.theta(coords)
+    try:
+        comp = kernel.components(theta, reml=False, gradient=True)
+    except FitError:  # theta so large that the system is numerically singular: far from the optimum
+        return _FAR, np.zeros(len(free))
+    var = sigma**2
+    value = float(comp.ldL2 + n * np.log(2.0 * np.pi * var) + comp.r2 / var)
+    if not np.isfinite(value):
+        return _FAR, np.zeros(len(free))
+    d_theta = np.asarray(comp.d_logdet, dtype=float) + np.asarray(comp.d_r2, dtype=float) / var
+    d_sigma = 2.0 * n / sigma - 2.0 * comp.r2 / (var * sigma)
+    grad = np.empty(len(free))
+    for position, k in enumerate(free):
+        step = 1e-6 * max(1.0, abs(float(coords[k])))
+        up, down = coords.copy(), coords.copy()
+        up[k] += step
+        down[k] -= step
+        theta_up, sigma_up = param.theta(up)
+        theta_down, sigma_down = param.theta(down)
+        grad[position] = (d_theta @ (theta_up - theta_down) + d_sigma * (sigma_up - sigma_down)) / (2 * step)
+    return value, grad
+
+
 def _raw_of_correlation(value: float) -> float:
     """The raw coordinate (arctanh) of a correlation, kept finite at +-1."""
     return float(np.arctanh(np.clip(value, -0.999999999999, 0.999999999999)))
@@ -299,15 +339,14 @@ def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
         state = {"start": best[free]}
 
         def deviance(value: float) -> float:
-            def objective(x: np.ndarray) -> float:
+            def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
                 coords = best.copy()
                 coords[free] = x
                 coords[index] = to_coord(value)
-                theta, sigma = param.theta(coords)
-                return _ml_deviance(kernel, n, theta, sigma)
+                return _ml_deviance_and_gradient(kernel, n, param, coords, free)
 
             free_bounds = [bounds[k] for k in free]
-            dev, solution = minimise_profile(objective, state["start"], free_bounds)
+            dev, solution = minimise_profile(objective, state["start"], free_bounds, gradient=True)
             # where an SD ended at 0 or a correlation saturated (flat gradient in both cases)
             # the optimiser may be stranded: a second start from the lifted estimate decides
             coords = best.copy()
@@ -315,7 +354,8 @@ def _variance_profiles(fit: Any, reference: float) -> list[Profile]:
             at_zero = np.any(coords[sd_positions] < 1e-3 * fit.sigma)
             saturated = np.any(np.abs(np.delete(coords[:n_block], sd_positions)) > _RAW_LIMIT - 1e-3)
             if at_zero or saturated:
-                dev_fresh, fresh = minimise_profile(objective, lifted[free], free_bounds)
+                dev_fresh, fresh = minimise_profile(objective, lifted[free], free_bounds,
+                                                     gradient=True)
                 if dev_fresh < dev:
                     dev, solution = dev_fresh, fresh
             state["start"] = solution

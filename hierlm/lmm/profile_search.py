@@ -24,12 +24,19 @@ __all__ = ["Profile", "profile_limit", "minimise_profile", "fixed_effect_profile
 _OPTIONS = {"ftol": 1e-13, "gtol": 1e-9, "maxiter": 500}
 
 
-def minimise_profile(function: Callable[[np.ndarray], float], start: np.ndarray,
-                     bounds: list[tuple[float | None, float | None]]) -> tuple[float, np.ndarray]:
-    """Minimise ``function`` from ``start`` within ``bounds``: the best value and its point."""
+def minimise_profile(function: Callable[[np.ndarray], Any], start: np.ndarray,
+                     bounds: list[tuple[float | None, float | None]],
+                     gradient: bool = False) -> tuple[float, np.ndarray]:
+    """Minimise ``function`` from ``start`` within ``bounds``: the best value and its point.
+
+    With ``gradient``, ``function`` returns ``(value, gradient)``; otherwise the value only
+    (the gradient is then approximated by differences).
+    """
     if start.size == 0:
-        return function(start), start
-    result = minimize(function, start, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
+        value = function(start)
+        return float(value[0] if gradient else value), start
+    result = minimize(function, start, jac=gradient or None, method="L-BFGS-B", bounds=bounds,
+                      options=_OPTIONS)
     return float(result.fun), np.asarray(result.x)
 
 
