@@ -366,12 +366,12 @@ def crossed_section(repeats: int) -> str:
 
 
 INSTEVAL_FORMULA = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
-INSTEVAL_DRAWS = {"chains": 4, "draws": 500, "tune": 300}
+INSTEVAL_DRAWS = {"chains": 4, "draws": 300, "tune": 200}
 INSTEVAL_HEADING = "### InstEval"
 
 
 def measure_insteval() -> dict:
-    """InstEval, 4 chains x 500 draws (300 tune), warm caches.
+    """InstEval, 4 chains x 300 draws (200 tune), warm caches.
 
     The warm-up is a 4 x 10 run that compiles (and caches) the kernels.
     """

@@ -465,9 +465,13 @@ class ScalarFactorLikelihood:
         A design for which :func:`scalar_terms_only` holds.
     cp : CrossProducts, optional
         Its cross-products (formed if not given).
+    probed : bool, optional
+        Whether :meth:`logp` probes the log-determinant's gradient; default: past
+        ``PROBED_GRADIENT_WIDTH`` dense columns.
     """
 
-    def __init__(self, design: Design, cp: CrossProducts | None = None) -> None:
+    def __init__(self, design: Design, cp: CrossProducts | None = None,
+                 probed: bool | None = None) -> None:
         if not scalar_terms_only(design):
             raise FitError("the compiled crossed likelihood needs scalar random-effect terms on "
                            "distinct grouping factors and no residual structure")
@@ -508,7 +512,7 @@ class ScalarFactorLikelihood:
                  if cp.factors[k].n_levels <= EXACT_TRACE_LEVELS]
         self._small_cols = (np.concatenate(small) if small else np.zeros(0)).astype(np.int64)
         #: whether :meth:`logp` probes the log-determinant's gradient (see ``PROBED_GRADIENT_WIDTH``)
-        self.probed = mz > PROBED_GRADIENT_WIDTH
+        self.probed = mz > PROBED_GRADIENT_WIDTH if probed is None else bool(probed)
         rng = np.random.default_rng(_PROBE_SEED)
         self._probes = (rng.choice([-1.0, 1.0], size=(N_PROBES, mz)) if self.probed
                         else self._no_probes)
