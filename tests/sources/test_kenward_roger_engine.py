@@ -5,8 +5,8 @@ checked against lmerTest/pbkrtest in tests/lmm/test_kenward_roger.py. Tolerance:
 rel 1e-7 (the issue's engine-vs-pandas tolerance; the estimates themselves agree
 to it, and the df and adjusted covariance are smooth functions of them).
 One grouping factor takes the per-group route (hierlm.lmm.kr_grouped); crossed
-factors take the dense route over the square-root rows, whose complement in
-each cell is corrected for.
+factors and patterned blocks take the dense route over the square-root rows,
+whose complement in each cell is corrected for.
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ def test_crossed_factors_match_pandas() -> None:
     relation = duckdb.from_df(frame)
     assert hl.Model("y ~ x + (1 | a) + (1 | b)", relation, progress=False).design.X.shape[0] < n / 2
     _compare("y ~ x + (1 | a) + (1 | b)", frame, relation)
+
+
+def test_patterned_block_matches_pandas() -> None:
+    """A compound-symmetry block: the dense route with second derivatives, over 160 square-root rows."""
+    frame = _simulate(700, 20, seed=5)
+    relation = duckdb.from_df(frame)
+    assert hl.Model("y ~ x + f + cs(0 + f | g)", relation, progress=False).design.X.shape[0] < 200
+    _compare("y ~ x + f + cs(0 + f | g)", frame, relation)
 
 
 @pytest.mark.slow
