@@ -3,9 +3,9 @@
 The model and procedure are in ``tests/trust/sbc.py`` (:func:`run_binomial_sbc`):
 ``cbind(s, f) ~ x + (1 | g)``, 8 groups x 6 rows of 10 trials, priors normal(0, 1) on the
 fixed effects and half_normal(1) on the SD, with the default parametrisation (this design's
-block is centred by ``glmm_setup.centred_blocks``). The full study (100 replications, both
-parametrisations, 10 bins) is ``bench/bench_sbc.py --binomial`` with its numbers in
-``bench/results/sbc.md``.
+block is centred by ``glmm_setup.centred_blocks`` unless the data suggest an SD below 0.5).
+The full study (100 replications, both parametrisations, 10 bins) is
+``bench/bench_sbc.py --binomial`` with its numbers in ``bench/results/sbc.md``.
 
 Here: 48 replications, 2 chains of 200 draws thinned by 8 (25 per chain, below the
 median effective sample size per chain of the slowest parameter, about 150; checked),
@@ -16,15 +16,17 @@ chance low power at that size; 48 give p < 1e-6 for every parameter.)
 
 Thresholds. Under calibration each p-value is uniform; the 3 tests use a Bonferroni threshold
 of 0.01 / 3 (a calibrated sampler fails with probability about 1 % per seed; the seed is
-fixed; seed 11 gives p = 0.54, 0.98, 0.76). Power: the ranks of the truth shifted by one
-posterior SD must be rejected at p < 0.02 for every parameter; seed 11 gives 6e-7, 7e-7 and
-3e-8. About 25 CPU-seconds on a quiet machine.
+fixed; seed 11 gives p = 0.42, 0.98, 0.92). Power: the ranks of the truth shifted by one
+posterior SD must be rejected at p < 0.02 for every parameter; seed 11 gives 6e-7, 2e-7 and
+4e-9. About 25 CPU-seconds on a quiet machine.
 
-Sampler health. The centred block funnels when a replication draws a near-zero SD from its
-prior: 13 of the 48 fits have at least one divergent transition (the limit is a third) and
-three replications mix slowly (4.1, 5.5 and 9.4 effective draws per chain; the limit is a
-tenth of the replications below 10). The typical replication is far above the thinning's
-need (median 150 per chain).
+Sampler health. A centred block funnels when a replication draws a near-zero SD from its
+prior. Centred by information alone (session 5), 13 of the 48 fits had at least one
+divergent transition and three replications mixed slowly (4.1, 5.5 and 9.4 effective draws
+per chain); with the SD-scaled rule, which samples such replications non-centred, 4 of 48
+fits diverge and one replication is below 10 (8.9). Limits, tightened from a third and a
+tenth: at most a sixth of the fits with divergences, at most 3 of 48 replications below 10.
+The typical replication is far above the thinning's need (median 150 per chain).
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def test_binomial_one_sd_bias_would_be_detected(study):
 
 @pytest.mark.slow
 def test_binomial_sampler_health(study):
-    assert study.divergent_fits <= REPLICATIONS // 3, study.divergent_fits
+    assert study.divergent_fits <= REPLICATIONS // 6, study.divergent_fits
     # thinning by 8 leaves 25 draws per chain, close to independent where ESS/chain > 25: so
-    # for the typical replication (seed 11: median 150; three of 48 below 10, smallest 4.1)
+    # for the typical replication (seed 11: median 150; one of 48 below 10, 8.9)
     assert np.median(study.min_ess_per_chain) > 25, np.sort(study.min_ess_per_chain)
-    assert np.mean(study.min_ess_per_chain < 10) <= 0.1, np.sort(study.min_ess_per_chain)
+    assert np.sum(study.min_ess_per_chain < 10) <= 3, np.sort(study.min_ess_per_chain)
