@@ -12,9 +12,10 @@ template entries; with ``residual=`` its per-group form
 :class:`hierlm.bayes.residual_likelihood.ResidualLikelihood`, tested equal
 to it). The compiled prior model and the likelihood are joined by
 :func:`hierlm.bayes.prior_split.split_density`, without the transforms'
-Jacobian: the mode is that of the posterior density of the natural parameters
-(SDs, correlations, sigma, fixed effects), as for the other MAP fits, so that
-with ``priors="flat"`` it is the ML estimate. It is found by L-BFGS-B over
+Jacobian (PyMC's transforms' and that of Stan's transform of the LKJ reals,
+which PyMC counts as their density): the mode is that of the posterior density
+of the natural parameters (SDs, correlations, sigma, fixed effects), as for
+the other MAP fits, so that with ``priors="flat"`` it is the ML estimate. It is found by L-BFGS-B over
 the unconstrained vector (log SDs, log-odds of interval parameters, Stan's
 LKJ reals) with the exact gradient; a variance exactly at zero is therefore
 approached, not reached (a singular mode is reported as one).
@@ -113,7 +114,43 @@ def structured_problem(design: Design, priors: PriorTable) -> StructuredProblem:
         density = residual_density(built, var_names, mode=_COMPILE_MODE, jacobian=False)
     else:
         density = _patterned_density(built, var_names)
-    return StructuredProblem(built, density, var_names)
+    return StructuredProblem(built, _without_lkj_jacobian(density), var_names)
+
+
+def _without_lkj_jacobian(density: SplitDensity) -> SplitDensity:
+    """Take the LKJ reals' transform Jacobian out of the density.
+
+    PyMC keeps it (it is the density of the variable ``corr_raw_<b>`` itself);
+    without it the mode is in the correlations.
+    """
+    from dataclasses import replace
+
+    from hierlm.bayes.structure_math import lkj_cholesky, lkj_log_jacobian
+
+    starts = np.concatenate(([0], np.cumsum(density.free_sizes))).astype(int)
+    lkj = [(int(starts[k]), int(size)) for k, (name, size)
+           in enumerate(zip(density.free_names, density.free_sizes, strict=True))
+           if name.startswith("corr_raw_")]
+    if not lkj:
+        return density
+    logp = density.logp
+
+    def corrected(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
+        value, grad = logp(x)
+        if not np.isfinite(value):
+            return value, grad
+        grad = np.array(grad, dtype=float)
+        for start, size in lkj:
+            q = int(round((1 + np.sqrt(1 + 8 * size)) / 2))
+            raw = np.asarray(x[start:start + size], dtype=float)
+            value -= lkj_log_jacobian(raw, q)
+            for k in range(size):  # complex step: the closed form is analytic, exact to rounding
+                shifted = raw.astype(complex)
+                shifted[k] += 1e-30j
+                grad[start + k] -= float(np.imag(lkj_cholesky(shifted, q, 1.0)[1])) / 1e-30
+        return float(value), grad
+
+    return replace(density, logp=corrected)
 
 
 def _patterned_density(built: BuiltModel, var_names: list[str]) -> SplitDensity:
@@ -147,7 +184,12 @@ def _negative(density: SplitDensity) -> Any:
 
 
 def find_mode(problem: StructuredProblem) -> Any:
-    """L-BFGS-B on the negative log density from PyMC's initial point, restarted once at its end."""
+    """L-BFGS-B on the negative log density from PyMC's initial point, restarted once at its end.
+
+    If the largest gradient entry is still above the tolerance, Newton
+    trust-region steps (scipy's ``trust-exact``) on the central-difference
+    Hessian of the exact gradient follow.
+    """
     from scipy import optimize
 
     func = _negative(problem.density)
@@ -156,7 +198,15 @@ def find_mode(problem: StructuredProblem) -> Any:
                               options=options)
     again = optimize.minimize(func, found.x, jac=True, method="L-BFGS-B", options=options)
     again.nfev += found.nfev
-    return again if again.fun <= found.fun else found
+    best = again if again.fun <= found.fun else found
+    if np.max(np.abs(func(best.x)[1]), initial=0.0) < _GRADIENT_TOL:
+        return best
+    # flat directions (un's LKJ reals): Newton trust-region steps on the exact gradient's
+    # central-difference Hessian finish what L-BFGS-B's curvature model could not
+    newton = optimize.minimize(func, best.x, jac=True, hess=lambda x: _hessian(problem, x),
+                               method="trust-exact", options={"gtol": 1e-8, "maxiter": 200})
+    newton.nfev = int(newton.nfev) + int(best.nfev) + 2 * best.x.size * int(newton.get("nhev", 0))
+    return newton if newton.fun <= best.fun else best
 
 
 def _hessian(problem: StructuredProblem, x: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ __all__ = [
     "interval_forward",
     "interval_backward",
     "interval_log_jacobian",
+    "lkj_log_jacobian",
     "log_forward",
     "cs_correlation",
     "power_correlation",
@@ -234,6 +235,17 @@ def lkj_cholesky(raw: Any, q: int, eta: Any) -> tuple[Any, Any]:
             log_density = log_density + (q - (i + 1) + 2 * eta - 2) * xp.log(diagonal)
         rows.append(row + [diagonal] + [0.0] * (q - i - 1))
     return matrix(rows, xp), log_density + log_jacobian
+
+
+def lkj_log_jacobian(raw: np.ndarray, q: int) -> float:
+    """The log-Jacobian of the map from the reals to the correlation matrix ``R`` (NumPy).
+
+    LKJ(1) is constant in ``R``, so :func:`lkj_cholesky`'s density at ``eta = 1``
+    (the density of the factor, ``sum_i (q - i) log L[i, i]``, plus Stan's
+    transform's log-Jacobian) is that Jacobian, up to a constant. A posterior
+    mode in the natural parameters (MAP) leaves it out.
+    """
+    return float(lkj_cholesky(np.asarray(raw, dtype=float), q, 1.0)[1])
 
 
 def lkj_raw_from_cholesky(chol: np.ndarray) -> np.ndarray:
