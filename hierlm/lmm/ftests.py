@@ -258,7 +258,7 @@ class AnovaTable:
 
 
 def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: int,
-                ddf: str = "satterthwaite") -> AnovaTable:
+                ddf: str = "satterthwaite", coding: np.ndarray | None = None) -> AnovaTable:
     """Compute the F table of ``fit`` for its fixed terms.
 
     Parameters
@@ -274,6 +274,10 @@ def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: i
     ddf : {"satterthwaite", "kenward-roger"}
         Denominator df. Kenward-Roger's F is scaled (``F value``) while ``Sum Sq``
         and ``Mean Sq`` use the unscaled statistic, as lmerTest reports them.
+    coding : numpy.ndarray, optional
+        X over the rows the terms' codings are given on, for type III when
+        they are not the fit's rows (:mod:`hierlm.design.term_grid`); default
+        ``fit.design.X``.
 
     Returns
     -------
@@ -291,7 +295,9 @@ def anova_table(fit: Any, terms: list[FixedTerm], intercept: int | None, kind: i
     elif kind == 2:
         contrasts = type2_contrasts(X, terms)
     else:
-        contrasts = type3_contrasts(X, terms, intercept)
+        # with one column or one term type III is type I, over the fit's own X'X
+        over = coding if coding is not None and X.shape[1] > 1 and len(terms) > 1 else X
+        contrasts = type3_contrasts(over, terms, intercept)
     cov = fit.varpar_covariance
     beta = np.asarray(fit.beta, dtype=float)
     sigma2 = float(fit.sigma) ** 2

@@ -17,6 +17,7 @@ import pandas as pd
 
 from hierlm.core.defaults import DEFAULT_PROB
 from hierlm.design.blocks import Design
+from hierlm.design.term_grid import check_spanned, coding_grid
 from hierlm.design.terms import fixed_terms
 from hierlm.errors import FitError
 from hierlm.lmm.bootstrap import bootstrap_confint
@@ -392,6 +393,11 @@ class LmmResult(ResultMethods, InterpretMethods):
         """
         if self.model is None or not hasattr(self.model, "spec"):
             raise FitError("anova(fit) needs the formula's terms: fit a hierlm.Model, not a bare Design.")
+        if self.design.rowless:  # engine data: the terms' codings over a grid of the variables
+            terms, intercept, coding = coding_grid(self.model.spec, full=type == 3)
+            if type == 3:
+                check_spanned(coding, terms, intercept)
+            return anova_table(self, terms, intercept, type, check_ddf(ddf), coding=coding)
         terms, intercept = fixed_terms(self.model.spec, self.model.data)
         return anova_table(self, terms, intercept, type, check_ddf(ddf))
 

@@ -409,7 +409,10 @@ def build_source_design(formula: ParsedFormula, source: DataSource, na_action: s
         start += q
     p_all = len(all_names)
     X_all = rows[:, start:start + p_all]
-    kept = checks.check_rank(X_all, all_names, drop_aliased)
+    # a column that is 0 in every row (an empty cell of an interaction) is exactly 0 here too:
+    # its square-root rows are rounding noise, which the rank check would keep
+    empty = np.diag(totals)[start:start + p_all] == 0.0
+    kept = checks.check_rank(np.where(empty, 0.0, X_all), all_names, drop_aliased)
     fixed_names = tuple(all_names[j] for j in kept)
     spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed_spec,
                      fixed_names=fixed_names, groupings=tuple(groupings), reference=reference,
