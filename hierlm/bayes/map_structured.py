@@ -147,7 +147,10 @@ def _without_lkj_jacobian(density: SplitDensity) -> SplitDensity:
             for k in range(size):  # complex step: the closed form is analytic, exact to rounding
                 shifted = raw.astype(complex)
                 shifted[k] += 1e-30j
-                grad[start + k] -= float(np.imag(lkj_cholesky(shifted, q, 1.0)[1])) / 1e-30
+                with warnings.catch_warnings():  # the real factor it also builds drops the step
+                    warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+                    log_jacobian = lkj_cholesky(shifted, q, 1.0)[1]
+                grad[start + k] -= float(np.imag(log_jacobian)) / 1e-30
         return float(value), grad
 
     return replace(density, logp=corrected)
