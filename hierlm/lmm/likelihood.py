@@ -103,7 +103,7 @@ class GaussianLikelihood:
         """Number of covariance parameters."""
         return int(self.criterion.n_theta)
 
-    def _at_beta(self, phi: np.ndarray, beta: np.ndarray, gradient: bool
+    def terms_at_beta(self, phi: np.ndarray, beta: np.ndarray, gradient: bool
                  ) -> tuple[float, float, np.ndarray | None, np.ndarray | None, np.ndarray]:
         """``(logdet, pwrss, d logdet/d phi, d pwrss/d phi, d pwrss/d beta)`` of any criterion."""
         crit = self.criterion
@@ -144,7 +144,7 @@ class GaussianLikelihood:
         LikelihoodValue
         """
         beta = np.asarray(beta, dtype=float)
-        logdet, pwrss, d_logdet, d_pwrss, d_beta = self._at_beta(phi, beta, gradient)
+        logdet, pwrss, d_logdet, d_pwrss, d_beta = self.terms_at_beta(phi, beta, gradient)
         var = float(sigma) ** 2
         value = -0.5 * (logdet + self.n * (_LOG_2PI + np.log(var)) + pwrss / var
                         - self.log_weights)

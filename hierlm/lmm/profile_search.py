@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize
 
 from hierlm.errors import FitError
+from hierlm.lmm.likelihood import GaussianLikelihood
 
 __all__ = ["Profile", "profile_limit", "minimise_profile", "fixed_effect_profiles"]
 
@@ -76,6 +77,7 @@ def profile_limit(profile: Profile, cutoff: float, direction: int) -> float:
 def fixed_effect_profiles(fit: Any, reference: float) -> list[Profile]:
     """Profiles of the fixed effects of an ML fit."""
     kernel, n = fit.kernel, fit.design.n
+    likelihood = GaussianLikelihood(fit.design, kernel)
     lower = np.asarray(kernel.lower, dtype=float)
     bounds: list[tuple[float | None, float | None]] = [
         (None if not np.isfinite(lo) else float(lo), None) for lo in lower]
@@ -89,15 +91,20 @@ def fixed_effect_profiles(fit: Any, reference: float) -> list[Profile]:
         state = {"start": np.array(fit.theta, dtype=float)}
 
         def deviance(value: float, j: int = j, state: dict[str, np.ndarray] = state) -> float:
-            def objective(theta: np.ndarray) -> float:
+            def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+                # the other fixed effects at their best given beta_j = value, sigma in closed form;
+                # the gradient in theta at that beta is exact (envelope theorem over beta, sigma)
                 sol = kernel.solution(theta, reml=False, cond_var=False)
-                extra = (value - sol.beta[j]) ** 2 / sol.unscaled_vcov[j, j]
-                rss = sol.r2 + extra
-                return float(sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * rss / n)))
+                vcov = np.asarray(sol.unscaled_vcov)
+                beta = np.asarray(sol.beta) - vcov[:, j] * (sol.beta[j] - value) / vcov[j, j]
+                logdet, pwrss, d_logdet, d_pwrss, _ = likelihood.terms_at_beta(theta, beta, True)
+                assert d_logdet is not None and d_pwrss is not None
+                dev = float(logdet + n * (1.0 + np.log(2.0 * np.pi * pwrss / n)))
+                return dev, np.asarray(d_logdet + n / pwrss * d_pwrss, dtype=float)
 
-            dev, solution = minimise_profile(objective, state["start"], bounds)
+            dev, solution = minimise_profile(objective, state["start"], bounds, gradient=True)
             if np.any(solution[diagonal] < 1e-3):
-                dev_fresh, fresh = minimise_profile(objective, lifted, bounds)
+                dev_fresh, fresh = minimise_profile(objective, lifted, bounds, gradient=True)
                 if dev_fresh < dev:
                     dev, solution = dev_fresh, fresh
             state["start"] = solution
