@@ -176,6 +176,12 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         If ``path`` exists and ``overwrite`` is False, or is not a saved fit.
     """
     model = getattr(fit, "model", None)
+    if getattr(getattr(fit, "design", None), "rowless", False):
+        raise FitError(
+            "save() of a fit on data held by an engine (DuckDB, Parquet, polars or Dask) is not "
+            "available yet: a saved fit is rebuilt from its rows, which stay in the engine. Keep "
+            "the tables you need (fit.fixef(), fit.varcorr(), fit.ranef() as CSV), or refit from "
+            "the engine data when you load them (docs: 'Data larger than memory').")
     state = _state_of(fit)
     kind = state["kind"]
     if model is None or not hasattr(model, "formula"):
