@@ -153,11 +153,8 @@ def test_satterthwaite_df_are_finite():
     assert np.all(np.isfinite(table["df"])) and np.all(table["df"] > 1)
 
 
-@pytest.mark.parametrize("call", [
-    lambda fit: fit.confint(method="profile"),
-    lambda fit: fit.model.fit(method="map"),
-])
-def test_features_not_built_for_structures_refuse_clearly(call):
+def test_profile_intervals_of_patterned_blocks_refuse_clearly():
+    # MAP with patterned blocks is built (tests/bayes/test_map_structured.py); profiles are not
     fit = _fit("cs")
     with pytest.raises(FitError, match=r"cs\(0 \+ MachineA .*us\(\.\.\.\)"):
-        call(fit)
+        fit.confint(method="profile")
