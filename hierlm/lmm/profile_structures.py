@@ -102,15 +102,16 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
 
         def deviance(value: float, k: int = k, others: list[int] = others,
                      bounds: list = bounds, state: dict = state) -> float:
-            def objective(rest: np.ndarray) -> float:
+            def objective(rest: np.ndarray) -> tuple[float, np.ndarray]:
                 phi = theta_hat.copy()
                 phi[k] = value
                 phi[others] = rest
                 try:
-                    return float(kernel(phi, reml=False))
+                    dev, grad = kernel.value_and_gradient(phi, reml=False)
                 except FitError:
-                    return float("inf")
-            dev, solution = minimise_profile(objective, state["start"], bounds)
+                    return _FAR, np.zeros(len(others))
+                return float(dev), np.asarray(grad, dtype=float)[others]
+            dev, solution = minimise_profile(objective, state["start"], bounds, gradient=True)
             state["start"] = solution
             return dev - reference
 
@@ -232,13 +233,14 @@ def _sigma_row(ml: Any, reference: float, cutoff: float) -> tuple[str, float, fl
     def deviance(log_sigma: float) -> float:
         sigma2 = float(np.exp(2.0 * log_sigma))
 
-        def objective(phi: np.ndarray) -> float:
+        def objective(phi: np.ndarray) -> tuple[float, np.ndarray]:
             try:
-                comp = kernel.components(phi, reml=False, gradient=False)
+                comp = kernel.components(phi, reml=False, gradient=True)
             except FitError:
-                return float("inf")
-            return float(comp.logdet + comp.r2 / sigma2 + n * np.log(2.0 * np.pi * sigma2))
-        dev, solution = minimise_profile(objective, state["start"], bounds)
+                return _FAR, np.zeros(phi.size)
+            value = float(comp.logdet + comp.r2 / sigma2 + n * np.log(2.0 * np.pi * sigma2))
+            return value, np.asarray(comp.d_logdet + comp.d_r2 / sigma2, dtype=float)
+        dev, solution = minimise_profile(objective, state["start"], bounds, gradient=True)
         state["start"] = solution
         return dev - reference
 
