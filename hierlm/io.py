@@ -56,6 +56,7 @@ from hierlm.core.store import (
     INDEX,
     MANIFEST,
     ROW_ARRAY_COLUMNS,
+    engine_file,
     save_fit,
 )
 from hierlm.core.version import __version__
@@ -222,6 +223,8 @@ def load_fit(path: str | Path) -> Any:
     spec = manifest["model"]
     link = manifest["fit"].get("link") if manifest["kind"] in ("glmm", "bayes") else None
     data, arguments = _row_arguments(data, spec, manifest_path)
+    if manifest.get("engine") is not None:  # engine data: the build's answers replayed, no rows
+        data, arguments = _engine_answers(folder, manifest, manifest_path), {"progress": False}
     try:
         model = Model(spec["formula"], data, family=spec["family"], link=link, priors=spec["priors"],
                       na_action=spec["na_action"], reference=spec["reference"] or None,
@@ -234,6 +237,29 @@ def load_fit(path: str | Path) -> Any:
     if manifest["kind"] == "glmm":
         return _glmm_restore(model, manifest["fit"], manifest_path)
     return _bayes_restore(model, manifest["fit"], folder / _IDATA)
+
+
+def _engine_answers(folder: Path, manifest: dict[str, Any], manifest_path: Path) -> Any:
+    """The saved answers of an engine-data fit as a source that replays them (no SQL is run)."""
+    from hierlm.sources.replay import ReplaySource
+
+    engine = manifest["engine"]
+    try:
+        answers_list = engine["answers"]
+        checksums = manifest.get("checksums") or {}
+        answers = {}
+        for k, entry in enumerate(answers_list):
+            if engine_file(k) not in checksums:
+                raise IncompatibleFileError(f"no checksum of {engine_file(k)}; the manifest was changed.")
+            answers[str(entry["sql"])] = _read_data(folder / engine_file(k), entry["data"])
+        saved = engine["residual_quantiles"]
+        quantiles = {float(p): float(v) for p, v in zip(saved["probs"], saved["values"], strict=True)}
+        return ReplaySource(str(engine["kind"]), bool(engine["partitioned"]),
+                            {str(k): str(v) for k, v in engine["schema"].items()}, answers,
+                            {str(k): str(v) for k, v in engine["missing"].items()}, quantiles)
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise IncompatibleFileError(f"{str(manifest_path)!r}: the saved engine summary is "
+                                    f"incomplete ({type(error).__name__}: {error}).") from None
 
 
 def _row_arguments(data: pd.DataFrame, spec: dict[str, Any], manifest_path: Path

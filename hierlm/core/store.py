@@ -29,7 +29,7 @@ from hierlm.errors import FitError, InputTypeError
 from hierlm.io_validation import file_checksum
 
 __all__ = ["save_fit", "to_json", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "DATA", "IDATA",
-           "INDEX", "ROW_ARRAY_COLUMNS"]
+           "INDEX", "ROW_ARRAY_COLUMNS", "engine_file"]
 
 FORMAT_NAME = "hierlm-fit"
 # Bump when a file written by this version cannot be read by the previous
@@ -176,13 +176,15 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         If ``path`` exists and ``overwrite`` is False, or is not a saved fit.
     """
     model = getattr(fit, "model", None)
-    if getattr(getattr(fit, "design", None), "rowless", False):
-        raise FitError(
-            "save() of a fit on data held by an engine (DuckDB, Parquet, polars or Dask) is not "
-            "available yet: a saved fit is rebuilt from its rows, which stay in the engine. Keep "
-            "the tables you need (fit.fixef(), fit.varcorr(), fit.ranef() as CSV), or refit from "
-            "the engine data when you load them (docs: 'Data larger than memory').")
+    design = getattr(fit, "design", None)
+    rowless = bool(getattr(design, "rowless", False))
+    recorded = design.summary.source.source if rowless else None  # type: ignore[union-attr]
     state = _state_of(fit)
+    if rowless and state["kind"] != "lmm":
+        raise FitError(
+            f"save() of a {type(fit).__name__} on data held by an engine is not available: only "
+            "ML/REML fits on such data are saved (their summary replays on loading); refit the "
+            "model from the engine data instead.")
     kind = state["kind"]
     if model is None or not hasattr(model, "formula"):
         raise InputTypeError("save_fit needs a fit made through hierlm.Model(...).fit(); this "
@@ -203,20 +205,30 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
                   "reference": dict(model.spec.reference),
                   "residual": getattr(model, "residual", None),
                   "variance": getattr(model, "variance", None),
-                  **_row_argument_records(model)},
+                  **(_row_argument_records(model) if recorded is None
+                     else {"weights": None, "offset": None})},
         "fit": state["fit"],
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        data = model.data[model.spec.variables()]
-        for name, values in getattr(model, "row_arrays", {}).items():
-            data = data.assign(**{ROW_ARRAY_COLUMNS[name]: values})
+        if recorded is not None:  # engine data: the build's aggregate answers, no rows
+            data = pd.DataFrame(index=pd.RangeIndex(0))
+            manifest["engine"] = _write_engine_answers(recorded, staging)
+            probs = [0.0, 0.25, 0.5, 0.75, 1.0]  # the summary's, by a second pass now
+            manifest["engine"]["residual_quantiles"] = {
+                "probs": probs, "values": [float(v) for v in fit.scaled_residual_quantiles()]}
+        else:
+            data = model.data[model.spec.variables()]
+            for name, values in getattr(model, "row_arrays", {}).items():
+                data = data.assign(**{ROW_ARRAY_COLUMNS[name]: values})
         manifest["data"] = _write_data(data, staging / _DATA)
         if state.get("idata") is not None:
             state["idata"].to_netcdf(staging / _IDATA, engine="h5netcdf")
+        files = [_DATA, _IDATA] + [engine_file(k) for k in range(len(
+            manifest.get("engine", {}).get("answers", [])))]
         manifest["checksums"] = {name: file_checksum(staging / name)
-                                 for name in (_DATA, _IDATA) if (staging / name).is_file()}
+                                 for name in files if (staging / name).is_file()}
         text = json.dumps(_to_json(manifest), indent=1)
         (staging / _MANIFEST).write_text(text, encoding="utf-8")
         if target.exists():
@@ -228,6 +240,22 @@ def save_fit(fit: Any, path: str | Path, overwrite: bool = False) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def engine_file(k: int) -> str:
+    """File of the ``k``-th saved engine answer of a fit on engine data."""
+    return f"engine_{k}.nc"
+
+
+def _write_engine_answers(recorded: Any, staging: Path) -> dict[str, Any]:
+    """Write the aggregate answers that built an engine-data model (``RecordingSource.state``)."""
+    kind, partitioned, schema, answers, missing = recorded.state()
+    written = []
+    for k, (sql, frame) in enumerate(answers.items()):
+        written.append({"sql": sql, "data": _write_data(frame.reset_index(drop=True),
+                                                        staging / engine_file(k))})
+    return {"kind": kind, "partitioned": partitioned, "schema": schema, "missing": missing,
+            "answers": written}
 
 
 def _row_argument_records(model: Any) -> dict[str, Any]:

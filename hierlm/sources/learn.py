@@ -155,6 +155,9 @@ class SourceRows:
 
     def residual_quantiles(self, fit: Any, probs: list[float]) -> np.ndarray:
         """Quantiles of the scaled residuals, from a second pass (NaN where the engine has none)."""
+        saved = getattr(self.source, "saved_quantiles", None)  # a loaded fit's (ReplaySource)
+        if saved is not None:
+            return np.asarray(saved(probs), dtype=float)
         rows = self.second_pass(fit, "scaled")
         found = getattr(self.source, "quantiles", lambda *_: None)(rows, "residual", probs)
         return np.full(len(probs), np.nan) if found is None else np.asarray(found, dtype=float)

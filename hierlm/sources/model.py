@@ -11,6 +11,7 @@ from hierlm.errors import FamilyError, FitError, FormulaError
 from hierlm.formula import ParsedFormula
 from hierlm.sources.base import DataSource, Progress
 from hierlm.sources.learn import build_source_design
+from hierlm.sources.replay import RecordingSource
 
 __all__ = ["source_design", "RowlessData"]
 
@@ -40,8 +41,11 @@ def source_design(parsed: ParsedFormula, source: DataSource, family: Any = "gaus
             raise FormulaError(f"{option}= is not available for {source.kind} data (the "
                                "sufficient statistics assume independent residuals with one "
                                "variance); fit it on a pandas DataFrame.")
-    return build_source_design(parsed, source, na_action=na_action, reference=reference,
-                               drop_aliased=drop_aliased, progress=Progress(progress, source.kind))
+    recorder = RecordingSource(source)  # the build's answers: what save() stores
+    built = build_source_design(parsed, recorder, na_action=na_action, reference=reference,
+                                drop_aliased=drop_aliased, progress=Progress(progress, source.kind))
+    recorder.stop()
+    return built
 
 
 class RowlessData:

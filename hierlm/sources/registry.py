@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from hierlm.sources.base import DataSource
+from hierlm.sources.replay import ReplaySource
 
 __all__ = ["register_source", "source_for"]
 
@@ -89,6 +90,15 @@ register_source(_is_duckdb, _duckdb_source)
 register_source(_is_path, _parquet_source)
 register_source(_is_polars, _polars_source)
 register_source(_is_dask, _dask_source)
+
+
+def _replayed(data: object, **kwargs: Any) -> DataSource:
+    """A loaded fit's saved answers (:func:`hierlm.io.load_fit`)."""
+    assert isinstance(data, ReplaySource)
+    return data
+
+
+register_source(lambda data: isinstance(data, ReplaySource), _replayed)
 
 
 def source_for(data: object, **kwargs: Any) -> DataSource | None:

@@ -66,11 +66,3 @@ def test_type3_refused_when_columns_were_dropped(frame: pd.DataFrame) -> None:
     with pytest.raises(FitError, match="type=1 or type=2"):
         fit.anova(type=3)
 
-
-def test_save_is_refused_by_name(frame: pd.DataFrame, tmp_path: object) -> None:
-    """Saving a fit on engine data is refused before anything is written, naming the engine data."""
-    fit = hl.Model("y ~ x + (1 | g)", duckdb.from_df(frame), progress=False).fit()
-    target = tmp_path / "fit"  # type: ignore[operator]
-    with pytest.raises(FitError, match=r"save\(\) of a fit on data held by an engine"):
-        fit.save(target)
-    assert not target.exists()
