@@ -403,7 +403,7 @@ def insteval_lines(inst: dict) -> list[str]:
         "",
         "73,421 ratings; after eliminating the 2,972 students the lecturers and departments leave "
         "a dense 1142-column Schur complement; `formulation='auto'` takes the marginal form "
-        "(`hierlm.build.marginal_is_faster`), sampled over 6 parameters with the compiled crossed "
+        "(`hierlm.bayes.build.marginal_is_faster`), sampled over 6 parameters with the compiled crossed "
         "kernel (`hierlm.bayes.crossed_kernel`: exact log posterior, log-determinant gradient by "
         "16 fixed probes, chains in parallel threads with one BLAS thread each), every group effect "
         "drawn from its exact conditional. ESS = smallest bulk "
