@@ -32,6 +32,8 @@ import math
 import numba
 import numpy as np
 
+from hierlm.bayes.conditional_kernel import level_system
+
 __all__ = [
     "FAMILY_CODES",
     "log_prior_and_slope",
@@ -148,43 +150,16 @@ def _group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndar
     s = np.empty(q_total)
     l_s = np.empty(q_total)
     tmp = np.empty(q_total)
+    v = np.empty(q_total)
     sum_logdet = 0.0
     sum_quad = 0.0
     sum_trace = 0.0
     sum_ss = 0.0
     for jj in range(n_groups):
-        for a in range(q_total):
-            acc = zty[jj, a]
-            for k in range(p):
-                acc -= ztx[jj, a, k] * beta[k]
-            resid[a] = acc
-            for b in range(q_total):
-                acc2 = 0.0
-                for k in range(q_total):
-                    acc2 += ztz[jj, a, k] * chol[k, b]
-                s_l[a, b] = acc2
-        for a in range(q_total):
-            acc = 0.0
-            for k in range(q_total):
-                acc += chol[k, a] * resid[k]
-            w[a] = acc
-            for b in range(a + 1):
-                acc2 = 0.0
-                for k in range(q_total):
-                    acc2 += chol[k, a] * s_l[k, b]
-                m[a, b] = acc2 / var + (1.0 if a == b else 0.0)
-        # Cholesky of M in place (lower triangle)
+        # resid = Z'(y - X beta), s_l = Z'Z L, w = L' resid, m = chol(L'Z'Z L / var + I)
+        level_system(ztz, ztx, zty, jj, beta, chol, var, s_l, m, resid, w, v)
         for b in range(q_total):
-            diagonal = m[b, b]
-            for k in range(b):
-                diagonal -= m[b, k] * m[b, k]
-            m[b, b] = math.sqrt(diagonal)
             sum_logdet += 2.0 * math.log(m[b, b])
-            for a in range(b + 1, q_total):
-                off = m[a, b]
-                for k in range(b):
-                    off -= m[a, k] * m[b, k]
-                m[a, b] = off / m[b, b]
         # inverse P = M^-1 column by column: solve R R' p = e
         for col in range(q_total):
             for a in range(q_total):

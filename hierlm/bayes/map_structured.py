@@ -250,6 +250,13 @@ def laplace(problem: StructuredProblem, x: np.ndarray) -> dict[str, np.ndarray]:
             "vcov_beta": cov_x[start:start + p, start:start + p]}
 
 
+def _block_templates(design: Any, flat: np.ndarray) -> list[np.ndarray]:
+    """Each block's relative factor (q x q) from the density's flattened inputs."""
+    q_sizes = [b.q for b in design.blocks]
+    starts = np.concatenate(([0], np.cumsum([q * q for q in q_sizes]))).astype(int)
+    return [flat[starts[b]:starts[b + 1]].reshape(q, q) for b, q in enumerate(q_sizes)]
+
+
 def _effects(problem: StructuredProblem, x: np.ndarray, beta: np.ndarray, theta: np.ndarray,
              sigma: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Conditional means (levels, q) and covariances (levels, q, q) of the group effects at the mode."""
@@ -258,9 +265,7 @@ def _effects(problem: StructuredProblem, x: np.ndarray, beta: np.ndarray, theta:
         from hierlm.bayes.residual_likelihood import ResidualLikelihood
 
         inputs = problem.density.inputs(x)
-        q_sizes = [b.q for b in design.blocks]
-        starts = np.concatenate(([0], np.cumsum([q * q for q in q_sizes]))).astype(int)
-        templates = [inputs[2][starts[b]:starts[b + 1]].reshape(q, q) for b, q in enumerate(q_sizes)]
+        templates = _block_templates(design, inputs[2])
         return ResidualLikelihood(design).effect_means(beta, sigma, templates, inputs[3], inputs[4])
     from hierlm.bayes.conditional import conditional_means
     from hierlm.lmm.likelihood import GaussianLikelihood
@@ -362,9 +367,7 @@ def _loglik(problem: StructuredProblem, x: np.ndarray, beta: np.ndarray, theta: 
         from hierlm.bayes.residual_likelihood import ResidualLikelihood
 
         inputs = problem.density.inputs(x)
-        q_sizes = [b.q for b in design.blocks]
-        starts = np.concatenate(([0], np.cumsum([q * q for q in q_sizes]))).astype(int)
-        templates = [inputs[2][starts[b]:starts[b + 1]].reshape(q, q) for b, q in enumerate(q_sizes)]
+        templates = _block_templates(design, inputs[2])
         return float(ResidualLikelihood(design).evaluate(beta, sigma, templates, inputs[3],
                                                          inputs[4]).value)
     criterion = GaussianLikelihood(design).criterion
