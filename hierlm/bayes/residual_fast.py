@@ -17,7 +17,6 @@ compiled PyTensor calls and the NumPy glue of the general route.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -237,31 +236,9 @@ class FastResidualDensity:
     def nutpie_model(self, var_names: list[str]) -> Any:
         """A nutpie model over ``[beta | log sigma | u]``, chains jittered by +-1 around :meth:`start`."""
         import pandas as pd
-        from nutpie.compiled_pyfunc import from_pyfunc
 
-        start = self.start()
-        self.logp(start)  # compile (or load from numba's cache) before sampling
-        example = self.expand(start)
-        shapes = [tuple(np.shape(example[name])) for name in var_names]
+        from hierlm.bayes.kernel_model import nutpie_model
 
-        def make_initial_point(seed: int) -> np.ndarray:
-            return start + np.random.default_rng(seed).uniform(-1.0, 1.0, size=start.size)
-
-        def make_expand(seed1: int, seed2: int, chain: int) -> Callable[..., dict[str, np.ndarray]]:
-            def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-                values = self.expand(x)
-                return {name: values[name] for name in var_names}
-
-            return expand
-
-        return from_pyfunc(
-            ndim=self.size,
-            make_logp_fn=lambda: self.logp,
-            make_expand_fn=make_expand,
-            make_initial_point_fn=make_initial_point,
-            expanded_dtypes=[np.dtype("float64")] * len(var_names),
-            expanded_shapes=shapes,
-            expanded_names=list(var_names),
-            coords={FIXEF_DIM: pd.Index(list(self.built.design.fixed_names))},
-            dims={FIXEF: (FIXEF_DIM,)},
-        )
+        coords = {FIXEF_DIM: pd.Index(list(self.built.design.fixed_names))}
+        return nutpie_model(self.size, self.logp, self.expand, self.start(), np.ones(self.size),
+                            var_names, (coords, {FIXEF: (FIXEF_DIM,)}))
