@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hierlm as hl
-from hierlm.errors import FitError, IncompatibleFileError
+from hierlm.errors import IncompatibleFileError
 
 FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
@@ -54,10 +54,14 @@ def test_changed_link_is_refused(probit_fit, tmp_path):
         hl.load_fit(folder)
 
 
-def test_array_weights_are_refused(tmp_path):
+def test_array_weights_round_trip(tmp_path):
+    """A proportion with its trials as a weights= array is saved with the fit (tests/test_io.py
+    covers the other weights=/offset= cases)."""
     cbpp = hl.datasets.load("cbpp")
     cbpp = cbpp.assign(p=cbpp["incidence"] / cbpp["size"])
     fit = hl.Model("p ~ period + (1 | herd)", cbpp, family="binomial",
                    weights=cbpp["size"].to_numpy(dtype=float)).fit("ml")
-    with pytest.raises(FitError, match="weights= or offset="):
-        fit.save(tmp_path / "fit")
+    fit.save(tmp_path / "fit")
+    loaded = hl.load_fit(tmp_path / "fit")
+    assert loaded.loglik == fit.loglik
+    np.testing.assert_array_equal(loaded.fixef()["estimate"], fit.fixef()["estimate"])
