@@ -26,6 +26,7 @@ from hierlm.core.warn import PACKAGE_DIR
 from hierlm.design.blocks import Design
 from hierlm.design.checks import require_varying_response
 from hierlm.errors import ConvergenceWarning, FitError, SingularFitWarning
+from hierlm.lmm.newton1d import NEWTON_1D, newton_1d
 from hierlm.lmm.optimum import (
     SINGULAR_TOL,
     FitRecord,
@@ -37,17 +38,43 @@ from hierlm.lmm.parameters import Criterion, criterion_for
 from hierlm.lmm.result import LmmResult
 from hierlm.options import require_bool
 
-__all__ = ["FitRecord", "fit_lmm", "minimize_theta", "singular_components", "SINGULAR_TOL",
-           "blas_threads", "theta_column_scale", "projected_gradient"]
+__all__ = ["FitRecord", "fit_lmm", "minimize_theta", "resolve_optimizer", "singular_components",
+           "SINGULAR_TOL", "blas_threads", "theta_column_scale", "projected_gradient"]
 
 # A fit counts as converged when the projected gradient of the criterion
 # (-2 log-likelihood units per unit of theta) is below this, as lme4's check.
 _GRADIENT_OK = 2e-3
-_GRADIENT_OPTIMIZERS = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr")
+_GRADIENT_OPTIMIZERS = ("L-BFGS-B", "TNC", "SLSQP", "trust-constr", NEWTON_1D)
 _OPTIMIZER_ALIASES = {"lbfgsb": "L-BFGS-B", "l-bfgs-b": "L-BFGS-B", "bobyqa": "COBYQA",
                       "cobyqa": "COBYQA", "cobyla": "COBYLA", "powell": "Powell",
                       "nelder-mead": "Nelder-Mead", "neldermead": "Nelder-Mead", "tnc": "TNC",
-                      "slsqp": "SLSQP", "trust-constr": "trust-constr"}
+                      "slsqp": "SLSQP", "trust-constr": "trust-constr", "newton1d": NEWTON_1D,
+                      NEWTON_1D.lower(): NEWTON_1D}
+
+
+def resolve_optimizer(optimizer: str, kernel: Criterion) -> str:
+    """The method an ``optimizer=`` name stands for with this criterion.
+
+    ``"auto"`` (the default) is the bounded 1-D secant-Newton iteration
+    (:mod:`hierlm.lmm.newton1d`) for a bounded criterion of one parameter (a
+    ``cs``/``ar1``/``car1`` residual structure without random effects), and
+    L-BFGS-B otherwise; ``"newton1d"`` asks for the former explicitly.
+    """
+    name = str(optimizer).lower()
+    one_bounded = bool(kernel.needs_bounds and kernel.lower.size == 1
+                       and np.all(np.isfinite(kernel.box()[0]))
+                       and np.all(np.isfinite(kernel.box()[1])))
+    if name == "auto":
+        return NEWTON_1D if one_bounded else "L-BFGS-B"
+    method = _OPTIMIZER_ALIASES.get(name)
+    if method is None:
+        raise FitError(f"Unknown optimizer {optimizer!r}; choose 'auto' or one of "
+                       f"{', '.join(sorted(set(_OPTIMIZER_ALIASES.values()) - {NEWTON_1D}))}, "
+                       "or 'newton1d'.")
+    if method == NEWTON_1D and not one_bounded:
+        raise FitError(f"optimizer='newton1d' minimises a criterion of one bounded parameter; "
+                       f"this one has {kernel.lower.size}: use 'auto' or 'L-BFGS-B'.")
+    return method
 
 
 # Scaled criterion value returned for trial points where the criterion cannot be evaluated.
@@ -74,7 +101,7 @@ def _warn_at_limits(kernel: Criterion, theta: np.ndarray) -> None:
             SingularFitWarning, skip_file_prefixes=(PACKAGE_DIR,))
 
 
-def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
+def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "auto",
                    start: np.ndarray | None = None, max_evaluations: int = 2000,
                    ftol: float = 1e-12, gtol: float = 1e-6, polish: bool = True,
                    column_scale: np.ndarray | None = None,
@@ -88,9 +115,10 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
     reml : bool
         REML criterion or ML deviance.
     optimizer : str
-        ``"L-BFGS-B"`` (default, exact gradient) or another bound-constrained
-        :func:`scipy.optimize.minimize` method (``"COBYQA"``, ``"Powell"``,
-        ``"Nelder-Mead"``, ``"TNC"``, ...).
+        ``"auto"`` (default: :func:`resolve_optimizer`, L-BFGS-B with the exact
+        gradient, or for one bounded parameter the 1-D secant-Newton iteration),
+        ``"L-BFGS-B"`` or another bound-constrained :func:`scipy.optimize.minimize`
+        method (``"COBYQA"``, ``"Powell"``, ``"Nelder-Mead"``, ``"TNC"``, ...).
     start : numpy.ndarray, optional
         Starting theta; lme4's default when omitted.
     max_evaluations : int
@@ -112,10 +140,7 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
     -------
     theta, value, converged, message, n_evaluations
     """
-    method = _OPTIMIZER_ALIASES.get(str(optimizer).lower())
-    if method is None:
-        raise FitError(f"Unknown optimizer {optimizer!r}; choose one of "
-                       f"{', '.join(sorted(set(_OPTIMIZER_ALIASES.values())))}.")
+    method = resolve_optimizer(optimizer, kernel)
     lower = kernel.lower
     unit = np.ones(lower.size) if column_scale is None else np.asarray(column_scale, dtype=float)
     # lme4's start (1 on template diagonals) in the scaled parametrisation
@@ -159,6 +184,11 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "L-BFGS-B",
 
     def run(theta_start: np.ndarray) -> Any:
         x0 = theta_start * x_scale
+        if method == NEWTON_1D:  # the same projected-gradient test as bounded L-BFGS-B's
+            (lo, hi), = bounds
+            assert lo is not None and hi is not None  # resolve_optimizer: a finite box
+            return newton_1d(value_grad, x0, lo, hi, gtol * scale * 1e-3, max_evaluations,
+                             _REFUSED)
         if method == "L-BFGS-B" and not kernel.needs_bounds:
             # Unconstrained: the criterion only depends on Lambda Lambda', which
             # is unchanged when a column of a template changes sign, so iterates
@@ -342,7 +372,7 @@ def theta_column_scale(design: Design, kernel: Criterion) -> np.ndarray:
     return kernel.column_scale(design)
 
 
-def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str = "L-BFGS-B",
+def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str = "auto",
             start: np.ndarray | None = None, max_evaluations: int = 2000,
             polish: bool = True, warn: bool = True, threads: int | None = 1) -> LmmResult:
     """Fit a linear mixed model by REML or ML, as lme4's ``lmer``.
@@ -357,9 +387,12 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
         The :class:`~hierlm.Model` the design came from; needed for ``predict``
         on new data and stored on the result.
     optimizer : str
-        ``"L-BFGS-B"`` (default; exact gradient) or another bound-constrained
-        method of :func:`scipy.optimize.minimize`, e.g. ``"COBYQA"`` (a
-        derivative-free trust-region method like lme4's BOBYQA).
+        ``"auto"`` (default): L-BFGS-B with the exact gradient, or for a criterion
+        of one bounded parameter (``cs``/``ar1``/``car1`` residual structures
+        without random effects) the bounded 1-D secant-Newton iteration of
+        :mod:`hierlm.lmm.newton1d`. ``"L-BFGS-B"``, ``"newton1d"`` or another
+        bound-constrained method of :func:`scipy.optimize.minimize`, e.g.
+        ``"COBYQA"`` (a derivative-free trust-region method like lme4's BOBYQA).
     start : array-like, optional
         Starting theta in lme4's layout. Default: 0 off the diagonals and, on
         them, 1 divided by the root mean square of the entry's random-effect
@@ -423,6 +456,7 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     with blas_threads(threads):
         # an orthonormal basis of X (same results, no digits lost to cancellation)
         kernel = criterion_for(design)
+        method = resolve_optimizer(optimizer, kernel)
         column_scale = theta_column_scale(design, kernel)
         theta0 = kernel.start() / column_scale if start is None else start
         theta, value, converged, message, n_eval = minimize_theta(
@@ -434,7 +468,7 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
     boundary = tuple(names[k] for k in range(theta.size)
                      if np.isfinite(lower[k]) and theta[k] <= lower[k])
     record = FitRecord(
-        optimizer=_OPTIMIZER_ALIASES.get(optimizer.lower(), optimizer),
+        optimizer=method,
         criterion="REML criterion" if reml else "deviance",
         start=theta0, end=theta.copy(), value=value, n_evaluations=n_eval,
         converged=converged, message=message, boundary=boundary,
