@@ -24,7 +24,9 @@ Standard errors come from the Laplace approximation: the Hessian of the
 negative log posterior in the unconstrained coordinates (central differences
 of the exact gradient), inverted, and carried by the delta method to the
 covariance parameters the result protocol uses (``theta``, the kernel's
-template entries ``T_b = L_b / sigma``, and ``log sigma``). Group effects are
+template entries ``T_b = L_b / sigma``, and ``log sigma``); the structures'
+parameters get theirs from the same covariance
+(:mod:`hierlm.bayes.map_intervals`). Group effects are
 their conditional means given y at the mode, with their conditional
 covariances.
 """
@@ -41,6 +43,7 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from hierlm.bayes.build import BuiltModel, build_model
+from hierlm.bayes.map_intervals import structure_jacobians
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, OBS_DIM, SIGMA, BlockNames
 from hierlm.bayes.prior_split import SplitDensity, split_density
 from hierlm.bayes.priors import PriorTable
@@ -329,6 +332,7 @@ def fit_map_structured(design: Design, prior_table: PriorTable, reml: bool) -> B
         x = np.asarray(found.x, dtype=float)
         beta, theta, sigma = problem.parts(x)
         uncertainty = laplace(problem, x)
+        jacobians = structure_jacobians(problem, x)  # the structure rows' Laplace intervals
         effects, cond_var = _effects(problem, x, beta, theta, sigma)
     values = problem.density.expand(x)
     log_posterior = -float(found.fun)
@@ -354,7 +358,8 @@ def fit_map_structured(design: Design, prior_table: PriorTable, reml: bool) -> B
               "message": str(found.message), "gradient_max": grad_norm,
               "boundary": boundary, "singular": bool(boundary),
               "free_names": list(problem.density.free_names), "x": x,
-              "fixef_std_error": std_error, "cond_var": cond_var, **uncertainty})
+              "fixef_std_error": std_error, "cond_var": cond_var,
+              "structure_jacobian": jacobians, **uncertainty})
 
 
 def _loglik(problem: StructuredProblem, x: np.ndarray, beta: np.ndarray, theta: np.ndarray,

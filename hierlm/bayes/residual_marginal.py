@@ -304,6 +304,7 @@ def residual_parameter_table(residual: ResidualDesign | None, posterior: Any,
         return pd.DataFrame(columns=["structure", "parameter"])
     structure = residual_structure(residual)
     keys, columns = [], []
+    variables: list[tuple[str, int]] = []
     n_chains = 1
     column = residual.variance_function.column if residual.variance_function is not None else ""
     for name, dims in _stored(structure):
@@ -324,4 +325,7 @@ def residual_parameter_table(residual: ResidualDesign | None, posterior: Any,
         for k, label in enumerate(labels):
             keys.append((residual.describe(), label))
             columns.append(flat[:, k])
-    return structure_posterior_table(keys, columns, n_chains, prob)
+            variables.append((name, k))
+    table = structure_posterior_table(keys, columns, n_chains, prob)
+    table.attrs["variables"] = variables  # (stored variable, flat index) of each row
+    return table

@@ -331,7 +331,8 @@ class BayesResult(ResultMethods, InterpretMethods):
         The rows of the ML/REML ``structure_parameters()`` (columns
         ``structure``, ``parameter``) with the protocol columns; see
         :func:`hierlm.bayes.structure_model.structure_parameter_table`. MAP fits:
-        the mode in ``estimate``, the other columns NaN.
+        the mode in ``estimate``, the Laplace standard error and interval
+        (:mod:`hierlm.bayes.map_intervals`), the diagnostic columns NaN.
         """
         import pandas as pd
 
@@ -342,12 +343,53 @@ class BayesResult(ResultMethods, InterpretMethods):
         blocks = structure_parameter_table(self.names, posterior, prob)
         residual = residual_parameter_table(self.design.residual, posterior, prob)
         tables = [t for t in (blocks, residual) if len(t)]
+        variables = [v for t in tables for v in t.attrs.get("variables", [])]
         table = pd.concat(tables, ignore_index=True) if tables else blocks
-        if self._is_map:  # the mode; no Laplace intervals for these rows (yet)
+        if self._is_map:  # the mode, with Laplace intervals (hierlm.bayes.map_intervals)
+            from hierlm.bayes.map_intervals import laplace_structure_columns
+            from hierlm.results.summary import interval_spec
+
+            spec = interval_spec(prob)
             numeric = [c for c in table.columns if c not in ("structure", "parameter", "estimate")]
             table[numeric] = np.nan
+            got = (laplace_structure_columns(self.info, variables,
+                                             table["estimate"].to_numpy(), spec.prob)
+                   if len(table) else None)
+            if got is not None:
+                table["std_error"] = got["std_error"].to_numpy()
+                table[spec.lower] = got["lower"].to_numpy()
+                table[spec.upper] = got["upper"].to_numpy()
+                table.attrs["interval"] = ("Laplace approximation at the mode: Gaussian on the "
+                                           "unconstrained scale (log-odds on the range, log for "
+                                           "ratios), mapped back")
             table.attrs["estimate"] = "posterior mode (MAP)"
         return table
+
+    def residual_covariance(self, correlation: bool = False) -> pd.DataFrame:
+        """MAP: the residual covariance (or correlation) over the distinct times at the mode.
+
+        The table of the ML/REML fits
+        (:func:`hierlm.results.structures.residual_covariance_at`), at the mode's
+        sigma and structure parameters (carried to the engine's scale by
+        :func:`hierlm.bayes.residual_predict.draw_visit_parameters`).
+
+        Raises
+        ------
+        FitError
+            Without ``residual=``, or for a NUTS fit (a posterior of matrices).
+        """
+        from hierlm.bayes.residual_predict import draw_visit_parameters
+        from hierlm.results.structures import residual_covariance_at
+
+        residual = self.design.residual
+        if residual is None:
+            raise FitError("The model has no residual structure (residual= / variance=).")
+        if not self._is_map:
+            raise FitError("residual_covariance() is the matrix of a point fit (ML, REML, MAP); "
+                           "a NUTS fit has a posterior of them: use fit.structure_parameters() "
+                           "for the posterior of the structure's parameters, or fit(method='map').")
+        at = draw_visit_parameters(self)[0]
+        return residual_covariance_at(residual, at.struct, float(np.sqrt(at.sigma2)), correlation)
 
     def _grouped_loglik(self, what: str) -> tuple[np.ndarray, list[str], str]:
         """The stored per-group joint log densities of a fit with ``residual=`` (S, groups)."""

@@ -155,6 +155,7 @@ def structure_parameter_table(names: list[BlockNames], posterior: Any,
     from hierlm.results.tables import structure_posterior_table
 
     keys, columns = [], []
+    variables: list[tuple[str, int]] = []
     n_chains = 1
     for bn in names:
         name = f"rho_{bn.label}"
@@ -168,4 +169,7 @@ def structure_parameter_table(names: list[BlockNames], posterior: Any,
         for k, label in enumerate(labels):
             keys.append((bn.block.term, label))
             columns.append(flat[:, k])
-    return structure_posterior_table(keys, columns, n_chains, prob)
+            variables.append((name, k))
+    table = structure_posterior_table(keys, columns, n_chains, prob)
+    table.attrs["variables"] = variables  # (stored variable, flat index) of each row
+    return table

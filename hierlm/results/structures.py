@@ -19,7 +19,8 @@ import pandas as pd
 
 from hierlm.errors import FitError
 
-__all__ = ["structure_parameters", "residual_covariance", "require_single_residual_variance"]
+__all__ = ["structure_parameters", "residual_covariance", "residual_covariance_at",
+           "require_single_residual_variance"]
 
 
 def _grouped_parts(fit: Any) -> tuple[Any, np.ndarray]:
@@ -82,8 +83,33 @@ def residual_covariance(fit: Any, correlation: bool = False) -> pd.DataFrame:
         Rows and columns labelled by the time values. For ``variance=`` the
         matrix is that of the first level (SD ratio 1).
     """
-    residual, _ = _grouped_parts(fit)
-    matrix = fit.kernel.residual_covariance(fit.theta, fit.sigma)
+    residual, params = _grouped_parts(fit)
+    return residual_covariance_at(residual, params[: residual.structure.n_params],
+                                  float(fit.sigma), correlation)
+
+
+def residual_covariance_at(residual: Any, struct: np.ndarray, sigma: float,
+                           correlation: bool = False) -> pd.DataFrame:
+    """The table of :func:`residual_covariance` at given structure parameters (any engine).
+
+    Parameters
+    ----------
+    residual : ResidualDesign
+        The design's residual structure.
+    struct : numpy.ndarray
+        The structure's parameters on the ML/REML engine's scale (no ``variance=`` ratios).
+    sigma : float
+        The residual SD.
+    correlation : bool
+        Return the correlation matrix instead.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sigma^2 S`` over the distinct times (``S`` from the structure's
+        ``over_times``), rows and columns labelled by the time values.
+    """
+    matrix = sigma ** 2 * residual.structure.over_times(np.asarray(struct, dtype=float))[0]
     if correlation:
         sd = np.sqrt(np.diag(matrix))
         matrix = matrix / np.outer(sd, sd)

@@ -18,7 +18,9 @@
   objective (abs 1e-8); pigs ``ar1(week | id)`` and Machines
   ``ar1(0 + Machine | Worker)``.
 * save/load keeps the fit (tables equal at rel 1e-12), the report is written (its
-  ``fixef.csv`` is the fit's, rel 1e-12); ``structure_parameters()``
+  ``fixef.csv`` and ``residual_covariance.csv`` are the fit's, rel 1e-12);
+  ``residual_covariance()`` at the mode is ``sigma^2 rho^|i - j|`` written out
+  (rel 1e-12) and, with flat priors, the ML fit's (rel 1e-6); ``structure_parameters()``
   and ``summary()`` show the mode; ``reml=True`` is refused by name.
 """
 
@@ -224,3 +226,23 @@ def test_report_of_the_map_fit(pigs_ar1_default, tmp_path):
     fixef = pd.read_csv(files.html.parent / "fixef.csv", index_col=0)
     np.testing.assert_allclose(fixef["estimate"], pigs_ar1_default.fixef()["estimate"], rtol=1e-12)
     assert "posterior mode" in files.html.read_text().lower()
+    # the REML report's table, from the same function (results.structures.residual_covariance_at)
+    written = pd.read_csv(files.html.parent / "residual_covariance.csv", index_col=0)
+    np.testing.assert_allclose(written.to_numpy(), pigs_ar1_default.residual_covariance().to_numpy(),
+                               rtol=1e-12)
+
+
+def test_residual_covariance_at_the_mode():
+    model = _model("pigs_ar1")
+    got = _quiet_fit(model, "map", priors="flat")
+    mode = got.idata["map"]
+    rho, sigma = float(mode["rho_residual"]), float(mode["sigma"])
+    weeks = np.arange(9)
+    dense = sigma ** 2 * rho ** np.abs(weeks[:, None] - weeks[None, :])  # AR(1), written out
+    np.testing.assert_allclose(got.residual_covariance().to_numpy(), dense, rtol=1e-12)
+    np.testing.assert_allclose(got.residual_covariance(correlation=True).to_numpy(),
+                               dense / sigma ** 2, rtol=1e-12)
+    ml = _quiet_fit(model, "ml")  # flat priors: the ML estimate's matrix (modes agree to 3e-8)
+    np.testing.assert_allclose(got.residual_covariance().to_numpy(),
+                               ml.residual_covariance().to_numpy(), rtol=1e-6)
+    assert list(got.residual_covariance().index) == list(ml.residual_covariance().index)
