@@ -42,6 +42,7 @@ from hierlm.design.frame import (
     quote_formula,
     required_columns,
 )
+from hierlm.design.lean import lean_fixed
 from hierlm.design.residual import ResidualDesign, ResidualSpec, build_residual, parse_residual
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import DataError, FormulaError, HierlmWarning
@@ -99,6 +100,24 @@ def _materialize(formula: str, data: pd.DataFrame, where: str) -> Any:
             return model_matrix(parsed, data, context=FORMULA_CONTEXT, na_action="ignore")
     except (FormulaicError, SyntaxError) as error:
         raise FormulaError(f"Cannot build {where} from {formula!r}: {_plain(error)}") from None
+
+
+def _fixed_part(text: str, frame: pd.DataFrame, kinds: Mapping[str, str]
+                ) -> tuple[FormulaicSpec, list[str], np.ndarray]:
+    """The fixed part's formulaic spec, column names and X.
+
+    An intercept and numeric columns are built directly (:mod:`hierlm.design.lean`),
+    anything else by formulaic.
+    """
+    if "." not in text:
+        try:
+            lean = lean_fixed(_parsed(text), frame, kinds)
+        except (FormulaicError, SyntaxError):
+            lean = None  # formulaic's path below reports it
+        if lean is not None:
+            return lean
+    fixed = _materialize(text, frame, "the fixed-effect matrix")
+    return fixed.model_spec, list(fixed.columns), np.asarray(fixed, dtype=float)
 
 
 @functools.lru_cache(maxsize=256)
@@ -537,9 +556,8 @@ def build_spec(
     offset_values = _offset_values(frame, formula.offsets, offset_array)
     checks.require_offset(offset_values, len(y), "the offset")
 
-    fixed = _materialize(formula.fixed, frame, "the fixed-effect matrix")
-    all_names = lme4_names(list(fixed.columns))
-    X = np.asarray(fixed, dtype=float)
+    fixed_spec, fixed_columns, X = _fixed_part(formula.fixed, frame, kinds)
+    all_names = lme4_names(fixed_columns)
     checks.require_finite_matrix(X, all_names, "the fixed part", data.index)
     kept = checks.check_rank(X, all_names, drop_aliased)
     fixed_names = tuple(all_names[j] for j in kept)
@@ -570,7 +588,7 @@ def build_spec(
     order = _lme4_order([len(g.levels) for g in groupings])
     groupings = [groupings[i] for i in order]
     blocks = [blocks[i] for i in order]
-    spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed.model_spec,
+    spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed_spec,
                      fixed_names=fixed_names, groupings=tuple(groupings), reference=reference,
                      residual=residual_spec, variance=variance,
                      frame=FrameSpec.learn(frame, kinds, uses),
