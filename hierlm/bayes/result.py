@@ -378,7 +378,6 @@ class BayesResult(ResultMethods, InterpretMethods):
         FitError
             Without ``residual=``, or for a NUTS fit (a posterior of matrices).
         """
-        from hierlm.bayes.residual_predict import draw_visit_parameters
         from hierlm.results.structures import residual_covariance_at
 
         residual = self.design.residual
@@ -388,8 +387,17 @@ class BayesResult(ResultMethods, InterpretMethods):
             raise FitError("residual_covariance() is the matrix of a point fit (ML, REML, MAP); "
                            "a NUTS fit has a posterior of them: use fit.structure_parameters() "
                            "for the posterior of the structure's parameters, or fit(method='map').")
-        at = draw_visit_parameters(self)[0]
+        at = self._visit_parameters()
         return residual_covariance_at(residual, at.struct, float(np.sqrt(at.sigma2)), correlation)
+
+    def _visit_parameters(self) -> Any:
+        """MAP: the mode as the new-visit predictor's parameters (:mod:`hierlm.results.new_visits`)."""
+        from hierlm.bayes.residual_predict import draw_visit_parameters
+
+        if not self._is_map:
+            raise FitError("a NUTS fit has one set of visit parameters per draw; see "
+                           "hierlm.bayes.residual_predict.draw_visit_parameters")
+        return draw_visit_parameters(self)[0]
 
     def _grouped_loglik(self, what: str) -> tuple[np.ndarray, list[str], str]:
         """The stored per-group joint log densities of a fit with ``residual=`` (S, groups)."""
@@ -425,16 +433,20 @@ class BayesResult(ResultMethods, InterpretMethods):
         conditional Gaussian given the subject's observed visits, at every
         posterior draw (MAP: at the mode), by the ML/REML engine's predictor
         (:mod:`hierlm.bayes.residual_predict`); new subjects get the marginal.
-        On the fitted rows, only the means (a new response there is the
-        ``posterior_predictive`` group, which carries the residual covariance).
+        On the fitted rows of a NUTS fit, only the means (a new response there is
+        the ``posterior_predictive`` group, which carries the residual covariance);
+        a MAP fit's ``kind="response"`` there is the plug-in of the ML/REML fits
+        (the row's own residual variance, :func:`hierlm.results.new_visits.row_residual_variance`).
         """
         residual = self.design.residual
-        if residual is not None and new_data is None and kind != "mean":
+        if residual is not None and new_data is None and kind != "mean" and not self._is_map:
             raise FitError(
-                f"predict(kind={kind!r}) of the fitted rows of a Bayesian fit with "
-                f"residual={residual.describe()!r} is not available: the residuals of one "
-                f"{residual.spec.group} are correlated. Use fit.idata['posterior_predictive'] for "
-                "replicated responses, or predict(new_data) for new visits.")
+                f"predict(kind={kind!r}) of the fitted rows of a NUTS fit with "
+                f"residual={residual.describe()!r} is not available: its draws would add "
+                f"independent noise of variance sigma^2, and the residuals of one "
+                f"{residual.spec.group} are correlated (and their variances differ by time for "
+                "heterogeneous structures). Use fit.idata['posterior_predictive'] for replicated "
+                "responses (drawn with the residual covariance), or predict(new_data) for new visits.")
         if residual is None or new_data is None or not isinstance(new_data, pd.DataFrame):
             return super().predict(new_data, include_random=include_random, kind=kind, prob=prob,
                                    summary=summary, new_levels=new_levels, seed=seed, type=type)

@@ -42,7 +42,8 @@ from hierlm.errors import DataError
 from hierlm.results.tables import point_table
 
 __all__ = ["VisitParameters", "VisitConditional", "VisitRows", "visit_rows",
-           "visit_conditional", "engine_visit_parameters", "predict_visits", "visit_table"]
+           "visit_conditional", "engine_visit_parameters", "visit_parameters_of",
+           "row_residual_variance", "predict_visits", "visit_table"]
 
 
 def _codes_of(values: pd.Series, labels: tuple[str, ...], column: str, what: str) -> np.ndarray:
@@ -253,6 +254,46 @@ def engine_visit_parameters(fit: Any) -> VisitParameters:
                            params[:n_struct], params[n_struct:], list(fit.covariances()))
 
 
+def visit_parameters_of(fit: Any) -> VisitParameters:
+    """A point fit's estimates as :class:`VisitParameters` (MAP fits carry their own map)."""
+    own = getattr(fit, "_visit_parameters", None)
+    return own() if callable(own) else engine_visit_parameters(fit)
+
+
+def row_residual_variance(residual: Any, params: VisitParameters, times: np.ndarray | None = None,
+                          variance_codes: np.ndarray | None = None) -> np.ndarray:
+    """Each row's own residual variance ``sigma^2 m_i^2 S_(t_i, t_i)`` (the diagonal of ``sigma^2 M S M``).
+
+    Parameters
+    ----------
+    residual : ResidualDesign
+        The fit's residual structure.
+    params : VisitParameters
+        The parameters (a point fit's estimates).
+    times, variance_codes : numpy.ndarray, optional
+        Rows' times and ``variance=`` levels; None: the fitted rows' (their slots).
+
+    Returns
+    -------
+    numpy.ndarray
+        One variance per row: ``sigma^2`` only for homogeneous structures
+        without ``variance=``; otherwise the variance at the row's time and level.
+    """
+    structure = residual.structure
+    if times is None:
+        diagonal = np.diag(structure.over_times(np.asarray(params.struct, dtype=float))[0])
+        scale = diagonal[np.asarray(residual.slots, dtype=np.int64)]
+        codes = residual.variance_codes
+    else:
+        times = np.asarray(times, dtype=float)
+        distinct, where = np.unique(times, return_inverse=True)
+        scale = np.diag(structure.covariance_at(params.struct, distinct))[where]
+        codes = variance_codes
+    if residual.variance_function is not None and codes is not None:
+        scale = scale * residual.variance_function.multipliers(params.ratios, codes) ** 2
+    return float(params.sigma2) * np.asarray(scale, dtype=float)
+
+
 def predict_visits(fit: Any, new_data: pd.DataFrame, design: Any, base: pd.DataFrame,
                    include_random: bool = True, kind: str = "mean", prob: float | None = None,
                    new_levels: str = "sample") -> pd.DataFrame:
@@ -291,7 +332,7 @@ def predict_visits(fit: Any, new_data: pd.DataFrame, design: Any, base: pd.DataF
         unseen level of ``variance=``.
     """
     rows = visit_rows(fit.design.residual, fit.design, new_data, design)
-    return visit_table(rows, engine_visit_parameters(fit), np.asarray(fit.vcov().to_numpy(), dtype=float),
+    return visit_table(rows, visit_parameters_of(fit), np.asarray(fit.vcov().to_numpy(), dtype=float),
                        base, include_random, kind, prob, new_levels)
 
 
@@ -310,6 +351,13 @@ def visit_table(rows: VisitRows, params: VisitParameters, vcov_beta: np.ndarray,
     table.index = base.index
     observed_visit = got.observed_visit
     table.loc[observed_visit] = base.loc[observed_visit, table.columns].to_numpy()
+    if kind == "response" and observed_visit.any():  # the visit's own residual variance, not sigma^2
+        at = np.flatnonzero(observed_visit)
+        codes = None if rows.variance_codes is None else rows.variance_codes[at]
+        own = row_residual_variance(rows.residual, params, rows.times[at], codes)
+        mean_part = np.maximum(base["std_error"].to_numpy()[at] ** 2 - params.sigma2, 0.0)
+        fixed = point_table(base["estimate"].to_numpy()[at], np.sqrt(mean_part + own), prob)
+        table.iloc[at, [table.columns.get_loc(c) for c in fixed.columns]] = fixed.to_numpy()
     table.attrs["std_error"] = ("plug-in conditional (kriging) variance given the subject's "
                                 "observed visits; see hierlm.results.new_visits")
     return table

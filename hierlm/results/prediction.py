@@ -17,7 +17,9 @@ Rows whose grouping level the model never saw (code -1 in a design from
   ``new_levels="population"`` uses ``b = 0`` instead.
 * Point fits (ML/REML/MAP) predict at ``b = 0``, the population prediction.
 
-Point fits' standard error is ``sqrt(PEV_i + v_i (+ sigma^2 for kind="response"))``:
+Point fits' standard error is ``sqrt(PEV_i + v_i (+ sigma_i^2 for kind="response"))``
+(``sigma_i^2 = sigma^2``; with ``residual=`` the fitted row's own residual variance,
+its time's and ``variance=`` level's, :func:`hierlm.results.new_visits.row_residual_variance`):
 ``PEV_i`` the prediction error variance of ``x_i' beta-hat + z_i' b-hat``
 from the mixed-model equations at the estimates (Henderson's; it includes
 the covariance between beta-hat and the conditional modes; see
@@ -205,8 +207,24 @@ def _point_variance(
                 z_new = np.asarray(block.z, dtype=float)[unknown]
                 variance[unknown] += row_random_variance(covariance, z_new)[0]
     if kind == "response":
-        variance += draws.sigma[0] ** 2
+        variance += _residual_variance(fit, draws, target)
     return variance, how
+
+
+def _residual_variance(fit: object, draws: FitDraws, target: Design) -> np.ndarray | float:
+    """A new observation's residual variance: ``sigma^2``, or each fitted row's own with ``residual=``.
+
+    With a residual structure the rows' variances differ by time and ``variance=``
+    level (``sigma^2 m_i^2 S_(t_i, t_i)``, :func:`hierlm.results.new_visits.row_residual_variance`);
+    new rows are handled by :func:`hierlm.results.new_visits.visit_table`.
+    """
+    residual = draws.design.residual
+    point_fit = callable(getattr(fit, "_visit_parameters", None)) or hasattr(fit, "solution")
+    if residual is None or target is not draws.design or not point_fit:
+        return float(draws.sigma[0] ** 2)
+    from hierlm.results.new_visits import row_residual_variance, visit_parameters_of
+
+    return row_residual_variance(residual, visit_parameters_of(fit))
 
 
 def predict(

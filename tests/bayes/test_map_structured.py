@@ -246,3 +246,19 @@ def test_residual_covariance_at_the_mode():
     np.testing.assert_allclose(got.residual_covariance().to_numpy(),
                                ml.residual_covariance().to_numpy(), rtol=1e-6)
     assert list(got.residual_covariance().index) == list(ml.residual_covariance().index)
+
+
+def test_a_new_response_at_a_fitted_visit():
+    # the ML/REML plug-in at the mode: PEV + the row's own residual variance,
+    # sigma^2 ratio_week^2 from the mode's natural parameters, written out
+    data = _data("pigs")
+    data = data[data["week"] <= 4].reset_index(drop=True)
+    fit = _quiet_fit(hl.Model("weight ~ week", data, residual="csh(week | id)"), "map")
+    table = fit.structure_parameters().set_index("parameter")["estimate"]
+    ratio = np.array([1.0 if w == 1 else table[f"ratio.{w}"] for w in data["week"]])
+    expected = float(fit.idata["map"]["sigma"]) ** 2 * ratio ** 2
+    mean, response = fit.predict(kind="mean"), fit.predict(kind="response")
+    np.testing.assert_allclose(response["std_error"] ** 2 - mean["std_error"] ** 2, expected,
+                               rtol=1e-10)
+    np.testing.assert_allclose(response["estimate"], mean["estimate"], rtol=1e-14)
+    assert np.ptp(expected) > 1.0  # heterogeneous: not sigma^2 for every row

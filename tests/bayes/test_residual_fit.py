@@ -106,7 +106,7 @@ def test_group_log_likelihood_is_the_marginal_one(fit):
 
     with pytest.raises(FitError, match=r"pass the fit itself"):  # draws alone: densities unknown
         loo(fit.draws(), level="group")
-    with pytest.raises(FitError, match=r"predict\(kind='response'\) of the fitted rows of a Bayesian"):
+    with pytest.raises(FitError, match=r"predict\(kind='response'\) of the fitted rows of a NUTS fit"):
         fit.predict(kind="response")  # new visits: tests/bayes/test_residual_predict.py
 
 

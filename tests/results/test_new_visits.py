@@ -87,3 +87,27 @@ def test_times_the_structure_cannot_place_are_named(train):
     fit = hl.Model("weight ~ 1", train, residual="car1(week | id)").fit("reml")
     with pytest.raises(hl.errors.ColumnNotFoundError, match="Column 'week'"):
         fit.predict(pd.DataFrame({"id": [1]}))
+
+
+@pytest.mark.parametrize(("residual", "variance"), [("csh(week | id)", None),
+                                                     ("ar1(week | id)", "sex")])
+def test_a_new_response_at_a_fitted_visit_has_that_visit_s_residual_variance(residual, variance):
+    # sigma^2 (ratio_week * ratio_sex)^2 from the natural parameters, written out; the
+    # heterogeneous rows differ from sigma^2 (2.53^2 vs 3.73^2 at week 4), so this can fail
+    pigs = pd.read_csv(DATA / "pigs.csv")
+    pigs = pigs[pigs.week <= 4].reset_index(drop=True)
+    pigs["sex"] = np.where(pigs["id"] % 2 == 0, "f", "m")
+    fit = hl.Model("weight ~ week", pigs, residual=residual, variance=variance).fit("reml")
+    table = fit.structure_parameters().set_index("parameter")["estimate"]
+    week_ratio = np.array([1.0 if w == 1 else table.get(f"ratio.{w}", 1.0) for w in pigs.week])
+    sex_ratio = (np.where(pigs.sex == "m", table["ratio.sex.m"], 1.0) if variance
+                 else np.ones(len(pigs)))
+    expected = float(fit.sigma) ** 2 * (week_ratio * sex_ratio) ** 2
+    mean = fit.predict(kind="mean")
+    response = fit.predict(kind="response")
+    np.testing.assert_allclose(response["std_error"] ** 2 - mean["std_error"] ** 2, expected,
+                               rtol=1e-10)
+    np.testing.assert_allclose(response["estimate"], mean["estimate"], rtol=1e-14)
+    # the same rows given as new_data at visits the subjects were observed at: the same table
+    again = fit.predict(pigs.iloc[:8], kind="response")
+    np.testing.assert_allclose(again.to_numpy(), response.iloc[:8].to_numpy(), rtol=1e-12)
