@@ -36,6 +36,8 @@ def check_options(engine: Callable[..., Any], method: str, options: Mapping[str,
     exclude : tuple of str
         Parameters of ``engine`` that are not user options (``model``, ``design``).
     """
+    if not options:  # nothing to check (and inspect.signature costs ~100 us a call)
+        return
     valid = [name for name, parameter in inspect.signature(engine).parameters.items()
              if name not in exclude and parameter.kind is not inspect.Parameter.VAR_KEYWORD]
     unknown = [name for name in options if name not in valid]

@@ -111,8 +111,18 @@ def blas_threads(limit: int | None) -> Iterator[None]:
             return
         # Finding the BLAS libraries scans the process's memory map; do it once.
         _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=limit, user_api="blas"):
+    # Each BLAS library's pool set directly, and only when it differs (threadpoolctl's limit()
+    # builds an info table of every library on entry and exit, a few hundred microseconds).
+    libraries = [lib for lib in _CONTROLLER.lib_controllers if lib.user_api == "blas"]
+    before = [lib.get_num_threads() for lib in libraries]
+    changed = [(lib, n) for lib, n in zip(libraries, before, strict=True) if n != limit]
+    for lib, _ in changed:
+        lib.set_num_threads(limit)
+    try:
         yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
 
 
 def projected_gradient(theta: np.ndarray, grad: np.ndarray, lower: np.ndarray) -> np.ndarray:
