@@ -65,8 +65,8 @@ def require_frame(data: object) -> pd.DataFrame:
         )
     if len(data) == 0:
         raise DataError("data has no rows.")
-    duplicated = data.columns[data.columns.duplicated()]
-    if len(duplicated):
+    if not data.columns.is_unique:  # (pandas keeps the answer on the immutable Index)
+        duplicated = data.columns[data.columns.duplicated()]
         raise DataError(f"data has duplicate column names {sorted({str(c) for c in duplicated})}; "
                         "rename them so that each column has one name.")
     return data
