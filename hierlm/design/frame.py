@@ -231,8 +231,11 @@ def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """
     frame = data.copy(deep=False)
     for name, kind in kinds.items():
-        if not isinstance(data[name].dtype, pd.CategoricalDtype):
-            frame[name] = _CONVERTERS[kind](data[name])
+        column = data[name]
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            converted = _CONVERTERS[kind](column)
+            if converted is not column:  # (float64 columns pass through as they are)
+                frame[name] = converted
     return frame
 
 
