@@ -10,7 +10,8 @@ MixedModels.jl block it: the first (largest) factor's part of
     M = Lambda Z'Z Lambda + I,     Lambda = diag(theta_k(j)),
 
 is diagonal, so it is eliminated level by level; the remaining ``m_z``
-columns form a dense Schur complement ``S`` (LAPACK's ``dpotrf``/``dpotri``).
+columns form a dense Schur complement ``S`` (LAPACK's ``dpotrf``/``dpotri``; formed, factored and
+probed in :mod:`hierlm.bayes.crossed_schur`).
 At ``y* = y - X beta``:
 
 * ``log|M| = sum_l log A_l + log|S|``,
@@ -33,13 +34,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
 import scipy.sparse as sp
-from numba.extending import get_cython_function_address
 from threadpoolctl import threadpool_limits
 
+from hierlm.bayes.crossed_schur import factorize, lapack, probed_traces, schur_pairs, solve_many
 from hierlm.bayes.groupstats import scalar_terms_only
 from hierlm.bayes.kernel import log_prior_and_slope
 from hierlm.design.blocks import Design
@@ -53,15 +53,6 @@ __all__ = ["scalar_terms_only", "ScalarFactorLikelihood", "PROBED_GRADIENT_WIDTH
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-# LAPACK through scipy's Cython exports, bound by symbol name (so numba can cache the kernel)
-for _name in ("dpotrf", "dpotri", "dpotrs"):
-    llvm.add_symbol(f"hierlm_{_name}",
-                    get_cython_function_address("scipy.linalg.cython_lapack", _name))
-_SIGNATURE = numba.types.void(*([numba.types.voidptr] * 5))
-_DPOTRF: Any = numba.types.ExternalFunction("hierlm_dpotrf", _SIGNATURE)
-_DPOTRI: Any = numba.types.ExternalFunction("hierlm_dpotri", _SIGNATURE)
-_DPOTRS: Any = numba.types.ExternalFunction("hierlm_dpotrs",
-                                            numba.types.void(*([numba.types.voidptr] * 8)))
 # integer header of the packed buffers: n1, m_z, p, number of factors, coupling entries
 _HEADER = 5
 #: Dense Schur complements wider than this get the probed log-determinant gradient in the
@@ -76,87 +67,6 @@ _PROBE_SEED = 20261201
 #: Dense parts at least this wide are worth threads (group-effect draws, chains): below it a
 #: call costs little more than Python's overhead.
 PARALLEL_DRAW_WIDTH = 100
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def _lapack(routine: int, s: np.ndarray) -> int:  # pragma: no cover - compiled
-    """``dpotrf`` (0) or ``dpotri`` (1) on the C-ordered lower triangle of ``s``, in place."""
-    # C order is Fortran's transpose: Fortran's upper triangle is our lower one
-    uplo = np.array([ord("U")], dtype=np.uint8)
-    size = np.array([s.shape[0]], dtype=np.int32)
-    info = np.zeros(1, dtype=np.int32)
-    if routine == 0:
-        _DPOTRF(uplo.ctypes, size.ctypes, s.ctypes, size.ctypes, info.ctypes)
-    else:
-        _DPOTRI(uplo.ctypes, size.ctypes, s.ctypes, size.ctypes, info.ctypes)
-    return int(info[0])
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def _solve_many(chol: np.ndarray, rhs: np.ndarray) -> int:  # pragma: no cover - compiled
-    """``rhs <- S^{-1} rhs`` in place (LAPACK's ``dpotrs``), one right-hand side per row of ``rhs``.
-
-    ``chol`` holds ``dpotrf``'s factor as :func:`_lapack` leaves it.
-    """
-    uplo = np.array([ord("U")], dtype=np.uint8)
-    size = np.array([chol.shape[0]], dtype=np.int32)
-    n_rhs = np.array([rhs.shape[0]], dtype=np.int32)
-    info = np.zeros(1, dtype=np.int32)
-    _DPOTRS(uplo.ctypes, size.ctypes, n_rhs.ctypes, chol.ctypes, size.ctypes, rhs.ctypes,
-            size.ctypes, info.ctypes)
-    return int(info[0])
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def _probed_traces(chol: np.ndarray, probes: np.ndarray, small_cols: np.ndarray, t1sq: float,
-                   a: np.ndarray, th_r: np.ndarray, rest_factor: np.ndarray, ptr: np.ndarray,
-                   ent_col: np.ndarray, ent_val: np.ndarray, trace: np.ndarray
-                   ) -> int:  # pragma: no cover - compiled
-    """Add ``tr_k M^{-1}`` to ``trace``: exact for ``small_cols``, by fixed probes elsewhere.
-
-    ``small_cols`` (the columns of factors with few levels) take their diagonal of
-    ``S^{-1}`` exactly from ``S^{-1} e_j``; the other rest factors' traces and the
-    first factor's ``tr(S^{-1} H)``, ``H = sum_l (theta_1^2 / A_l^2) v_l v_l'``
-    (``v_l = Th c_l``), are Hutchinson estimates over the rows of ``probes``
-    (fixed Rademacher vectors: the result is a deterministic, smooth function of theta).
-    """
-    n1, mz = a.size, th_r.size
-    m, n_small = probes.shape[0], small_cols.size
-    rhs = np.zeros((m + n_small, mz))
-    rhs[:m] = probes
-    for k in range(n_small):
-        rhs[m + k, small_cols[k]] = 1.0
-    if _solve_many(chol, rhs) != 0:
-        return 1
-    is_small = np.zeros(mz, dtype=np.bool_)
-    for k in range(n_small):
-        is_small[small_cols[k]] = True
-        trace[rest_factor[small_cols[k]]] += rhs[m + k, small_cols[k]]
-    # column-major copies: per column j, the m probes' entries side by side
-    zt = np.ascontiguousarray(probes.T)
-    xt = np.ascontiguousarray(rhs[:m].T)
-    for j in range(mz):
-        if not is_small[j]:
-            acc = 0.0
-            for i in range(m):
-                acc += zt[j, i] * xt[j, i]
-            trace[rest_factor[j]] += acc / m
-    vz = np.empty(m)
-    vx = np.empty(m)
-    for level in range(n1):
-        vz[:] = 0.0
-        vx[:] = 0.0
-        for e in range(ptr[level], ptr[level + 1]):
-            c = ent_col[e]
-            v = ent_val[e] * th_r[c]
-            for i in range(m):
-                vz[i] += v * zt[c, i]
-                vx[i] += v * xt[c, i]
-        quad = 0.0
-        for i in range(m):
-            quad += vz[i] * vx[i]
-        trace[0] += 1.0 / a[level] + t1sq * quad / (m * a[level] * a[level])
-    return 0
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -195,86 +105,6 @@ def _views(fbuf: np.ndarray, ibuf: np.ndarray) -> Any:  # pragma: no cover - com
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def _factorize(theta: np.ndarray, zz1: np.ndarray, rr: np.ndarray, rest_factor: np.ndarray,
-               pairs: np.ndarray, pair_val: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:  # pragma: no cover
-    """``A_l``, the rest columns' theta, the Cholesky factor of ``S`` (lower) and LAPACK's info.
-
-    ``S = Th (R'R - sum_l w_l c_l c_l') Th + I`` with ``w_l = theta_1^2 / A_l``. The sum is
-    formed entry by entry of its pattern (``pairs``, see :func:`_schur_pairs`), so ``S`` is
-    written in memory order instead of scattered level by level (about 20x faster on
-    InstEval, whose ``S`` does not fit in cache).
-    """
-    mz = rr.shape[0]
-    n_pairs = pairs[0]
-    ptr = pairs[1:n_pairs + 2]
-    row = pairs[n_pairs + 2:2 * n_pairs + 2]
-    col = pairs[2 * n_pairs + 2:3 * n_pairs + 2]
-    level = pairs[3 * n_pairs + 2:]
-    t1sq = theta[0] * theta[0]
-    a = t1sq * zz1 + 1.0
-    w = t1sq / a
-    th_r = np.empty(mz)
-    for j in range(mz):
-        th_r[j] = theta[rest_factor[j]]
-    s = rr.copy()
-    for k in range(n_pairs):
-        acc = 0.0
-        for i in range(ptr[k], ptr[k + 1]):
-            acc += w[level[i]] * pair_val[i]
-        s[row[k], col[k]] -= acc
-    for i in range(mz):
-        for j in range(i + 1):
-            s[i, j] *= th_r[i] * th_r[j]
-        s[i, i] += 1.0
-    return a, th_r, s, _lapack(0, s)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _schur_pairs(ptr: np.ndarray, ent_col: np.ndarray, ent_val: np.ndarray, mz: int
-                 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """The first factor's contributions to ``S``, grouped by entry of ``S``'s lower triangle.
-
-    Returns ``pairs = [n_pairs | ptr (n_pairs + 1) | row | col | level]`` and the values
-    ``c_li c_lj`` of each contribution, entries in row-major order.
-    """
-    n1 = ptr.size - 1
-    total = 0
-    for lev in range(n1):
-        m = ptr[lev + 1] - ptr[lev]
-        total += m * (m + 1) // 2
-    key = np.empty(total, dtype=np.int64)
-    lev_of = np.empty(total, dtype=np.int64)
-    val = np.empty(total)
-    at = 0
-    for lev in range(n1):
-        for i in range(ptr[lev], ptr[lev + 1]):
-            for j in range(ptr[lev], i + 1):  # columns sorted: (ent_col[i], ent_col[j]) lower
-                key[at] = ent_col[i] * mz + ent_col[j]
-                lev_of[at] = lev
-                val[at] = ent_val[i] * ent_val[j]
-                at += 1
-    order = np.argsort(key, kind="mergesort")
-    key, lev_of, val = key[order], lev_of[order], val[order]
-    n_pairs = 0
-    for k in range(total):
-        if k == 0 or key[k] != key[k - 1]:
-            n_pairs += 1
-    pairs = np.empty(3 * n_pairs + 2 + total, dtype=np.int64)
-    pairs[0] = n_pairs
-    p = -1
-    for k in range(total):
-        if k == 0 or key[k] != key[k - 1]:
-            p += 1
-            pairs[1 + p] = k
-            pairs[n_pairs + 2 + p] = key[k] // mz
-            pairs[2 * n_pairs + 2 + p] = key[k] % mz
-    pairs[1 + n_pairs] = total
-    pairs[3 * n_pairs + 2:] = lev_of
-    return pairs, val
-
-
-@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _block_solve(t1: float, a: np.ndarray, th_r: np.ndarray, chol: np.ndarray, r1: np.ndarray,
                  r_r: np.ndarray, ptr: np.ndarray, ent_col: np.ndarray, ent_val: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -287,7 +117,7 @@ def _block_solve(t1: float, a: np.ndarray, th_r: np.ndarray, chol: np.ndarray, r
             c = ent_col[i]
             u_r[c] -= coef * ent_val[i] * th_r[c]
     rhs = u_r.reshape(1, mz)
-    _solve_many(chol, rhs)  # S u_r = rhs (chol is positive definite: info is 0)
+    solve_many(chol, rhs)  # S u_r = rhs (chol is positive definite: info is 0)
     u1 = np.empty(n1)
     for level in range(n1):
         acc = r1[level]
@@ -306,7 +136,7 @@ def _scalar_loglik(theta: np.ndarray, beta: np.ndarray, sigma: float, fbuf: np.n
     """``(log p, d log p / d sigma)``; fills the gradients in beta and in log theta (per factor).
 
     Returns ``(-inf, 0)`` where the Schur complement is not numerically positive definite.
-    With ``probes`` (rows), the log-determinant's gradient is :func:`_probed_traces`'
+    With ``probes`` (rows), the log-determinant's gradient is :func:`hierlm.bayes.crossed_schur.probed_traces`'
     estimate (the value stays exact); with none, it is exact (``dpotri``).
     """
     (ptr, ent_col, rest_factor, zz1, ent_val, rr, n_cols, zx1, zy1, zrx, zry, xx, xy, yy, n,
@@ -314,7 +144,7 @@ def _scalar_loglik(theta: np.ndarray, beta: np.ndarray, sigma: float, fbuf: np.n
     n1, mz, p, nf = ibuf[0], ibuf[1], ibuf[2], ibuf[3]
     t1 = theta[0]
     t1sq = t1 * t1
-    a, th_r, s, info = _factorize(theta, zz1, rr, rest_factor, pairs, pair_val)
+    a, th_r, s, info = factorize(theta, zz1, rr, rest_factor, pairs, pair_val)
     if info != 0:
         return -np.inf, 0.0
     chol = s  # lower triangle
@@ -356,14 +186,14 @@ def _scalar_loglik(theta: np.ndarray, beta: np.ndarray, sigma: float, fbuf: np.n
     # d log|M| / d log theta_k = 2 (n_k - tr_k M^{-1}); S^{-1} in the lower triangle
     trace = np.zeros(nf)
     if probes.shape[0] > 0:
-        if _probed_traces(chol, probes, small_cols, t1sq, a, th_r, rest_factor, ptr, ent_col,
+        if probed_traces(chol, probes, small_cols, t1sq, a, th_r, rest_factor, ptr, ent_col,
                           ent_val, trace) != 0:
             return -np.inf, 0.0
         for k in range(nf):
             d_log_theta[k] = -0.5 * (2.0 * (n_cols[k] - trace[k]) + d_pwrss[k] / var)
         value = -0.5 * (logdet + n * (_LOG_2PI + np.log(var)) + pwrss / var - log_weights)
         return value, -n / sigma + pwrss / (var * sigma)
-    if _lapack(1, s) != 0:
+    if lapack(1, s) != 0:
         return -np.inf, 0.0
     s_inv = s
     for j in range(mz):
@@ -391,7 +221,7 @@ def _scalar_draw(theta: np.ndarray, fbuf: np.ndarray, ibuf: np.ndarray, pairs: n
                  ) -> tuple[np.ndarray, np.ndarray, int]:  # pragma: no cover
     """``b = Lambda M^{-1} r`` for a given right-hand side ``r`` (first factor, rest), and info."""
     ptr, ent_col, rest_factor, zz1, ent_val, rr = _views(fbuf, ibuf)[:6]
-    a, th_r, chol, info = _factorize(theta, zz1, rr, rest_factor, pairs, pair_val)
+    a, th_r, chol, info = factorize(theta, zz1, rr, rest_factor, pairs, pair_val)
     if info != 0:
         return r1 * np.nan, r_r * np.nan, info
     u1, u_r = _block_solve(theta[0], a, th_r, chol, r1, r_r, ptr, ent_col, ent_val)
@@ -503,7 +333,7 @@ class ScalarFactorLikelihood:
             rest_factor]).astype(np.int64)
         self._n_factors = n_factors
         self._ibuf_rest_factor = rest_factor
-        self._pairs, self._pair_val = _schur_pairs(ptr.astype(np.int64),
+        self._pairs, self._pair_val = schur_pairs(ptr.astype(np.int64),
                                                    cp.cols[z_part].astype(np.int64),
                                                    np.ascontiguousarray(vals[z_part], dtype=float),
                                                    mz)

@@ -23,6 +23,7 @@ import numpy as np
 from hierlm.bayes.build import (
     build_model,
     choose_formulation,
+    default_tune,
     dense_width,
     design_and_priors,
     model_family,
@@ -162,7 +163,7 @@ def fit_nuts(
     backend: str = "auto",
     chains: int = 4,
     draws: int = 1000,
-    tune: int = 1000,
+    tune: int | None = None,
     target_accept: float | None = None,
     max_treedepth: int = 10,
     random_seed: int | None = None,
@@ -188,7 +189,10 @@ def fit_nuts(
     backend : {"auto", "kernel", "numba", "jax"}
         How the log-density is compiled (see :mod:`hierlm.bayes.sample`).
     chains, draws, tune : int
-        Chains, kept draws per chain, warm-up iterations per chain.
+        Chains, kept draws per chain, warm-up iterations per chain. Default ``tune``:
+        1000, or 300 where the posterior is sampled standardised at its mode (crossed
+        designs with a wide dense part, such as InstEval; see
+        :func:`hierlm.bayes.build.default_tune`).
     target_accept : float, optional
         Target acceptance rate of step-size adaptation; raise it (0.9-0.99)
         when there are divergences. Default: 0.8 for the marginal formulation
@@ -256,6 +260,8 @@ def fit_nuts(
     built = build_model(model, prior_table, formulation)
     if target_accept is None:
         target_accept = _default_target_accept(built)
+    if tune is None:
+        tune = default_tune(built)
     built_at = time.perf_counter()
     chosen_backend = ("kernel" if backend in ("auto", "kernel") and glmm_kernel_applies(built)
                       else resolve_backend(backend, built.formulation))

@@ -26,15 +26,21 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.conditional import SparseConditional
 from hierlm.bayes.crossed_kernel import ScalarFactorLikelihood, scalar_terms_only
+from hierlm.bayes.crossed_precondition import mode_map, precondition_applies
 from hierlm.bayes.kernel import _corr_cholesky, _corr_reverse, log_prior_and_slope
 from hierlm.bayes.kernel_model import (
     KernelLayout,
+    _start,
+    expand_point,
     kernel_layout,
+    nutpie_model,
     nutpie_model_of_layout,
+    parameter_coords,
 )
 from hierlm.bayes.naming import FIXEF, SIGMA
 from hierlm.design.crossprod import theta_layout
@@ -42,7 +48,7 @@ from hierlm.errors import FitError
 from hierlm.lmm.likelihood import GaussianLikelihood
 
 __all__ = ["likelihood_logp", "relative_theta", "compile_likelihood_for_nutpie",
-           "draw_effects_any_design"]
+           "standardised_nutpie_model", "draw_effects_any_design"]
 
 
 def _corr_factor(x: np.ndarray, layout: KernelLayout, k: int) -> np.ndarray:
@@ -149,10 +155,29 @@ def compile_likelihood_for_nutpie(built: BuiltModel, var_names: list[str]) -> An
     layout = kernel_layout(built)
     logp: Callable[..., tuple[float, np.ndarray]]
     if scalar_terms_only(built.design):  # the compiled twin (crossed_kernel)
-        logp = ScalarFactorLikelihood(built.design).logp(layout.prior_code, layout.prior_par)
+        likelihood = ScalarFactorLikelihood(built.design)
+        logp = likelihood.logp(layout.prior_code, layout.prior_par)
+        if precondition_applies(likelihood.cp.m_z):  # wide dense part: standardise at the mode
+            return standardised_nutpie_model(built, layout, logp, var_names)
     else:
         logp = likelihood_logp(GaussianLikelihood(built.design), layout)
     return nutpie_model_of_layout(built, layout, logp, var_names)
+
+
+def standardised_nutpie_model(built: BuiltModel, layout: KernelLayout,
+                              logp: Callable[..., tuple[float, np.ndarray]],
+                              var_names: list[str]) -> Any:
+    """The nutpie model of ``logp`` in coordinates standardised at its mode.
+
+    See :mod:`hierlm.bayes.crossed_precondition`: NUTS moves over ``z`` with
+    ``x = m + L z``; the stored variables are those of ``x``, so the draws are of the
+    same posterior. Chains start at ``z`` uniform on ``[-1, 1]`` per coordinate.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):  # as the sampler's chains run
+        affine = mode_map(logp, _start(built, layout))
+    return nutpie_model(layout.size, affine.logp(logp),
+                        lambda z: expand_point(affine.to_x(z), layout), np.zeros(layout.size),
+                        np.ones(layout.size), var_names, parameter_coords(built))
 
 
 def draw_effects_any_design(built: BuiltModel, draws: dict[str, np.ndarray],
