@@ -3,15 +3,17 @@
 For criteria with one parameter on a bounded interval (the residual
 structures ``cs``, ``ar1`` and ``car1`` without random effects: one
 correlation parameter), the profiled REML/ML criterion is a smooth function of
-one variable. Its minimum is a root of the exact gradient ``g``. The iteration
-here steps to the root of the secant of ``g`` through the last two points (a
-Newton step with the secant's curvature; the first curvature comes from a probe
-``1e-4`` away), and keeps a bracket ``[a, b]`` with ``g(a) < 0 < g(b)``, which
-holds a minimum (never a maximum). Where the secant's curvature is not positive
-the step goes downhill, four times the last one; no step is longer than four
-times the last one or a sixteenth of the interval, whichever is more, and a step
-leaving the bracket is replaced by bisection. It costs a handful of gradient
-evaluations and none of the setup of :func:`scipy.optimize.minimize`.
+one variable. Its minimum is a root of the exact gradient ``g``. Each step goes
+to the minimiser of the cubic through the last two points' values and gradients
+(Nocedal and Wright's (3.59)), or, once the two values differ by rounding error
+only, to the root of the secant of ``g`` (a Newton step with the secant's
+curvature); the first pair comes from a probe ``1e-4`` away from the start. A
+bracket ``[a, b]`` with ``g(a) < 0 < g(b)`` is kept, which holds a minimum (never
+a maximum). Where the secant's curvature is not positive the step goes downhill,
+four times the last one; no step is longer than four times the last one or a
+sixteenth of the interval, whichever is more, and a step leaving the bracket is
+replaced by bisection. It costs a handful of gradient evaluations and none of
+the setup of :func:`scipy.optimize.minimize`.
 
 It stops at the first point whose projected gradient meets the tolerance (the
 test L-BFGS-B applies; at a bound, a gradient pointing outwards), or when the
@@ -64,7 +66,7 @@ def newton_1d(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: 
     if f >= refused:
         return _result(x, f, g, n, False, "the start cannot be evaluated")
     best = (x, f, g)
-    previous: tuple[float, float] | None = None
+    previous: tuple[float, float, float] | None = None  # (x, f, g) of the point before
     while True:
         if _stationary(x, g, lower, upper, gtol):
             return _result(x, f, g, n, True, "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL")
@@ -80,8 +82,11 @@ def newton_1d(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: 
             step = -np.copysign(1e-4 * max(1.0, abs(x)), g)
         else:
             span = abs(x - previous[0])
-            curvature = (g - previous[1]) / (x - previous[0])
+            curvature = (g - previous[2]) / (x - previous[0])
             step = -g / curvature if curvature > 0 else -np.copysign(4.0 * span, g)
+            cubic = _cubic_step(x, f, g, *previous)
+            if cubic is not None and curvature > 0:
+                step = cubic
             limit = max(4.0 * span, (upper - lower) / 16.0)  # a step grows at most 4-fold
             step = float(np.clip(step, -limit, limit))
             if not a < x + step < b:  # outside the bracket: bisect it
@@ -99,10 +104,30 @@ def newton_1d(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: 
                 a = trial
             previous = None
             continue
-        previous = (x, g)
+        previous = (x, f, g)
         x, f, g = trial, f_new, g_new
         if f <= best[1] or _stationary(x, g, lower, upper, gtol):
             best = (x, f, g)
+
+
+def _cubic_step(x: float, f: float, g: float, x_p: float, f_p: float, g_p: float) -> float | None:
+    """Step from ``x`` to the minimiser of the cubic through two points' values and slopes.
+
+    Nocedal and Wright's (3.59). None when the values differ by too little for their
+    difference to carry digits (near the optimum: the secant step is used) or the cubic
+    has no minimiser.
+    """
+    if abs(f - f_p) <= 1e-10 * max(1.0, abs(f)):
+        return None
+    d1 = g_p + g - 3.0 * (f_p - f) / (x_p - x)
+    radicand = d1 * d1 - g_p * g
+    if radicand < 0:
+        return None
+    d2 = np.copysign(np.sqrt(radicand), x - x_p)
+    denominator = g - g_p + 2.0 * d2
+    if denominator == 0:
+        return None
+    return float(-(x - x_p) * (g + d2 - d1) / denominator)
 
 
 def _evaluate(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x: float

@@ -109,3 +109,11 @@ def test_more_parameters_keep_lbfgsb():
     assert model.fit(method="reml").fit_record.optimizer == "L-BFGS-B"
     with pytest.raises(FitError, match="one bounded parameter"):
         model.fit(method="reml", optimizer="newton1d")
+
+
+def test_a_cubic_is_minimised_after_the_probe():
+    # the cubic step is exact for a cubic: start, probe, the minimiser (gradient 0 there)
+    value_grad, calls = _wrap(lambda x: (x - 1) ** 3 / 3 - 4 * (x - 1), lambda x: (x - 1) ** 2 - 4)
+    res = newton_1d(value_grad, np.array([4.0]), 0.0, 10.0, 1e-10, 50, REFUSED)
+    assert res.success and res.x[0] == pytest.approx(3.0, abs=1e-9)
+    assert res.nfev <= 4
