@@ -136,8 +136,9 @@ def _scalar_loglik(theta: np.ndarray, beta: np.ndarray, sigma: float, fbuf: np.n
     """``(log p, d log p / d sigma)``; fills the gradients in beta and in log theta (per factor).
 
     Returns ``(-inf, 0)`` where the Schur complement is not numerically positive definite.
-    With ``probes`` (rows), the log-determinant's gradient is :func:`hierlm.bayes.crossed_schur.probed_traces`'
-    estimate (the value stays exact); with none, it is exact (``dpotri``).
+    With ``probes`` (rows), the log-determinant's gradient is the estimate of
+    :func:`hierlm.bayes.crossed_schur.probed_traces` (the value stays exact); with none, it
+    is exact (``dpotri``).
     """
     (ptr, ent_col, rest_factor, zz1, ent_val, rr, n_cols, zx1, zy1, zrx, zry, xx, xy, yy, n,
      log_weights) = _views(fbuf, ibuf)
