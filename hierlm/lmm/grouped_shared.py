@@ -19,6 +19,7 @@ for stacked arrays. The formulas are those of the module docstring of
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,22 @@ def cross_products(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.ascontiguousarray(cxx), np.ascontiguousarray(cxy), y.T @ y
 
 
+@functools.lru_cache(maxsize=64)
+def _upper(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices above the diagonal of an ``m x m`` matrix (read-only arrays, one pair per size)."""
+    rows, cols = np.triu_indices(m, 1)
+    rows.flags.writeable = False
+    cols.flags.writeable = False
+    return rows, cols
+
+
+def _residual_products(x: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``C_xr`` and ``C_rr`` of :func:`cross_products` (without ``C_xx``), ``(m, m, p)`` and ``(m, m)``."""
+    k, m, p = x.shape
+    cxr = (x.reshape(k, m * p).T @ r).reshape(m, p, m).transpose(0, 2, 1)
+    return np.ascontiguousarray(cxr), r.T @ r
+
+
 def _inverse(matrix: np.ndarray, message: str, upper: tuple[np.ndarray, np.ndarray]
              ) -> tuple[np.ndarray, float]:
     """Inverse and log-determinant of a symmetric positive-definite matrix (LAPACK).
@@ -105,7 +122,7 @@ class SharedCriterion:
     def __init__(self, structure: ResidualStructure, batches: list, p: int) -> None:
         self.structure = structure
         self.p = p
-        self._upper_p = np.triu_indices(p, 1)
+        self._upper_p = _upper(p)
         # The responses enter as residuals from the OLS fit, r0 = y - X beta0 (r = r0 - X delta,
         # beta = beta0 + delta): the same criterion, with cross-products of the residuals' size
         # instead of the response's, so that r2 = sum W^-1 (C_rr - ...) loses fewer digits to
@@ -116,14 +133,14 @@ class SharedCriterion:
         self.batches = []
         for batch in batches:
             m = batch.rows.shape[1]
-            _, cxy, cyy = cross_products(batch.x, batch.y - batch.x @ self.beta0)
+            cxy, cyy = _residual_products(batch.x, batch.y - batch.x @ self.beta0)
             self.batches.append(_Shared(
                 slots=np.ascontiguousarray(batch.slots[:1]), times=np.ascontiguousarray(batch.times[:1]),
                 copies=int(batch.rows.shape[0]),
                 cxx=np.ascontiguousarray(batch.cxx.reshape(m * m, p * p)),
                 cxy=np.ascontiguousarray(cxy.reshape(m * m, p)),
                 cyy=np.ascontiguousarray(cyy.reshape(m * m)),
-                upper=np.triu_indices(m, 1),
+                upper=_upper(m),
                 every_time=bool(m == structure.n_times
                                 and np.array_equal(batch.slots[0], np.arange(m)))))
 
