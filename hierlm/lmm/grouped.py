@@ -116,8 +116,9 @@ class GroupedObjective:
         for m in np.unique(sizes[sizes > 0]):
             groups = np.flatnonzero(sizes == m)
             rows = order[starts[groups][:, None] + np.arange(m)[None, :]]
-            if shareable:
-                _, pattern = np.unique(residual.times[rows], axis=0, return_inverse=True)
+            times = residual.times[rows]
+            if shareable and not (times == times[:1]).all():  # (all alike: one piece, as below)
+                _, pattern = np.unique(times, axis=0, return_inverse=True)
                 pieces = [np.flatnonzero(pattern.ravel() == k) for k in range(int(pattern.max()) + 1)]
             else:
                 pieces = [np.arange(groups.size)]
