@@ -10,10 +10,14 @@ As :mod:`hierlm.lmm.profile`, the ML deviance is profiled (a REML fit is refitte
 * the fixed effects as for every fit (:func:`hierlm.lmm.profile_search.fixed_effect_profiles`).
 
 Structures whose natural parameters are not one per coordinate (``toep``, ``toeph``:
-lag correlations from all the partial ones; ``un``) are refused by name. Models with random
-effects and a residual structure are profiled by :func:`hierlm.lmm.profile.profile_confint`
-(the SDs and correlations as coordinates, ``sigma`` unprofiled, the structure's parameters
-appended); this module gives it the structure's names and natural values.
+lag correlations from all the partial ones; ``un``: its variances and covariances) are
+profiled with the quantity held by an equality constraint
+(:func:`constrained_quantity_profiles`). Models with random effects and a residual
+structure are profiled by :func:`hierlm.lmm.profile.profile_confint` (the SDs and
+correlations as coordinates, ``sigma`` unprofiled, the structure's parameters appended);
+this module gives it the structure's names and natural values, and refuses the
+structures that are not one natural parameter per coordinate there
+(:func:`require_per_coordinate` says why).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from hierlm.lmm.profile_search import Profile, fixed_effect_profiles, minimise_p
 _FAR = 1e20  # deviance reported where the constraint cannot be held or the system is singular
 
 __all__ = ["structured_profile_confint", "residual_parameter_names", "residual_natural",
-           "require_per_coordinate"]
+           "require_per_coordinate", "constrained_quantity_profiles"]
 
 
 def residual_parameter_names(residual: Any) -> list[str]:
@@ -56,11 +60,20 @@ def residual_natural(residual: Any, params: np.ndarray, k: int) -> float:
 
 
 def require_per_coordinate(residual: Any) -> None:
-    """Refuse profiles of a structure whose natural parameters are not one per coordinate."""
+    """Refuse profiles with random effects of a structure whose natural parameters are not coordinates.
+
+    Without random effects these are profiled (:func:`constrained_quantity_profiles`). With
+    them, the SD profiles over the partial-autocorrelation coordinates were found to depend
+    on the optimiser's start (a random slope with ``toep``: the profile deviance at one SD
+    0.78 from the path's previous point, 5.1 from the estimate), so no limits are given.
+    """
     if not residual.structure.per_coordinate_natural:
-        raise FitError(f"Profile-likelihood intervals of residual={residual.describe()!r} are not "
-                       "built yet (its parameters are not one per coordinate); use "
-                       "confint(method='boot') or the Wald intervals.")
+        raise FitError(f"Profile-likelihood intervals with random effects and "
+                       f"residual={residual.describe()!r} are not built yet: its parameters "
+                       "(lag correlations, or un's covariances) are functions of several "
+                       "coordinates, and the profiles over them are not yet reliably minimised. "
+                       "Use confint(method='boot') or the Wald intervals; without random effects "
+                       "the profile intervals of this structure are available.")
 
 
 def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
@@ -108,7 +121,7 @@ def structured_profile_confint(fit: Any, level: float = 0.95) -> pd.DataFrame:
                 phi[others] = rest
                 try:
                     dev, grad = kernel.value_and_gradient(phi, reml=False)
-                except FitError:
+                except (FitError, np.linalg.LinAlgError):
                     return _FAR, np.zeros(len(others))
                 return float(dev), np.asarray(grad, dtype=float)[others]
             dev, solution = minimise_profile(objective, state["start"], bounds, gradient=True)
@@ -167,10 +180,11 @@ def _quantity_values(residual: Any, params: np.ndarray, sigma2: float) -> np.nda
 
 
 def _constrained_profiles(ml: Any, reference: float) -> list[Profile]:
-    """Profiles of quantities that are functions of several parameters (SLSQP, equality).
+    """Profiles of quantities that are functions of several parameters, without random effects.
 
     The ML deviance over ``x = (params, log sigma^2)`` (unprofiled, exact gradient from the
-    criterion's components) is minimised with the quantity held at each trial value.
+    criterion's components) is minimised with the quantity held at each trial value
+    (:func:`constrained_quantity_profiles`).
     """
     kernel, n = ml.kernel, ml.design.n
     theta_hat = np.asarray(ml.theta, dtype=float)
@@ -185,17 +199,45 @@ def _constrained_profiles(ml: Any, reference: float) -> list[Profile]:
         sigma2 = float(np.exp(x[-1]))
         try:
             comp = kernel.components(x[:-1], reml=False, gradient=True)
-        except FitError:
+        except (FitError, np.linalg.LinAlgError):
             return _FAR, np.zeros_like(x)
         value = comp.ldL2 + n * np.log(2.0 * np.pi * sigma2) + comp.r2 / sigma2 - reference
         grad = np.append(comp.d_logdet + comp.d_r2 / sigma2, n - comp.r2 / sigma2)
         return float(value), grad
 
-    residual = ml.design.residual
+    return constrained_quantity_profiles(ml.design.residual, x_hat, bounds, deviance_and_gradient,
+                                         lambda x: x[:-1], lambda x: float(np.exp(x[-1])))
+
+
+def constrained_quantity_profiles(residual: Any, x_hat: np.ndarray, bounds: list,
+                                  deviance_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                                  params_of: Callable[[np.ndarray], np.ndarray],
+                                  sigma2_of: Callable[[np.ndarray], float]) -> list[Profile]:
+    """Profiles of the structure's natural quantities that are not coordinates (SLSQP, equality).
+
+    Parameters
+    ----------
+    residual : ResidualDesign
+        The structure (``toep``, ``toeph``: lag correlations and SD ratios; ``un``:
+        every variance and covariance; then the ``variance=`` ratios).
+    x_hat : numpy.ndarray
+        The ML optimum in the optimiser's coordinates.
+    bounds : list
+        Their box.
+    deviance_and_gradient : callable
+        ``x -> (deviance - reference, gradient)``.
+    params_of, sigma2_of : callable
+        The structure's kernel parameters and ``sigma^2`` at ``x``.
+
+    Returns
+    -------
+    list of Profile
+        One per quantity of :func:`_quantity_names`, on the natural scale.
+    """
     profiles = []
     for k, (name, low, high) in enumerate(_quantity_names(residual)):
         def constraint_value(x: np.ndarray, k: int = k) -> float:
-            return float(_quantity_values(residual, x[:-1], float(np.exp(x[-1])))[k])
+            return float(_quantity_values(residual, params_of(x), sigma2_of(x))[k])
 
         estimate = constraint_value(x_hat)
         state = {"start": x_hat.copy()}
@@ -236,7 +278,7 @@ def _sigma_row(ml: Any, reference: float, cutoff: float) -> tuple[str, float, fl
         def objective(phi: np.ndarray) -> tuple[float, np.ndarray]:
             try:
                 comp = kernel.components(phi, reml=False, gradient=True)
-            except FitError:
+            except (FitError, np.linalg.LinAlgError):
                 return _FAR, np.zeros(phi.size)
             value = float(comp.logdet + comp.r2 / sigma2 + n * np.log(2.0 * np.pi * sigma2))
             return value, np.asarray(comp.d_logdet + comp.d_r2 / sigma2, dtype=float)
