@@ -415,12 +415,18 @@ def check_response(y: np.ndarray, name: str) -> None:
         )
 
 
-def require_varying_response(y: np.ndarray, X: np.ndarray, name: str) -> None:
+def require_varying_response(y: np.ndarray, X: np.ndarray, name: str) -> np.ndarray | None:
     """Refuse, before any fit, a constant response or one the fixed effects reproduce exactly.
 
     Then there is no residual variation: REML's penalised system is singular,
     and MAP or NUTS would chase a residual SD of zero. Every engine calls this
     first, so all of them refuse with the same message.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The least-squares coefficients of ``y`` on ``X`` it computed (for the
+        caller to reuse); None without rows or columns.
 
     Raises
     ------
@@ -434,6 +440,7 @@ def require_varying_response(y: np.ndarray, X: np.ndarray, name: str) -> None:
             "variation for a mixed model to explain. Check that the right column is the response."
         )
     matrix = np.asarray(X, dtype=float)
+    coef = None
     if values.size and matrix.shape[1]:
         coef, *_ = np.linalg.lstsq(matrix, values, rcond=None)
         residual = float(np.linalg.norm(values - matrix @ coef))
@@ -443,6 +450,7 @@ def require_varying_response(y: np.ndarray, X: np.ndarray, name: str) -> None:
                 "variation): the residual SD would be 0. Remove the predictor that is a copy or "
                 "a function of the response."
             )
+    return coef
 
 
 def warn_repeated_terms(blocks: Iterable[tuple[str, tuple[str, ...], str]]) -> None:

@@ -451,11 +451,11 @@ def fit_lmm(design: Design, reml: bool = True, model: Any = None, optimizer: str
         if not np.all(np.isfinite(start)):
             raise FitError(f"start has non-finite value(s) {start[~np.isfinite(start)].tolist()}; "
                            "give finite theta values, or omit start for lme4's default.")
-    require_varying_response(design.y, design.X, design.response)
+    ols = require_varying_response(design.y, design.X, design.response)
     clock = time.perf_counter()
     with blas_threads(threads):
         # an orthonormal basis of X (same results, no digits lost to cancellation)
-        kernel = criterion_for(design)
+        kernel = criterion_for(design, ols=ols)
         method = resolve_optimizer(optimizer, kernel)
         column_scale = theta_column_scale(design, kernel)
         theta0 = kernel.start() / column_scale if start is None else start

@@ -80,7 +80,7 @@ class GroupedObjective:
     #: The optimiser keeps relative SDs of random-effect terms at or above 0.
     needs_bounds = True
 
-    def __init__(self, design: Design) -> None:
+    def __init__(self, design: Design, ols: np.ndarray | None = None) -> None:
         residual = design.residual
         if residual is None:
             raise FitError("GroupedObjective needs a design with a residual structure.")
@@ -99,7 +99,8 @@ class GroupedObjective:
         self._n_random = int(sum(self._block_sizes))
         self._batches = self._make_batches()
         # no random effects, no variance= levels: one W per batch, the small-matrix path
-        self._shared = (SharedCriterion(residual.structure, self._batches, design.p)
+        self._ols = ols  # least-squares coefficients of y on X (the caller's, or made once)
+        self._shared = (SharedCriterion(residual.structure, self._batches, design.p, self.ols())
                         if self._batches and all(b.shared for b in self._batches) else None)
 
     # ----------------------------------------------------------- layout
@@ -168,10 +169,17 @@ class GroupedObjective:
                 self._residual_correlation())
         return np.concatenate(parts + [residual])
 
+    def ols(self) -> np.ndarray:
+        """The least-squares coefficients of ``y`` on ``X`` (one fit per objective)."""
+        if self._ols is None:
+            design = self.design
+            self._ols = (np.linalg.lstsq(design.X, design.y, rcond=None)[0] if design.p
+                         else np.zeros(0))
+        return self._ols
+
     def _residual_correlation(self) -> np.ndarray:
         """Empirical correlation of the OLS residuals over the distinct times (NaN: no pair)."""
-        design = self.design
-        beta = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+        beta = self.ols()
         t = self.residual.structure.n_times
         sums, counts = np.zeros((t, t)), np.zeros((t, t))
         for batch in self._batches:
@@ -414,8 +422,15 @@ class GroupedObjective:
     def solution(self, phi: np.ndarray, reml: bool = True, cond_var: bool = True) -> Solution:
         """beta, sigma, conditional modes (and their conditional covariances) at ``phi``."""
         phi = np.array(phi, dtype=float)
-        fac = self._factor(phi, gradient=False)
-        comp = Components(phi, reml, fac["logdet"], fac["ldrx2"], fac["r2"], None, None)  # type: ignore[arg-type]
+        if self._shared is not None:  # no random effects: the shared-W evaluation
+            comp, beta_s, unscaled, xtwx = self._shared.solve(phi, reml)
+            self.evaluations += 1
+            fac = {"parts": [], "beta": beta_s, "unscaled": unscaled, "logdet": comp.ldL2,
+                   "ldrx2": comp.ldRX2, "r2": comp.r2,
+                   "r_x": np.linalg.cholesky(xtwx).T if self.design.p else np.zeros((0, 0))}
+        else:
+            fac = self._factor(phi, gradient=False)
+            comp = Components(phi, reml, fac["logdet"], fac["ldrx2"], fac["r2"], None, None)  # type: ignore[arg-type]
         value = self.criterion(comp)
         dof = self.design.n - (self.design.p if reml else 0)
         sigma = float(np.sqrt(fac["r2"] / dof))  # type: ignore[operator]

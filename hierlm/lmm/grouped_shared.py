@@ -117,9 +117,13 @@ class SharedCriterion:
         ``shared`` (with its cross-products ``cxx``, ``cxy``, ``cyy``).
     p : int
         Number of fixed effects.
+    beta0 : numpy.ndarray, optional
+        The least-squares coefficients of ``y`` on ``X`` when the caller has them
+        (computed here otherwise).
     """
 
-    def __init__(self, structure: ResidualStructure, batches: list, p: int) -> None:
+    def __init__(self, structure: ResidualStructure, batches: list, p: int,
+                 beta0: np.ndarray | None = None) -> None:
         self.structure = structure
         self.p = p
         self._upper_p = _upper(p)
@@ -127,9 +131,11 @@ class SharedCriterion:
         # beta = beta0 + delta): the same criterion, with cross-products of the residuals' size
         # instead of the response's, so that r2 = sum W^-1 (C_rr - ...) loses fewer digits to
         # cancellation and is smooth in the parameters to near machine precision.
-        x_all = np.concatenate([b.x.reshape(-1, p) for b in batches])
-        y_all = np.concatenate([b.y.ravel() for b in batches])
-        self.beta0 = np.linalg.lstsq(x_all, y_all, rcond=None)[0] if p else np.zeros(0)
+        if beta0 is None:
+            x_all = np.concatenate([b.x.reshape(-1, p) for b in batches])
+            y_all = np.concatenate([b.y.ravel() for b in batches])
+            beta0 = np.linalg.lstsq(x_all, y_all, rcond=None)[0] if p else np.zeros(0)
+        self.beta0 = np.asarray(beta0, dtype=float)
         self.batches = []
         for batch in batches:
             m = batch.rows.shape[1]
@@ -144,8 +150,18 @@ class SharedCriterion:
                 every_time=bool(m == structure.n_times
                                 and np.array_equal(batch.slots[0], np.arange(m)))))
 
+    def solve(self, phi: np.ndarray, reml: bool
+              ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
+        """The components at ``phi`` (no gradient), ``beta``, ``(X'W^-1X)^-1`` and ``X'W^-1X``."""
+        comp, unscaled, delta, xtwx = self._evaluate(phi, reml, False)
+        return comp, self.beta0 + delta, unscaled, xtwx.reshape(self.p, self.p)
+
     def components(self, phi: np.ndarray, reml: bool, gradient: bool) -> Components:
         """``sum log|W_i|``, ``log|X'W^-1X|``, ``r2`` and optionally their gradients at ``phi``."""
+        return self._evaluate(phi, reml, gradient)[0]
+
+    def _evaluate(self, phi: np.ndarray, reml: bool, gradient: bool
+                  ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
         structure, p = self.structure, self.p
         over = structure.over_times(phi) if structure.slot_based else None
         logdet = 0.0
@@ -191,4 +207,5 @@ class SharedCriterion:
                 p_sum = p_sum - w_inv @ spread @ w_inv
             d_logdet += d_w @ p_sum.ravel()
             d_r2 -= d_w @ outer_sum.ravel()
-        return Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2)  # type: ignore[arg-type]
+        return (Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2),  # type: ignore[arg-type]
+                unscaled, delta, xtwx)

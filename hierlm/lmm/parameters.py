@@ -256,16 +256,18 @@ def _ill_conditioned(design: Design) -> bool:
 Criterion = LmmObjective | StructuredObjective | GroupedObjective
 
 
-def criterion_for(design: Design, kernel: LmmObjective | None = None) -> Criterion:
+def criterion_for(design: Design, kernel: LmmObjective | None = None,
+                  ols: np.ndarray | None = None) -> Criterion:
     """The criterion to optimise for a design.
 
     The kernel over lme4's theta when every block is ``us``/``diag``, the
     kernel over the structures' parameters for patterned blocks, and the
     group-by-group criterion (:mod:`hierlm.lmm.grouped`) when the design has
-    a residual structure.
+    a residual structure. ``ols``: the least-squares coefficients of ``y`` on
+    ``X`` when the caller has them (the grouped criterion's start uses them).
     """
     if design.residual is not None:
-        return GroupedObjective(design)
+        return GroupedObjective(design, ols)
     if kernel is None:
         kernel = (conditioned_objective(design) if _ill_conditioned(design)
                   else LmmObjective(crossproducts(design)))
