@@ -31,6 +31,8 @@ __all__ = [
     "require_columns",
     "drop_missing",
     "incomplete_rows",
+    "read_columns",
+    "column_of",
     "require_finite",
     "require_numeric_response",
     "require_counts",
@@ -86,15 +88,28 @@ def require_columns(data: pd.DataFrame, names: Iterable[str], where: str) -> Non
             )
 
 
-def incomplete_rows(data: pd.DataFrame, names: Iterable[str]) -> np.ndarray:
+def read_columns(data: pd.DataFrame, names: Iterable[str]) -> dict[str, pd.Series]:
+    """The columns ``names`` of ``data``, each read once (for the checks' ``columns=``)."""
+    return {name: data[name] for name in dict.fromkeys(names)}
+
+
+def column_of(data: pd.DataFrame, columns: Mapping[str, pd.Series] | None, name: str) -> pd.Series:
+    """``data[name]``, from ``columns`` (those of ``data``, read before) when it has it."""
+    if columns is not None and name in columns:
+        return columns[name]
+    return data[name]
+
+
+def incomplete_rows(data: pd.DataFrame, names: Iterable[str],
+                    columns: Mapping[str, pd.Series] | None = None) -> np.ndarray:
     """Boolean mask of the rows with a missing value in any of the columns ``names``.
 
     Column by column (as ``data[names].isna().any(axis=1)``, without building
-    the sub-frame).
+    the sub-frame). ``columns``: those of ``data`` already read (:func:`read_columns`).
     """
     missing = np.zeros(len(data), dtype=bool)
     for name in dict.fromkeys(names):
-        column = data[name]
+        column = column_of(data, columns, name)
         dtype = column.dtype
         if isinstance(dtype, np.dtype) and dtype.kind in "iub":  # numpy ints and bools: none
             continue
@@ -107,7 +122,8 @@ def incomplete_rows(data: pd.DataFrame, names: Iterable[str]) -> np.ndarray:
     return missing
 
 
-def drop_missing(data: pd.DataFrame, names: list[str], na_action: str) -> pd.DataFrame:
+def drop_missing(data: pd.DataFrame, names: list[str], na_action: str,
+                 columns: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
     """Drop rows with a missing value in any of ``names`` (warn), or raise if asked to.
 
     Parameters
@@ -119,10 +135,12 @@ def drop_missing(data: pd.DataFrame, names: list[str], na_action: str) -> pd.Dat
     na_action : {"omit", "raise"}
         ``"omit"`` drops incomplete rows with a MissingDataWarning, as lme4's
         ``na.omit``; ``"raise"`` raises a DataError instead.
+    columns : dict, optional
+        Those of ``data`` already read (:func:`read_columns`).
     """
     if na_action not in ("omit", "raise"):
         raise InputTypeError(f"na_action must be 'omit' or 'raise', not {na_action!r}.")
-    incomplete = incomplete_rows(data, names)
+    incomplete = incomplete_rows(data, names, columns)
     n_dropped = int(incomplete.sum())
     if n_dropped == 0:
         return data
@@ -146,10 +164,14 @@ def drop_missing(data: pd.DataFrame, names: list[str], na_action: str) -> pd.Dat
     return kept
 
 
-def require_finite(data: pd.DataFrame, names: list[str]) -> None:
-    """Raise a DataError naming the first numeric column with an infinite value."""
+def require_finite(data: pd.DataFrame, names: list[str],
+                   columns: Mapping[str, pd.Series] | None = None) -> None:
+    """Raise a DataError naming the first numeric column with an infinite value.
+
+    ``columns``: those of ``data`` already read (:func:`read_columns`).
+    """
     for name in names:
-        column = data[name]
+        column = column_of(data, columns, name)
         if (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
                 and not pd.api.types.is_complex_dtype(column)):
             values = column.to_numpy(dtype=float)
@@ -162,9 +184,13 @@ def require_finite(data: pd.DataFrame, names: list[str]) -> None:
                 )
 
 
-def require_numeric_response(data: pd.DataFrame, response: str) -> np.ndarray:
-    """Return the response as float, or raise if it is not numeric."""
-    column = data[response]
+def require_numeric_response(data: pd.DataFrame, response: str,
+                             columns: Mapping[str, pd.Series] | None = None) -> np.ndarray:
+    """Return the response as float, or raise if it is not numeric.
+
+    ``columns``: those of ``data`` already read (:func:`read_columns`).
+    """
+    column = column_of(data, columns, response)
     if pd.api.types.is_bool_dtype(column):
         return column.to_numpy(dtype=float)
     if not pd.api.types.is_numeric_dtype(column):

@@ -38,6 +38,7 @@ import pandas as pd
 from formulaic import Formula
 from formulaic.errors import DataMismatchWarning, FormulaicError
 
+from hierlm.design.checks import column_of
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import DataError, FormulaError
 from hierlm.formula import BarTerm, ParsedFormula
@@ -205,12 +206,17 @@ def _as_factor(column: pd.Series) -> pd.Series:
 _CONVERTERS = {NUMERIC: _as_float, LOGICAL: _as_bool, FACTOR: _as_factor}
 
 
-def column_kinds(data: pd.DataFrame, names: Iterable[str], where: str) -> dict[str, str]:
-    """Kind of each column formula terms read (:func:`column_kind`), as the user gave it."""
-    return {name: column_kind(data[name], name, where) for name in names}
+def column_kinds(data: pd.DataFrame, names: Iterable[str], where: str,
+                 columns: Mapping[str, pd.Series] | None = None) -> dict[str, str]:
+    """Kind of each column formula terms read (:func:`column_kind`), as the user gave it.
+
+    ``columns``: those of ``data`` already read (:func:`~hierlm.design.checks.read_columns`).
+    """
+    return {name: column_kind(column_of(data, columns, name), name, where) for name in names}
 
 
-def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
+def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str],
+                columns: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
     """Convert the columns formula terms read to what formulaic gets (see the module docstring).
 
     Numbers become float64, logicals bool, text a categorical with sorted
@@ -223,6 +229,8 @@ def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
         Training data (not modified).
     kinds : dict
         Column -> kind, from :func:`column_kinds`.
+    columns : dict, optional
+        Those of ``data`` already read (:func:`~hierlm.design.checks.read_columns`).
 
     Returns
     -------
@@ -231,7 +239,7 @@ def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
     """
     frame = data.copy(deep=False)
     for name, kind in kinds.items():
-        column = data[name]
+        column = column_of(data, columns, name)
         if not isinstance(column.dtype, pd.CategoricalDtype):
             converted = _CONVERTERS[kind](column)
             if converted is not column:  # (float64 columns pass through as they are)

@@ -296,13 +296,16 @@ class ModelSpec:
         return design, new_levels
 
 
-def drop_unused_categories(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def drop_unused_categories(data: pd.DataFrame, names: list[str],
+                           columns: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
     """Drop categories no row uses, as lme4's model frame does (``drop.unused.levels``).
 
     Otherwise an empty first category would become the treatment reference and
-    its dummy columns would be all zero.
+    its dummy columns would be all zero. ``columns``: those of ``data`` already
+    read (:func:`~hierlm.design.checks.read_columns`).
     """
-    unused = [name for name in names if _has_unused_categories(data[name])]
+    unused = [name for name in names
+              if _has_unused_categories(checks.column_of(data, columns, name))]
     if not unused:
         return data
     data = data.copy()
@@ -524,21 +527,23 @@ def build_spec(
         complete = ~checks.incomplete_rows(data, variables)
         weights_array = None if weights_array is None else weights_array[complete]
         offset_array = None if offset_array is None else offset_array[complete]
-    data = checks.drop_missing(data, variables, na_action)
-    checks.require_finite(data, variables)
+    # the used columns, each read once; read again whenever a step returns a new frame
+    used = checks.read_columns(data, variables)
+    data, used = _same_columns(checks.drop_missing(data, variables, na_action, used), data, used)
+    checks.require_finite(data, variables, used)
     if family.name == "binomial":
-        data = _binary_factor_response(data, formula.response)
+        data, used = _same_columns(_binary_factor_response(data, formula.response), data, used)
     for name in _response_variables(formula.response):
-        checks.require_numeric_response(data, name)
-    data = drop_unused_categories(data, variables)
+        checks.require_numeric_response(data, name, used)
+    data, used = _same_columns(drop_unused_categories(data, variables, used), data, used)
     uses = _column_uses(formula, terms)
-    kinds = column_kinds(data, list(uses), f"the formula {formula.text!r}")
+    kinds = column_kinds(data, list(uses), f"the formula {formula.text!r}", used)
     for term in terms:
-        for name in term.factors:
-            group_labels(data[name], name, f"the bar {term.source}")  # refuses unusable label types
+        for name in term.factors:  # refuses unusable label types
+            group_labels(checks.column_of(data, used, name), name, f"the bar {term.source}")
     reference = dict(reference or {})
-    data = checks.apply_reference_levels(data, reference)
-    frame = learn_frame(data, kinds)
+    data, used = _same_columns(checks.apply_reference_levels(data, reference), data, used)
+    frame = learn_frame(data, kinds, used)
     y, trials = _response_and_trials(frame, formula.response)
     if weights_column is not None:
         weights_array = checks.require_weights(frame[weights_column].to_numpy(dtype=float),
@@ -601,6 +606,12 @@ def build_spec(
                     response=formula.response, row_index=data.index.to_numpy(),
                     residual=residual_design, offset=offset_values, weights=prior_weights)
     return spec, design
+
+
+def _same_columns(new: pd.DataFrame, old: pd.DataFrame, columns: dict[str, pd.Series]
+                  ) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """``new`` and its columns: ``columns`` when a step returned ``old`` itself, else read again."""
+    return new, (columns if new is old else checks.read_columns(new, columns))
 
 
 def _binary_factor_response(data: pd.DataFrame, response: str) -> pd.DataFrame:
