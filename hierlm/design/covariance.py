@@ -24,6 +24,7 @@ Adding a structure is one new :class:`CorrelationModel` (its ``R(r)`` and
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -281,14 +282,23 @@ class CompoundSymmetryCorrelation(CorrelationModel):
         """``r = atanh((rho - mid) / half)``."""
         return np.arctanh((np.asarray(natural, dtype=float) - self._mid) / self._half)
 
+    @functools.cached_property
+    def _eye_off(self) -> tuple[np.ndarray, np.ndarray]:
+        """``I`` and ``J - I`` of size ``q`` (read-only; they do not depend on ``r``)."""
+        eye = np.eye(self.q)
+        off = 1.0 - eye
+        eye.flags.writeable = False
+        off.flags.writeable = False
+        return eye, off
+
     def matrix_and_gradient(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``R = (1 - rho) I + rho J`` and its derivative in ``r``."""
-        off = 1.0 - np.eye(self.q)
         if self.n_params == 0:
             return np.eye(self.q), np.zeros((0, self.q, self.q))
+        eye, off = self._eye_off
         rho = float(self.natural(r)[0])
         drho = self._half * (1.0 - np.tanh(float(r[0])) ** 2)
-        return np.eye(self.q) + rho * off, (drho * off)[None]
+        return eye + rho * off, (drho * off)[None]
 
 
 class AR1Correlation(CorrelationModel):
@@ -322,10 +332,19 @@ class AR1Correlation(CorrelationModel):
         if self.n_params == 0:
             return np.eye(self.q), np.zeros((0, self.q, self.q))
         rho = float(np.tanh(r[0]))
-        lag = _lags(self.q)
+        lag, lower_lag, positive = self._lag_arrays
         matrix = rho ** lag
-        lower_power = np.where(lag > 0, rho ** np.maximum(lag - 1, 0), 0.0)
+        lower_power = np.where(positive, rho ** lower_lag, 0.0)
         return matrix, (lag * lower_power * (1.0 - rho ** 2))[None]
+
+    @functools.cached_property
+    def _lag_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``|i - j|``, ``max(|i - j| - 1, 0)`` and ``|i - j| > 0`` (read-only; not in ``r``)."""
+        lag = _lags(self.q)
+        arrays = (lag, np.maximum(lag - 1, 0), lag > 0)
+        for array in arrays:
+            array.flags.writeable = False
+        return arrays
 
 
 class ToeplitzCorrelation(CorrelationModel):
