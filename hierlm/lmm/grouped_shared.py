@@ -136,6 +136,7 @@ class SharedCriterion:
             y_all = np.concatenate([b.y.ravel() for b in batches])
             beta0 = np.linalg.lstsq(x_all, y_all, rcond=None)[0] if p else np.zeros(0)
         self.beta0 = np.asarray(beta0, dtype=float)
+        self._last: tuple[tuple[bytes, bool], tuple] | None = None  # the last evaluation
         self.batches = []
         for batch in batches:
             m = batch.rows.shape[1]
@@ -152,9 +153,17 @@ class SharedCriterion:
 
     def solve(self, phi: np.ndarray, reml: bool
               ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
-        """The components at ``phi`` (no gradient), ``beta``, ``(X'W^-1X)^-1`` and ``X'W^-1X``."""
-        comp, unscaled, delta, xtwx = self._evaluate(phi, reml, False)
-        return comp, self.beta0 + delta, unscaled, xtwx.reshape(self.p, self.p)
+        """The components at ``phi``, ``beta``, ``(X'W^-1X)^-1`` and ``X'W^-1X``.
+
+        The last evaluation's, when it was at ``phi`` (the optimiser's end point, usually).
+        """
+        last = self._last
+        if last is not None and last[0] == (np.asarray(phi, dtype=float).tobytes(), bool(reml)):
+            comp, unscaled, delta, xtwx = last[1]
+        else:
+            comp, unscaled, delta, xtwx = self._evaluate(phi, reml, False)
+        # copies: the caller's result must not share arrays with this cache
+        return comp, self.beta0 + delta, unscaled.copy(), xtwx.reshape(self.p, self.p).copy()
 
     def components(self, phi: np.ndarray, reml: bool, gradient: bool) -> Components:
         """``sum log|W_i|``, ``log|X'W^-1X|``, ``r2`` and optionally their gradients at ``phi``."""
@@ -207,5 +216,7 @@ class SharedCriterion:
                 p_sum = p_sum - w_inv @ spread @ w_inv
             d_logdet += d_w @ p_sum.ravel()
             d_r2 -= d_w @ outer_sum.ravel()
-        return (Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2),  # type: ignore[arg-type]
-                unscaled, delta, xtwx)
+        result = (Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2),  # type: ignore[arg-type]
+                  unscaled, delta, xtwx)
+        self._last = ((np.asarray(phi, dtype=float).tobytes(), bool(reml)), result)
+        return result
