@@ -26,10 +26,16 @@ from formulaic.materializers.types import EvaluatedFactor, ScopedFactor, ScopedT
 from formulaic.model_spec import ModelSpec as FormulaicSpec
 from formulaic.model_spec import NAAction
 from formulaic.parser.types import Factor
+from formulaic.utils.variables import Variable
 
 from hierlm.design.frame import NUMERIC
 
 __all__ = ["lean_fixed"]
+
+
+def _data_variable(name: str) -> Variable:
+    """The variable formulaic records for a column looked up in the data (its value)."""
+    return Variable(name, roles=["value"], source="data")
 
 
 def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
@@ -81,7 +87,8 @@ def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
     # unreduced otherwise), without values, and its columns; the encoder state of numbers
     structure = [
         EncodedTermStructure(term, [ScopedTerm([] if constant else [
-            ScopedFactor(EvaluatedFactor(term.factors[0], None), reduced=False)])], [name])
+            ScopedFactor(EvaluatedFactor(term.factors[0], None, {_data_variable(name)}),
+                         reduced=False)])], [name])
         for term, name, constant in zip(terms, names, intercept, strict=True)
     ]
     encoder_state: dict[str, Any] = {

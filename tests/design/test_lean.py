@@ -60,6 +60,14 @@ def test_lean_equals_formulaic(text):
     for field in dataclasses.fields(spec):
         assert getattr(spec, field.name) == getattr(reference.model_spec, field.name), field.name
     assert spec == reference.model_spec
+    # what the field comparison does not see: the variables each term reads (reference grids,
+    # type III on engine data and emmeans read them through required_variables)
+    assert spec.term_variables == reference.model_spec.term_variables
+    assert spec.variables_by_source == reference.model_spec.variables_by_source
+    assert spec.required_variables == reference.model_spec.required_variables
+    for ours, theirs in zip(sorted(spec.variables, key=str),
+                            sorted(reference.model_spec.variables, key=str), strict=True):
+        assert (ours.roles, ours.source) == (theirs.roles, theirs.source)
     # the lean spec builds new data exactly as formulaic's own
     new = learn_frame(data.iloc[::7].reset_index(drop=True), kinds)
     np.testing.assert_array_equal(np.asarray(spec.get_model_matrix(new, context=FORMULA_CONTEXT)),
