@@ -580,13 +580,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def sleepstudy_check(repeats: int) -> None:
+    """Sleepstudy: hierlm's default against bambi with nutpie, cold and warm, in one run."""
+    load_before = load_average()
+    rows = [measure("hierlm default (marginal, nutpie, compiled kernel)", hierlm_command(), repeats),
+            measure("bambi 0.21, nutpie", bambi_command("nutpie"), repeats)]
+    print(f"load average before {load_before}, after {load_average()}")
+    print(table(rows))
+    ratio = rows[0]["warm"]["ess_per_second"] / rows[1]["warm"]["ess_per_second"]
+    print(f"hierlm / bambi warm ESS per second: {ratio:.2f}x; hierlm cold {rows[0]['cold']['wall']:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip brms and the 1M-row run")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs per configuration (median)")
     parser.add_argument("--crossed", action="store_true", help="only the crossed/nested section")
     parser.add_argument("--insteval", action="store_true", help="only the InstEval part of it")
+    parser.add_argument("--sleepstudy", action="store_true",
+                        help="hierlm's default against bambi (nutpie) on sleepstudy only; prints")
     args = parser.parse_args()
+    if args.sleepstudy:
+        sleepstudy_check(max(args.repeats, 3))
+        return
     if args.insteval:
         load_before = load_average()
         inst = measure_insteval()
