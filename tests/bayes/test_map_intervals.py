@@ -28,6 +28,8 @@ from scipy import stats
 import hierlm as hl
 from hierlm.errors import HierlmWarning
 
+from .helpers import ml_observed_information
+
 PIGS = "/work/shared/data/pigs.csv"
 
 pytestmark = pytest.mark.slow
@@ -66,23 +68,10 @@ def _natural(ml, phi: np.ndarray) -> dict[str, float]:
 
 
 def _brute_force(ml, prob: float = 0.95) -> pd.DataFrame:
-    from hierlm.lmm.likelihood import GaussianLikelihood
-
-    likelihood = GaussianLikelihood(ml.design)
     p = ml.design.p
     phi = np.asarray(ml.theta, dtype=float)
-    centre = np.concatenate([np.asarray(ml.solution.beta, dtype=float), phi, [np.log(float(ml.sigma))]])
-
-    def gradient(v):
-        got = likelihood.evaluate(v[:p], v[p:-1], float(np.exp(v[-1])))
-        return np.concatenate([got.d_beta, got.d_phi, [got.d_sigma * np.exp(v[-1])]])
-
-    hess = np.zeros((centre.size, centre.size))
-    for k in range(centre.size):
-        step = np.zeros(centre.size)
-        step[k] = 1e-5 * max(1.0, abs(centre[k]))
-        hess[:, k] = -(gradient(centre + step) - gradient(centre - step)) / (2 * step[k])
-    cov = np.linalg.inv(0.5 * (hess + hess.T))[p:-1, p:-1]  # of phi
+    _, information = ml_observed_information(ml)
+    cov = np.linalg.inv(information)[p:-1, p:-1]  # of phi
     names = list(_natural(ml, phi))
     jac = np.zeros((len(names), phi.size))
     for k in range(phi.size):

@@ -36,6 +36,8 @@ from scipy import optimize
 import hierlm as hl
 from hierlm.errors import FitError, HierlmWarning
 
+from .helpers import ml_observed_information
+
 PIGS = "/work/shared/data/pigs.csv"
 
 pytestmark = pytest.mark.slow
@@ -80,23 +82,8 @@ def _observed_information_se(ml) -> np.ndarray:
     ``(beta, phi, log sigma)`` at the ML optimum: the Laplace approximation's
     definition, computed without the Bayesian engine.
     """
-    from hierlm.lmm.likelihood import GaussianLikelihood
-
-    likelihood = GaussianLikelihood(ml.design)
-    p = ml.design.p
-    centre = np.concatenate([np.asarray(ml.solution.beta, dtype=float),
-                             np.asarray(ml.theta, dtype=float), [np.log(float(ml.sigma))]])
-
-    def gradient(v):
-        got = likelihood.evaluate(v[:p], v[p:-1], float(np.exp(v[-1])))
-        return np.concatenate([got.d_beta, got.d_phi, [got.d_sigma * np.exp(v[-1])]])
-
-    hess = np.zeros((centre.size, centre.size))
-    for k in range(centre.size):
-        step = np.zeros(centre.size)
-        step[k] = 1e-5 * max(1.0, abs(centre[k]))
-        hess[:, k] = -(gradient(centre + step) - gradient(centre - step)) / (2 * step[k])
-    return np.sqrt(np.diag(np.linalg.inv(0.5 * (hess + hess.T)))[:p])
+    _, information = ml_observed_information(ml)
+    return np.sqrt(np.diag(np.linalg.inv(information))[:ml.design.p])
 
 
 @pytest.mark.parametrize("case", list(CASES))
