@@ -68,8 +68,7 @@ def cross_products(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     k, m, p = x.shape
     flat = x.reshape(k, m * p)
     cxx = (flat.T @ flat).reshape(m, p, m, p).transpose(0, 2, 1, 3)
-    cxy = (flat.T @ y).reshape(m, p, m).transpose(0, 2, 1)
-    return np.ascontiguousarray(cxx), np.ascontiguousarray(cxy), y.T @ y
+    return (np.ascontiguousarray(cxx), *_residual_products(x, y))
 
 
 @functools.lru_cache(maxsize=64)
