@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import hierlm as hl
-from hierlm.design import checks, crossprod
+from hierlm.design import checks, crossprod, memory
 from hierlm.design.crossprod import crossproducts
 from hierlm.errors import DataError, FitError
 from hierlm.lmm.conditioning import ConditionedObjective, conditioned_objective
@@ -156,14 +156,14 @@ def test_response_reproduced_by_the_fixed_effects_is_refused():
 
 
 def test_dense_block_is_refused_before_allocation_with_the_memory_it_needs(monkeypatch):
-    monkeypatch.setattr(checks, "available_memory", lambda: 16 * 10**9)
+    monkeypatch.setattr(memory, "available_memory", lambda: 16 * 10**9)
     with pytest.raises(DataError, match=r"20,000 columns wide.*22\.4 GB.*16\.0 GB.*method='map'"):
         checks.require_dense_memory(20_000, "The remaining effects")
     checks.require_dense_memory(5_000, "The remaining effects")  # 1.4 GB: fine
 
 
 def test_crossproducts_check_memory_before_forming_the_dense_block(monkeypatch):
-    monkeypatch.setattr(checks, "available_memory", lambda: 1000)  # bytes: less than 8 x 8 x 56
+    monkeypatch.setattr(memory, "available_memory", lambda: 1000)  # bytes: less than 8 x 8 x 56
     penicillin = hl.datasets.load("Penicillin")
     model = hl.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", penicillin)
     with pytest.raises(DataError, match=r"After eliminating .plate. \(24 levels\).*8 columns wide"):
