@@ -11,145 +11,45 @@ The data reach formulaic through the model frame of :mod:`hierlm.design.frame`
 the built matrices are checked for values a transform made non-finite.
 Aliased fixed-effect columns are dropped with a warning, as lme4 drops them,
 and the spec remembers which, so new data lose the same columns.
+
+The steps live by subject: :mod:`~hierlm.design.variables` (which columns the
+model reads), :mod:`~hierlm.design.materialize` (formulaic with hierlm's
+transforms, lme4's names), :mod:`~hierlm.design.response` (response and
+offsets as numbers) and :mod:`~hierlm.design.grouping` (the bars' groupings);
+this module puts them together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, model_matrix
-from formulaic.errors import FormulaicError
 from formulaic.model_spec import ModelSpec as FormulaicSpec
 
 from hierlm.design import checks
 from hierlm.design.blocks import Design, RandomBlock
-from hierlm.design.covariance import CovarianceStructure, make_structure
 from hierlm.design.frame import (
     FrameSpec,
     column_kinds,
     group_labels,
-    label_arguments,
     learn_frame,
     new_model_matrix,
     quote_formula,
-    required_columns,
 )
-from hierlm.design.lean import lean_fixed
+from hierlm.design.grouping import GroupingSpec, _block, _combined_labels, _grouping_codes, _lme4_order
+from hierlm.design.materialize import _fixed_part, _materialize, lme4_names
 from hierlm.design.residual import ResidualDesign, ResidualSpec, build_residual, parse_residual
-from hierlm.design.transforms import FORMULA_CONTEXT
+from hierlm.design.response import _binary_factor_response, _offset_values, _response_and_trials
+from hierlm.design.variables import _column_uses, _residual_columns, _response_variables, _variables
 from hierlm.errors import DataError, FormulaError, HierlmWarning
 from hierlm.families import Family, get_family
-from hierlm.formula import BarTerm, ParsedFormula, expand_bars
-from hierlm.formula.parser import describe_formulaic_error, split_cbind
+from hierlm.formula import ParsedFormula, expand_bars
 
 __all__ = ["GroupingSpec", "ModelSpec", "build_spec", "drop_unused_categories", "lme4_names", "group_labels"]
-
-_IDENTIFIER = re.compile(r"^[^\W\d][\w.]*$")
-_TREATMENT = re.compile(r"^([^\W\d][\w.]*)\[(?:T\.)?(.+)\]$")
-_INTEGRAL_FLOAT = re.compile(r"^(-?\d+)\.0$")
-_INTEGRAL_LEVEL = re.compile(r"\[((?:[A-Za-z]+\.)?)(-?\d+)\.0\]$")
-
-
-def lme4_names(names: list[str]) -> tuple[str, ...]:
-    """Rename formulaic columns as lme4 does: ``f[T.b]`` -> ``fb``, ``x:f[T.b]`` -> ``x:fb``.
-
-    A level that is an integral number prints as R prints it (``C(k)[T.2.0]``
-    -> ``C(k)2``; numeric columns reach formulaic as float64). Names of other
-    shapes are kept. If renaming would make two names equal, formulaic's names
-    are kept for all columns.
-    """
-    renamed = []
-    for name in names:
-        parts = []
-        for part in name.split(":"):
-            match = _TREATMENT.match(part)
-            if match:
-                level = _INTEGRAL_FLOAT.sub(r"\1", match.group(2))
-                parts.append(match.group(1) + level)
-            else:
-                parts.append(_INTEGRAL_LEVEL.sub(r"[\1\2]", part))
-        renamed.append(":".join(parts))
-    if len(set(renamed)) != len(renamed):
-        return tuple(names)
-    return tuple(renamed)
-
-
-def _plain(error: BaseException) -> str:
-    """Error text without formulaic's colour codes, with a caret line under the culprit."""
-    return describe_formulaic_error(error)
-
-
-def _materialize(formula: str, data: pd.DataFrame, where: str) -> Any:
-    """Run formulaic on ``formula`` with hierlm's transforms, translating its errors.
-
-    numpy's warnings about a transform outside its domain (log of 0) are
-    silenced: the matrices are checked afterwards and such values raise a
-    DataError naming the term (:func:`hierlm.design.checks.require_finite_matrix`).
-    """
-    try:
-        parsed = _parsed(formula) if "." not in formula else formula
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return model_matrix(parsed, data, context=FORMULA_CONTEXT, na_action="ignore")
-    except (FormulaicError, SyntaxError) as error:
-        raise FormulaError(f"Cannot build {where} from {formula!r}: {_plain(error)}") from None
-
-
-def _fixed_part(text: str, frame: pd.DataFrame, kinds: Mapping[str, str]
-                ) -> tuple[FormulaicSpec, list[str], np.ndarray]:
-    """The fixed part's formulaic spec, column names and X.
-
-    An intercept and numeric columns are built directly (:mod:`hierlm.design.lean`),
-    anything else by formulaic.
-    """
-    if "." not in text:
-        try:
-            lean = lean_fixed(_parsed(text), frame, kinds)
-        except (FormulaicError, SyntaxError):
-            lean = None  # formulaic's path below reports it
-        if lean is not None:
-            return lean
-    fixed = _materialize(text, frame, "the fixed-effect matrix")
-    return fixed.model_spec, list(fixed.columns), np.asarray(fixed, dtype=float)
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(formula: str) -> Formula:
-    """Parse a right-hand side with formulaic, once per text.
-
-    Only for text without a ``.``: formulaic reads the data's columns while
-    parsing for its ``.`` operator (all other columns), and nowhere else, so
-    any other text parses the same for every data frame. formulaic never
-    modifies a parsed formula.
-    """
-    return Formula(formula)
-
-
-@dataclass(frozen=True)
-class GroupingSpec:
-    """What the training data taught about one random-effect block."""
-
-    term: BarTerm
-    columns: tuple[str, ...]
-    formulaic_spec: FormulaicSpec
-    levels: tuple[str, ...]
-
-    @property
-    def structure(self) -> CovarianceStructure:
-        """The block's covariance structure object, for its number of columns."""
-        return make_structure(self.term.structure, len(self.columns), self.term.homogeneous)
-
-    @property
-    def correlated(self) -> bool:
-        """True when the block has correlation parameters."""
-        return self.structure.has_correlation
 
 
 @dataclass(frozen=True)
@@ -323,132 +223,6 @@ def _has_unused_categories(column: pd.Series) -> bool:
     return bool(n_categories and not np.all(np.bincount(codes[codes >= 0], minlength=n_categories)))
 
 
-def _response_variables(response: str) -> list[str]:
-    """Data columns the response reads: itself, those of an expression like ``log(y)``, or of ``cbind``."""
-    parts = split_cbind(response)
-    if parts is not None:
-        return list(dict.fromkeys(name for part in parts for name in _response_variables(part)))
-    if _IDENTIFIER.match(response):
-        return [response]
-    return required_columns(f"0 + I({response})", FORMULA_CONTEXT, f"the response {response!r}")
-
-
-def _response_values(data: pd.DataFrame, response: str, what: str = "The response") -> np.ndarray:
-    """The response as floats: a numeric column, or a transform of numeric columns."""
-    if response in data.columns:
-        return checks.require_numeric_response(data, response)
-    for name in _response_variables(response):
-        checks.require_numeric_response(data, name)
-    with np.errstate(all="ignore"):
-        matrix = _materialize(f"0 + I({response})", data, what.lower())
-    values = np.asarray(matrix, dtype=float).ravel()
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise DataError(f"{what} {response!r} is not finite in {int(bad.sum())} row(s) "
-                        f"(first at row {data.index[np.argmax(bad)]!r}); check the transform's domain.")
-    return values
-
-
-def _response_and_trials(data: pd.DataFrame, response: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The response, and for ``cbind(s, f)`` the proportion ``s / (s + f)`` with the trials ``s + f``."""
-    parts = split_cbind(response)
-    if parts is None:
-        return _response_values(data, response), None
-    successes, failures = (checks.require_counts(_response_values(data, part, "The cbind() count"),
-                                                 f"{part!r} in {response!r}") for part in parts)
-    trials = successes + failures
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.where(trials > 0, successes / np.where(trials > 0, trials, 1.0), 0.0)
-    return y, trials
-
-
-def _offset_values(data: pd.DataFrame, offsets: tuple[str, ...],
-                   extra: np.ndarray | None = None) -> np.ndarray:
-    """Sum of the ``offset()`` expressions (and the ``offset=`` column or array) per row."""
-    total = np.zeros(len(data)) if extra is None else np.asarray(extra, dtype=float).copy()
-    for expression in offsets:
-        values = _response_values(data, expression, "The offset")
-        total += values
-    return total
-
-
-def _formula_columns(formula: ParsedFormula, terms: list[BarTerm],
-                     with_response: bool = True) -> list[str]:
-    """Data columns formulaic reads (response, fixed part, bars' left sides), without duplicates."""
-    found: list[str] = (list(_response_variables(formula.response))
-                        if formula.response and with_response else [])
-    for text in [formula.fixed] + [term.expr for term in terms] + list(formula.offsets):
-        found.extend(required_columns(text, FORMULA_CONTEXT, f"the formula {formula.text!r}"))
-    return list(dict.fromkeys(found))
-
-
-def _column_uses(formula: ParsedFormula, terms: list[BarTerm]) -> dict[str, str]:
-    """Columns the model frame converts, each with the part of the formula that reads it first.
-
-    The group argument of ``within(x, g)`` / ``between(x, g)`` is a set of
-    labels, left as the user gave it (:func:`hierlm.design.frame.label_arguments`).
-    """
-    parts = ([("the fixed part", formula.fixed)] + [(f"the bar {t.source}", t.expr) for t in terms]
-             + [(f"the offset {o!r}", o) for o in formula.offsets])
-    labels = label_arguments(text for _, text in parts)
-    uses = {name: "the response" for name in _response_variables(str(formula.response))}
-    for where, text in parts:
-        for name in required_columns(text, FORMULA_CONTEXT, f"the formula {formula.text!r}"):
-            if name not in labels:
-                uses.setdefault(name, where)
-    return uses
-
-
-def _variables(formula: ParsedFormula, terms: list[BarTerm], with_response: bool = True) -> list[str]:
-    """Every data column a formula reads, response first, without duplicates."""
-    context = set(FORMULA_CONTEXT)
-    found = _formula_columns(formula, terms, with_response)
-    for term in terms:
-        found.extend(term.factors)
-    unique: list[str] = []
-    for name in found:
-        if name not in context and name not in unique:
-            unique.append(name)
-    return unique
-
-
-def _combined_labels(data: pd.DataFrame, factors: tuple[str, ...]) -> list[str]:
-    """Level label of each row for a (possibly interacted) grouping."""
-    per_factor = []
-    for name in factors:
-        codes, levels = group_labels(data[name])
-        per_factor.append(np.asarray(levels, dtype=object)[codes])
-    return [":".join(parts) for parts in zip(*per_factor, strict=True)]
-
-
-def _grouping_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Codes and labels of a grouping; interactions keep observed combinations only."""
-    if len(factors) == 1:
-        return group_labels(data[factors[0]])
-    parts = [group_labels(data[name]) for name in factors]
-    keys = np.stack([codes for codes, _ in parts], axis=1)
-    unique_keys, codes = np.unique(keys, axis=0, return_inverse=True)
-    labels = tuple(
-        ":".join(parts[j][1][k] for j, k in enumerate(key)) for key in unique_keys
-    )
-    return codes.ravel().astype(np.int64), labels
-
-
-def _block(grouping: GroupingSpec, codes: np.ndarray, z: np.ndarray) -> RandomBlock:
-    """RandomBlock from a grouping spec and its matrices."""
-    return RandomBlock(group=grouping.term.group, columns=grouping.columns,
-                       structure=grouping.structure, levels=grouping.levels,
-                       codes=codes, z=np.ascontiguousarray(z))
-
-
-def _lme4_order(n_levels: list[int]) -> list[int]:
-    """Term order lme4's mkReTrms uses: reversed stable ascending order, only if any term grows."""
-    if not any(later > earlier for earlier, later in zip(n_levels, n_levels[1:], strict=False)):
-        return list(range(len(n_levels)))
-    ascending = sorted(range(len(n_levels)), key=lambda i: n_levels[i])
-    return list(reversed(ascending))
-
-
 def build_spec(
     formula: ParsedFormula,
     data: pd.DataFrame,
@@ -612,33 +386,6 @@ def _same_columns(new: pd.DataFrame, old: pd.DataFrame, columns: dict[str, pd.Se
                   ) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
     """``new`` and its columns: ``columns`` when a step returned ``old`` itself, else read again."""
     return new, (columns if new is old else checks.read_columns(new, columns))
-
-
-def _binary_factor_response(data: pd.DataFrame, response: str) -> pd.DataFrame:
-    """A two-level factor (or text, or logical) response as 0/1, as glmer reads it.
-
-    The first level (R's order: the categories of a categorical, sorted text
-    otherwise) is failure (0), the other success (1).
-    """
-    if response not in data.columns:
-        return data
-    column = data[response]
-    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-        return data
-    levels = (list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype)
-              else sorted(column.dropna().unique(), key=str))
-    if len(levels) != 2:
-        raise DataError(f"The binomial response {response!r} is a factor with {len(levels)} "
-                        f"levels ({', '.join(map(str, levels[:5]))}); a binary factor needs two "
-                        "(the first is failure, as glmer reads it).")
-    data = data.copy()
-    data[response] = (column == levels[1]).astype(float)
-    return data
-
-
-def _residual_columns(residual: ResidualSpec | None, variance: str | None) -> list[str]:
-    columns = [] if residual is None else [c for c in (residual.time, residual.group) if c]
-    return columns + ([variance] if variance and variance not in columns else [])
 
 
 def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,

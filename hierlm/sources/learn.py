@@ -34,18 +34,10 @@ import pandas as pd
 from hierlm.design import checks
 from hierlm.design.blocks import ColumnMoments, Design, RandomBlock, RowSummary
 from hierlm.design.frame import FrameSpec, column_kinds, learn_frame, quote_formula
-from hierlm.design.spec import (
-    GroupingSpec,
-    ModelSpec,
-    _column_uses,
-    _combined_labels,
-    _grouping_codes,
-    _lme4_order,
-    _materialize,
-    _response_variables,
-    _variables,
-    lme4_names,
-)
+from hierlm.design.grouping import GroupingSpec, _combined_labels, _grouping_codes, _lme4_order
+from hierlm.design.materialize import _materialize, lme4_names
+from hierlm.design.spec import ModelSpec
+from hierlm.design.variables import _column_uses, _response_variables, _variables
 from hierlm.errors import DataError, FormulaError, MissingDataWarning
 from hierlm.formula import ParsedFormula, expand_bars
 from hierlm.sources.base import DataSource, Progress

@@ -299,12 +299,15 @@ def test_reference_for_an_unknown_column(sleep):
 
 
 def test_checks_run_before_any_matrix_is_built(sleep, monkeypatch):
+    import hierlm.design.materialize as materialize_module
+    import hierlm.design.response as response_module
     import hierlm.design.spec as spec_module
 
     def boom(*args, **kwargs):
         raise AssertionError("a matrix was built before the data were checked")
 
-    monkeypatch.setattr(spec_module, "_materialize", boom)
+    for module in (spec_module, materialize_module, response_module):  # each binds _materialize
+        monkeypatch.setattr(module, "_materialize", boom)
     for formula, data in [
         ("Reaction ~ Dayz + (1 | Subject)", sleep),
         ("Reaction ~ Days + (1 | Subject)", sleep.assign(Reaction=np.inf)),

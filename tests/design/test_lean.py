@@ -18,7 +18,7 @@ from formulaic import model_matrix
 import hierlm as hl
 from hierlm.design.frame import column_kinds, learn_frame
 from hierlm.design.lean import lean_fixed
-from hierlm.design.spec import _parsed
+from hierlm.design.materialize import _parsed
 from hierlm.design.transforms import FORMULA_CONTEXT
 
 
