@@ -21,6 +21,10 @@ dense Schur complement ``Lambda_R' K~ Lambda_R + D`` with
 formed with one weighted ``bincount`` over the coupling pairs. The exact
 gradient uses the envelope theorem for ``r2`` and selected entries of the
 inverse of the Schur complement for the log-determinants (see ``_gradient``).
+
+The records it returns (:class:`Components`, :class:`Solution`) live in
+:mod:`hierlm.lmm.kernel_records` and the products with ``Lambda_R`` in
+:mod:`hierlm.lmm.factor_algebra`; both records are re-exported here.
 """
 
 from __future__ import annotations
@@ -35,89 +39,14 @@ from scipy.linalg import lapack
 from hierlm.design.blocks import Design
 from hierlm.design.crossprod import CrossProducts
 from hierlm.errors import FitError
+from hierlm.lmm.factor_algebra import rest_scale_vector, scale_both, scale_rows, scaled_vals, sigma_inverse
+from hierlm.lmm.kernel_records import Components, Solution
 
 __all__ = ["LmmObjective", "Components", "Solution", "objective"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 # Level x slot pair matrices with at most this many cells are stored dense.
 _DENSE_PAIR_LIMIT = 2_000_000
-
-
-@dataclass(frozen=True, eq=False)
-class Components:
-    """The pieces of the criterion at one theta.
-
-    Attributes
-    ----------
-    theta : numpy.ndarray
-        Where they were evaluated.
-    reml : bool
-        Whether ``logdet`` includes ``log|R_X|^2``.
-    ldL2, ldRX2 : float
-        ``log|L|^2`` and ``log|R_X|^2``.
-    r2 : float
-        Penalised residual sum of squares.
-    d_logdet, d_r2 : numpy.ndarray or None
-        Gradients of ``ldL2 (+ ldRX2 for REML)`` and of ``r2`` w.r.t. theta.
-    """
-
-    theta: np.ndarray
-    reml: bool
-    ldL2: float
-    ldRX2: float
-    r2: float
-    d_logdet: np.ndarray | None
-    d_r2: np.ndarray | None
-
-    @property
-    def logdet(self) -> float:
-        """The log-determinant term of the criterion (with ``R_X`` for REML)."""
-        return self.ldL2 + (self.ldRX2 if self.reml else 0.0)
-
-
-@dataclass(frozen=True, eq=False)
-class Solution:
-    """Everything derived from the penalised least-squares solution at one theta.
-
-    Attributes
-    ----------
-    theta : numpy.ndarray
-        The covariance parameters.
-    reml : bool
-        Criterion used for ``sigma`` and ``value``.
-    value : float
-        Profiled deviance (ML) or REML criterion.
-    ldL2, ldRX2, r2 : float
-        ``log|L|^2``, ``log|R_X|^2``, penalised residual sum of squares.
-    sigma : float
-        Residual standard deviation: ``sqrt(r2 / n)`` or ``sqrt(r2 / (n - p))``.
-    beta : numpy.ndarray
-        Fixed effects.
-    R_X : numpy.ndarray
-        Upper-triangular ``p x p`` factor with ``R_X'R_X`` = the Schur complement of X.
-    unscaled_vcov : numpy.ndarray
-        ``(R_X'R_X)^{-1}``; ``vcov(beta) = sigma^2 * unscaled_vcov``.
-    u, b : list of numpy.ndarray
-        Spherical and conditional random effects per design block, each of
-        shape ``(n_levels, q)``.
-    cond_var : list of numpy.ndarray or None
-        Conditional covariance of ``b`` given ``y`` (``sigma^2 Lambda (L L')^{-1}
-        Lambda'``, lme4's ``condVar``) per design block, shape ``(n_levels, q, q)``.
-    """
-
-    theta: np.ndarray
-    reml: bool
-    value: float
-    ldL2: float
-    ldRX2: float
-    r2: float
-    sigma: float
-    beta: np.ndarray
-    R_X: np.ndarray
-    unscaled_vcov: np.ndarray
-    u: list[np.ndarray]
-    b: list[np.ndarray]
-    cond_var: list[np.ndarray] | None
 
 
 @dataclass(eq=False)
@@ -282,54 +211,7 @@ class LmmObjective:
             return np.add.reduceat(weights, self._level_pair_start)
         return np.bincount(self.cp.pair_level, weights=weights, minlength=self.cp.first.n_levels)
 
-    def _rest_scale_vector(self, templates: list[np.ndarray]) -> np.ndarray:
-        """Diagonal of ``Lambda_R`` when every remaining template is diagonal."""
-        cp = self.cp
-        scale = np.ones(cp.m)
-        for f, off, t in zip(cp.rest, cp.rest_offsets, templates[1:], strict=True):
-            scale[off:off + f.n_levels * f.q] = np.tile(np.diagonal(t), f.n_levels)
-        return scale
-
     # ----------------------------------------------------------- factorisation
-    def _scale_rows(self, mat: np.ndarray, templates: list[np.ndarray]) -> np.ndarray:
-        """Return ``Lambda_R' mat`` (rows of the random-effect part of R scaled)."""
-        cp = self.cp
-        out = mat.copy()
-        for f, off, t in zip(cp.rest, cp.rest_offsets, templates[1:], strict=True):
-            size = f.n_levels * f.q
-            if size == 0 or off >= mat.shape[0]:
-                continue
-            seg = mat[off:off + size]
-            if f.q == 1:
-                out[off:off + size] = t[0, 0] * seg
-            else:
-                block = seg.reshape(f.n_levels, f.q, -1)
-                out[off:off + size] = np.einsum("ba,lbj->laj", t, block).reshape(size, -1)
-        return out
-
-    def _scale_both(self, mat: np.ndarray, templates: list[np.ndarray]) -> np.ndarray:
-        """Return ``Lambda_R' mat Lambda_R``."""
-        if self._rest_diagonal:
-            scale = self._rest_scale_vector(templates)
-            out = mat * scale[:, None]
-            out *= scale[None, :]
-            return out
-        left = self._scale_rows(mat, templates)
-        return self._scale_rows(left.T.copy(), templates).T
-
-    def _scaled_vals(self, templates: list[np.ndarray]) -> np.ndarray:
-        """Return ``Z_1'R Lambda_R`` in the coupling layout, shape ``(q1, nnz)``."""
-        cp = self.cp
-        out = cp.vals.copy()
-        q1 = cp.first.q
-        for f, pos, t in zip(cp.rest, cp.rest_positions, templates[1:], strict=True):
-            if f.q == 1:
-                out[:, pos] *= t[0, 0]
-            else:
-                block = cp.vals[:, pos].reshape(q1, -1, f.q)
-                out[:, pos] = (block @ t).reshape(q1, -1)
-        return out
-
     def _factorize(self, theta: np.ndarray) -> _Factor:
         cp = self.cp
         theta = np.asarray(theta, dtype=float)
@@ -367,7 +249,7 @@ class LmmObjective:
         flat = k_tilde.reshape(-1)
         flat[cp.slot_flat] -= sums
         flat[self._slot_mirror] -= sums[self._mirror_mask]
-        schur = self._scale_both(k_tilde, templates)
+        schur = scale_both(cp, k_tilde, templates, self._rest_diagonal)
         diag = np.arange(cp.m_z)
         schur[diag, diag] += 1.0
         # ``schur`` is symmetric, so its C-ordered buffer is also its Fortran transpose.
@@ -431,18 +313,6 @@ class LmmObjective:
         bs.append(u1 @ t1.T)
         return us + rest_u, bs + rest_b, beta, w, t_level
 
-    def _sigma_inverse(self, chol: np.ndarray, size: int) -> np.ndarray:
-        """Return the inverse of ``chol[:size, :size] chol[:size, :size]'``."""
-        if size == 0:
-            return np.zeros((0, 0))
-        inv, info = lapack.dpotri(chol[:size, :size], lower=1)
-        if info != 0:
-            raise FitError(f"Could not invert the Cholesky factor (LAPACK info {info}).")
-        # dpotri fills the lower triangle; the upper one is the (clean, zero) input.
-        out = inv + inv.T
-        out[np.diag_indices(size)] *= 0.5
-        return out
-
     def _psi(self, sigma_inv: np.ndarray, templates: list[np.ndarray]) -> np.ndarray:
         """Return ``Psi_l = C_l Sigma C_l'`` per first-factor level, ``(n1, q1, q1)``."""
         cp = self.cp
@@ -458,7 +328,7 @@ class LmmObjective:
         if self._rest_diagonal:
             # C = vals * scale[cols]: fold the scales and the diagonal halving into
             # the slots, then reuse the theta-free pair products.
-            scale = self._rest_scale_vector(templates)
+            scale = rest_scale_vector(cp, templates)
             sig_slot *= scale[rows] * scale[cols] * np.where(rows == cols, 1.0, 2.0)
             for (a, b), mat in zip(self._sym_index, self._pair_mats, strict=True):
                 val = mat @ sig_slot
@@ -467,7 +337,7 @@ class LmmObjective:
                 psi[:, a, b] = val
                 psi[:, b, a] = val
             return psi
-        scaled = self._scaled_vals(templates)
+        scaled = scaled_vals(cp, templates)
         sig_pair = sig_slot[cp.pair_slot]
         sig_pair *= self._pair_half
         f, s = cp.pair_first, cp.pair_second
@@ -523,13 +393,13 @@ class LmmObjective:
                         for f, off in zip(cp.rest, cp.rest_offsets, strict=True)]
 
         size = m_z + (cp.p if reml else 0)
-        sigma_inv = self._sigma_inverse(fac.chol, size)
+        sigma_inv = sigma_inverse(fac.chol, size)
         psi = self._psi(sigma_inv, fac.templates)
         eye = np.eye(q1)
         first_term = np.matmul(fac.ainv_tt,
                                cp.zz_first - np.matmul(psi, eye - np.matmul(fac.v, cp.zz_first)))
         first_sum = first_term.sum(axis=0)  # (q1, q1)
-        scaled_k = self._scale_rows(fac.k_tilde[:size, :size], fac.templates) if size else None
+        scaled_k = scale_rows(cp, fac.k_tilde[:size, :size], fac.templates) if size else None
 
         d_logdet = np.zeros(cp.n_theta)
         d_r2 = np.zeros(cp.n_theta)
@@ -599,7 +469,7 @@ class LmmObjective:
 
         cv_factor: list[np.ndarray] | None = None
         if cond_var:
-            sigma_z = self._sigma_inverse(fac.chol, m_z)
+            sigma_z = sigma_inverse(fac.chol, m_z)
             psi = self._psi(sigma_z, fac.templates)
             t1 = fac.templates[0]
             q1 = t1.shape[0]
