@@ -47,3 +47,35 @@ def ml_observed_information(ml) -> tuple[np.ndarray, np.ndarray]:
         step[k] = 1e-5 * max(1.0, abs(centre[k]))
         hess[:, k] = -(gradient(centre + step) - gradient(centre - step)) / (2 * step[k])
     return centre, 0.5 * (hess + hess.T)
+
+
+def crossed_model() -> hl.Model:
+    """A simulated crossed design: 3000 rows, 300 students, 150 lecturers in 6 departments (seed 5)."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    lecturer = rng.integers(0, 150, n)
+    student = rng.integers(0, 300, n)
+    data = pd.DataFrame({"student": [f"s{k}" for k in student],
+                         "lecturer": [f"d{k}" for k in lecturer],
+                         "dept": [f"g{k % 6}" for k in lecturer],
+                         "x": rng.standard_normal(n)})
+    effects = (0.4 * rng.standard_normal(300)[student] + 0.5 * rng.standard_normal(150)[lecturer]
+               + 0.3 * rng.standard_normal(6)[lecturer % 6])
+    data["y"] = 3.0 + 0.2 * data["x"] + effects + rng.standard_normal(n)
+    return hl.Model("y ~ x + (1 | student) + (1 | lecturer) + (1 | dept)", data)
+
+
+def nutpie_draws(compiled, names: list[str], tune: int, seed: int) -> np.ndarray:
+    """400 draws in each of 2 chains of a compiled nutpie model, shape ``(2, 400, k)``.
+
+    The chains run on two cores with one BLAS thread each; ``k`` counts the values of the
+    stored variables ``names``, concatenated in that order.
+    """
+    import nutpie
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        trace = nutpie.sample(compiled, draws=400, tune=tune, chains=2, cores=2, seed=seed,
+                              progress_bar=False)
+    post = trace.posterior
+    return np.concatenate([post[name].values.reshape(2, 400, -1) for name in names], axis=2)

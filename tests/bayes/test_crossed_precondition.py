@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 import hierlm as hl
 from hierlm.bayes.build import DEFAULT_TUNE, STANDARDISED_TUNE, build_model, default_tune
@@ -25,8 +24,8 @@ from hierlm.bayes.crossed_precondition import (
 from hierlm.bayes.kernel_model import _start, kernel_layout, nutpie_model_of_layout
 from hierlm.bayes.likelihood_model import standardised_nutpie_model
 from hierlm.bayes.sample import stored_variables
+from tests.bayes.helpers import crossed_model, nutpie_draws
 from tests.bayes.test_agreement import mean_z_scores, sd_z_scores
-from tests.bayes.test_probed_gradient import _crossed
 
 
 def _penicillin_logp():
@@ -89,27 +88,21 @@ def test_width_rule_and_default_tune():
     small = build_model(hl.Model("diameter ~ 1 + (1 | plate) + (1 | sample)",
                                  hl.datasets.load("Penicillin")))
     assert default_tune(small) == DEFAULT_TUNE
-    assert default_tune(build_model(_crossed(), formulation="full")) == DEFAULT_TUNE
+    assert default_tune(build_model(crossed_model(), formulation="full")) == DEFAULT_TUNE
 
 
 def _sample(built, standardised: bool, seed: int) -> np.ndarray:
-    import nutpie
-
     layout = kernel_layout(built)
     logp = ScalarFactorLikelihood(built.design).logp(layout.prior_code, layout.prior_par)
     names = stored_variables(built)
     compiled = (standardised_nutpie_model(built, layout, logp, names) if standardised
                 else nutpie_model_of_layout(built, layout, logp, names))
-    with threadpool_limits(limits=1, user_api="blas"):
-        trace = nutpie.sample(compiled, draws=400, tune=STANDARDISED_TUNE if standardised
-                              else 400, chains=2, cores=2, seed=seed, progress_bar=False)
-    post = trace.posterior
-    return np.concatenate([post[name].values.reshape(2, 400, -1) for name in names], axis=2)
+    return nutpie_draws(compiled, names, tune=STANDARDISED_TUNE if standardised else 400, seed=seed)
 
 
 @pytest.mark.slow
 def test_standardised_and_plain_coordinates_sample_one_posterior():
-    built = build_model(_crossed(), formulation="marginal")
+    built = build_model(crossed_model(), formulation="marginal")
     plain, standardised = _sample(built, False, 3), _sample(built, True, 4)
     assert np.all(mean_z_scores(plain, standardised) < 4.5), mean_z_scores(plain, standardised)
     assert np.all(sd_z_scores(plain, standardised) < 4.5), sd_z_scores(plain, standardised)
