@@ -16,6 +16,7 @@ import pytest
 import hierlm as hl
 from hierlm.errors import FitError
 from hierlm.lmm.newton1d import NEWTON_1D, newton_1d
+from tests.lmm.helpers import repeated_weights
 
 REFUSED = 1e30
 
@@ -75,17 +76,8 @@ def test_the_evaluation_cap_is_reported():
 
 
 def _pigs_like(drop: bool) -> pd.DataFrame:
-    rng = np.random.default_rng(11)
-    rows = []
-    for pig in range(20):
-        level = rng.normal(0, 3)
-        for week in range(1, 8):
-            rows.append({"id": f"p{pig:02d}", "week": week,
-                         "weight": 20 + 6 * week + level + rng.normal(0, 1.5)})
-    frame = pd.DataFrame(rows)
-    if drop:
-        frame = frame.drop(index=[3, 10, 11, 40, 41, 77, 100]).reset_index(drop=True)
-    return frame
+    return repeated_weights(11, 20, 7, level_sd=3, slope=6, noise_sd=1.5,
+                            dropped=[3, 10, 11, 40, 41, 77, 100] if drop else ())
 
 
 @pytest.mark.parametrize("drop", [False, True])
