@@ -28,6 +28,7 @@ Likelihood gradient, with ``M_j = I + L'S_j L / sigma^2``, ``P_j = M_j^-1``,
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -37,7 +38,10 @@ from hierlm.bayes.conditional_kernel import level_system
 __all__ = [
     "FAMILY_CODES",
     "log_prior_and_slope",
-    "marginal_logp_grad",
+    "marginal_kernel",
+    "marginal_logp_grad_1",
+    "marginal_logp_grad_2",
+    "marginal_logp_grad_any",
 ]
 
 # prior family -> code used by the compiled functions; parameters are stored as (a, b, c)
@@ -294,45 +298,20 @@ def _group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.nd
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def marginal_logp_grad(
-    x: np.ndarray,
-    grad: np.ndarray,
-    ztz: np.ndarray,
-    ztx: np.ndarray,
-    zty: np.ndarray,
-    yty: float,
-    xty: np.ndarray,
-    xtx: np.ndarray,
-    n_obs: float,
-    prior_code: np.ndarray,
-    prior_par: np.ndarray,
-    block_start: np.ndarray,
-    block_q: np.ndarray,
-    block_corr: np.ndarray,
-    block_raw: np.ndarray,
-    block_eta: np.ndarray,
-) -> float:  # pragma: no cover - compiled; tested against the PyMC model
-    """Log-posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``.
-
-    Returns ``-inf`` where the density or its gradient is not finite
-    (numerical underflow or overflow far out in the tails).
-    """
-    n_groups, q_total = zty.shape
-    p = xty.shape[0]
-    beta = x[:p]
-    log_sigma = x[p]
-    sigma = math.exp(log_sigma)
-    var = sigma * sigma
-    sd = np.exp(x[p + 1 : p + 1 + q_total])
+def _relative_factor(x: np.ndarray, p: int, q_total: int, block_start: np.ndarray, block_q: np.ndarray,
+                     block_corr: np.ndarray, block_raw: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(chol, corr, sd)`` at ``x``: the stacked blocks' factor ``L = diag(sd) C`` and its parts."""
+    sd = np.empty(q_total)
+    for i in range(q_total):
+        sd[i] = math.exp(x[p + 1 + i])
     raw_offset = p + 1 + q_total
-    n_blocks = block_start.shape[0]
-
     chol = np.zeros((q_total, q_total))
     corr = np.zeros((q_total, q_total))
-    for blk in range(n_blocks):
+    sub = np.empty((q_total, q_total))
+    for blk in range(block_start.shape[0]):
         c0, q = block_start[blk], block_q[blk]
         if block_corr[blk]:
-            sub = np.empty((q, q))
             _corr_cholesky(x, raw_offset + block_raw[blk], q, sub)
             for i in range(q):
                 for j in range(i + 1):
@@ -343,19 +322,31 @@ def marginal_logp_grad(
     for i in range(q_total):
         for j in range(q_total):
             chol[i, j] = sd[i] * corr[i, j]
+    return chol, corr, sd
 
-    g_chol = np.zeros((q_total, q_total))
-    g_beta = np.zeros(p)
-    if q_total == 2:
-        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_2(ztz, ztx, zty, beta, chol, var,
-                                                                g_chol, g_beta)
-    elif q_total == 1:
-        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums_1(ztz, ztx, zty, beta, chol[0, 0], var,
-                                                                g_chol, g_beta)
-    else:
-        sum_logdet, sum_quad, sum_trace, sum_ss = _group_sums(ztz, ztx, zty, beta, chol, var,
-                                                              g_chol, g_beta)
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _log_posterior(
+    x: np.ndarray, grad: np.ndarray, sums: tuple[float, float, float, float], g_chol: np.ndarray,
+    g_beta: np.ndarray, corr: np.ndarray, sd: np.ndarray, n_groups: int, yty: float, xty: np.ndarray,
+    xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
+    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
+    block_eta: np.ndarray,
+) -> float:  # pragma: no cover - compiled
+    """The log posterior from the per-level sums; writes its gradient into ``grad``.
+
+    ``g_chol`` and ``g_beta`` hold the levels' contributions to the likelihood's
+    gradient in ``L`` and ``beta``; this adds the whole-data terms, the priors,
+    the transforms' Jacobians and the chain rule to the unconstrained vector.
+    """
+    sum_logdet, sum_quad, sum_trace, sum_ss = sums
+    q_total = sd.shape[0]
+    p = xty.shape[0]
+    beta = x[:p]
+    log_sigma = x[p]
+    sigma = math.exp(log_sigma)
+    var = sigma * sigma
+    raw_offset = p + 1 + q_total
     rtr = yty
     for k in range(p):
         rtr -= 2.0 * beta[k] * xty[k]
@@ -403,11 +394,11 @@ def marginal_logp_grad(
         logp += value + x[row]
         grad[row] = (g_sd + slope) * sd[i] + 1.0
     # correlations: chain rule through Stan's transform, LKJ density and Jacobian
-    for blk in range(n_blocks):
+    adjoint = np.zeros((q_total, q_total))
+    for blk in range(block_start.shape[0]):
         if not block_corr[blk]:
             continue
         c0, q = block_start[blk], block_q[blk]
-        adjoint = np.zeros((q, q))
         for i in range(q):
             for j in range(i + 1):
                 adjoint[i, j] = g_chol[c0 + i, c0 + j] * sd[c0 + i]
@@ -418,3 +409,81 @@ def marginal_logp_grad(
         if not math.isfinite(grad[k]):
             return -math.inf
     return float(logp) if math.isfinite(logp) else -math.inf
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def marginal_logp_grad_1(
+    x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,
+    xty: np.ndarray, xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
+    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
+    block_eta: np.ndarray,
+) -> float:  # pragma: no cover - compiled; tested against the PyMC model
+    """Log posterior and gradient (into ``grad``) of a one-column block: a random intercept or slope.
+
+    See :func:`marginal_logp_grad_any`; ``-inf`` where the density or its gradient is not finite.
+    """
+    p = xty.shape[0]
+    chol, corr, sd = _relative_factor(x, p, 1, block_start, block_q, block_corr, block_raw)
+    g_chol, g_beta = np.zeros((1, 1)), np.zeros(p)
+    sigma = math.exp(x[p])
+    var = sigma * sigma
+    sums = _group_sums_1(ztz, ztx, zty, x[:p], chol[0, 0], var, g_chol, g_beta)
+    return _log_posterior(x, grad, sums, g_chol, g_beta, corr, sd, zty.shape[0], yty, xty, xtx, n_obs,
+                          prior_code, prior_par, block_start, block_q, block_corr, block_raw, block_eta)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def marginal_logp_grad_2(
+    x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,
+    xty: np.ndarray, xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
+    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
+    block_eta: np.ndarray,
+) -> float:  # pragma: no cover - compiled; tested against the PyMC model
+    """Log posterior and gradient (into ``grad``) of a two-column block, the 2 x 2 systems in closed form.
+
+    See :func:`marginal_logp_grad_any`; ``-inf`` where the density or its gradient is not finite.
+    """
+    p = xty.shape[0]
+    chol, corr, sd = _relative_factor(x, p, 2, block_start, block_q, block_corr, block_raw)
+    g_chol, g_beta = np.zeros((2, 2)), np.zeros(p)
+    sigma = math.exp(x[p])
+    var = sigma * sigma
+    sums = _group_sums_2(ztz, ztx, zty, x[:p], chol, var, g_chol, g_beta)
+    return _log_posterior(x, grad, sums, g_chol, g_beta, corr, sd, zty.shape[0], yty, xty, xtx, n_obs,
+                          prior_code, prior_par, block_start, block_q, block_corr, block_raw, block_eta)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def marginal_logp_grad_any(
+    x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,
+    xty: np.ndarray, xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
+    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
+    block_eta: np.ndarray,
+) -> float:  # pragma: no cover - compiled; tested against the PyMC model
+    """Log posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``.
+
+    Returns ``-inf`` where the density or its gradient is not finite
+    (numerical underflow or overflow far out in the tails). The one- and
+    two-column variants (:func:`marginal_logp_grad_1`, :func:`marginal_logp_grad_2`)
+    have the same signature; :func:`marginal_kernel` picks one, so a model
+    compiles only the per-level loop it uses.
+    """
+    p, q_total = xty.shape[0], zty.shape[1]
+    chol, corr, sd = _relative_factor(x, p, q_total, block_start, block_q, block_corr, block_raw)
+    g_chol, g_beta = np.zeros((q_total, q_total)), np.zeros(p)
+    sigma = math.exp(x[p])
+    var = sigma * sigma
+    sums = _group_sums(ztz, ztx, zty, x[:p], chol, var, g_chol, g_beta)
+    return _log_posterior(x, grad, sums, g_chol, g_beta, corr, sd, zty.shape[0], yty, xty, xtx, n_obs,
+                          prior_code, prior_par, block_start, block_q, block_corr, block_raw, block_eta)
+
+
+def marginal_kernel(q_total: int) -> Any:
+    """The compiled log posterior for stacked blocks of total width ``q_total``.
+
+    Closed forms for one and two columns (a random intercept, or an intercept
+    and a slope), the general per-level Cholesky otherwise; all three have the
+    signature of :func:`marginal_logp_grad_2`.
+    """
+    return {1: marginal_logp_grad_1, 2: marginal_logp_grad_2}.get(q_total, marginal_logp_grad_any)
+

@@ -16,12 +16,12 @@ import pandas as pd
 
 from hierlm.bayes.build import BuiltModel
 from hierlm.bayes.groupstats import GroupStats
-from hierlm.bayes.kernel import FAMILY_CODES, marginal_logp_grad
+from hierlm.bayes.kernel import FAMILY_CODES, marginal_kernel
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames
-from hierlm.bayes.prior_draws import cholesky_from_raw
 from hierlm.bayes.priors import Prior
+from hierlm.core.correlation import cholesky_from_raw
 
-__all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "compile_kernel_for_nutpie",
+__all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "expand_draws", "expand_point",
            "nutpie_model_of_layout", "nutpie_model", "parameter_coords"]
 
 
@@ -107,10 +107,11 @@ def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[[np.ndarray
     xty = np.ascontiguousarray(stats.xty)
     xtx = np.ascontiguousarray(stats.xtx)
     yty, n_obs = float(stats.yty), float(stats.n)
+    kernel = marginal_kernel(layout.q_total)
 
     def logp_and_grad(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
         grad = np.empty(layout.size)
-        value = marginal_logp_grad(
+        value = kernel(
             x, grad, ztz, ztx, zty, yty, xty, xtx, n_obs, layout.prior_code, layout.prior_par,
             layout.block_start, layout.block_q, layout.block_corr, layout.block_raw, layout.block_eta,
         )  # fmt: skip
@@ -123,21 +124,35 @@ def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[[np.ndarray
     return logp_and_grad
 
 
-def expand_point(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:
-    """Constrained parameters (the stored variables) of one unconstrained point."""
+def expand_draws(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:
+    """Constrained parameters (the stored variables) of unconstrained points ``x`` (..., size).
+
+    Fixed effects, sigma, per block its SDs and, for correlated blocks, the
+    correlation Cholesky factor (Stan's transform of the raw values) and the
+    correlations in lme4's pair order; leading axes (chains, draws) are kept.
+    """
+    x = np.asarray(x, dtype=float)
     p, q_total = layout.p, layout.q_total
-    out = {FIXEF: np.array(x[:p]), SIGMA: np.array(np.exp(x[p]))}
-    sd = np.exp(x[p + 1 : p + 1 + q_total])
-    raw = x[p + 1 + q_total :]
+    out = {FIXEF: x[..., :p].copy(), SIGMA: np.exp(x[..., p])}
+    sd = np.exp(x[..., p + 1 : p + 1 + q_total])
+    raw = x[..., p + 1 + q_total :]
     for k, bn in enumerate(layout.names):
         start, q = int(layout.block_start[k]), int(layout.block_q[k])
-        out[bn.sd] = sd[start : start + q].copy()
+        out[bn.sd] = sd[..., start : start + q].copy()
         if layout.block_corr[k]:
-            offset = int(layout.block_raw[k])
-            chol = cholesky_from_raw(raw[offset : offset + q * (q - 1) // 2], q)
+            offset, n_raw = int(layout.block_raw[k]), q * (q - 1) // 2
+            flat = raw[..., offset : offset + n_raw].reshape(-1, n_raw)
+            chol = cholesky_from_raw(flat, q).reshape(*x.shape[:-1], q, q)
             out[bn.corr_chol] = chol
-            out[bn.cor] = np.array([chol[i, : i + 1] @ chol[j, : i + 1] for i, j in bn.pairs])
+            out[bn.cor] = np.stack([np.sum(chol[..., i, : i + 1] * chol[..., j, : i + 1], axis=-1)
+                                    for i, j in bn.pairs], axis=-1)
     return out
+
+
+def expand_point(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:
+    """Constrained parameters (the stored variables) of one unconstrained point."""
+    draws = expand_draws(np.asarray(x, dtype=float)[None], layout)
+    return {name: np.asarray(value[0]) for name, value in draws.items()}
 
 
 def _start(built: BuiltModel, layout: KernelLayout) -> np.ndarray:
@@ -149,30 +164,6 @@ def _start(built: BuiltModel, layout: KernelLayout) -> np.ndarray:
     return np.concatenate(
         [beta, [np.log(sigma)], np.full(layout.q_total, np.log(sigma / 2)), np.zeros(layout.n_raw)]
     )
-
-
-def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]) -> Any:
-    """A nutpie model of a marginal ``BuiltModel`` that calls the compiled kernel.
-
-    Parameters
-    ----------
-    built : BuiltModel
-        Marginal formulation (``built.stats`` set).
-    var_names : list of str
-        Variables to store (see :func:`hierlm.bayes.sample.stored_variables`).
-
-    Returns
-    -------
-    nutpie compiled model
-        Ready for ``nutpie.sample``. Chains start at jittered least-squares
-        values (uniform jitter of +-1 on every unconstrained coordinate, as PyMC
-        does), seeded by nutpie's seed.
-    """
-    if built.stats is None:
-        raise ValueError("the kernel needs the marginal formulation's group statistics")
-    layout = kernel_layout(built)
-    logp = kernel_logp(built.stats, layout)
-    return nutpie_model_of_layout(built, layout, logp, var_names)
 
 
 def parameter_coords(built: BuiltModel) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:

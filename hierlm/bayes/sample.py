@@ -263,11 +263,22 @@ def _common_stats(stats: Any, max_treedepth: int) -> dict[str, np.ndarray]:
 
 
 def _raw_sample(trace: Any, names: list[str], settings: SamplerSettings,
-                timing: dict[str, float]) -> RawSample:
-    """Draws of ``names`` and the common sampler statistics of an ArviZ trace."""
+                timing: dict[str, float], expand: Any = None) -> RawSample:
+    """Draws of ``names`` and the common sampler statistics of an ArviZ trace.
+
+    ``expand`` maps the draws of the stored unconstrained vector to those of
+    ``names`` when the sampler stored that vector only (the compiled kernel's
+    callbacks, :mod:`hierlm.bayes.kernel_cfunc`).
+    """
     posterior = trace["posterior"].to_dataset()
+    if expand is not None:
+        from hierlm.bayes.kernel_cfunc import UNCONSTRAINED
+
+        draws = expand(np.asarray(posterior[UNCONSTRAINED].values))
+    else:
+        draws = {name: np.asarray(posterior[name].values) for name in names}
     return RawSample(
-        draws={name: np.asarray(posterior[name].values) for name in names},
+        draws=draws,
         stats=_common_stats(trace["sample_stats"].to_dataset(), settings.max_treedepth),
         timing=timing,
     )
@@ -277,6 +288,7 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
     import nutpie
 
     start = time.perf_counter()
+    expand = None  # set where the sampler stores the unconstrained vector only
     patterned = not all(block.structure.is_lme4 for block in built.design.blocks)
     if settings.backend == "kernel" and built.formulation == "full":
         # non-Gaussian scalar-block models: the compiled GLMM kernel (hierlm.bayes.glmm_kernel)
@@ -304,9 +316,9 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
 
         compiled = compile_likelihood_for_nutpie(built, names)
     elif settings.backend == "kernel":
-        from hierlm.bayes.kernel_model import compile_kernel_for_nutpie
+        from hierlm.bayes.kernel_cfunc import compile_kernel_for_nutpie
 
-        compiled = compile_kernel_for_nutpie(built, names)
+        compiled, expand = compile_kernel_for_nutpie(built, names)
     else:
         from hierlm.bayes.nutpie_adapter import compile_for_nutpie
 
@@ -330,7 +342,8 @@ def _run_nutpie(built: BuiltModel, settings: SamplerSettings, names: list[str]) 
             maxdepth=settings.max_treedepth,
         )
     done = time.perf_counter()
-    return _raw_sample(trace, names, settings, {"compile": compiled_at - start, "sample": done - compiled_at})
+    return _raw_sample(trace, names, settings, {"compile": compiled_at - start, "sample": done - compiled_at},
+                       expand)
 
 
 def _run_pymc(built: BuiltModel, settings: SamplerSettings, names: list[str]) -> RawSample:
