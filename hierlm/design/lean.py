@@ -64,6 +64,7 @@ def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
         return None
     terms = list(parsed)
     names: list[str] = []
+    values: dict[str, np.ndarray] = {}  # each numeric column, read from the frame once
     intercept = [_is_intercept(term) for term in terms]
     for term, constant in zip(terms, intercept, strict=True):
         if constant:
@@ -74,15 +75,19 @@ def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
         factor = term.factors[0]
         name = factor.expr
         if (factor.eval_method is not Factor.EvalMethod.LOOKUP or kinds.get(name) != NUMERIC
-                or name not in frame.columns or frame[name].dtype != np.float64):
+                or name not in frame.columns):
+            return None
+        column = frame[name]
+        if column.dtype != np.float64:
             return None
         names.append(name)
+        values[name] = column.to_numpy()
     if len(set(names)) != len(names):
         return None
     n = len(frame)
     X = np.empty((n, len(names)))
     for j, name in enumerate(names):
-        X[:, j] = 1.0 if intercept[j] else frame[name].to_numpy()
+        X[:, j] = 1.0 if intercept[j] else values[name]
     # formulaic's record of each term: its scoped factors (none for the intercept, the column
     # unreduced otherwise), without values, and its columns; the encoder state of numbers
     structure = [

@@ -23,7 +23,7 @@ likelihood-ratio tests and the result class work on it unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,38 +33,18 @@ from hierlm.design.blocks import Design
 from hierlm.design.crossprod import theta_layout
 from hierlm.design.residual import ResidualDesign
 from hierlm.errors import DataError, FitError
-from hierlm.lmm.grouped_shared import SharedCriterion, cross_products
+from hierlm.lmm.grouped_batches import (
+    Batch,
+    make_batches,
+    one_level_per_group,
+    residual_correlation,
+)
+from hierlm.lmm.grouped_shared import SharedCriterion
 from hierlm.lmm.objective import Components, Solution
 
 __all__ = ["GroupedObjective"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-@dataclass(frozen=True, eq=False)
-class _Batch:
-    """Groups of one size ``m``: row indices and their arrays."""
-
-    rows: np.ndarray  # (k, m)
-    groups: np.ndarray  # (k,)
-    x: np.ndarray  # (k, m, p)
-    y: np.ndarray  # (k, m)
-    slots: np.ndarray  # (k, m)
-    times: np.ndarray  # (k, m)
-    z: list[np.ndarray]  # per block (k, m, q)
-    variance: np.ndarray | None  # (k, m) codes
-    shared: bool = False  # every group of the batch has the same W (same times, no Z, no M)
-    # shared batches: cross-products summed over the groups, so that an evaluation costs
-    # O(m^2 p^2) whatever the number of groups: C_xx[a,b,p,q] = sum_k X_k[a,p] X_k[b,q], ...
-    cxx: np.ndarray | None = None  # (m, m, p, p)
-    cxy: np.ndarray | None = None  # (m, m, p): sum_k X_k[a,p] y_k[b]
-    cyy: np.ndarray | None = None  # (m, m)
-
-    def residual_products(self, beta: np.ndarray) -> np.ndarray:
-        """``sum_k r_k r_k'`` with ``r_k = y_k - X_k beta`` (shared batches), ``(m, m)``."""
-        assert self.cxx is not None and self.cxy is not None and self.cyy is not None
-        cross = self.cxy @ beta  # (m, m): sum_k (X_k beta)[a] y_k[b]
-        return self.cyy - cross - cross.T + np.einsum("abpq,p,q->ab", self.cxx, beta, beta)
 
 
 class GroupedObjective:
@@ -90,51 +70,18 @@ class GroupedObjective:
         self.evaluations = 0
         codes = residual.group_codes
         for block in design.blocks:
-            if not _one_level_per_group(block.codes, codes):
+            if not one_level_per_group(block.codes, codes):
                 raise DataError(
                     f"The random-effect term ({block.term}) is not grouped by the residual group "
                     f"{residual.spec.group!r}; with residual={residual.spec.text!r}, random effects "
                     f"must be per {residual.spec.group} (e.g. '(1 | {residual.spec.group})').")
         self._block_sizes = [b.structure.n_params for b in design.blocks]
         self._n_random = int(sum(self._block_sizes))
-        self._batches = self._make_batches()
+        self._batches = make_batches(design, residual)
         # no random effects, no variance= levels: one W per batch, the small-matrix path
         self._ols = ols  # least-squares coefficients of y on X (the caller's, or made once)
         self._shared = (SharedCriterion(residual.structure, self._batches, design.p, self.ols())
                         if self._batches and all(b.shared for b in self._batches) else None)
-
-    # ----------------------------------------------------------- layout
-    def _make_batches(self) -> list[_Batch]:
-        design, residual = self.design, self.residual
-        codes = residual.group_codes
-        order = np.lexsort((residual.times, codes))
-        sizes = np.bincount(codes, minlength=len(residual.group_labels))
-        starts = np.concatenate(([0], np.cumsum(sizes)))
-        # Without random effects or variance= levels, W depends on a group's times only: groups
-        # with the same times share one factorisation (balanced designs: one for all groups).
-        shareable = not design.blocks and residual.variance_codes is None
-        batches = []
-        for m in np.unique(sizes[sizes > 0]):
-            groups = np.flatnonzero(sizes == m)
-            rows = order[starts[groups][:, None] + np.arange(m)[None, :]]
-            times = residual.times[rows]
-            if shareable and not (times == times[:1]).all():  # (all alike: one piece, as below)
-                _, pattern = np.unique(times, axis=0, return_inverse=True)
-                pieces = [np.flatnonzero(pattern.ravel() == k) for k in range(int(pattern.max()) + 1)]
-            else:
-                pieces = [np.arange(groups.size)]
-            for piece in pieces:
-                sub = rows[piece]
-                variance = (None if residual.variance_codes is None
-                            else residual.variance_codes[sub])
-                x, y = design.X[sub], design.y[sub]
-                products = {}
-                if shareable:
-                    products = dict(zip(("cxx", "cxy", "cyy"), cross_products(x, y), strict=True))
-                batches.append(_Batch(sub, groups[piece], x, y, residual.slots[sub],
-                                      residual.times[sub], [b.z[sub] for b in design.blocks],
-                                      variance, shared=shareable, **products))
-        return batches
 
     @property
     def n_theta(self) -> int:
@@ -152,8 +99,7 @@ class GroupedObjective:
     @property
     def lower(self) -> np.ndarray:
         """0 for random-effect SDs, free otherwise."""
-        parts = [b.structure.lower() for b in self.design.blocks]
-        return np.concatenate(parts + [np.full(self.residual.n_params, -np.inf)])
+        return self._limits[0].copy()  # a copy: the callers' arrays are their own
 
     @property
     def kernel(self) -> GroupedObjective:
@@ -179,23 +125,8 @@ class GroupedObjective:
 
     def _residual_correlation(self) -> np.ndarray:
         """Empirical correlation of the OLS residuals over the distinct times (NaN: no pair)."""
-        beta = self.ols()
-        t = self.residual.structure.n_times
-        sums, counts = np.zeros((t, t)), np.zeros((t, t))
-        for batch in self._batches:
-            if batch.shared:  # the groups' times are the same: their summed products
-                index = np.ix_(batch.slots[0], batch.slots[0])
-                sums[index] += batch.residual_products(beta)
-                counts[index] += batch.rows.shape[0]
-                continue
-            resid = batch.y - batch.x @ beta  # (k, m)
-            rows, cols = batch.slots[:, :, None], batch.slots[:, None, :]
-            np.add.at(sums, (rows, cols), resid[:, :, None] * resid[:, None, :])
-            np.add.at(counts, (rows, cols), 1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cov = sums / counts
-            sd = np.sqrt(np.diag(cov))
-            return cov / np.outer(sd, sd)
+        return residual_correlation(self._batches, self.residual.structure.n_times, self.ols(),
+                                    self._shared)
 
     def _over_times(self, struct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The structure's ``S`` over the distinct times, once per parameter value (many batches)."""
@@ -235,8 +166,16 @@ class GroupedObjective:
 
     def box(self) -> tuple[np.ndarray, np.ndarray]:
         """The optimiser's box: random-effect structures' boxes, then the residual's."""
+        return self._limits[1].copy(), self._limits[2].copy()
+
+    @functools.cached_property
+    def _limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:attr:`lower` and :meth:`box`, made once (they depend on the design only)."""
+        lower = np.concatenate([b.structure.lower() for b in self.design.blocks]
+                               + [np.full(self.residual.n_params, -np.inf)])
         boxes = [b.structure.box() for b in self.design.blocks] + [self.residual.box()]
-        return (np.concatenate([lo for lo, _ in boxes]), np.concatenate([hi for _, hi in boxes]))
+        return (lower, np.concatenate([lo for lo, _ in boxes]),
+                np.concatenate([hi for _, hi in boxes]))
 
     def parameter_blocks(self) -> np.ndarray:
         """Block index of each random-effect parameter (-1 for residual parameters)."""
@@ -256,7 +195,7 @@ class GroupedObjective:
         return np.ones(self.n_theta)
 
     # ------------------------------------------------------ the matrices
-    def _residual_parts(self, batch: _Batch, phi: np.ndarray, gradient: bool, first_only: bool
+    def _residual_parts(self, batch: Batch, phi: np.ndarray, gradient: bool, first_only: bool
                         ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The structure's ``S`` of a batch (k, m, m), its derivative, and ``M``'s outer product.
 
@@ -275,7 +214,7 @@ class GroupedObjective:
             outer = multiplier[:, :, None] * multiplier[:, None, :]
         return s, d_s, outer
 
-    def _w(self, batch: _Batch, phi: np.ndarray, gradient: bool
+    def _w(self, batch: Batch, phi: np.ndarray, gradient: bool
            ) -> tuple[np.ndarray, np.ndarray | None]:
         """``W`` (k, m, m) of a batch and its derivative (n_params, k, m, m)."""
         blocks, _, _ = self._split(phi)
@@ -609,7 +548,7 @@ class GroupedObjective:
                                         + quad / sigma ** 2)
         return out
 
-    def _batch_inverse(self, batch: _Batch, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_inverse(self, batch: Batch, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cholesky factors and inverses of a batch's ``W`` (broadcast to every group if shared)."""
         try:
             chol = np.linalg.cholesky(w)
@@ -622,9 +561,3 @@ class GroupedObjective:
             return np.broadcast_to(chol, shape), np.broadcast_to(w_inv, shape)
         return chol, w_inv
 
-
-def _one_level_per_group(block_codes: np.ndarray, group_codes: np.ndarray) -> bool:
-    """True when each residual group holds one level of the block, and each level one group."""
-    pairs = np.unique(np.stack([group_codes, block_codes], axis=1), axis=0)
-    return (np.unique(pairs[:, 0]).size == pairs.shape[0]
-            and np.unique(pairs[:, 1]).size == pairs.shape[0])

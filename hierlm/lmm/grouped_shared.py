@@ -15,6 +15,17 @@ LAPACK directly (``dpotrf``/``dpotri``), without numpy's per-call checks
 for stacked arrays. The formulas are those of the module docstring of
 :mod:`hierlm.lmm.grouped`; the general path there computes the same numbers
 (the tests compare the two at 1e-10).
+
+When the structure inverts in closed form over every batch's times
+(:meth:`~hierlm.design.residual.base.ResidualStructure.precision_form`:
+``cs``, ``ar1``, ``car1``), ``W^-1 = sum_k c_k B_k`` with fixed ``B_k``, so each
+batch's cross-products are reduced once to their inner products with the
+``B_k`` (``R = B [C_xx | C_xr | C_rr]``, stacked over the batches), and an
+evaluation needs no factorisation of ``W``: one product of the coefficient
+rows ``[c; dc]`` with ``R`` gives ``X'W^-1X``, ``X'W^-1r0``, ``r0'W^-1r0`` and
+their derivatives, and then ``r2 = r0'W^-1r0 - 2 delta'X'W^-1r0 + delta'X'W^-1X
+delta`` (``delta = beta - beta0``), ``d r2`` the same with ``dc``, and
+``d log|X'W^-1X| = tr(U d(X'W^-1X))`` (``U = (X'W^-1X)^-1``): ``O(K p^2)`` each.
 """
 
 from __future__ import annotations
@@ -26,12 +37,15 @@ import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotri
 
 from hierlm.design.residual import ResidualStructure
+from hierlm.design.residual.precision import PrecisionForm
 from hierlm.errors import FitError
 from hierlm.lmm.objective import Components
 
 __all__ = ["SharedCriterion", "cross_products"]
 
 _NOT_PD = "A group's covariance matrix is not positive definite at these parameters."
+_ONE = np.ones(1)
+_ONE.flags.writeable = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +60,16 @@ class _Shared:
     cyy: np.ndarray  # (m * m,), of the OLS residuals r0
     upper: tuple[np.ndarray, np.ndarray]  # indices above the diagonal of an m x m matrix
     every_time: bool  # the groups have every distinct time, in order (slots 0, 1, ..., T - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class _Reduced:
+    """Every batch's cross-products on its closed-form basis, stacked for one product per evaluation."""
+
+    forms: tuple[PrecisionForm, ...]  # one per batch
+    copies: tuple[int, ...]  # number of groups of each batch
+    # (sum of the K's, p * p + p + 1): <B_k, C_xx> (flattened), <B_k, C_xr>, <B_k, C_rr>
+    products: np.ndarray
 
 
 def cross_products(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,6 +173,17 @@ class SharedCriterion:
                 upper=_upper(m),
                 every_time=bool(m == structure.n_times
                                 and np.array_equal(batch.slots[0], np.arange(m)))))
+        self.reduced = self._reduce()
+
+    def _reduce(self) -> _Reduced | None:
+        """The batches' cross-products on their closed-form bases; None without a closed form."""
+        forms = [self.structure.precision_form(b.slots[0], b.times[0]) for b in self.batches]
+        if not all(forms):
+            return None
+        products = [form.basis @ np.concatenate([b.cxx, b.cxy, b.cyy[:, None]], axis=1)
+                    for form, b in zip(forms, self.batches, strict=True) if form is not None]
+        return _Reduced(tuple(f for f in forms if f is not None), tuple(b.copies for b in self.batches),
+                        products[0] if len(products) == 1 else np.concatenate(products))
 
     def solve(self, phi: np.ndarray, reml: bool
               ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
@@ -170,6 +205,57 @@ class SharedCriterion:
 
     def _evaluate(self, phi: np.ndarray, reml: bool, gradient: bool
                   ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
+        if self.reduced is not None:
+            result = self._evaluate_reduced(phi, reml, gradient)
+        else:
+            result = self._evaluate_general(phi, reml, gradient)
+        self._last = ((np.asarray(phi, dtype=float).tobytes(), bool(reml)), result)
+        return result
+
+    def _fixed(self, xtwx: np.ndarray, xtwy: np.ndarray
+               ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """``U = (X'W^-1X)^-1``, ``log|X'W^-1X|``, ``delta = beta - beta0`` and ``delta delta'``."""
+        p = self.p
+        if not p:
+            return np.zeros((0, 0)), 0.0, np.zeros(0), np.zeros(0)
+        unscaled, ldrx2 = _inverse(xtwx.reshape(p, p),
+                                   "The fixed-effect columns are linearly dependent.", self._upper_p)
+        delta = unscaled @ xtwy
+        return unscaled, ldrx2, delta, (delta[:, None] * delta).ravel()
+
+    def _evaluate_reduced(self, phi: np.ndarray, reml: bool, gradient: bool
+                          ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
+        """The closed-form evaluation (module docstring): no factorisation of ``W``.
+
+        One product of the coefficient rows (``c``, then ``dc``) with the stacked reduced
+        cross-products gives ``X'W^-1X``, ``X'W^-1r0``, ``r0'W^-1r0`` and their derivatives.
+        """
+        reduced, p = self.reduced, self.p
+        assert reduced is not None
+        rows, logdet, d_logdet = [], 0.0, np.zeros(phi.size) if gradient else None
+        for form, copies in zip(reduced.forms, reduced.copies, strict=True):
+            coefficients, batch_logdet, d_batch_logdet = form.coefficients(phi, gradient)
+            rows.append(coefficients)
+            logdet += copies * batch_logdet
+            if d_logdet is not None and d_batch_logdet is not None:
+                d_logdet += copies * d_batch_logdet
+        sums = (rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)) @ reduced.products
+        pp = p * p
+        xtwx = sums[0, :pp]
+        unscaled, ldrx2, delta, delta_outer = self._fixed(xtwx, sums[0, pp:pp + p])
+        # r2 = sum_k c_k <B_k, sum r r'> with r = r0 - X delta, and its derivatives (dc for c)
+        quadratic = sums @ np.concatenate((delta_outer, -2.0 * delta, _ONE))
+        d_r2 = None
+        if d_logdet is not None:
+            d_r2 = quadratic[1:]  # -a' dW a = r' dW^-1 r (envelope theorem in beta)
+            if reml:  # d log|X'W^-1X| = tr(U X' dW^-1 X)
+                d_logdet += sums[1:, :pp] @ unscaled.ravel()
+        return (Components(phi, reml, logdet, ldrx2, float(quadratic[0]), d_logdet, d_r2),  # type: ignore[arg-type]
+                unscaled, delta, xtwx)
+
+    def _evaluate_general(self, phi: np.ndarray, reml: bool, gradient: bool
+                          ) -> tuple[Components, np.ndarray, np.ndarray, np.ndarray]:
+        """One ``m x m`` factorisation per batch."""
         structure, p = self.structure, self.p
         over = structure.over_times(phi) if structure.slot_based else None
         logdet = 0.0
@@ -187,14 +273,7 @@ class SharedCriterion:
                 xtwx += flat @ batch.cxx
                 xtwy += flat @ batch.cxy
             parts.append((batch, w_inv, d_s))
-        if p:
-            unscaled, ldrx2 = _inverse(xtwx.reshape(p, p),
-                                       "The fixed-effect columns are linearly dependent.",
-                                       self._upper_p)
-            delta = unscaled @ xtwy  # beta - beta0
-            delta_outer = np.outer(delta, delta).ravel()
-        else:
-            unscaled, ldrx2, delta = np.zeros((0, 0)), 0.0, np.zeros(0)
+        unscaled, ldrx2, delta, delta_outer = self._fixed(xtwx, xtwy)
         r2 = 0.0
         d_logdet = np.zeros(phi.size) if gradient else None
         d_r2 = np.zeros(phi.size) if gradient else None
@@ -215,7 +294,5 @@ class SharedCriterion:
                 p_sum = p_sum - w_inv @ spread @ w_inv
             d_logdet += d_w @ p_sum.ravel()
             d_r2 -= d_w @ outer_sum.ravel()
-        result = (Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2),  # type: ignore[arg-type]
-                  unscaled, delta, xtwx)
-        self._last = ((np.asarray(phi, dtype=float).tobytes(), bool(reml)), result)
-        return result
+        return (Components(phi, reml, logdet, ldrx2, r2, d_logdet, d_r2),  # type: ignore[arg-type]
+                unscaled, delta, xtwx)

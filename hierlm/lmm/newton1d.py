@@ -22,6 +22,7 @@ bracket has shrunk to rounding error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -61,7 +62,7 @@ def newton_1d(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: 
         when the projected-gradient test was met.
     """
     a, b = float(lower), float(upper)
-    x = float(np.clip(float(np.asarray(x0, dtype=float).ravel()[0]), a, b))
+    x = _clip(float(np.asarray(x0, dtype=float).ravel()[0]), a, b)
     f, g, n = _evaluate(value_grad, x)
     if f >= refused:
         return _result(x, f, g, n, False, "the start cannot be evaluated")
@@ -79,20 +80,19 @@ def newton_1d(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: 
         if b - a <= 4e-16 * max(1.0, abs(x)):
             return _result(*best, n, True, "CONVERGENCE: BRACKET AT ROUNDING ERROR")
         if previous is None:  # the first curvature: a probe 1e-4 (relative) downhill
-            step = -np.copysign(1e-4 * max(1.0, abs(x)), g)
+            step = -math.copysign(1e-4 * max(1.0, abs(x)), g)
         else:
             span = abs(x - previous[0])
             curvature = (g - previous[2]) / (x - previous[0])
-            step = -g / curvature if curvature > 0 else -np.copysign(4.0 * span, g)
+            step = -g / curvature if curvature > 0 else -math.copysign(4.0 * span, g)
             cubic = _cubic_step(x, f, g, *previous)
             if cubic is not None and curvature > 0:
                 step = cubic
             limit = max(4.0 * span, (upper - lower) / 16.0)  # a step grows at most 4-fold
-            step = float(np.clip(step, -limit, limit))
+            step = _clip(step, -limit, limit)
             if not a < x + step < b:  # outside the bracket: bisect it
                 step = 0.5 * (a + b) - x
-        trial = x + step
-        trial = float(np.clip(trial, a, b))
+        trial = _clip(x + step, a, b)
         if trial == x:
             return _result(*best, n, True, "CONVERGENCE: STEP AT ROUNDING ERROR")
         f_new, g_new, used = _evaluate(value_grad, trial)
@@ -123,7 +123,7 @@ def _cubic_step(x: float, f: float, g: float, x_p: float, f_p: float, g_p: float
     radicand = d1 * d1 - g_p * g
     if radicand < 0:
         return None
-    d2 = np.copysign(np.sqrt(radicand), x - x_p)
+    d2 = math.copysign(math.sqrt(radicand), x - x_p)
     denominator = g - g_p + 2.0 * d2
     if denominator == 0:
         return None
@@ -134,6 +134,11 @@ def _evaluate(value_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x: f
               ) -> tuple[float, float, int]:
     value, grad = value_grad(np.array([x]))
     return float(value), float(np.asarray(grad).ravel()[0]), 1
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    """``value`` clipped to ``[low, high]`` (numpy's clip, for Python floats)."""
+    return min(max(value, low), high)
 
 
 def _stationary(x: float, g: float, lower: float, upper: float, gtol: float) -> bool:

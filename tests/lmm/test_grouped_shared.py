@@ -81,3 +81,53 @@ def test_inverse_and_refusal_of_a_matrix_that_is_not_positive_definite():
     assert logdet == pytest.approx(np.linalg.slogdet(matrix)[1], rel=1e-12)
     with pytest.raises(FitError, match="not PD"):
         _inverse(matrix - 20 * np.eye(5), "not PD", np.triu_indices(5, 1))
+
+
+CLOSED = ["cs(id)", "ar1(week | id)", "car1(week | id)"]
+
+
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("residual", STRUCTURES)
+def test_closed_form_is_used_where_it_applies(residual, drop):
+    objective = GroupedObjective(hl.Model("weight ~ week", _data(drop), residual=residual).design)
+    assert objective._shared is not None
+    assert (objective._shared.reduced is not None) == (residual in CLOSED)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("residual", CLOSED)
+def test_closed_form_equals_the_factorised_shared_path(residual, drop):
+    """The closed-form evaluation against SharedCriterion's own LAPACK path, from rho < 0 to 0.99."""
+    objective = GroupedObjective(hl.Model("weight ~ week", _data(drop), residual=residual).design)
+    shared = objective._shared
+    assert shared is not None and shared.reduced is not None
+    for real in (-1.2, -0.15, 0.0, 0.5, 1.2, 2.6):  # cs: rho -0.1 at -1.2; ar1: -0.15 at -0.15
+        phi = np.array([real])
+        for reml in (True, False):
+            fast, u_fast, delta_fast, xtwx_fast = shared._evaluate_reduced(phi, reml, True)
+            slow, u_slow, delta_slow, xtwx_slow = shared._evaluate_general(phi, reml, True)
+            general = objective._components(phi, reml, gradient=True)
+            for name in ("ldL2", "ldRX2", "r2", "d_logdet", "d_r2"):
+                got = np.asarray(getattr(fast, name))
+                for want in (np.asarray(getattr(slow, name)), np.asarray(getattr(general, name))):
+                    np.testing.assert_allclose(got, want, rtol=1e-10,
+                                               atol=1e-10 * np.max(np.abs(want)),
+                                               err_msg=f"{residual} {name} r={real} reml={reml}")
+            np.testing.assert_allclose(u_fast, u_slow, rtol=1e-10)
+            # delta = beta - beta0 is a small difference of the two fits' coefficients
+            np.testing.assert_allclose(delta_fast, delta_slow, rtol=1e-8, atol=1e-12)
+            np.testing.assert_allclose(xtwx_fast, xtwx_slow, rtol=1e-10)
+            value_only = shared._evaluate_reduced(phi, reml, False)[0]
+            assert value_only.d_r2 is None and value_only.d_logdet is None
+            assert value_only.r2 == pytest.approx(fast.r2, rel=1e-14)
+
+
+@pytest.mark.parametrize("residual", CLOSED)
+def test_closed_form_gradient_matches_central_differences(residual):
+    objective = GroupedObjective(hl.Model("weight ~ week", _data(True), residual=residual).design)
+    step = 1e-6
+    for real in (-0.1, 0.7, 1.9):
+        phi = np.array([real])
+        _, grad = objective.value_and_gradient(phi, reml=True)
+        numeric = (objective(phi + step) - objective(phi - step)) / (2 * step)
+        assert grad[0] == pytest.approx(numeric, rel=1e-6, abs=1e-6)

@@ -243,6 +243,18 @@ def _repeated_rows(group_codes: np.ndarray, times: np.ndarray) -> np.ndarray:
     return np.sort(order[1:][same])
 
 
+def _has_repeats(group_codes: np.ndarray, slots: np.ndarray, n_times: int) -> bool:
+    """True when some group has a time twice (``slots``: each row's index among ``n_times``)."""
+    pairs = np.sort(group_codes.astype(np.int64) * n_times + slots)
+    return bool(np.any(pairs[1:] == pairs[:-1]))
+
+
+def _all_integer(values: np.ndarray) -> bool:
+    """``numpy.allclose(values, numpy.rint(values))`` for finite values (without its overhead)."""
+    rounded = np.rint(values)
+    return bool(np.all(np.abs(values - rounded) <= 1e-8 + 1e-5 * np.abs(rounded)))
+
+
 def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
                    group_labels: tuple[str, ...], variance: str | None = None,
                    variance_codes: np.ndarray | None = None,
@@ -291,22 +303,21 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
         else:
             times = column.to_numpy(dtype=float)
             labels_from = None
-        if not np.all(np.isfinite(times)):
-            raise DataError(f"residual={spec.text!r}: the time {spec.time!r} has missing or "
-                            "non-finite values.")
-        repeated = _repeated_rows(np.asarray(group_codes), times)
-        if repeated.size:
-            row = int(repeated[0])
+    distinct = np.unique(times)  # the checks below look at the distinct values where they can
+    if spec.time is not None and not np.all(np.isfinite(distinct)):
+        raise DataError(f"residual={spec.text!r}: the time {spec.time!r} has missing or "
+                        "non-finite values.")
+    slots = np.searchsorted(distinct, times)
+    if spec.time is not None:
+        if _has_repeats(np.asarray(group_codes), slots, distinct.size):
+            row = int(_repeated_rows(np.asarray(group_codes), times)[0])
             raise DataError(
                 f"residual={spec.text!r}: time {spec.time}={_labels(times[[row]])[0]} repeats "
                 f"within {spec.group}={group_labels[group_codes[row]]!r}; each group needs "
                 "distinct times (aggregate the rows, or use another time variable).")
-        if (RESIDUAL_STRUCTURES[spec.name].integer_time
-                and not np.allclose(times, np.rint(times))):
+        if RESIDUAL_STRUCTURES[spec.name].integer_time and not _all_integer(distinct):
             raise DataError(f"residual={spec.text!r}: {spec.name} needs integer times; "
                             f"{spec.time!r} has fractional values (use car1 for continuous time).")
-    distinct = np.unique(times)
-    slots = np.searchsorted(distinct, times)
     if spec.time is not None and labels_from is not None:
         time_labels = tuple(str(v) for v in labels_from)
     else:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import optimize
 
 from hierlm.design.covariance import FREE_LIMIT, CorrelationModel
+from hierlm.design.residual.precision import PrecisionForm
 from hierlm.errors import DataError, FitError
 
 __all__ = ["ResidualStructure", "correlation_reals"]
@@ -154,7 +155,9 @@ class ResidualStructure(ABC):
         if not valid.any():
             return start
         smallest = lags[valid].min()
-        mean = float(np.mean(correlation[valid & np.isclose(lags, smallest)]))
+        # the lags numpy's isclose(lags, smallest) finds (rtol 1e-5, atol 1e-8), without its cost
+        near = valid & (np.abs(lags - smallest) <= 1e-8 + 1e-5 * abs(smallest))
+        mean = float(correlation[near].sum() / np.count_nonzero(near))
         if not 0.05 < mean < 0.999:  # none or negative: keep the default start
             return start
         start[0] = to_reals(min(mean ** (1.0 / smallest), 0.99))
@@ -197,6 +200,24 @@ class ResidualStructure(ABC):
         full, d_full = self.over_times(params) if over is None else over
         rows, cols = slots[:, :, None], slots[:, None, :]
         return full[rows, cols], (d_full[:, rows, cols] if gradient else None)
+
+    def precision_form(self, slots: np.ndarray, times: np.ndarray) -> PrecisionForm | None:
+        """``S^-1`` of one time pattern in closed form (:mod:`~hierlm.design.residual.precision`).
+
+        Parameters
+        ----------
+        slots : numpy.ndarray
+            ``(m,)`` index of each of a group's times among the distinct times, in time order.
+        times : numpy.ndarray
+            ``(m,)`` the time values.
+
+        Returns
+        -------
+        PrecisionForm or None
+            None (the default) when the structure has no closed form for these times; the
+            engines then factorise ``S``.
+        """
+        return None
 
     def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``S`` at the times of one group ``(m, m)``, observed or new.

@@ -7,6 +7,8 @@ one the random-effect structures use), indexed by each row's time slot
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hierlm.design.covariance import (
@@ -16,6 +18,11 @@ from hierlm.design.covariance import (
     ToeplitzCorrelation,
 )
 from hierlm.design.residual.base import ResidualStructure, correlation_reals
+from hierlm.design.residual.precision import (
+    CompoundSymmetryPrecision,
+    MarkovPrecision,
+    PrecisionForm,
+)
 from hierlm.errors import DataError
 
 __all__ = ["CS", "CSH", "AR1", "ARH1", "Toep", "ToepH"]
@@ -93,11 +100,28 @@ class CS(_SlotCorrelation):
 
     linear_covariance = True
 
+    @property
+    def _floor(self) -> float:
+        """The smallest correlation, ``-1 / (T - 1)`` (that of the correlation model)."""
+        return -1.0 / max(self.n_times - 1, 1)
+
+    def _rho_of(self, r: float) -> tuple[float, float]:
+        """``rho`` and ``d rho / d r``: ``rho = mid + half tanh(r)`` over ``(floor, 1)``."""
+        rho = float(self._correlation.natural(np.array([r]))[0])
+        half = 0.5 * (1.0 - self._floor)
+        return rho, half * (1.0 - math.tanh(r) ** 2)
+
+    def precision_form(self, slots: np.ndarray, times: np.ndarray) -> PrecisionForm | None:
+        """``(1 - rho) I + rho J`` inverts in closed form at any times."""
+        if not self.n_correlation:
+            return None
+        return CompoundSymmetryPrecision(np.asarray(slots).size, self._rho_of)
+
     def moment_start(self, correlation: np.ndarray) -> np.ndarray:
         """The mean off-diagonal correlation."""
         start = self.start()
         off = correlation[~np.eye(correlation.shape[0], dtype=bool) & np.isfinite(correlation)]
-        floor = -1.0 / max(self.n_times - 1, 1)
+        floor = self._floor
         if off.size and self.n_correlation:
             rho = float(np.clip(np.mean(off), 0.9 * floor, 0.99))
             start[0] = correlation_reals(self._correlation, np.array([rho]))[0]
@@ -172,6 +196,19 @@ class AR1(_IntegerGrid):
             return self.start()
         lags = np.abs(np.subtract.outer(self.times, self.times))
         return self._lag_start(correlation, lags, lambda rho: float(np.arctanh(rho)))
+
+    @staticmethod
+    def _rho_of(r: float) -> tuple[float, float]:
+        """``rho = tanh(r)`` and ``d rho / d r = 1 - rho^2``."""
+        rho = math.tanh(r)
+        return rho, 1.0 - rho ** 2
+
+    def precision_form(self, slots: np.ndarray, times: np.ndarray) -> PrecisionForm | None:
+        """The tridiagonal inverse over the group's grid steps (distinct times, in order)."""
+        if not self.n_correlation:
+            return None
+        gaps = np.diff(self._grid[np.asarray(slots)])
+        return MarkovPrecision(gaps, self._rho_of) if np.all(gaps > 0) else None
 
     def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``rho^|t - s|`` at any integer times."""
@@ -288,6 +325,10 @@ class _PerTimeSD(_SlotCorrelation):
     def covariance_at(self, params: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Only the fitted times (each has its own variance)."""
         return ResidualStructure.covariance_at(self, params, times)
+
+    def precision_form(self, slots: np.ndarray, times: np.ndarray) -> PrecisionForm | None:
+        """None: the per-time SDs leave no closed form here (the engines factorise ``S``)."""
+        return None
 
 
 class CSH(_PerTimeSD, CS):

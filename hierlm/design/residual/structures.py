@@ -9,7 +9,11 @@ Every structure answers the protocol of :class:`ResidualStructure`:
 * ``S`` of a batch of groups (:meth:`~ResidualStructure.for_groups`), which the
   engines call, and ``S`` at any times of one group
   (:meth:`~ResidualStructure.covariance_at`), which prediction of new visits
-  calls (it names a time the structure cannot place).
+  calls (it names a time the structure cannot place);
+* optionally, ``S^-1`` of one group's times in closed form
+  (:meth:`~ResidualStructure.precision_form`, :mod:`hierlm.design.residual.precision`:
+  ``cs``, ``ar1``, ``car1``), which the criterion without random effects uses
+  instead of factorising ``S``.
 
 A structure is written by the user as an object, e.g. ``AR1("week", "id")``
 (the time column and the group column), or as text (``"ar1(week | id)"``,
@@ -23,10 +27,13 @@ the tables and prediction then use it unchanged.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hierlm.design.residual.base import ResidualStructure
 from hierlm.design.residual.patterned import AR1, ARH1, CS, CSH, Toep, ToepH
+from hierlm.design.residual.precision import MarkovPrecision, PrecisionForm
 
 __all__ = [
     "ResidualStructure",
@@ -219,17 +226,27 @@ class CAR1(ResidualStructure):
         """``phi``."""
         return {"phi": float(1.0 / (1.0 + np.exp(-np.asarray(params, dtype=float)[0])))}
 
+    @staticmethod
+    def _phi_of(r: float) -> tuple[float, float]:
+        """``phi = 1 / (1 + exp(-r))`` and ``d phi / d r = phi (1 - phi)``."""
+        phi = 1.0 / (1.0 + math.exp(-r))
+        return phi, phi * (1.0 - phi)
+
     def _matrices(self, params: np.ndarray, times: np.ndarray, gradient: bool
                   ) -> tuple[np.ndarray, np.ndarray | None]:
-        r = float(np.asarray(params, dtype=float)[0])
-        phi = 1.0 / (1.0 + np.exp(-r))
+        phi, d_phi = self._phi_of(float(np.asarray(params, dtype=float)[0]))
         lag = np.abs(times[..., :, None] - times[..., None, :])
         cov = phi ** lag
         if not gradient:
             return cov, None
-        d_phi = phi * (1.0 - phi)
-        grad = np.where(lag > 0, lag * phi ** np.maximum(lag - 1.0, 0.0), 0.0) * d_phi
+        # d phi^lag / d phi = lag phi^(lag - 1) (also for lags below 1), 0 on the diagonal
+        grad = np.where(lag > 0, lag * phi ** np.where(lag > 0, lag - 1.0, 0.0), 0.0) * d_phi
         return cov, grad[None]
+
+    def precision_form(self, slots: np.ndarray, times: np.ndarray) -> PrecisionForm | None:
+        """The tridiagonal inverse over the gaps between the group's times (distinct, in order)."""
+        gaps = np.diff(np.asarray(times, dtype=float))
+        return MarkovPrecision(gaps, self._phi_of) if np.all(gaps > 0) else None
 
     def over_times(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``phi^|t - s|`` over the distinct times (for tables)."""
