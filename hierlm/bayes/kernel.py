@@ -139,7 +139,7 @@ def _corr_reverse(
     return total
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
                 var: float, g_chol: np.ndarray, g_beta: np.ndarray
                 ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
@@ -210,7 +210,7 @@ def _group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndar
     return sum_logdet, sum_quad, sum_trace, sum_ss
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
                   var: float, g_chol: np.ndarray, g_beta: np.ndarray
                   ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
@@ -266,7 +266,7 @@ def _group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.nd
     return sum_logdet, sum_quad, sum_trace, sum_ss
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, sd: float,
                   var: float, g_chol: np.ndarray, g_beta: np.ndarray
                   ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
@@ -297,7 +297,7 @@ def _group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.nd
     return sum_logdet, sum_quad, sum_trace, sum_ss
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _relative_factor(x: np.ndarray, p: int, q_total: int, block_start: np.ndarray, block_q: np.ndarray,
                      block_corr: np.ndarray, block_raw: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -325,7 +325,7 @@ def _relative_factor(x: np.ndarray, p: int, q_total: int, block_start: np.ndarra
     return chol, corr, sd
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _log_posterior(
     x: np.ndarray, grad: np.ndarray, sums: tuple[float, float, float, float], g_chol: np.ndarray,
     g_beta: np.ndarray, corr: np.ndarray, sd: np.ndarray, n_groups: int, yty: float, xty: np.ndarray,

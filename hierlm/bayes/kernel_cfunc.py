@@ -79,7 +79,7 @@ def callback_table(built: BuiltModel, layout: KernelLayout) -> CallbackTable:
     return CallbackTable(table=table, arrays=kept, size=int(layout.size), n_expanded=int(layout.size))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True)
 def _arguments(t: np.ndarray) -> tuple:  # type: ignore[type-arg]  # pragma: no cover - compiled
     """The kernel's data arguments (after ``x`` and ``grad``), read from the table."""
     groups, q, p, blocks, n_priors = t[_GROUPS], t[_Q], t[_P], t[_BLOCKS], t[_N_PRIORS]
@@ -100,7 +100,7 @@ def _arguments(t: np.ndarray) -> tuple:  # type: ignore[type-arg]  # pragma: no 
             numba.carray(pointer(t[_BLOCK_ETA]), (blocks,), np.float64))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True)
 def _status(value: float, out: np.ndarray) -> int:  # pragma: no cover - compiled
     """Store the value; 0, or 4 for a point of zero density (the kernel's ``-inf``; recoverable)."""
     out[0] = value
