@@ -31,6 +31,7 @@ delta`` (``delta = beta - beta0``), ``d r2`` the same with ``dc``, and
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,7 +121,7 @@ def _inverse(matrix: np.ndarray, message: str, upper: tuple[np.ndarray, np.ndarr
     factor, info = dpotrf(matrix, lower=1, clean=1)
     if info != 0:
         raise FitError(message)
-    logdet = 2.0 * float(np.log(np.diagonal(factor)).sum())
+    logdet = 2.0 * math.fsum(map(math.log, factor.diagonal().tolist()))  # (small: Python floats)
     inverse, info = dpotri(factor, lower=1)
     if info != 0:
         raise FitError(message)
