@@ -411,6 +411,9 @@ def _log_posterior(
     return float(logp) if math.isfinite(logp) else -math.inf
 
 
+# The three variants below differ in their per-level loop only. They are three module-level
+# functions because numba caches nothing else on disk: a variant made by a factory (a closure)
+# or taking the loop as a function-valued argument is compiled again in every process.
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def marginal_logp_grad_1(
     x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,

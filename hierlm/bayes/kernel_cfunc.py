@@ -107,6 +107,7 @@ def _status(value: float, out: np.ndarray) -> int:  # pragma: no cover - compile
     return 0 if np.isfinite(value) else 4
 
 
+# one callback per kernel variant (module-level, for numba's disk cache: see hierlm.bayes.kernel)
 def _logp_1(dim, x_pointer, grad_pointer, logp_pointer, user_data):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     t = numba.carray(user_data, (_TABLE_LENGTH,), np.int64)
     if dim != t[_SIZE]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,10 @@ def nutpie_draws(compiled, names: list[str], tune: int, seed: int) -> np.ndarray
                               progress_bar=False)
     post = trace.posterior
     return np.concatenate([post[name].values.reshape(2, 400, -1) for name in names], axis=2)
+
+
+#: ctypes types of nutpie's two C callbacks (hierlm.bayes.nutpie_callbacks), to call them from tests
+LOGP_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_void_p)
+EXPAND_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p,
+                                   ctypes.c_void_p, ctypes.c_void_p)

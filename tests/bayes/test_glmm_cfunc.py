@@ -10,8 +10,6 @@ gives the same draws as through the Python callback with the same seed.
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import pytest
 
@@ -28,11 +26,9 @@ from hierlm.bayes.glmm_cfunc import (
 from hierlm.bayes.glmm_kernel import GlmmKernel
 from hierlm.bayes.kernel_model import nutpie_model
 from hierlm.bayes.sample import stored_variables
+from tests.bayes.helpers import EXPAND_CALLBACK, LOGP_CALLBACK
 
-_LOGP = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.c_void_p, ctypes.c_void_p)
-_EXPAND = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p,
-                           ctypes.c_void_p, ctypes.c_void_p)
+_LOGP, _EXPAND = LOGP_CALLBACK, EXPAND_CALLBACK
 
 
 def _model(case: str) -> hl.Model:

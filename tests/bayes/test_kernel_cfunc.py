@@ -10,8 +10,6 @@ same seed.
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 import pytest
 
@@ -33,11 +31,9 @@ from hierlm.bayes.kernel_model import (
     nutpie_model_of_layout,
 )
 from hierlm.bayes.sample import stored_variables
+from tests.bayes.helpers import EXPAND_CALLBACK, LOGP_CALLBACK
 
-_LOGP = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.c_void_p, ctypes.c_void_p)
-_EXPAND = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p,
-                           ctypes.c_void_p, ctypes.c_void_p)
+_LOGP, _EXPAND = LOGP_CALLBACK, EXPAND_CALLBACK
 
 FORMULAS = {
     1: "Reaction ~ Days + (1 | Subject)",
