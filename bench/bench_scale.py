@@ -84,7 +84,8 @@ out["model_cpu"] = cpu() - cpu0
 if "nuts" in {fit_args!r}:  # one gradient of the compiled kernel: wall vs CPU, 1 and 2 threads
     import threading
     from hierlm.bayes.build import build_model
-    from hierlm.bayes.kernel_model import _start, kernel_layout, kernel_logp
+    from hierlm.bayes.kernel_cfunc import kernel_logp
+    from hierlm.bayes.kernel_model import _start, kernel_layout
     built = build_model(model.design, None, "auto")
     layout = kernel_layout(built)
     logp = kernel_logp(built.stats, layout)

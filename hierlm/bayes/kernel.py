@@ -1,15 +1,18 @@
-"""Compiled log-posterior and gradient of the marginal formulation (one numba function).
+"""The pieces of the compiled log posterior and gradient of the marginal formulation.
 
 The marginal model has few parameters and a likelihood that is a sum over
 levels of small dense computations, so its log-density and exact gradient are
-written out here by hand: one ``numba`` function, compiled once and cached on
-disk for every data set and prior choice (data and priors are arguments), that
-costs a few microseconds per call on sleepstudy. Compiling the equivalent
-PyTensor graph with the numba backend costs 20-40 s on an empty cache (every
-fused kernel is a separate numba compilation) and 2 s of graph rewriting on
-every fit; see ``bench/results/bayes.md``. The PyMC model of
-:mod:`hierlm.bayes.marginal` is the specification: the tests check that both
-give the same log-density and gradient.
+written out here by hand in ``numba``, compiled once and cached on disk for
+every data set and prior choice (data and priors are arguments); on
+sleepstudy a gradient costs a few microseconds. The log posterior itself is
+the callback of :mod:`hierlm.bayes.kernel_cfunc`, one per block width, made
+of :func:`relative_factor`, one of the per-level loops (:func:`group_sums_1`,
+:func:`group_sums_2`, :func:`group_sums`) and :func:`log_posterior`.
+Compiling the equivalent PyTensor graph with the numba backend costs 20-40 s
+on an empty cache (every fused kernel is a separate numba compilation) and
+2 s of graph rewriting on every fit; see ``bench/results/bayes.md``. The PyMC
+model of :mod:`hierlm.bayes.marginal` is the specification: the tests check
+that both give the same log-density and gradient.
 
 Unconstrained vector ``x``: ``[beta (p) | log sigma | log sd (Q) | raw (R)]``
 where the SDs are in the order of the stacked block columns and ``raw`` holds
@@ -36,12 +39,14 @@ import numpy as np
 from hierlm.bayes.conditional_kernel import level_system
 
 __all__ = [
+    "COMPILED_ONLY",
     "FAMILY_CODES",
+    "group_sums",
+    "group_sums_1",
+    "group_sums_2",
+    "log_posterior",
     "log_prior_and_slope",
-    "marginal_kernel",
-    "marginal_logp_grad_1",
-    "marginal_logp_grad_2",
-    "marginal_logp_grad_any",
+    "relative_factor",
 ]
 
 # prior family -> code used by the compiled functions; parameters are stored as (a, b, c)
@@ -55,6 +60,9 @@ FAMILY_CODES = {
     "exponential": 6,  # a = lam
 }
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+#: numba options of helpers called from compiled code only: cached, and no CPython wrapper to compile
+COMPILED_ONLY: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy",
+                                 "no_cpython_wrapper": True}
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -139,8 +147,8 @@ def _corr_reverse(
     return total
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
+@numba.njit(**COMPILED_ONLY)
+def group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
                 var: float, g_chol: np.ndarray, g_beta: np.ndarray
                 ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
     """The per-level sums of any ``q``: log det, quadratic form, trace and ``s's``; adds to the gradients."""
@@ -210,11 +218,11 @@ def _group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndar
     return sum_logdet, sum_quad, sum_trace, sum_ss
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
+@numba.njit(**COMPILED_ONLY)
+def group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
                   var: float, g_chol: np.ndarray, g_beta: np.ndarray
                   ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
-    """:func:`_group_sums` for ``q = 2`` in closed form (scalars, the 2 x 2 inverse by its determinant)."""
+    """:func:`group_sums` for ``q = 2`` in closed form (scalars, the 2 x 2 inverse by its determinant)."""
     n_groups = zty.shape[0]
     p = beta.shape[0]
     l00, l10, l11 = chol[0, 0], chol[1, 0], chol[1, 1]  # chol is lower triangular
@@ -266,11 +274,11 @@ def _group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.nd
     return sum_logdet, sum_quad, sum_trace, sum_ss
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, sd: float,
+@numba.njit(**COMPILED_ONLY)
+def group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, sd: float,
                   var: float, g_chol: np.ndarray, g_beta: np.ndarray
                   ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
-    """:func:`_group_sums` for ``q = 1`` (a random intercept or one slope): scalars."""
+    """:func:`group_sums` for ``q = 1`` (a random intercept or one slope): scalars."""
     n_groups = zty.shape[0]
     p = beta.shape[0]
     inv_var = 1.0 / var
@@ -297,8 +305,8 @@ def _group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.nd
     return sum_logdet, sum_quad, sum_trace, sum_ss
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _relative_factor(x: np.ndarray, p: int, q_total: int, block_start: np.ndarray, block_q: np.ndarray,
+@numba.njit(**COMPILED_ONLY)
+def relative_factor(x: np.ndarray, p: int, q_total: int, block_start: np.ndarray, block_q: np.ndarray,
                      block_corr: np.ndarray, block_raw: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """``(chol, corr, sd)`` at ``x``: the stacked blocks' factor ``L = diag(sd) C`` and its parts."""
@@ -325,8 +333,8 @@ def _relative_factor(x: np.ndarray, p: int, q_total: int, block_start: np.ndarra
     return chol, corr, sd
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _log_posterior(
+@numba.njit(**COMPILED_ONLY)
+def log_posterior(
     x: np.ndarray, grad: np.ndarray, sums: tuple[float, float, float, float], g_chol: np.ndarray,
     g_beta: np.ndarray, corr: np.ndarray, sd: np.ndarray, n_groups: int, yty: float, xty: np.ndarray,
     xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
@@ -409,84 +417,3 @@ def _log_posterior(
         if not math.isfinite(grad[k]):
             return -math.inf
     return float(logp) if math.isfinite(logp) else -math.inf
-
-
-# The three variants below differ in their per-level loop only. They are three module-level
-# functions because numba caches nothing else on disk: a variant made by a factory (a closure)
-# or taking the loop as a function-valued argument is compiled again in every process.
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def marginal_logp_grad_1(
-    x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,
-    xty: np.ndarray, xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
-    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
-    block_eta: np.ndarray,
-) -> float:  # pragma: no cover - compiled; tested against the PyMC model
-    """Log posterior and gradient (into ``grad``) of a one-column block: a random intercept or slope.
-
-    See :func:`marginal_logp_grad_any`; ``-inf`` where the density or its gradient is not finite.
-    """
-    p = xty.shape[0]
-    chol, corr, sd = _relative_factor(x, p, 1, block_start, block_q, block_corr, block_raw)
-    g_chol, g_beta = np.zeros((1, 1)), np.zeros(p)
-    sigma = math.exp(x[p])
-    var = sigma * sigma
-    sums = _group_sums_1(ztz, ztx, zty, x[:p], chol[0, 0], var, g_chol, g_beta)
-    return _log_posterior(x, grad, sums, g_chol, g_beta, corr, sd, zty.shape[0], yty, xty, xtx, n_obs,
-                          prior_code, prior_par, block_start, block_q, block_corr, block_raw, block_eta)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def marginal_logp_grad_2(
-    x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,
-    xty: np.ndarray, xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
-    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
-    block_eta: np.ndarray,
-) -> float:  # pragma: no cover - compiled; tested against the PyMC model
-    """Log posterior and gradient (into ``grad``) of a two-column block, the 2 x 2 systems in closed form.
-
-    See :func:`marginal_logp_grad_any`; ``-inf`` where the density or its gradient is not finite.
-    """
-    p = xty.shape[0]
-    chol, corr, sd = _relative_factor(x, p, 2, block_start, block_q, block_corr, block_raw)
-    g_chol, g_beta = np.zeros((2, 2)), np.zeros(p)
-    sigma = math.exp(x[p])
-    var = sigma * sigma
-    sums = _group_sums_2(ztz, ztx, zty, x[:p], chol, var, g_chol, g_beta)
-    return _log_posterior(x, grad, sums, g_chol, g_beta, corr, sd, zty.shape[0], yty, xty, xtx, n_obs,
-                          prior_code, prior_par, block_start, block_q, block_corr, block_raw, block_eta)
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def marginal_logp_grad_any(
-    x: np.ndarray, grad: np.ndarray, ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, yty: float,
-    xty: np.ndarray, xtx: np.ndarray, n_obs: float, prior_code: np.ndarray, prior_par: np.ndarray,
-    block_start: np.ndarray, block_q: np.ndarray, block_corr: np.ndarray, block_raw: np.ndarray,
-    block_eta: np.ndarray,
-) -> float:  # pragma: no cover - compiled; tested against the PyMC model
-    """Log posterior of the marginal model at unconstrained ``x``; writes its gradient into ``grad``.
-
-    Returns ``-inf`` where the density or its gradient is not finite
-    (numerical underflow or overflow far out in the tails). The one- and
-    two-column variants (:func:`marginal_logp_grad_1`, :func:`marginal_logp_grad_2`)
-    have the same signature; :func:`marginal_kernel` picks one, so a model
-    compiles only the per-level loop it uses.
-    """
-    p, q_total = xty.shape[0], zty.shape[1]
-    chol, corr, sd = _relative_factor(x, p, q_total, block_start, block_q, block_corr, block_raw)
-    g_chol, g_beta = np.zeros((q_total, q_total)), np.zeros(p)
-    sigma = math.exp(x[p])
-    var = sigma * sigma
-    sums = _group_sums(ztz, ztx, zty, x[:p], chol, var, g_chol, g_beta)
-    return _log_posterior(x, grad, sums, g_chol, g_beta, corr, sd, zty.shape[0], yty, xty, xtx, n_obs,
-                          prior_code, prior_par, block_start, block_q, block_corr, block_raw, block_eta)
-
-
-def marginal_kernel(q_total: int) -> Any:
-    """The compiled log posterior for stacked blocks of total width ``q_total``.
-
-    Closed forms for one and two columns (a random intercept, or an intercept
-    and a slope), the general per-level Cholesky otherwise; all three have the
-    signature of :func:`marginal_logp_grad_2`.
-    """
-    return {1: marginal_logp_grad_1, 2: marginal_logp_grad_2}.get(q_total, marginal_logp_grad_any)
-

@@ -15,13 +15,12 @@ import numpy as np
 import pandas as pd
 
 from hierlm.bayes.build import BuiltModel
-from hierlm.bayes.groupstats import GroupStats
-from hierlm.bayes.kernel import FAMILY_CODES, marginal_kernel
+from hierlm.bayes.kernel import FAMILY_CODES
 from hierlm.bayes.naming import FIXEF, FIXEF_DIM, SIGMA, BlockNames
 from hierlm.bayes.priors import Prior
 from hierlm.core.correlation import cholesky_from_raw
 
-__all__ = ["KernelLayout", "kernel_layout", "kernel_logp", "expand_draws", "expand_point",
+__all__ = ["KernelLayout", "kernel_layout", "expand_draws", "expand_point",
            "nutpie_model_of_layout", "nutpie_model", "parameter_coords"]
 
 
@@ -97,31 +96,6 @@ def kernel_layout(built: BuiltModel) -> KernelLayout:
         block_eta=np.array(etas, dtype=float),
         names=built.names,
     )
-
-
-def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-    """Return ``x -> (log posterior, gradient)`` over the unconstrained vector."""
-    ztz = np.ascontiguousarray(stats.ztz)
-    ztx = np.ascontiguousarray(stats.ztx)
-    zty = np.ascontiguousarray(stats.zty)
-    xty = np.ascontiguousarray(stats.xty)
-    xtx = np.ascontiguousarray(stats.xtx)
-    yty, n_obs = float(stats.yty), float(stats.n)
-    kernel = marginal_kernel(layout.q_total)
-
-    def logp_and_grad(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-        grad = np.empty(layout.size)
-        value = kernel(
-            x, grad, ztz, ztx, zty, yty, xty, xtx, n_obs, layout.prior_code, layout.prior_par,
-            layout.block_start, layout.block_q, layout.block_corr, layout.block_raw, layout.block_eta,
-        )  # fmt: skip
-        if value == -np.inf:
-            # outside the numerically representable region (e.g. exp(log sigma) underflow):
-            # a point of zero density, which the sampler treats as a divergence
-            return value, np.zeros_like(grad)
-        return value, grad
-
-    return logp_and_grad
 
 
 def expand_draws(x: np.ndarray, layout: KernelLayout) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ table, the pointer intrinsic, the two signatures and the nutpie model.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["CallbackTable", "owned", "pointer", "LOGP_SIGNATURE", "EXPAND_SIGNATURE",
-           "nutpie_callback_model"]
+__all__ = ["CallbackTable", "owned", "pointer", "LOGP_SIGNATURE", "EXPAND_SIGNATURE", "LOGP_CTYPES",
+           "EXPAND_CTYPES", "nutpie_callback_model"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +81,11 @@ LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.C
 #: ``int64 expand(uint64 dim, uint64 n_expanded, double *x, double *out, void *user_data)``
 EXPAND_SIGNATURE = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
                                types.CPointer(types.double), types.voidptr)
+#: the same two signatures as ctypes function types, to call a callback from Python
+LOGP_CTYPES = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
+                               ctypes.c_void_p, ctypes.c_void_p)
+EXPAND_CTYPES = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_void_p)
 
 
 def nutpie_callback_model(logp_callback: Any, expand_callback: Any, table: CallbackTable,

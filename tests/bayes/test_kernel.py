@@ -8,7 +8,8 @@ import pytest
 
 import hierlm as hl
 from hierlm.bayes import Prior, build_model
-from hierlm.bayes.kernel_model import expand_point, kernel_layout, kernel_logp
+from hierlm.bayes.kernel_cfunc import kernel_logp
+from hierlm.bayes.kernel_model import expand_point, kernel_layout
 
 PRIOR_SETS = {
     "defaults": None,

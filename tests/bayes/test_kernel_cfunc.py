@@ -1,11 +1,11 @@
-"""nutpie's C callbacks of the marginal kernel compute what the Python route computes, to the last bit.
+"""The marginal kernel's nutpie callbacks: codes, the stored vector, and sampling through them.
 
-The Python route (:func:`hierlm.bayes.kernel_model.kernel_logp`) is checked
-against the PyMC model in ``test_kernel.py``; here the callbacks are called
-through ctypes at random points and compared with it exactly, for each block
-width's variant, the failure codes are checked, and nutpie sampling through
-the callbacks gives the same draws as through the Python callback with the
-same seed.
+The callbacks are the kernel: ``test_kernel.py`` checks them (through
+:func:`hierlm.bayes.kernel_cfunc.kernel_logp`, a ctypes call of the same
+callback) against the PyMC model for every block width. Here: the failure
+codes, the expand callback (a copy of the vector), the vectorised map of the
+draws to the named variables, and nutpie sampling through the callbacks
+giving the draws of nutpie's Python route with the same seed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from hierlm.bayes.kernel_cfunc import (
     callback_table,
     compile_kernel_for_nutpie,
     expand_callback,
+    kernel_logp,
     logp_callback,
 )
 from hierlm.bayes.kernel_model import (
@@ -27,7 +28,6 @@ from hierlm.bayes.kernel_model import (
     expand_draws,
     expand_point,
     kernel_layout,
-    kernel_logp,
     nutpie_model_of_layout,
 )
 from hierlm.bayes.sample import stored_variables
@@ -59,31 +59,28 @@ def _call_logp(callback, table, x: np.ndarray, dim: int | None = None) -> tuple[
 
 
 @pytest.mark.parametrize("width", [1, 2, 3])
-def test_callbacks_equal_the_python_route(width: int, sleep_df, crossed_df) -> None:
+def test_each_width_has_its_callback_and_expand_copies_the_vector(width: int, sleep_df, crossed_df) -> None:
     built = _built(width, sleep_df, crossed_df)
     layout = kernel_layout(built)
     assert layout.q_total == width
-    table = callback_table(built, layout)
-    logp = kernel_logp(built.stats, layout)
-    rng = np.random.default_rng(11)
-    start = _start(built, layout)
-    for _ in range(3):
-        x = start + 0.3 * rng.standard_normal(layout.size)
-        code, value, grad = _call_logp(logp_callback(width), table, x)
-        reference, reference_grad = logp(x)
-        assert code == 0
-        assert value == reference
-        np.testing.assert_array_equal(grad, reference_grad)
-        copy = np.full(layout.size, np.nan)
-        assert _EXPAND(expand_callback().address)(layout.size, layout.size, x.ctypes.data,
-                                                  copy.ctypes.data, table.address) == 0
-        np.testing.assert_array_equal(copy, x)
+    table = callback_table(built.stats, layout)
+    x = _start(built, layout) + 0.3 * np.random.default_rng(11).standard_normal(layout.size)
+    code, value, grad = _call_logp(logp_callback(width), table, x)
+    reference, reference_grad = kernel_logp(built.stats, layout)(x)
+    assert code == 0 and np.isfinite(value)
+    assert value == reference
+    np.testing.assert_array_equal(grad, reference_grad)
+    assert logp_callback(width) is logp_callback(width)  # compiled (or loaded) once per process
+    copy = np.full(layout.size, np.nan)
+    assert _EXPAND(expand_callback().address)(layout.size, layout.size, x.ctypes.data,
+                                              copy.ctypes.data, table.address) == 0
+    np.testing.assert_array_equal(copy, x)
 
 
 def test_failed_points_are_recoverable_codes_and_a_wrong_size_is_refused(sleep_df, crossed_df) -> None:
     built = _built(2, sleep_df, crossed_df)
     layout = kernel_layout(built)
-    table = callback_table(built, layout)
+    table = callback_table(built.stats, layout)
     far = _start(built, layout)
     far[layout.p] = -800.0  # log sigma: sigma underflows to 0, a point of zero density
     code, value, _ = _call_logp(logp_callback(2), table, far)
@@ -92,6 +89,10 @@ def test_failed_points_are_recoverable_codes_and_a_wrong_size_is_refused(sleep_d
     out = np.zeros(layout.size)
     assert _EXPAND(expand_callback().address)(layout.size, layout.size + 1, far.ctypes.data,
                                               out.ctypes.data, table.address) == -1
+    value, grad = kernel_logp(built.stats, layout)(far)  # the Python route: a divergence
+    assert value == -np.inf and not grad.any()
+    with pytest.raises(ValueError, match="entries"):
+        kernel_logp(built.stats, layout)(far[:-1])
 
 
 def test_expand_draws_are_the_pointwise_map_over_leading_axes(sleep_df, crossed_df) -> None:

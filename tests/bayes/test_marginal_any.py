@@ -13,7 +13,8 @@ import pytest
 
 import hierlm as hl
 from hierlm.bayes.build import MARGINAL_DENSE_LIMIT, build_model, dense_width, marginal_is_faster
-from hierlm.bayes.kernel_model import kernel_layout, kernel_logp
+from hierlm.bayes.kernel_cfunc import kernel_logp
+from hierlm.bayes.kernel_model import kernel_layout
 from hierlm.bayes.likelihood_model import likelihood_logp
 from hierlm.lmm.likelihood import GaussianLikelihood
 
