@@ -5,6 +5,11 @@ nlme 3.1-162): the conditional mean and the plug-in prediction variances of a pi
 held-out visits given its observed ones, from nlme's fitted covariance at its optimum
 (``predict.gls`` ignores the correlation). Tolerances: mean and standard errors rel 1e-5
 (the two optima agree to ~1e-7 in the parameters), standard errors below 1e-2 abs 1e-6.
+The unstructured case is the exception (:data:`SE_REL`): its 45 covariance parameters lie
+on a ridge where the REML criterion is flat to 1e-8, so two optimisers stop at points
+whose prediction SEs differ by a few 1e-5 (with scipy 1.18's L-BFGS-B hierlm's
+log-likelihood is 1.3e-8 above nlme's, and a restart from its end point changes nothing,
+while the SEs differ by up to 3.5e-5 relative).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "nlme"
                       / "new_visits.json").read_text())
 CASES = {case["structure"]: case for case in FIXTURE["cases"]}
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+#: relative tolerance of the standard errors per structure (the docstring says why un differs)
+SE_REL = {"un": 5e-5}
 
 
 def _train() -> pd.DataFrame:
@@ -47,10 +54,11 @@ def test_new_visits_match_the_nlme_conditional_distribution(name, train):
     new = pd.DataFrame([{"id": r["id"], "week": r["week"]} for r in case["rows"]])
     mean = fit.predict(new)
     response = fit.predict(new, kind="response")
+    se_rel = SE_REL.get(name, 1e-5)
     for k, row in enumerate(case["rows"]):
         assert mean["estimate"].iloc[k] == pytest.approx(row["mean"], rel=1e-5), row
-        assert mean["std_error"].iloc[k] == pytest.approx(row["se_mean"], rel=1e-5, abs=1e-6), row
-        assert response["std_error"].iloc[k] == pytest.approx(row["se_response"], rel=1e-5), row
+        assert mean["std_error"].iloc[k] == pytest.approx(row["se_mean"], rel=se_rel, abs=1e-6), row
+        assert response["std_error"].iloc[k] == pytest.approx(row["se_response"], rel=se_rel), row
 
 
 def test_kriging_is_blup_plus_residual_kriging():
