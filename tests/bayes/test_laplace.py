@@ -43,8 +43,8 @@ def reference_hessian(func, x, steps):
     return (16 * r2 - r1) / 15
 
 
-def reference_cov(fit):
-    """The inverse brute-force Hessian of a MAP fit's negative log posterior, and its x."""
+def reference_cov(fit, free=None):
+    """The inverse brute-force Hessian of a MAP fit's negative log posterior over ``x[free]``."""
     design, info = fit.design, fit.info
     density = MarginalDensity(design)
     theta = np.asarray(info["theta"], dtype=float)
@@ -53,16 +53,19 @@ def reference_cov(fit):
     beta = fit.draws().beta[0]
     n_theta = theta.size
     x0 = np.concatenate([theta, [np.log(sigma)], [] if reml else beta])
+    free = np.arange(x0.size) if free is None else np.asarray(free)
 
-    def nlp(x):
+    def nlp(v):
+        x = x0.copy()
+        x[free] = v
         th, s = x[:n_theta], float(np.exp(x[n_theta]))
         b = None if reml else x[n_theta + 1:]
         value = 0.5 * density.minus_two_loglik(density.pieces(th), s, b, reml)
         return value - log_prior_density(fit.priors, fit.names, density.templates(th), s, b,
                                          design.fixed_names)
 
-    hess = reference_hessian(nlp, x0, 5e-2 * np.maximum(np.abs(x0), 0.1))
-    return np.linalg.inv(hess), x0
+    hess = reference_hessian(nlp, x0[free], 5e-2 * np.maximum(np.abs(x0[free]), 0.1))
+    return np.linalg.inv(hess)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +78,22 @@ def fits(sleep_model):
 @pytest.mark.parametrize("name", ["map", "flat_reml", "flat_ml"])
 def test_laplace_matches_brute_force_hessian(fits, name):
     fit = fits[name]
-    want, _ = reference_cov(fit)
+    want = reference_cov(fit)
     got = np.asarray(fit.info["laplace_cov"])
     se_got, se_want = np.sqrt(np.diag(got)), np.sqrt(np.diag(want))
     np.testing.assert_allclose(se_got, se_want, rtol=1e-7)
     # the whole covariance, relative to its largest entry (off-diagonal entries can be near 0)
     assert np.max(np.abs(got - want)) <= 1e-7 * np.max(np.abs(want))
+
+
+def test_theta_on_its_bound_has_nan_rows():
+    """Dyestuff2 (REML, flat): the SD is 0, its row and column NaN; log sigma's variance as the reference."""
+    import hierlm as hl
+
+    fit = hl.Model("Yield ~ 1 + (1 | Batch)", hl.datasets.load("Dyestuff2")).fit(
+        method="map", priors="flat", reml=True)
+    assert fit.info["theta"][0] == 0.0
+    cov = np.asarray(fit.info["laplace_cov"])
+    assert np.isnan(cov[0]).all() and np.isnan(cov[:, 0]).all()
+    want = reference_cov(fit, free=[1])
+    np.testing.assert_allclose(cov[1:, 1:], want, rtol=1e-7)
