@@ -21,8 +21,16 @@ coefficients, SDs and sigma follow the same rule, and cs's rho gets brms's
 left: brms's half Student-t on sigma applies to the innovation SD under
 ``ar()``, ours to the marginal SD (weak priors; 432 observations).
 
-Tolerance: posterior means within 0.2 posterior SD (brms's SD) for the
-coefficients, sigma (marginal), the correlation and the pig SD.
+Tolerance: the posterior means of the coefficients, sigma (marginal), the
+correlation and the pig SD differ by at most 0.1 posterior SD (brms's SD: the
+priors' one difference above) plus 3 Monte Carlo standard errors of the
+difference, ``sqrt(1 / ess_brms + 1 / ess_ours)`` posterior SDs with both bulk
+ESS (brms's in the fixture). About 0.18 SD for a parameter with ESS near 3000
+on both sides, 0.26 SD for ``ar1_ri``'s AR parameter (brms's ESS 722). Until
+session 8 this was a flat 0.2 SD, which a new Monte Carlo realisation (this
+venv's packages: ``ar1_ri``'s AR mean 0.213 SD from brms's, with brms's own
+ESS of 722) showed to be tighter than the Monte Carlo error allows there and
+looser than it needs to be elsewhere.
 
 brms's ``ar1_ri`` run has 16 divergent transitions of 4000 (the pig SD's
 posterior reaches 0, where it trades off against the AR(1) correlation); its
@@ -38,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from arviz_stats.base.array import array_stats
 
 import hierlm as hl
 from hierlm.errors import HierlmWarning
@@ -102,4 +111,11 @@ def test_posterior_means_match_brms(name: str):
         values = post[ours].values
         values = values[..., index] if index is not None else values
         distance = abs(float(np.mean(values)) - summary["mean"]) / summary["sd"]
-        assert distance < 0.2, (name, brms_name, float(np.mean(values)), summary["mean"])
+        ess = float(array_stats.ess(values.reshape(values.shape[0], values.shape[1]), chain_axis=0,
+                                    draw_axis=1, method="bulk"))
+        brms_ess = fixture["models"][name]["ess_bulk"]
+        # sigma_marginal = sigma / sqrt(1 - ar^2) has no ESS of its own there: its inputs' smaller one
+        reference_ess = brms_ess.get(brms_name) or min(brms_ess["sigma"], brms_ess["ar[1]"])
+        monte_carlo = np.sqrt(1.0 / reference_ess + 1.0 / ess)
+        assert distance < 0.1 + 3.0 * monte_carlo, (name, brms_name, float(np.mean(values)),
+                                                     summary["mean"], distance, monte_carlo)
