@@ -48,6 +48,7 @@ from hierlm.bayes.nutpie_callbacks import (
     owned,
     pointer,
 )
+from hierlm.errors import FitError
 
 __all__ = ["UNCONSTRAINED", "callback_table", "logp_callback", "expand_callback", "kernel_logp",
            "compile_kernel_for_nutpie"]
@@ -209,7 +210,7 @@ def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[..., tuple[
         grad, value = np.empty(size), np.empty(1)
         code = function(point.size, point.ctypes.data, grad.ctypes.data, value.ctypes.data, table.address)
         if code < 0:
-            raise ValueError(f"the kernel's vector has {size} entries, not {point.size}")
+            raise FitError(f"the kernel's vector has {size} entries, not {point.size}")
         if code:
             return -np.inf, np.zeros(size)
         return float(value[0]), grad
@@ -239,11 +240,11 @@ def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]
         Draws of :data:`UNCONSTRAINED` (..., size) to the draws of ``var_names``.
     """
     if built.stats is None:
-        raise ValueError("the kernel needs the marginal formulation's group statistics")
+        raise FitError("the kernel needs the marginal formulation's group statistics")
     layout = kernel_layout(built)
     unknown = sorted(set(var_names) - set(expand_draws(np.zeros(layout.size), layout)))
     if unknown:
-        raise ValueError(f"the marginal kernel does not store {unknown}")
+        raise FitError(f"the marginal kernel does not store {unknown}")
     table = callback_table(built.stats, layout)
     compiled = nutpie_callback_model(logp_callback(layout.q_total), expand_callback(), table, [UNCONSTRAINED],
                                      [(layout.size,)], _start(built, layout), np.ones(layout.size), ({}, {}))
