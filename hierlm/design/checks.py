@@ -178,6 +178,9 @@ def require_finite(data: pd.DataFrame, names: list[str],
     """
     for name in names:
         column = column_of(data, columns, name)
+        dtype = column.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iub":  # numpy ints, bools: all finite
+            continue
         if (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
                 and not pd.api.types.is_complex_dtype(column)):
             values = column.to_numpy(dtype=float)

@@ -53,7 +53,9 @@ __all__ = [
     "grouping_kind",
     "FrameSpec",
     "column_kinds",
+    "learn_columns",
     "learn_frame",
+    "ModelFrame",
     "group_labels",
     "quote_dotted_names",
     "quote_formula",
@@ -215,6 +217,21 @@ def column_kinds(data: pd.DataFrame, names: Iterable[str], where: str,
     return {name: column_kind(column_of(data, columns, name), name, where) for name in names}
 
 
+def learn_columns(data: pd.DataFrame, kinds: Mapping[str, str],
+                  columns: Mapping[str, pd.Series] | None = None) -> dict[str, pd.Series]:
+    """The columns formula terms read, converted as :func:`learn_frame` converts them.
+
+    Returns column -> Series: the column of ``data`` itself (the same object
+    as in ``columns``) when it needs no conversion (float64, categorical).
+    """
+    converted: dict[str, pd.Series] = {}
+    for name, kind in kinds.items():
+        column = column_of(data, columns, name)
+        converted[name] = column if isinstance(column.dtype, pd.CategoricalDtype) \
+            else _CONVERTERS[kind](column)
+    return converted
+
+
 def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str],
                 columns: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
     """Convert the columns formula terms read to what formulaic gets (see the module docstring).
@@ -237,14 +254,45 @@ def learn_frame(data: pd.DataFrame, kinds: Mapping[str, str],
     pandas.DataFrame
         A shallow copy of ``data`` with those columns converted.
     """
-    frame = data.copy(deep=False)
-    for name, kind in kinds.items():
-        column = column_of(data, columns, name)
-        if not isinstance(column.dtype, pd.CategoricalDtype):
-            converted = _CONVERTERS[kind](column)
-            if converted is not column:  # (float64 columns pass through as they are)
-                frame[name] = converted
-    return frame
+    return ModelFrame(data, kinds, columns).frame
+
+
+class ModelFrame:
+    """The model frame's converted columns, and the frame itself built only when asked for.
+
+    Most models read only their columns (:attr:`columns`); formulaic's
+    materializer needs the frame (:attr:`frame`, the :func:`learn_frame` of
+    ``data``), which costs a copy of the frame and is built on first use.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Training data (not modified).
+    kinds : dict
+        Column -> kind, from :func:`column_kinds`.
+    columns : dict, optional
+        Those of ``data`` already read (:func:`~hierlm.design.checks.read_columns`).
+    """
+
+    def __init__(self, data: pd.DataFrame, kinds: Mapping[str, str],
+                 columns: Mapping[str, pd.Series] | None = None) -> None:
+        originals = {name: column_of(data, columns, name) for name in kinds}
+        self.data = data
+        self.n_rows = len(data)
+        #: column -> converted Series, for every column of ``kinds``
+        self.columns = learn_columns(data, kinds, originals)
+        self._changed = [name for name in kinds if self.columns[name] is not originals[name]]
+        self._frame: pd.DataFrame | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """A shallow copy of ``data`` with the converted columns (built once)."""
+        if self._frame is None:
+            frame = self.data.copy(deep=False)
+            for name in self._changed:  # (float64 and categorical columns pass through as they are)
+                frame[name] = self.columns[name]
+            self._frame = frame
+        return self._frame
 
 
 @dataclass(frozen=True)
@@ -268,15 +316,17 @@ class FrameSpec:
     uses: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def learn(cls, frame: pd.DataFrame, kinds: Mapping[str, str],
+    def learn(cls, frame: pd.DataFrame | Mapping[str, pd.Series], kinds: Mapping[str, str],
               uses: Mapping[str, str] | None = None) -> FrameSpec:
         """Record the kinds and the final factor levels (after references and unused levels).
 
+        ``frame``: the model frame, or its columns (:attr:`ModelFrame.columns`).
         ``uses`` names, per column, the part of the formula that reads it
         (``"the fixed part"``, ``"the bar (f | g)"``), for messages.
         """
-        levels = {name: tuple(frame[name].cat.categories) for name in kinds
-                  if isinstance(frame[name].dtype, pd.CategoricalDtype)}
+        read = {name: frame[name] for name in kinds}
+        levels = {name: tuple(column.cat.categories) for name, column in read.items()
+                  if isinstance(column.dtype, pd.CategoricalDtype)}
         return cls(kinds=dict(kinds), levels=levels, uses=dict(uses or {}))
 
     def prepare(self, data: pd.DataFrame, where: str = "the model") -> pd.DataFrame:
@@ -357,6 +407,14 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+def _labels(values: Any) -> tuple[str, ...]:
+    """:func:`_label` of each level (an Index or array); integer levels all at once."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is not None and dtype.kind in "iu":  # the text of the Python int, as _label gives
+        return tuple(map(str, values.tolist()))
+    return tuple(_label(v) for v in values)
+
+
 def group_labels(column: pd.Series, name: str | None = None,
                  where: str = "a grouping factor") -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes and level labels of one grouping column, in R's factor order.
@@ -378,7 +436,7 @@ def group_labels(column: pd.Series, name: str | None = None,
         if not used.all():  # unused categories dropped, the others renumbered in order
             codes = np.where(codes >= 0, (np.cumsum(used) - 1)[codes], -1)
             categories = categories[used]
-        return codes, tuple(_label(c) for c in categories)
+        return codes, _labels(categories)
     name = str(column.name) if name is None else name
     kind = grouping_kind(column, name, where)
     values = column
@@ -392,7 +450,7 @@ def group_labels(column: pd.Series, name: str | None = None,
     if kind == LABELS:
         labels = tuple(str(v) for v in pd.Index(uniques).astype(str))
     else:
-        labels = tuple(_label(v) for v in uniques)
+        labels = _labels(uniques)
     return np.asarray(codes, dtype=np.int64), labels
 
 

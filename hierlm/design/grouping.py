@@ -9,6 +9,7 @@ Used by :mod:`hierlm.design.spec` and :mod:`hierlm.sources.learn`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from formulaic.model_spec import ModelSpec as FormulaicSpec
 
 from hierlm.design.blocks import RandomBlock
+from hierlm.design.checks import column_of
 from hierlm.design.covariance import CovarianceStructure, make_structure
 from hierlm.design.frame import group_labels
 from hierlm.formula import BarTerm
@@ -52,11 +54,16 @@ def _combined_labels(data: pd.DataFrame, factors: tuple[str, ...]) -> list[str]:
     return [":".join(parts) for parts in zip(*per_factor, strict=True)]
 
 
-def _grouping_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Codes and labels of a grouping; interactions keep observed combinations only."""
+def _grouping_codes(data: pd.DataFrame, factors: tuple[str, ...],
+                    columns: Mapping[str, pd.Series] | None = None
+                    ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Codes and labels of a grouping; interactions keep observed combinations only.
+
+    ``columns``: those of ``data`` already read (:func:`~hierlm.design.checks.read_columns`).
+    """
     if len(factors) == 1:
-        return group_labels(data[factors[0]])
-    parts = [group_labels(data[name]) for name in factors]
+        return group_labels(column_of(data, columns, factors[0]))
+    parts = [group_labels(column_of(data, columns, name)) for name in factors]
     keys = np.stack([codes for codes, _ in parts], axis=1)
     unique_keys, codes = np.unique(keys, axis=0, return_inverse=True)
     labels = tuple(

@@ -38,19 +38,21 @@ def _data_variable(name: str) -> Variable:
     return Variable(name, roles=["value"], source="data")
 
 
-def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
-               ) -> tuple[FormulaicSpec, list[str], np.ndarray] | None:
+def lean_fixed(parsed: Any, frame: pd.DataFrame | Mapping[str, pd.Series], kinds: Mapping[str, str],
+               n_rows: int | None = None) -> tuple[FormulaicSpec, list[str], np.ndarray] | None:
     """X, its column names and formulaic's spec for an intercept and numeric columns, or None.
 
     Parameters
     ----------
     parsed : formulaic Formula
         The fixed part, parsed (``hierlm.design.spec._parsed``).
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame or dict
         The model frame (:func:`hierlm.design.frame.learn_frame`): numeric
-        columns as float64.
+        columns as float64; or its columns (:attr:`hierlm.design.frame.ModelFrame.columns`).
     kinds : dict
         Column -> kind (:func:`hierlm.design.frame.column_kinds`).
+    n_rows : int, optional
+        The number of rows; needed when ``frame`` is a dict of columns.
 
     Returns
     -------
@@ -75,7 +77,7 @@ def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
         factor = term.factors[0]
         name = factor.expr
         if (factor.eval_method is not Factor.EvalMethod.LOOKUP or kinds.get(name) != NUMERIC
-                or name not in frame.columns):
+                or name not in frame):  # (a frame's columns, a dict's keys)
             return None
         column = frame[name]
         if column.dtype != np.float64:
@@ -84,7 +86,7 @@ def lean_fixed(parsed: Any, frame: pd.DataFrame, kinds: Mapping[str, str]
         values[name] = column.to_numpy()
     if len(set(names)) != len(names):
         return None
-    n = len(frame)
+    n = len(frame) if n_rows is None else n_rows
     X = np.empty((n, len(names)))
     for j, name in enumerate(names):
         X[:, j] = 1.0 if intercept[j] else values[name]

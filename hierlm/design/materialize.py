@@ -21,6 +21,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 from formulaic.model_spec import ModelSpec as FormulaicSpec
 
+from hierlm.design.frame import ModelFrame
 from hierlm.design.lean import lean_fixed
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import FormulaError
@@ -77,21 +78,26 @@ def _materialize(formula: str, data: pd.DataFrame, where: str) -> Any:
         raise FormulaError(f"Cannot build {where} from {formula!r}: {_plain(error)}") from None
 
 
-def _fixed_part(text: str, frame: pd.DataFrame, kinds: Mapping[str, str]
+def _fixed_part(text: str, frame: pd.DataFrame | ModelFrame, kinds: Mapping[str, str]
                 ) -> tuple[FormulaicSpec, list[str], np.ndarray]:
     """The fixed part's formulaic spec, column names and X.
 
-    An intercept and numeric columns are built directly (:mod:`hierlm.design.lean`),
-    anything else by formulaic.
+    An intercept and numeric columns are built directly (:mod:`hierlm.design.lean`)
+    from the model frame's columns, anything else by formulaic (which builds a
+    :class:`~hierlm.design.frame.ModelFrame`'s frame).
     """
     if "." not in text:
         try:
-            lean = lean_fixed(_parsed(text), frame, kinds)
+            if isinstance(frame, ModelFrame):
+                lean = lean_fixed(_parsed(text), frame.columns, kinds, n_rows=frame.n_rows)
+            else:
+                lean = lean_fixed(_parsed(text), frame, kinds)
         except (FormulaicError, SyntaxError):
             lean = None  # formulaic's path below reports it
         if lean is not None:
             return lean
-    fixed = _materialize(text, frame, "the fixed-effect matrix")
+    data = frame.frame if isinstance(frame, ModelFrame) else frame
+    fixed = _materialize(text, data, "the fixed-effect matrix")
     return fixed.model_spec, list(fixed.columns), np.asarray(fixed, dtype=float)
 
 

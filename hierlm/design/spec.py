@@ -34,9 +34,9 @@ from hierlm.design import checks
 from hierlm.design.blocks import Design, RandomBlock
 from hierlm.design.frame import (
     FrameSpec,
+    ModelFrame,
     column_kinds,
     group_labels,
-    learn_frame,
     new_model_matrix,
     quote_formula,
 )
@@ -48,6 +48,7 @@ from hierlm.design.variables import _column_uses, _residual_columns, _response_v
 from hierlm.errors import DataError, FormulaError, HierlmWarning
 from hierlm.families import Family, get_family
 from hierlm.formula import ParsedFormula, expand_bars
+from hierlm.formula.parser import split_cbind
 
 __all__ = ["GroupingSpec", "ModelSpec", "build_spec", "drop_unused_categories", "lme4_names", "group_labels"]
 
@@ -317,10 +318,13 @@ def build_spec(
             group_labels(checks.column_of(data, used, name), name, f"the bar {term.source}")
     reference = dict(reference or {})
     data, used = _same_columns(checks.apply_reference_levels(data, reference), data, used)
-    frame = learn_frame(data, kinds, used)
-    y, trials = _response_and_trials(frame, formula.response)
+    frame = ModelFrame(data, kinds, used)  # (the frame itself is built only if formulaic needs it)
+    if formula.response in frame.columns and split_cbind(formula.response) is None:
+        y, trials = checks.require_numeric_response(data, formula.response, frame.columns), None
+    else:
+        y, trials = _response_and_trials(frame.frame, formula.response)
     if weights_column is not None:
-        weights_array = checks.require_weights(frame[weights_column].to_numpy(dtype=float),
+        weights_array = checks.require_weights(frame.frame[weights_column].to_numpy(dtype=float),
                                                f"weights column {weights_column!r}")
     if trials is not None:
         if family.name != "binomial":
@@ -332,7 +336,8 @@ def build_spec(
         weights_array = trials
     y, prior_weights = family.check_response(y, weights_array, f"The response {formula.response!r}")
     checks.check_response(y, formula.response)
-    offset_values = _offset_values(frame, formula.offsets, offset_array)
+    offset_values = _offset_values(frame.frame if formula.offsets else data, formula.offsets,
+                                   offset_array)
     checks.require_offset(offset_values, len(y), "the offset")
 
     fixed_spec, fixed_columns, X = _fixed_part(formula.fixed, frame, kinds)
@@ -347,8 +352,8 @@ def build_spec(
     for term in terms:
         for name in term.factors:
             checks.warn_continuous_grouping(data, name, term.source)
-        z = _materialize(term.expr, frame, f"the bar {term.source}")
-        codes, levels = _grouping_codes(data, term.factors)
+        z = _materialize(term.expr, frame.frame, f"the bar {term.source}")
+        codes, levels = _grouping_codes(data, term.factors, used)
         columns = lme4_names(list(z.columns))
         if not columns:
             raise FormulaError(f"The bar {term.source} has no columns.")
@@ -370,12 +375,12 @@ def build_spec(
     spec = ModelSpec(formula=formula, response=formula.response, fixed_spec=fixed_spec,
                      fixed_names=fixed_names, groupings=tuple(groupings), reference=reference,
                      residual=residual_spec, variance=variance,
-                     frame=FrameSpec.learn(frame, kinds, uses),
+                     frame=FrameSpec.learn(frame.columns, kinds, uses),
                      kept_columns=None if len(kept) == len(all_names) else tuple(kept),
                      weights=weights_column, array_offset=offset_array is not None)
     residual_design = None
     if residual_spec is not None or variance is not None:
-        residual_design = _residual_design(data, residual_spec, variance, blocks)
+        residual_design = _residual_design(data, residual_spec, variance, blocks, used)
     design = Design(y=y, X=X, fixed_names=fixed_names, blocks=tuple(blocks),
                     response=formula.response, row_index=data.index.to_numpy(),
                     residual=residual_design, offset=offset_values, weights=prior_weights)
@@ -389,8 +394,12 @@ def _same_columns(new: pd.DataFrame, old: pd.DataFrame, columns: dict[str, pd.Se
 
 
 def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,
-                     variance: str | None, blocks: list[RandomBlock]) -> ResidualDesign:
-    """Index the training rows for the residual structure (``variance=`` alone: independence)."""
+                     variance: str | None, blocks: list[RandomBlock],
+                     columns: Mapping[str, pd.Series] | None = None) -> ResidualDesign:
+    """Index the training rows for the residual structure (``variance=`` alone: independence).
+
+    ``columns``: those of ``data`` already read (:func:`~hierlm.design.checks.read_columns`).
+    """
     if residual is None:
         # varIdent alone: independent residuals with SDs by level (nlme's weights = varIdent),
         # grouped by the random effects' factor so that each group's covariance is one block
@@ -409,7 +418,7 @@ def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,
             name = "row"
         residual = ResidualSpec("independent", None, name)
     else:
-        group_codes, group_labels = _grouping_codes(data, (residual.group,))
+        group_codes, group_labels = _grouping_codes(data, (residual.group,), columns)
         intercepts = [b.term for b in blocks if b.columns == ("Intercept",)
                       and b.group == residual.group]
         if residual.name in ("cs", "csh") and intercepts:
@@ -421,6 +430,6 @@ def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,
     variance_codes: np.ndarray | None = None
     variance_labels: tuple[str, ...] = ()
     if variance is not None:
-        variance_codes, variance_labels = _grouping_codes(data, (variance,))
+        variance_codes, variance_labels = _grouping_codes(data, (variance,), columns)
     return build_residual(residual, data, group_codes, group_labels, variance, variance_codes,
                           variance_labels)
