@@ -432,4 +432,4 @@ def _residual_design(data: pd.DataFrame, residual: ResidualSpec | None,
     if variance is not None:
         variance_codes, variance_labels = _grouping_codes(data, (variance,), columns)
     return build_residual(residual, data, group_codes, group_labels, variance, variance_codes,
-                          variance_labels)
+                          variance_labels, columns=dict(columns) if columns is not None else None)

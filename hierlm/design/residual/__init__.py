@@ -258,7 +258,7 @@ def _all_integer(values: np.ndarray) -> bool:
 def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
                    group_labels: tuple[str, ...], variance: str | None = None,
                    variance_codes: np.ndarray | None = None,
-                   variance_labels: tuple[str, ...] = ()) -> ResidualDesign:
+                   variance_labels: tuple[str, ...] = (), columns: object = None) -> ResidualDesign:
     """Index the rows of a data frame for a residual structure.
 
     Parameters
@@ -273,6 +273,8 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
         The ``variance=`` column.
     variance_codes, variance_labels : numpy.ndarray and tuple of str, optional
         Its level of each row and its levels (the first has SD ratio 1).
+    columns : dict, optional
+        Columns of ``frame`` already read (:func:`hierlm.design.checks.read_columns`).
 
     Raises
     ------
@@ -291,7 +293,8 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     if spec.time is None:
         times = _positions(np.asarray(group_codes)).astype(float)
     else:
-        column = data[spec.time]
+        read = columns if isinstance(columns, dict) else {}
+        column = read[spec.time] if spec.time in read else data[spec.time]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             kind = RESIDUAL_STRUCTURES[spec.name]
             if kind.integer_time or kind.numeric_time:
