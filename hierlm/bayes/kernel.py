@@ -149,8 +149,8 @@ def _corr_reverse(
 
 @numba.njit(**COMPILED_ONLY)
 def group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
-                var: float, g_chol: np.ndarray, g_beta: np.ndarray
-                ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
+               var: float, g_chol: np.ndarray, g_beta: np.ndarray
+               ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
     """The per-level sums of any ``q``: log det, quadratic form, trace and ``s's``; adds to the gradients."""
     n_groups, q_total = zty.shape
     p = beta.shape[0]
@@ -220,8 +220,8 @@ def group_sums(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarr
 
 @numba.njit(**COMPILED_ONLY)
 def group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, chol: np.ndarray,
-                  var: float, g_chol: np.ndarray, g_beta: np.ndarray
-                  ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
+                 var: float, g_chol: np.ndarray, g_beta: np.ndarray
+                 ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
     """:func:`group_sums` for ``q = 2`` in closed form (scalars, the 2 x 2 inverse by its determinant)."""
     n_groups = zty.shape[0]
     p = beta.shape[0]
@@ -276,8 +276,8 @@ def group_sums_2(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.nda
 
 @numba.njit(**COMPILED_ONLY)
 def group_sums_1(ztz: np.ndarray, ztx: np.ndarray, zty: np.ndarray, beta: np.ndarray, sd: float,
-                  var: float, g_chol: np.ndarray, g_beta: np.ndarray
-                  ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
+                 var: float, g_chol: np.ndarray, g_beta: np.ndarray
+                 ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
     """:func:`group_sums` for ``q = 1`` (a random intercept or one slope): scalars."""
     n_groups = zty.shape[0]
     p = beta.shape[0]

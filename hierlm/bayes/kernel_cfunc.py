@@ -215,12 +215,11 @@ def kernel_logp(stats: GroupStats, layout: KernelLayout) -> Callable[..., tuple[
             return -np.inf, np.zeros(size)
         return float(value[0]), grad
 
-    logp_and_grad.table = table  # type: ignore[attr-defined]  # keeps the table's arrays alive
-    return logp_and_grad
+    return logp_and_grad  # its closure holds the table, and so the arrays its addresses point into
 
 
 def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]
-                              ) -> tuple[Any, Callable[[np.ndarray], dict[str, np.ndarray]]]:
+                              ) -> tuple[Any, Callable[[Any], dict[str, np.ndarray]]]:
     """A nutpie model of a marginal ``BuiltModel`` whose density is the compiled kernel's callback.
 
     Parameters
@@ -237,7 +236,8 @@ def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]
         at jittered least-squares values (uniform jitter of +-1 on every
         unconstrained coordinate, as PyMC does), seeded by nutpie's seed.
     expand : callable
-        Draws of :data:`UNCONSTRAINED` (..., size) to the draws of ``var_names``.
+        The sampler's posterior dataset (its :data:`UNCONSTRAINED` draws, chains x
+        draws x size) to the draws of ``var_names``.
     """
     if built.stats is None:
         raise FitError("the kernel needs the marginal formulation's group statistics")
@@ -249,8 +249,8 @@ def compile_kernel_for_nutpie(built: BuiltModel, var_names: list[str]
     compiled = nutpie_callback_model(logp_callback(layout.q_total), expand_callback(), table, [UNCONSTRAINED],
                                      [(layout.size,)], _start(built, layout), np.ones(layout.size), ({}, {}))
 
-    def expand(unconstrained: np.ndarray) -> dict[str, np.ndarray]:
-        values = expand_draws(unconstrained, layout)
+    def expand(posterior: Any) -> dict[str, np.ndarray]:
+        values = expand_draws(np.asarray(posterior[UNCONSTRAINED].values), layout)
         return {name: values[name] for name in var_names}
 
     return compiled, expand

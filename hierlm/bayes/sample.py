@@ -61,7 +61,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,19 +262,17 @@ def _common_stats(stats: Any, max_treedepth: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _raw_sample(trace: Any, names: list[str], settings: SamplerSettings,
-                timing: dict[str, float], expand: Any = None) -> RawSample:
+def _raw_sample(trace: Any, names: list[str], settings: SamplerSettings, timing: dict[str, float],
+                expand: Callable[[Any], dict[str, np.ndarray]] | None = None) -> RawSample:
     """Draws of ``names`` and the common sampler statistics of an ArviZ trace.
 
-    ``expand`` maps the draws of the stored unconstrained vector to those of
-    ``names`` when the sampler stored that vector only (the compiled kernel's
-    callbacks, :mod:`hierlm.bayes.kernel_cfunc`).
+    ``expand`` maps the posterior dataset to the draws of ``names`` where the
+    sampler stored something else (the compiled kernel's callbacks store the
+    unconstrained vector only, :mod:`hierlm.bayes.kernel_cfunc`).
     """
     posterior = trace["posterior"].to_dataset()
     if expand is not None:
-        from hierlm.bayes.kernel_cfunc import UNCONSTRAINED
-
-        draws = expand(np.asarray(posterior[UNCONSTRAINED].values))
+        draws = expand(posterior)
     else:
         draws = {name: np.asarray(posterior[name].values) for name in names}
     return RawSample(

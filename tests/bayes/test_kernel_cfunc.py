@@ -16,7 +16,6 @@ import pytest
 import hierlm as hl
 from hierlm.bayes.build import build_model
 from hierlm.bayes.kernel_cfunc import (
-    UNCONSTRAINED,
     callback_table,
     compile_kernel_for_nutpie,
     expand_callback,
@@ -122,7 +121,7 @@ def test_nutpie_draws_through_the_callbacks_equal_those_through_python(sleep_df,
     settings = {"draws": 60, "tune": 60, "chains": 2, "cores": 1, "seed": 5, "progress_bar": False}
     through_c = nutpie.sample(compiled, **settings)["posterior"]
     through_python = nutpie.sample(python, **settings)["posterior"]
-    expanded = expand(np.asarray(through_c[UNCONSTRAINED].values))
+    expanded = expand(through_c.to_dataset())
     assert sorted(expanded) == sorted(names)
     for name in names:
         reference = np.asarray(through_python[name].values)
