@@ -14,9 +14,13 @@ Usage (from the repository root)::
   (``simulate_mmrm``, fixed seed), written to a temporary CSV that both sides read.
 
 hierlm: ``Model("weight ~ week", data, residual=...).fit(method="reml")`` (model building
-included) in a fresh Python process per case, one warm-up fit, then the median of several timed
-repeats. R: ``system.time`` of the ``gls`` call alone (data read first), median of several
-repeats; repeats stop early once a case has used its time budget. Homogeneous Toeplitz has no
+included) in a fresh Python process, one warm-up fit, then the median of several timed repeats.
+R: ``system.time`` of the ``gls`` call alone (data read first) in a fresh R process, median of
+several repeats; repeats stop early once a process has used its time budget. Each case runs
+several such process pairs, hierlm and R alternating (``--processes``; pigs 5, mmrm5000 1), and
+reports the median over the processes of their medians, with the range over the processes: on a
+shared machine one process's median can be 40 % off another's (the cost of a millisecond fit
+depends on where its process lands), which a single process per case cannot show. Homogeneous Toeplitz has no
 nlme class: the R side fits glmmTMB ``toep(0 + fweek | id)`` with ``dispformula = ~0`` and the
 nine (eight) log-SDs tied by ``map`` (the within-subject covariance is then the random-effect
 covariance plus glmmTMB's fixed 1.5e-8 residual variance). A first R fit that runs longer than
@@ -65,9 +69,10 @@ STRUCTURES: dict[str, tuple[str, str]] = {
 }
 
 DATASETS = {
-    # name: (hierlm repeats after the warm-up, R repeats, R time budget for repeats in seconds)
-    "pigs": (10, 10, 30.0),
-    "mmrm5000": (3, 3, 60.0),
+    # name: (hierlm repeats after the warm-up, R repeats, R time budget per process in seconds,
+    #        process pairs per case by default)
+    "pigs": (10, 10, 30.0, 5),
+    "mmrm5000": (3, 3, 60.0, 1),
 }
 
 _HIERLM_CHILD = r"""
@@ -234,6 +239,24 @@ def run_r(path: Path, structure: str, repeats: int, budget: float, cap: float) -
             "convergence": runs[-1]["convergence"], "lags": runs[-1]["lags"]}
 
 
+def combine(runs: list[dict]) -> dict:
+    """One side of a case over its processes: medians of the per-process medians, and their range.
+
+    A process that failed or was capped decides the case (its entry is returned).
+    """
+    for run in runs:
+        if "seconds" not in run:
+            return run
+    out = dict(runs[-1])
+    for key in ("seconds", "cpu", "build_cpu", "fit_cpu"):
+        if all(key in run for run in runs):
+            values = [run[key] for run in runs]
+            out[key] = statistics.median(values)
+            out[f"{key}_range"] = (min(values), max(values))
+    out["processes"] = len(runs)
+    return out
+
+
 def hierlm_at_glmmtmb(path: Path, lags: list[float]) -> float | None:
     """hierlm's exact REML log-likelihood (sigma profiled) at glmmTMB's Toeplitz correlations."""
     code = _AT_GLMMTMB_CHILD.format(root=str(ROOT), path=str(path), formula=FORMULA, lags=lags)
@@ -258,7 +281,11 @@ def main() -> None:
                         default=list(STRUCTURES))
     parser.add_argument("--cap", type=float, default=300.0,
                         help="seconds after which a first R fit is stopped and reported as > cap")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="process pairs (hierlm, R) per case; default: pigs 5, mmrm5000 1")
     args = parser.parse_args()
+    if args.processes is not None and args.processes < 1:
+        parser.error("--processes must be at least 1")
 
     loads = [os.getloadavg()[0]]
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -270,12 +297,18 @@ def main() -> None:
             paths["mmrm5000"] = Path(tmp) / "mmrm5000.csv"
             sim_info = simulate_mmrm(paths["mmrm5000"])
         for name in args.data:
-            h_repeats, r_repeats, budget = DATASETS[name]
+            h_repeats, r_repeats, budget, processes = DATASETS[name]
+            processes = args.processes or processes
             for structure in args.structures:
-                ours = run_hierlm(paths[name], structure, h_repeats)
-                loads.append(os.getloadavg()[0])
-                theirs = run_r(paths[name], structure, r_repeats, budget, args.cap)
-                loads.append(os.getloadavg()[0])
+                ours_runs, theirs_runs = [], []
+                for _ in range(processes):  # alternating, so that a slow spell hits both sides
+                    ours_runs.append(run_hierlm(paths[name], structure, h_repeats))
+                    loads.append(os.getloadavg()[0])
+                    theirs_runs.append(run_r(paths[name], structure, r_repeats, budget, args.cap))
+                    loads.append(os.getloadavg()[0])
+                    if "seconds" not in ours_runs[-1] or "seconds" not in theirs_runs[-1]:
+                        break  # failed or capped: no point in more processes
+                ours, theirs = combine(ours_runs), combine(theirs_runs)
                 row = {"data": name, "structure": structure, "hierlm": ours, "r": theirs}
                 if theirs.get("lags"):
                     theirs["hierlm_at_r"] = hierlm_at_glmmtmb(paths[name], theirs["lags"])
@@ -310,10 +343,21 @@ def _diff(row: dict) -> str:
     return f"{ours['loglik'] - theirs['loglik']:.1e}"
 
 
+def _range(side: dict, key: str = "seconds") -> str:
+    """The range over a case's processes, e.g. ``1.2-1.9 ms`` (empty for one process)."""
+    if side.get("processes", 1) < 2 or f"{key}_range" not in side:
+        return ""
+    low, high = side[f"{key}_range"]
+    return f"{1e3 * low:.1f}-{1e3 * high:.1f} ms"
+
+
 def _console(row: dict, cap: float) -> str:
-    return (f"{row['data']:9s} {row['structure']:5s} hierlm {_seconds(row['hierlm'], cap):>8s} s  "
-            f"R {_seconds(row['r'], cap):>8s} s  R/hierlm {_ratio(row, cap):>7s}  "
-            f"logLik diff {_diff(row)}")
+    ours, theirs = row["hierlm"], row["r"]
+    spread = (f"  (processes: hierlm {_range(ours)}, R {_range(theirs)})"
+              if _range(ours) and _range(theirs) else "")
+    return (f"{row['data']:9s} {row['structure']:5s} hierlm {_seconds(ours, cap):>8s} s  "
+            f"R {_seconds(theirs, cap):>8s} s  R/hierlm {_ratio(row, cap):>7s}  "
+            f"logLik diff {_diff(row)}{spread}")
 
 
 def goal_sentence(rows: list[dict], cap: float, goal: float = 5.0) -> str:
@@ -336,6 +380,14 @@ def goal_sentence(rows: list[dict], cap: float, goal: float = 5.0) -> str:
     return text + "."
 
 
+def _process_counts(rows: list[dict]) -> str:
+    """The process pairs per case, by data set (e.g. ``pigs 5, mmrm5000 1``)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["data"]] = max(counts.get(row["data"], 0), row["hierlm"].get("processes", 1))
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
 def write_report(rows: list[dict], started: str, loads: list[float], cap: float,
                  sim_info: dict | None, versions: str) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -355,14 +407,18 @@ def write_report(rows: list[dict], started: str, loads: list[float], cap: float,
         f"weeks, 432 rows); *mmrm5000*, simulated ({sim}; unstructured truth, dropout and "
         "missed visits, fixed seed). hierlm: `Model(formula, data, residual=...).fit(method="
         "\"reml\")`, model building included, fresh process, one warm-up then the median of 10 "
-        "(pigs) or 3 (mmrm5000) fits. R: `system.time` of the `gls` call alone, median of up to "
-        "10 (pigs) or 3 (mmrm5000) fits, fewer once a case used 30 s (60 s). "
+        "(pigs) or 3 (mmrm5000) fits. R: `system.time` of the `gls` call alone, fresh process, "
+        "median of up to 10 (pigs) or 3 (mmrm5000) fits, fewer once a process used 30 s (60 s). "
+        f"Each case: {_process_counts(rows)} such process pairs, hierlm and R alternating; the "
+        "table gives the median over the processes of their medians, and the range over the "
+        "processes (wall clock, ms) in the last two columns. "
         f"A first R fit longer than {cap:.0f} s is stopped and shown as \"> {cap:.0f}\".",
         "",
         "| data | structure | hierlm `residual=` | hierlm s | nlme s | nlme / hierlm | hierlm CPU s | "
         "nlme CPU s | nlme / hierlm CPU | hierlm CPU ms: model, fit | hierlm evaluations | "
-        "logLik hierlm | logLik hierlm - nlme |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "logLik hierlm | logLik hierlm - nlme | hierlm range over processes | nlme range |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |",
     ]
     for row in rows:
         ours, theirs = row["hierlm"], row["r"]
@@ -378,7 +434,8 @@ def write_report(rows: list[dict], started: str, loads: list[float], cap: float,
         residual = STRUCTURES[row["structure"]][0].replace("|", "\\|")
         lines.append(f"| {row['data']} | {struct} | `{residual}` | {_seconds(ours, cap)} | "
                      f"{_seconds(theirs, cap)} | {_ratio(row, cap)} | {ours_cpu} | {theirs_cpu} | "
-                     f"{cpu_ratio} | {split} | {evals} | {ll} | {_diff(row)} |")
+                     f"{cpu_ratio} | {split} | {evals} | {ll} | {_diff(row)} | "
+                     f"{_range(ours) or 'n/a'} | {_range(theirs) or 'n/a'} |")
     lines += [
         "",
         goal_sentence(rows, cap),

@@ -8,6 +8,7 @@ module understands itself. The parser knows no data: it never looks at columns.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -210,6 +211,17 @@ def parse_formula(text: str) -> ParsedFormula:
     """
     if not isinstance(text, str):
         raise FormulaError(f"A formula must be a string, not {type(text).__name__}.")
+    return _parse_text(str(text))  # (str(): a str subclass is parsed, and cached, as its text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text(text: str) -> ParsedFormula:
+    """:func:`parse_formula` of a string, once per text (the result is immutable).
+
+    Refitting a formula (bootstrap refits, ``compare_structures``, simulations)
+    parses and security-checks it once; errors are raised every time (they are
+    not cached).
+    """
     if text.count("~") != 1:
         where = text.find("~", text.find("~") + 1) if text.count("~") > 1 else len(text)
         raise syntax_error(text, max(where, 0),

@@ -1,5 +1,7 @@
 """hierlm.formula.parser: splitting lme4 formulas, and syntax errors that point at the culprit."""
 
+import dataclasses
+
 import pytest
 from formulaic import Formula
 from formulaic.errors import FormulaicError
@@ -149,3 +151,25 @@ def test_python_syntax_error_becomes_a_caret_line():
         text = describe_formulaic_error(error)
     assert "invalid syntax" in text
     assert caret_column(text, "I(x**)") == 5
+
+
+# ---------------------------------------------------------------- parsed once per text
+
+
+def test_a_formula_text_is_parsed_once_and_its_errors_every_time():
+    first = parse_formula("Reaction ~ Days + (Days | Subject)")
+    again = parse_formula("Reaction ~ Days + (Days | Subject)")
+    assert again is first  # cached: the parse (and its security check) runs once per text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.fixed = "1"  # type: ignore[misc]  # immutable, so sharing it is safe
+    for _ in range(2):  # an error is not cached away
+        with pytest.raises(FormulaError, match="allowed transform"):
+            parse_formula("y ~ eval('1') + (1 | g)")
+
+
+class _Text(str):
+    """A str subclass (the cache keys on the plain text)."""
+
+
+def test_a_str_subclass_parses_as_its_text():
+    assert parse_formula(_Text("y ~ x + (1 | g)")) == parse_formula("y ~ x + (1 | g)")
