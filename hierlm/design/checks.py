@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from hierlm.design.dtypes import is_bool, is_complex, is_numeric
 from hierlm.design.grouping_checks import check_grouping, warn_continuous_grouping, warn_repeated_terms
 from hierlm.design.matrix_checks import aliased_columns, check_rank, require_finite_matrix
 from hierlm.design.memory import DENSE_BYTES_PER_CELL, available_memory, require_dense_memory
@@ -82,9 +83,9 @@ def require_frame(data: object) -> pd.DataFrame:
 
 def require_columns(data: pd.DataFrame, names: Iterable[str], where: str) -> None:
     """Raise ColumnNotFoundError for the first name that is not a column of ``data``."""
-    columns = [str(column) for column in data.columns]
     for name in names:
         if name not in data.columns:
+            columns = [str(column) for column in data.columns]
             close = difflib.get_close_matches(name, columns, n=3)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             shown = ", ".join(repr(c) for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
@@ -181,8 +182,8 @@ def require_finite(data: pd.DataFrame, names: list[str],
         dtype = column.dtype
         if isinstance(dtype, np.dtype) and dtype.kind in "iub":  # numpy ints, bools: all finite
             continue
-        if (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-                and not pd.api.types.is_complex_dtype(column)):
+        if (is_numeric(column) and not is_bool(column)
+                and not is_complex(column)):
             values = column.to_numpy(dtype=float)
             bad = ~np.isfinite(values)
             if bad.any():
@@ -200,9 +201,9 @@ def require_numeric_response(data: pd.DataFrame, response: str,
     ``columns``: those of ``data`` already read (:func:`read_columns`).
     """
     column = column_of(data, columns, response)
-    if pd.api.types.is_bool_dtype(column):
+    if is_bool(column):
         return column.to_numpy(dtype=float)
-    if not pd.api.types.is_numeric_dtype(column):
+    if not is_numeric(column):
         raise DataError(
             f"The response {response!r} is not numeric (dtype {column.dtype}). "
             "hierlm fits Gaussian models of a numeric response; convert it with "

@@ -39,6 +39,7 @@ from formulaic import Formula
 from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from hierlm.design.checks import column_of
+from hierlm.design.dtypes import is_bool, is_complex, is_datetime, is_numeric, is_timedelta
 from hierlm.design.transforms import FORMULA_CONTEXT
 from hierlm.errors import DataError, FormulaError
 from hierlm.formula import BarTerm, ParsedFormula
@@ -109,12 +110,12 @@ def _mixed_message(column: pd.Series, name: str, kinds: set[str]) -> str:
 def _refuse(column: pd.Series, name: str, where: str) -> DataError:
     """The error for a column whose dtype no model term can take."""
     dtype = column.dtype
-    if pd.api.types.is_datetime64_any_dtype(dtype):
+    if is_datetime(dtype):
         hint = ("convert it to a number, e.g. days since the start: "
                 f"(data[{name!r}] - data[{name!r}].min()).dt.days, or to text for a factor")
-    elif pd.api.types.is_timedelta64_dtype(dtype):
+    elif is_timedelta(dtype):
         hint = f"convert it to a number, e.g. data[{name!r}].dt.total_seconds() / 86400 for days"
-    elif pd.api.types.is_complex_dtype(dtype):
+    elif is_complex(dtype):
         hint = "use its real and imaginary parts as two numeric columns"
     else:
         hint = "convert it to numbers (pandas.to_numeric) or to text (column.astype(str))"
@@ -146,11 +147,11 @@ def column_kind(column: pd.Series, name: str, where: str = "the formula") -> str
     dtype = column.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         return FACTOR
-    if pd.api.types.is_bool_dtype(dtype):
+    if is_bool(dtype):
         return LOGICAL
-    if pd.api.types.is_complex_dtype(dtype):
+    if is_complex(dtype):
         raise _refuse(column, name, where)
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_timedelta64_dtype(dtype):
+    if is_numeric(dtype) and not is_timedelta(dtype):
         return NUMERIC
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
         return FACTOR
@@ -175,7 +176,7 @@ def grouping_kind(column: pd.Series, name: str, where: str) -> str:
     accepted (each distinct value is a level, as R's ``factor`` of a Date).
     """
     dtype = column.dtype
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype) \
+    if is_datetime(dtype) or is_timedelta(dtype) \
             or isinstance(dtype, pd.PeriodDtype):
         return LABELS
     return column_kind(column, name, where)

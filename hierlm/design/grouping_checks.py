@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from hierlm.design.dtypes import is_bool, is_numeric
 from hierlm.errors import DataError, HierlmWarning
 
 __all__ = ["check_grouping", "warn_continuous_grouping", "warn_repeated_terms"]
@@ -76,7 +77,7 @@ def check_grouping(group: str, n_levels: int, n_columns: int, n_obs: int, source
 def warn_continuous_grouping(data: pd.DataFrame, name: str, source: str) -> None:
     """Warn when a grouping column looks like a continuous measurement."""
     column = data[name]
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+    if not is_numeric(column) or is_bool(column):
         return
     values = column.to_numpy(dtype=float)
     n_distinct = len(np.unique(values))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hierlm.design import checks
+from hierlm.design.dtypes import is_bool, is_numeric
 from hierlm.design.materialize import _materialize
 from hierlm.design.variables import _response_variables
 from hierlm.errors import DataError
@@ -68,7 +69,7 @@ def _binary_factor_response(data: pd.DataFrame, response: str) -> pd.DataFrame:
     if response not in data.columns:
         return data
     column = data[response]
-    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+    if is_bool(column) or is_numeric(column):
         return data
     levels = (list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype)
               else sorted(column.dropna().unique(), key=str))

@@ -308,8 +308,10 @@ def build_spec(
     checks.require_finite(data, variables, used)
     if family.name == "binomial":
         data, used = _same_columns(_binary_factor_response(data, formula.response), data, used)
-    for name in _response_variables(formula.response):
-        checks.require_numeric_response(data, name, used)
+    # (the values are kept: the steps below change no rows, and no response column unless a
+    # reference= level names it)
+    responses = {name: checks.require_numeric_response(data, name, used)
+                 for name in _response_variables(formula.response)}
     data, used = _same_columns(drop_unused_categories(data, variables, used), data, used)
     uses = _column_uses(formula, terms)
     kinds = column_kinds(data, list(uses), f"the formula {formula.text!r}", used)
@@ -319,7 +321,10 @@ def build_spec(
     reference = dict(reference or {})
     data, used = _same_columns(checks.apply_reference_levels(data, reference), data, used)
     frame = ModelFrame(data, kinds, used)  # (the frame itself is built only if formulaic needs it)
-    if formula.response in frame.columns and split_cbind(formula.response) is None:
+    if formula.response in responses and formula.response not in reference \
+            and split_cbind(formula.response) is None:
+        y, trials = responses[formula.response], None
+    elif formula.response in frame.columns and split_cbind(formula.response) is None:
         y, trials = checks.require_numeric_response(data, formula.response, frame.columns), None
     else:
         y, trials = _response_and_trials(frame.frame, formula.response)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hierlm.design.dtypes import is_bool, is_numeric
 from hierlm.design.residual import structures
 
 # the structure classes and their registry, re-exported: ``hl.residual.AR1("week", "id")``
@@ -295,7 +296,7 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     else:
         read = columns if isinstance(columns, dict) else {}
         column = read[spec.time] if spec.time in read else data[spec.time]
-        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        if not is_numeric(column) or is_bool(column):
             kind = RESIDUAL_STRUCTURES[spec.name]
             if kind.integer_time or kind.numeric_time:
                 raise DataError(f"residual={spec.text!r}: the time {spec.time!r} must be numeric "
