@@ -61,9 +61,10 @@ def resolve_optimizer(optimizer: str, kernel: Criterion) -> str:
     L-BFGS-B otherwise; ``"newton1d"`` asks for the former explicitly.
     """
     name = str(optimizer).lower()
-    one_bounded = bool(kernel.needs_bounds and kernel.lower.size == 1
-                       and np.all(np.isfinite(kernel.box()[0]))
-                       and np.all(np.isfinite(kernel.box()[1])))
+    one_bounded = False
+    if kernel.needs_bounds and kernel.lower.size == 1:
+        box_lower, box_upper = kernel.box()
+        one_bounded = bool(np.all(np.isfinite(box_lower)) and np.all(np.isfinite(box_upper)))
     if name == "auto":
         return NEWTON_1D if one_bounded else "L-BFGS-B"
     method = _OPTIMIZER_ALIASES.get(name)
@@ -83,8 +84,7 @@ _REFUSED = 1e30
 
 def _warn_at_limits(kernel: Criterion, theta: np.ndarray) -> None:
     """Warn when a structure's parameter ended at the optimiser's finite limit."""
-    _, upper = kernel.box()
-    lower = kernel.box()[0]
+    lower, upper = kernel.box()
     finite_hi, finite_lo = np.isfinite(upper), np.isfinite(lower) & ~np.isfinite(kernel.lower)
     tol = 1e-6
     hi = np.where(finite_hi, upper, 0.0)
