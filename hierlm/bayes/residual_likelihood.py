@@ -42,6 +42,7 @@ import numpy as np
 from hierlm.bayes.residual_kernel import general_batch, shared_batch
 from hierlm.design.blocks import Design
 from hierlm.errors import DataError, FitError
+from hierlm.lmm.grouped_batches import make_batches, one_level_per_group
 
 __all__ = ["ResidualValue", "ResidualLikelihood"]
 
@@ -80,39 +81,25 @@ class _Batch:
 
 
 def _make_batches(design: Design) -> list[_Batch]:
+    """The ML/REML engine's batches, with the arrays the compiled kernels read.
+
+    :func:`~hierlm.lmm.grouped_batches.make_batches`'s groups and cross-products,
+    contiguous, with every block's columns side by side (``z_all``) and the
+    ``variance=`` level codes (0 without).
+    """
     residual = design.residual
     assert residual is not None
-    codes = residual.group_codes
-    order = np.lexsort((residual.times, codes))
-    sizes = np.bincount(codes, minlength=len(residual.group_labels))
-    starts = np.concatenate(([0], np.cumsum(sizes)))
-    shareable = not design.blocks and residual.variance_codes is None
     out = []
-    for m in np.unique(sizes[sizes > 0]):
-        groups = np.flatnonzero(sizes == m)
-        rows = order[starts[groups][:, None] + np.arange(m)[None, :]]
-        if shareable:
-            _, pattern = np.unique(residual.slots[rows], axis=0, return_inverse=True)
-            pieces = [np.flatnonzero(pattern.ravel() == k) for k in range(int(pattern.max()) + 1)]
-        else:
-            pieces = [np.arange(groups.size)]
-        for piece in pieces:
-            sub = rows[piece]
-            slots = np.asarray(residual.slots[sub], dtype=np.int64)
-            x, y = np.asarray(design.X[sub], float), np.asarray(design.y[sub], float)
-            products = {}
-            if shareable:
-                products = {"cxx": np.einsum("kap,kbq->abpq", x, x),
-                            "cxy": np.einsum("kap,kb->abp", x, y),
-                            "cyy": np.einsum("ka,kb->ab", y, y)}
-            levels = (None if residual.variance_codes is None
-                      else np.asarray(residual.variance_codes[sub], dtype=np.int64))
-            z = [np.ascontiguousarray(b.z[sub], dtype=float) for b in design.blocks]
-            z_all = (np.ascontiguousarray(np.concatenate(z, axis=2)) if z
-                     else np.zeros(sub.shape + (0,)))
-            codes = np.zeros(sub.shape, dtype=np.int64) if levels is None else levels
-            out.append(_Batch(sub, groups[piece], np.ascontiguousarray(x), np.ascontiguousarray(y),
-                              slots, z, levels, codes, z_all, shareable, **products))
+    for batch in make_batches(design, residual):
+        levels = None if batch.variance is None else np.asarray(batch.variance, dtype=np.int64)
+        z = [np.ascontiguousarray(zb, dtype=float) for zb in batch.z]
+        z_all = (np.ascontiguousarray(np.concatenate(z, axis=2)) if z
+                 else np.zeros(batch.rows.shape + (0,)))
+        codes = np.zeros(batch.rows.shape, dtype=np.int64) if levels is None else levels
+        out.append(_Batch(batch.rows, batch.groups, np.ascontiguousarray(batch.x, dtype=float),
+                          np.ascontiguousarray(batch.y, dtype=float),
+                          np.asarray(batch.slots, dtype=np.int64), z, levels, codes, z_all,
+                          batch.shared, cxx=batch.cxx, cxy=batch.cxy, cyy=batch.cyy))
     return out
 
 
@@ -131,8 +118,7 @@ class ResidualLikelihood:
         if residual is None:
             raise FitError("ResidualLikelihood needs a design with a residual structure.")
         for block in design.blocks:
-            pairs = np.unique(np.stack([residual.group_codes, block.codes], axis=1), axis=0)
-            if not (np.unique(pairs[:, 0]).size == pairs.shape[0] == np.unique(pairs[:, 1]).size):
+            if not one_level_per_group(block.codes, residual.group_codes):
                 raise DataError(
                     f"The random-effect term ({block.term}) is not grouped by the residual group "
                     f"{residual.spec.group!r}; with residual={residual.spec.text!r}, random "

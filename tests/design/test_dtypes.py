@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from hierlm.design import dtypes
 
 NUMPY = ["int8", "int64", "uint16", "float32", "float64", "complex128", "bool", "object", "U3",
