@@ -234,7 +234,7 @@ def minimize_theta(kernel: Criterion, reml: bool, optimizer: str = "auto",
                 converged, message = bool(again.success), str(again.message)
             if not improved:
                 break
-    if polish:
+    if polish and np.isfinite(lower).any():  # (nothing to probe or snap without bounds)
         # theta_j = 0 is a stationary point of the criterion in the direction of
         # a variance parameter (the criterion is even in it), so a gradient-based
         # method that lands there by projection stays. Probe and restart.

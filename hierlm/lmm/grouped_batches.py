@@ -61,7 +61,7 @@ def make_batches(design: Design, residual: ResidualDesign) -> list[Batch]:
     shareable = not design.blocks and residual.variance_codes is None
     batches = []
     present = np.flatnonzero(np.bincount(sizes)) if sizes.size else np.zeros(0, dtype=np.int64)
-    for m in present[present > 0]:  # the group sizes, ascending (np.unique's order)
+    for m in present[present > 0].tolist():  # the group sizes, ascending (np.unique's order)
         groups = np.flatnonzero(sizes == m)
         rows = order[starts[groups][:, None] + np.arange(m)[None, :]]
         times = residual.times[rows]

@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from hierlm.design.dtypes import is_bool, is_numeric
 from hierlm.design.residual import structures
@@ -47,7 +48,7 @@ from hierlm.design.residual import structures
 from hierlm.design.residual.structures import *  # noqa: F403
 from hierlm.design.residual.structures import RESIDUAL_STRUCTURES, ResidualStructure
 from hierlm.design.residual.variance import VarIdent
-from hierlm.errors import FormulaError
+from hierlm.errors import DataError, FormulaError
 
 # the structures and their registry (listed once, in ``structures.__all__``), then this module's
 __all__ = [
@@ -217,6 +218,9 @@ class ResidualDesign:
 
 
 def _labels(values: np.ndarray) -> tuple[str, ...]:
+    """Each value as text: whole numbers without a decimal point (``3.0`` -> ``"3"``)."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:  # (Python floats: faster)
+        return tuple(str(int(v)) if v.is_integer() else str(v) for v in values.tolist())
     out = []
     for value in values:
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -284,10 +288,6 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
         structure needs numbers, non-integer times for ``ar1``/``toep``, or
         ``un`` with more times than groups can identify.
     """
-    import pandas as pd
-
-    from hierlm.errors import DataError
-
     data = frame  # a DataFrame; typed loosely to keep pandas out of the signature
     assert isinstance(data, pd.DataFrame)
     n = len(data)
