@@ -7,6 +7,7 @@ re-exported there.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -33,11 +34,12 @@ def _relative_residuals(matrix: np.ndarray) -> np.ndarray:
     basis = np.empty((matrix.shape[0], 0))
     for j in range(matrix.shape[1]):
         column = matrix[:, j].astype(float)
-        norm = float(np.linalg.norm(column))
+        norm = math.sqrt(float(column @ column))  # (numpy's norm of a vector, without its checks)
         residual = column
-        for _ in range(2):  # project twice: classical Gram-Schmidt with re-orthogonalisation
-            residual = residual - basis @ (basis.T @ residual)
-        size = float(np.linalg.norm(residual))
+        if basis.shape[1]:  # (nothing to project out of the first kept column)
+            for _ in range(2):  # project twice: classical Gram-Schmidt with re-orthogonalisation
+                residual = residual - basis @ (basis.T @ residual)
+        size = math.sqrt(float(residual @ residual))
         out[j] = size / norm if norm > 0.0 else 0.0
         if out[j] > 1e-7:
             basis = np.column_stack([basis, residual / size])
