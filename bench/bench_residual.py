@@ -15,13 +15,14 @@ Usage (from the repository root)::
 
 hierlm: ``Model("weight ~ week", data, residual=...).fit(method="reml")`` (model building
 included) in a fresh Python process, one warm-up fit, then the median of several timed repeats.
-R: ``system.time`` of the ``gls`` call alone (data read first) in a fresh R process, median of
-several repeats; repeats stop early once a process has used its time budget. Each case runs
-several such process pairs, hierlm and R alternating (``--processes``; pigs 5, mmrm5000 1), and
-reports the median over the processes of their medians, with the range over the processes: on a
-shared machine one process's median can be 40 % off another's (the cost of a millisecond fit
-depends on where its process lands), which a single process per case cannot show. Homogeneous Toeplitz has no
-nlme class: the R side fits glmmTMB ``toep(0 + fweek | id)`` with ``dispformula = ~0`` and the
+R: the ``gls`` call alone (data read first; wall clock by ``Sys.time``, in microseconds, since
+``system.time`` counts whole milliseconds) in a fresh R process, median of several repeats;
+repeats stop early once a process has used its time budget. Each case runs several such
+process pairs, hierlm and R alternating (``--processes``; pigs 5, mmrm5000 1), and reports the
+median over the processes of their medians, with the range over the processes: on a shared
+machine one process's median can be 40 % off another's (the cost of a millisecond fit depends
+on where its process lands), which a single process per case cannot show. Homogeneous Toeplitz
+has no nlme class: the R side fits glmmTMB ``toep(0 + fweek | id)`` with ``dispformula = ~0`` and the
 nine (eight) log-SDs tied by ``map`` (the within-subject covariance is then the random-effect
 covariance plus glmmTMB's fixed 1.5e-8 residual variance). A first R fit that runs longer than
 ``--cap`` seconds is killed and reported as "> cap". The log-likelihoods of the two fits
@@ -115,8 +116,17 @@ d$fweek <- factor(d$week, levels = sort(unique(d$week)))
 n_t <- nlevels(d$fweek)
 toep_map <- list(theta = factor(c(rep(1, n_t), 1 + seq_len(n_t - 1))))
 used <- 0
+options(warn = -1)  # (warnings ignored, as suppressWarnings did, without a wrapper in the timing)
 for (i in seq_len({repeats})) {{
-  t <- suppressWarnings(system.time(m <- {call}))
+  # proc.time and system.time count in whole milliseconds, rounded down: a 7 ms fit would be
+  # timed 7 or 8 ms and their median biased by up to half a millisecond. The wall clock is
+  # read with Sys.time (microseconds); system.time's garbage collection first is kept, untimed.
+  invisible(gc(FALSE))
+  c0 <- proc.time(); w0 <- Sys.time()
+  m <- {call}
+  w1 <- Sys.time(); c1 <- proc.time()
+  t <- c(elapsed = as.numeric(difftime(w1, w0, units = "secs")),
+         user.self = (c1 - c0)[["user.self"]], sys.self = (c1 - c0)[["sys.self"]])
   conv <- if (inherits(m, "glmmTMB")) m$fit$convergence else 0
   lags <- "[]"
   if (inherits(m, "glmmTMB")) {{
@@ -407,7 +417,8 @@ def write_report(rows: list[dict], started: str, loads: list[float], cap: float,
         f"weeks, 432 rows); *mmrm5000*, simulated ({sim}; unstructured truth, dropout and "
         "missed visits, fixed seed). hierlm: `Model(formula, data, residual=...).fit(method="
         "\"reml\")`, model building included, fresh process, one warm-up then the median of 10 "
-        "(pigs) or 3 (mmrm5000) fits. R: `system.time` of the `gls` call alone, fresh process, "
+        "(pigs) or 3 (mmrm5000) fits. R: the `gls` call alone (wall clock by `Sys.time`, CPU by "
+        "`proc.time`, after an untimed `gc()` as `system.time` does), fresh process, "
         "median of up to 10 (pigs) or 3 (mmrm5000) fits, fewer once a process used 30 s (60 s). "
         f"Each case: {_process_counts(rows)} such process pairs, hierlm and R alternating; the "
         "table gives the median over the processes of their medians, and the range over the "
@@ -449,8 +460,9 @@ def write_report(rows: list[dict], started: str, loads: list[float], cap: float,
         "the same model.",
         "",
         "CPU columns: `time.process_time` of the hierlm process (model building and fit, split "
-        "in the next column) and R's `system.time` user + system of the `gls` call; R's timer "
-        "counts in steps of 1 ms. The Bayesian (NUTS) timings of these models are in "
+        "in the next column) and R's `proc.time` user + system of the `gls` call; R's CPU timer "
+        "counts in steps of 1 ms (its wall clock, `Sys.time`, in microseconds). The Bayesian "
+        "(NUTS) timings of these models are in "
         "`bench/results/residual_bayes.md` (`bench/bench_residual_bayes.py`).",
         "",
     ]
