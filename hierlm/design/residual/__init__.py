@@ -218,16 +218,9 @@ class ResidualDesign:
 
 
 def _labels(values: np.ndarray) -> tuple[str, ...]:
-    """Each value as text: whole numbers without a decimal point (``3.0`` -> ``"3"``)."""
-    if isinstance(values, np.ndarray) and values.dtype == np.float64:  # (Python floats: faster)
-        return tuple(str(int(v)) if v.is_integer() else str(v) for v in values.tolist())
-    out = []
-    for value in values:
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            out.append(str(int(value)))
-        else:
-            out.append(str(value))
-    return tuple(out)
+    """Each time as text: whole numbers without a decimal point (``3.0`` -> ``"3"``)."""
+    return tuple(str(int(v)) if v.is_integer() else str(v)
+                 for v in np.asarray(values, dtype=float).tolist())
 
 
 def _positions(group_codes: np.ndarray) -> np.ndarray:
