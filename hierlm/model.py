@@ -177,7 +177,7 @@ class Model:
         # the index labels, so that a frame with duplicate index labels keeps its n rows
         kept = np.ones(len(data), dtype=bool)
         if self.design.n == len(data):  # no row dropped
-            self.data = data.copy()
+            self.data = data.copy(deep=False)  # (copy-on-write: later edits of data copy first)
         else:
             kept = ~incomplete_rows(data, self.spec.variables())
             self.data = data.loc[kept]

@@ -25,6 +25,7 @@ Adding a structure is one new :class:`CorrelationModel` (its ``R(r)`` and
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -277,6 +278,11 @@ class CompoundSymmetryCorrelation(CorrelationModel):
     def natural(self, r: np.ndarray) -> np.ndarray:
         """``rho`` at ``r``."""
         return self._mid + self._half * np.tanh(np.asarray(r, dtype=float))
+
+    def natural_and_slope(self, r: float) -> tuple[float, float]:
+        """``rho`` and ``d rho / d r`` at one ``r`` (Python floats, for closed-form evaluations)."""
+        t = math.tanh(r)
+        return self._mid + self._half * t, self._half * (1.0 - t * t)
 
     def reals(self, natural: np.ndarray) -> np.ndarray | None:
         """``r = atanh((rho - mid) / half)``."""

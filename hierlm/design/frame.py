@@ -528,6 +528,9 @@ def label_arguments(texts: Iterable[str]) -> set[str]:
 def quote_formula(formula: ParsedFormula, terms: list[BarTerm],
                   columns: Iterable[object]) -> tuple[ParsedFormula, list[BarTerm]]:
     """The formula and bar terms with dotted column names backticked (:func:`quote_dotted_names`)."""
+    pieces = (formula.response or "", formula.fixed, *formula.offsets, *(t.expr for t in terms))
+    if not any("." in piece for piece in pieces):  # no piece can name a dotted column
+        return formula, terms
     dotted = {str(c) for c in columns if "." in str(c)}
     if not dotted:
         return formula, terms

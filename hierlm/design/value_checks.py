@@ -7,7 +7,10 @@ names the argument and the fix; the names are re-exported by
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy.linalg.lapack import dgels
 
 from hierlm.errors import DataError, FitError, InputTypeError
 
@@ -131,12 +134,33 @@ def require_varying_response(y: np.ndarray, X: np.ndarray, name: str) -> np.ndar
     matrix = np.asarray(X, dtype=float)
     coef = None
     if values.size and matrix.shape[1]:
-        coef, *_ = np.linalg.lstsq(matrix, values, rcond=None)
-        residual = float(np.linalg.norm(values - matrix @ coef))
-        if residual <= 1e-10 * float(np.linalg.norm(values - np.mean(values))):
+        coef, residual = _least_squares(matrix, values)
+        centred = values - values.mean()
+        if residual <= 1e-10 * math.sqrt(float(centred @ centred)):
             raise FitError(
                 f"The fixed effects reproduce the response {name!r} exactly (no residual "
                 "variation): the residual SD would be 0. Remove the predictor that is a copy or "
                 "a function of the response."
             )
     return coef
+
+
+def _least_squares(matrix: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares coefficients of ``values`` on ``matrix`` and the norm of the residual.
+
+    By Householder QR (LAPACK ``dgels``), whose residual norm comes with the solve;
+    numpy's SVD solver where the columns are (nearly) dependent or there are no more
+    rows than columns.
+    """
+    n, p = matrix.shape
+    if n > p:
+        factor, solved, info = dgels(matrix, values)
+        diagonal = np.abs(np.diagonal(factor)[:p])
+        # (R's diagonal spread past 1e8: nearly dependent or wildly scaled columns, where the
+        # QR solution's coefficients lose digits; the SVD solver's minimum-norm answer instead)
+        if info == 0 and diagonal.min() > 1e-8 * diagonal.max():
+            tail = solved[p:]
+            return solved[:p].copy(), math.sqrt(float(tail @ tail))
+    coef = np.linalg.lstsq(matrix, values, rcond=None)[0]
+    residual = values - matrix @ coef
+    return coef, math.sqrt(float(residual @ residual))

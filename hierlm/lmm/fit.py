@@ -62,9 +62,10 @@ def resolve_optimizer(optimizer: str, kernel: Criterion) -> str:
     """
     name = str(optimizer).lower()
     one_bounded = False
-    if kernel.needs_bounds and kernel.lower.size == 1:
+    if kernel.needs_bounds:
         box_lower, box_upper = kernel.box()
-        one_bounded = bool(np.all(np.isfinite(box_lower)) and np.all(np.isfinite(box_upper)))
+        one_bounded = box_lower.size == 1 and bool(np.isfinite(box_lower).all()
+                                                   and np.isfinite(box_upper).all())
     if name == "auto":
         return NEWTON_1D if one_bounded else "L-BFGS-B"
     method = _OPTIMIZER_ALIASES.get(name)

@@ -39,7 +39,7 @@ from hierlm.lmm.grouped_batches import (
     one_level_per_group,
     residual_correlation,
 )
-from hierlm.lmm.grouped_shared import SharedCriterion
+from hierlm.lmm.grouped_shared import SharedCriterion, upper_factor
 from hierlm.lmm.objective import Components, Solution
 
 __all__ = ["GroupedObjective"]
@@ -67,6 +67,8 @@ class GroupedObjective:
         self.design = design
         self.residual: ResidualDesign = residual
         self.cp = SimpleNamespace(n=design.n, p=design.p, layout=theta_layout(design.blocks))
+        #: the criterion's degrees of freedom, REML (n - p) and ML (n)
+        self._dof = {True: design.n - design.p, False: design.n}
         self.evaluations = 0
         codes = residual.group_codes
         for block in design.blocks:
@@ -339,15 +341,14 @@ class GroupedObjective:
 
     def criterion(self, comp: Components) -> float:
         """lme4's profiled deviance or REML criterion from components."""
-        dof = self.design.n - (self.design.p if comp.reml else 0)
+        dof = self._dof[comp.reml]
         return comp.logdet + dof * (1.0 + _LOG_2PI + np.log(comp.r2 / dof))
 
     def criterion_gradient(self, comp: Components) -> np.ndarray:
         """Gradient of :meth:`criterion`."""
         if comp.d_logdet is None or comp.d_r2 is None:
             raise FitError("Components were evaluated without the gradient.")
-        dof = self.design.n - (self.design.p if comp.reml else 0)
-        return comp.d_logdet + (dof / comp.r2) * comp.d_r2
+        return comp.d_logdet + (self._dof[comp.reml] / comp.r2) * comp.d_r2
 
     def __call__(self, phi: np.ndarray, reml: bool = True) -> float:
         """Return the criterion at ``phi``."""
@@ -366,7 +367,7 @@ class GroupedObjective:
             self.evaluations += 1
             fac = {"parts": [], "beta": beta_s, "unscaled": unscaled, "logdet": comp.ldL2,
                    "ldrx2": comp.ldRX2, "r2": comp.r2,
-                   "r_x": np.linalg.cholesky(xtwx).T if self.design.p else np.zeros((0, 0))}
+                   "r_x": upper_factor(xtwx) if self.design.p else np.zeros((0, 0))}
         else:
             fac = self._factor(phi, gradient=False)
             comp = Components(phi, reml, fac["logdet"], fac["ldrx2"], fac["r2"], None, None)  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ from hierlm.design.residual.precision import PrecisionForm
 from hierlm.errors import FitError
 from hierlm.lmm.objective import Components
 
-__all__ = ["SharedCriterion", "cross_products"]
+__all__ = ["SharedCriterion", "cross_products", "upper_factor"]
 
 _NOT_PD = "A group's covariance matrix is not positive definite at these parameters."
 _ONE = np.ones(1)
@@ -110,6 +110,14 @@ def _residual_products(x: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.nda
     k, m, p = x.shape
     cxr = (x.reshape(k, m * p).T @ r).reshape(m, p, m).transpose(0, 2, 1)
     return np.ascontiguousarray(cxr), r.T @ r
+
+
+def upper_factor(matrix: np.ndarray) -> np.ndarray:
+    """The upper Cholesky factor ``R`` (``R'R = matrix``) of a positive-definite matrix (LAPACK)."""
+    factor, info = dpotrf(matrix, lower=0, clean=1)
+    if info != 0:
+        raise FitError("The fixed-effect columns are linearly dependent.")
+    return factor  # type: ignore[no-any-return]
 
 
 def _inverse(matrix: np.ndarray, message: str, upper: tuple[np.ndarray, np.ndarray]
@@ -233,14 +241,21 @@ class SharedCriterion:
         """
         reduced, p = self.reduced, self.p
         assert reduced is not None
-        rows, logdet, d_logdet = [], 0.0, np.zeros(phi.size) if gradient else None
-        for form, copies in zip(reduced.forms, reduced.copies, strict=True):
-            coefficients, batch_logdet, d_batch_logdet = form.coefficients(phi, gradient)
-            rows.append(coefficients)
-            logdet += copies * batch_logdet
-            if d_logdet is not None and d_batch_logdet is not None:
-                d_logdet += copies * d_batch_logdet
-        sums = (rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)) @ reduced.products
+        if len(reduced.forms) == 1:  # one time pattern (balanced data)
+            coefficients, logdet, d_logdet = reduced.forms[0].coefficients(phi, gradient)
+            logdet *= reduced.copies[0]
+            if d_logdet is not None:
+                d_logdet = reduced.copies[0] * d_logdet
+        else:
+            rows, logdet, d_logdet = [], 0.0, np.zeros(phi.size) if gradient else None
+            for form, copies in zip(reduced.forms, reduced.copies, strict=True):
+                batch_coefficients, batch_logdet, d_batch_logdet = form.coefficients(phi, gradient)
+                rows.append(batch_coefficients)
+                logdet += copies * batch_logdet
+                if d_logdet is not None and d_batch_logdet is not None:
+                    d_logdet += copies * d_batch_logdet
+            coefficients = np.concatenate(rows, axis=1)
+        sums = coefficients @ reduced.products
         pp = p * p
         xtwx = sums[0, :pp]
         unscaled, ldrx2, delta, delta_outer = self._fixed(xtwx, sums[0, pp:pp + p])

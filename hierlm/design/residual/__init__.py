@@ -284,8 +284,11 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
     data = frame  # a DataFrame; typed loosely to keep pandas out of the signature
     assert isinstance(data, pd.DataFrame)
     n = len(data)
-    if spec.time is None:
-        times = _positions(np.asarray(group_codes)).astype(float)
+    if spec.time is None:  # the position in the group: the slots are the positions themselves
+        positions = _positions(np.asarray(group_codes))
+        times = positions.astype(float)
+        distinct = np.arange(int(positions.max()) + 1 if n else 0, dtype=float)
+        slots = positions
     else:
         read = columns if isinstance(columns, dict) else {}
         column = read[spec.time] if spec.time in read else data[spec.time]
@@ -300,12 +303,11 @@ def build_residual(spec: ResidualSpec, frame: object, group_codes: np.ndarray,
         else:
             times = column.to_numpy(dtype=float)
             labels_from = None
-    distinct = np.unique(times)  # the checks below look at the distinct values where they can
-    if spec.time is not None and not np.all(np.isfinite(distinct)):
-        raise DataError(f"residual={spec.text!r}: the time {spec.time!r} has missing or "
-                        "non-finite values.")
-    slots = np.searchsorted(distinct, times)
-    if spec.time is not None:
+        distinct = np.unique(times)  # the checks below look at the distinct values where they can
+        if not np.all(np.isfinite(distinct)):
+            raise DataError(f"residual={spec.text!r}: the time {spec.time!r} has missing or "
+                            "non-finite values.")
+        slots = np.searchsorted(distinct, times)
         if _has_repeats(np.asarray(group_codes), slots, distinct.size):
             row = int(_repeated_rows(np.asarray(group_codes), times)[0])
             raise DataError(

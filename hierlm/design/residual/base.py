@@ -12,7 +12,6 @@ derivatives.
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
@@ -37,7 +36,7 @@ def correlation_reals(model: CorrelationModel, natural: np.ndarray) -> np.ndarra
     if target.size == 0:
         return np.zeros(0)
     closed = model.reals(target)
-    if closed is not None and np.all(np.isfinite(closed)):
+    if closed is not None and bool(np.isfinite(closed).all()):
         return np.asarray(closed, dtype=float)
     direct = optimize.root(lambda r: model.natural(r) - target, np.zeros(target.size),
                            method="hybr", tol=1e-14)
@@ -95,7 +94,8 @@ class ResidualStructure(ABC):
     # ------------------------------------------------------------ binding
     def bind(self, times: np.ndarray, time_labels: tuple[str, ...]) -> ResidualStructure:
         """Return a copy bound to the sorted distinct ``times`` (labels for names)."""
-        out = copy.copy(self)
+        out = object.__new__(type(self))  # (copy.copy's shallow copy, without its dispatch)
+        out.__dict__.update(self.__dict__)
         out.times = np.asarray(times, dtype=float)
         out.time_labels = tuple(time_labels)
         out.n_times = out.times.size

@@ -107,9 +107,7 @@ class CS(_SlotCorrelation):
 
     def _rho_of(self, r: float) -> tuple[float, float]:
         """``rho`` and ``d rho / d r``: ``rho = mid + half tanh(r)`` over ``(floor, 1)``."""
-        rho = float(self._correlation.natural(np.array([r]))[0])
-        half = 0.5 * (1.0 - self._floor)
-        return rho, half * (1.0 - math.tanh(r) ** 2)
+        return self._correlation.natural_and_slope(r)  # type: ignore[attr-defined, no-any-return]
 
     def precision_form(self, slots: np.ndarray, times: np.ndarray) -> PrecisionForm | None:
         """``(1 - rho) I + rho J`` inverts in closed form at any times."""
@@ -123,7 +121,7 @@ class CS(_SlotCorrelation):
         off = correlation[~np.eye(correlation.shape[0], dtype=bool) & np.isfinite(correlation)]
         floor = self._floor
         if off.size and self.n_correlation:
-            rho = float(np.clip(np.mean(off), 0.9 * floor, 0.99))
+            rho = min(max(float(off.mean()), 0.9 * floor), 0.99)
             start[0] = correlation_reals(self._correlation, np.array([rho]))[0]
         return start
 

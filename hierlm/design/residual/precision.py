@@ -115,14 +115,11 @@ class CompoundSymmetryPrecision(PrecisionForm):
             raise FitError(_NOT_PD)
         both = low * high
         logdet = (m - 1) * math.log(low) + math.log(high)
+        values = [1.0 / low, -rho / both]
         if not gradient:
-            return np.array([[1.0 / low, -rho / both]]), logdet, None
-        out = np.zeros((1 + len(params), 2))
-        out[0] = (1.0 / low, -rho / both)
-        out[1] = (d_rho / (low * low), -d_rho * (1.0 + (m - 1) * rho * rho) / (both * both))
-        d_logdet = np.zeros(len(params))
-        d_logdet[0] = -d_rho * (m - 1) * m * rho / both
-        return out, logdet, d_logdet
+            return np.array([values]), logdet, None
+        slopes = [d_rho / (low * low), -d_rho * (1.0 + (m - 1) * rho * rho) / (both * both)]
+        return _with_gradient(values, slopes, len(params), -d_rho * (m - 1) * m * rho / both, logdet)
 
 
 class MarkovPrecision(PrecisionForm):
@@ -170,11 +167,15 @@ class MarkovPrecision(PrecisionForm):
                 d_logdet -= count * 2.0 * f * d_f / s
         if not gradient:
             return np.array([c]), logdet, None
-        out = np.zeros((1 + len(params), len(c)))
-        out[0], out[1] = c, dc_row
-        d_params = np.zeros(len(params))
-        d_params[0] = d_logdet
-        return out, logdet, d_params
+        return _with_gradient(c, dc_row, len(params), d_logdet, logdet)
+
+
+def _with_gradient(values: list[float], slopes: list[float], n_params: int, d_logdet: float,
+                   logdet: float) -> Coefficients:
+    """:meth:`PrecisionForm.coefficients`'s output when only the first parameter moves ``S``."""
+    zeros = [0.0] * len(values)
+    rows = np.array([values, slopes] + [zeros] * (n_params - 1))
+    return rows, logdet, np.array([d_logdet] + [0.0] * (n_params - 1))
 
 
 @functools.lru_cache(maxsize=256)
