@@ -30,19 +30,22 @@ def _relative_residuals(matrix: np.ndarray) -> np.ndarray:
     Columns are taken in order, as R's ``qr`` (LINPACK ``dqrdc2``) and lme4 do;
     a column with a relative residual at most ``1e-7`` is aliased and not kept.
     """
-    out = np.zeros(matrix.shape[1])
-    basis = np.empty((matrix.shape[0], 0))
-    for j in range(matrix.shape[1]):
-        column = matrix[:, j].astype(float)
+    columns = np.array(matrix, dtype=float).T  # (one row per column, each contiguous)
+    out = np.zeros(columns.shape[0])
+    basis = np.empty_like(columns)  # the kept columns' orthonormal directions, as rows
+    kept = 0
+    for j, column in enumerate(columns):
         norm = math.sqrt(float(column @ column))  # (numpy's norm of a vector, without its checks)
         residual = column
-        if basis.shape[1]:  # (nothing to project out of the first kept column)
+        if kept:  # (nothing to project out of the first kept column)
+            directions = basis[:kept]
             for _ in range(2):  # project twice: classical Gram-Schmidt with re-orthogonalisation
-                residual = residual - basis @ (basis.T @ residual)
+                residual = residual - (directions @ residual) @ directions
         size = math.sqrt(float(residual @ residual))
         out[j] = size / norm if norm > 0.0 else 0.0
         if out[j] > 1e-7:
-            basis = np.column_stack([basis, residual / size])
+            basis[kept] = residual / size
+            kept += 1
     return out
 
 

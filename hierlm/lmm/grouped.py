@@ -158,6 +158,8 @@ class GroupedObjective:
 
     def theta(self, phi: np.ndarray) -> np.ndarray:
         """Template entries of the random-effect blocks (the kernel's theta) at ``phi``."""
+        if not self.design.blocks:
+            return np.zeros(0)
         blocks, _, _ = self._split(phi)
         out = []
         for block, part in zip(self.design.blocks, blocks, strict=True):
@@ -375,7 +377,7 @@ class GroupedObjective:
         dof = self.design.n - (self.design.p if reml else 0)
         sigma = float(np.sqrt(fac["r2"] / dof))  # type: ignore[operator]
         beta = fac["beta"]
-        blocks, _, _ = self._split(phi)
+        blocks = self._split(phi)[0] if self.design.blocks else []
         b_list, cv_list = [], []
         for k, (block, part) in enumerate(zip(self.design.blocks, blocks, strict=True)):
             template = block.structure.template(part)

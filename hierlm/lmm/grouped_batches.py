@@ -55,7 +55,8 @@ def make_batches(design: Design, residual: ResidualDesign) -> list[Batch]:
     codes = residual.group_codes
     order = np.lexsort((residual.times, codes))
     sizes = np.bincount(codes, minlength=len(residual.group_labels))
-    starts = np.concatenate(([0], np.cumsum(sizes)))
+    starts = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
     # Without random effects or variance= levels, W depends on a group's times only: groups
     # with the same times share one factorisation (balanced designs: one for all groups).
     shareable = not design.blocks and residual.variance_codes is None
