@@ -38,6 +38,7 @@ from hierlm.lmm.grouped_batches import (
     make_batches,
     one_level_per_group,
     residual_correlation,
+    shares_w,
 )
 from hierlm.lmm.grouped_shared import SharedCriterion, upper_factor
 from hierlm.lmm.objective import Components, Solution
@@ -79,11 +80,13 @@ class GroupedObjective:
                     f"must be per {residual.spec.group} (e.g. '(1 | {residual.spec.group})').")
         self._block_sizes = [b.structure.n_params for b in design.blocks]
         self._n_random = int(sum(self._block_sizes))
-        self._batches = make_batches(design, residual)
-        # no random effects, no variance= levels: one W per batch, the small-matrix path
         self._ols = ols  # least-squares coefficients of y on X (the caller's, or made once)
+        # no random effects, no variance= levels: one W per batch, the small-matrix path, on the
+        # cross-products of the least-squares residuals
+        shared = shares_w(design, residual)
+        self._batches = make_batches(design, residual, self.ols() if shared else None)
         self._shared = (SharedCriterion(residual.structure, self._batches, design.p, self.ols())
-                        if self._batches and all(b.shared for b in self._batches) else None)
+                        if shared and self._batches else None)
 
     @property
     def n_theta(self) -> int:
@@ -267,7 +270,7 @@ class GroupedObjective:
                 assert batch.cxx is not None and batch.cxy is not None
                 single = w_inv[0]
                 xtwx += np.einsum("ab,abpq->pq", single, batch.cxx)
-                xtwy += np.einsum("ab,abp->p", single, batch.cxy)
+                xtwy += np.einsum("ab,abp->p", single, batch.response_products())
                 parts.append((batch, single, None, None if d_w is None else d_w[:, 0]))
                 continue
             winv_x = w_inv @ batch.x  # (k, m, p)

@@ -18,7 +18,7 @@ from hierlm.design.blocks import Design
 from hierlm.design.residual import ResidualDesign
 from hierlm.lmm.grouped_shared import SharedCriterion, cross_products
 
-__all__ = ["Batch", "make_batches", "one_level_per_group", "residual_correlation"]
+__all__ = ["Batch", "make_batches", "one_level_per_group", "residual_correlation", "shares_w"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,18 +39,35 @@ class Batch:
     cxx: np.ndarray | None = None  # (m, m, p, p)
     cxy: np.ndarray | None = None  # (m, m, p): sum_k X_k[a,p] y_k[b]
     cyy: np.ndarray | None = None  # (m, m)
+    # where given, cxy and cyy are those of the residuals y - X centre instead of y
+    centre: np.ndarray | None = None
 
     def residual_products(self, beta: np.ndarray) -> np.ndarray:
         """``sum_k r_k r_k'`` with ``r_k = y_k - X_k beta`` (shared batches), ``(m, m)``."""
         assert self.cxx is not None and self.cxy is not None and self.cyy is not None
-        cross = self.cxy @ beta  # (m, m): sum_k (X_k beta)[a] y_k[b]
-        return self.cyy - cross - cross.T + np.einsum("abpq,p,q->ab", self.cxx, beta, beta)
+        shift = beta if self.centre is None else beta - self.centre  # r_k = y_k - X_k centre - X_k shift
+        cross = self.cxy @ shift  # (m, m): sum_k (X_k shift)[a] y_k[b]
+        return self.cyy - cross - cross.T + np.einsum("abpq,p,q->ab", self.cxx, shift, shift)
+
+    def response_products(self) -> np.ndarray:
+        """``C_xy`` of the response itself, ``sum_k X_k[a,p] y_k[b]`` (shared batches)."""
+        assert self.cxx is not None and self.cxy is not None
+        if self.centre is None:
+            return self.cxy
+        return self.cxy + np.einsum("abpq,q->abp", self.cxx, self.centre)
 
 
-def make_batches(design: Design, residual: ResidualDesign) -> list[Batch]:
+def shares_w(design: Design, residual: ResidualDesign) -> bool:
+    """True when every group's ``W`` depends on its times only (no random effects, no ``variance=``)."""
+    return not design.blocks and residual.variance_codes is None
+
+
+def make_batches(design: Design, residual: ResidualDesign,
+                 centre: np.ndarray | None = None) -> list[Batch]:
     """The groups of ``design`` batched by size (and, when ``W`` can be shared, by times).
 
-    Rows within a group are in time order.
+    Rows within a group are in time order. ``centre``: coefficients whose residuals
+    ``y - X centre`` the shared batches' cross-products are of (the response's when None).
     """
     codes = residual.group_codes
     order = np.lexsort((residual.times, codes))
@@ -59,7 +76,7 @@ def make_batches(design: Design, residual: ResidualDesign) -> list[Batch]:
     np.cumsum(sizes, out=starts[1:])
     # Without random effects or variance= levels, W depends on a group's times only: groups
     # with the same times share one factorisation (balanced designs: one for all groups).
-    shareable = not design.blocks and residual.variance_codes is None
+    shareable = shares_w(design, residual)
     batches = []
     present = np.flatnonzero(np.bincount(sizes)) if sizes.size else np.zeros(0, dtype=np.int64)
     for m in present[present > 0].tolist():  # the group sizes, ascending (np.unique's order)
@@ -76,9 +93,11 @@ def make_batches(design: Design, residual: ResidualDesign) -> list[Batch]:
             variance = (None if residual.variance_codes is None
                         else residual.variance_codes[sub])
             x, y = design.X[sub], design.y[sub]
-            products = {}
+            products: dict[str, np.ndarray | None] = {}
             if shareable:
-                products = dict(zip(("cxx", "cxy", "cyy"), cross_products(x, y), strict=True))
+                response = y if centre is None else y - x @ centre
+                products = dict(zip(("cxx", "cxy", "cyy"), cross_products(x, response), strict=True))
+                products["centre"] = centre
             batches.append(Batch(sub, groups[piece], x, y, residual.slots[sub],
                                  times[piece] if len(pieces) > 1 else times,
                                  [b.z[sub] for b in design.blocks], variance, shared=shareable,

@@ -172,7 +172,10 @@ class SharedCriterion:
         self.batches = []
         for batch in batches:
             m = batch.rows.shape[1]
-            cxy, cyy = _residual_products(batch.x, batch.y - batch.x @ self.beta0)
+            if batch.centre is not None and np.array_equal(batch.centre, self.beta0):
+                cxy, cyy = batch.cxy, batch.cyy  # (made on these residuals already)
+            else:
+                cxy, cyy = _residual_products(batch.x, batch.y - batch.x @ self.beta0)
             self.batches.append(_Shared(
                 slots=np.ascontiguousarray(batch.slots[:1]), times=np.ascontiguousarray(batch.times[:1]),
                 copies=int(batch.rows.shape[0]),
