@@ -131,3 +131,24 @@ def test_closed_form_gradient_matches_central_differences(residual):
         _, grad = objective.value_and_gradient(phi, reml=True)
         numeric = (objective(phi + step) - objective(phi - step)) / (2 * step)
         assert grad[0] == pytest.approx(numeric, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_batches_centred_on_least_squares_keep_the_response_products(drop):
+    """make_batches' centre= changes what the cross-products are of, not the sums they give."""
+    from hierlm.lmm.grouped_batches import make_batches
+
+    design = hl.Model("weight ~ week", _data(drop), residual="ar1(week | id)").design
+    assert design.residual is not None
+    centre = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+    plain = make_batches(design, design.residual)
+    centred = make_batches(design, design.residual, centre)
+    beta = centre + np.array([0.7, -0.2])
+    for a, b in zip(plain, centred, strict=True):
+        assert a.centre is None and b.centre is centre
+        np.testing.assert_allclose(b.residual_products(beta), a.residual_products(beta),
+                                   rtol=1e-9, atol=1e-9 * np.max(np.abs(a.cyy)))
+        np.testing.assert_allclose(b.response_products(), a.cxy, rtol=1e-10,
+                                   atol=1e-10 * np.max(np.abs(a.cxy)))
+        # the centred products are those of the residuals, a few digits smaller than the response's
+        assert np.max(np.abs(b.cyy)) < np.max(np.abs(a.cyy))
