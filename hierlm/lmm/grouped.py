@@ -377,8 +377,7 @@ class GroupedObjective:
             fac = self._factor(phi, gradient=False)
             comp = Components(phi, reml, fac["logdet"], fac["ldrx2"], fac["r2"], None, None)  # type: ignore[arg-type]
         value = self.criterion(comp)
-        dof = self.design.n - (self.design.p if reml else 0)
-        sigma = float(np.sqrt(fac["r2"] / dof))  # type: ignore[operator]
+        sigma = float(np.sqrt(fac["r2"] / self._dof[reml]))  # type: ignore[operator]
         beta = fac["beta"]
         blocks = self._split(phi)[0] if self.design.blocks else []
         b_list, cv_list = [], []

@@ -45,6 +45,7 @@ from hierlm.lmm.objective import Components
 __all__ = ["SharedCriterion", "cross_products", "upper_factor"]
 
 _NOT_PD = "A group's covariance matrix is not positive definite at these parameters."
+_DEPENDENT = "The fixed-effect columns are linearly dependent."
 _ONE = np.ones(1)
 _ONE.flags.writeable = False
 
@@ -116,7 +117,7 @@ def upper_factor(matrix: np.ndarray) -> np.ndarray:
     """The upper Cholesky factor ``R`` (``R'R = matrix``) of a positive-definite matrix (LAPACK)."""
     factor, info = dpotrf(matrix, lower=0, clean=1)
     if info != 0:
-        raise FitError("The fixed-effect columns are linearly dependent.")
+        raise FitError(_DEPENDENT)
     return factor  # type: ignore[no-any-return]
 
 
@@ -230,8 +231,7 @@ class SharedCriterion:
         p = self.p
         if not p:
             return np.zeros((0, 0)), 0.0, np.zeros(0), np.zeros(0)
-        unscaled, ldrx2 = _inverse(xtwx.reshape(p, p),
-                                   "The fixed-effect columns are linearly dependent.", self._upper_p)
+        unscaled, ldrx2 = _inverse(xtwx.reshape(p, p), _DEPENDENT, self._upper_p)
         delta = unscaled @ xtwy
         return unscaled, ldrx2, delta, (delta[:, None] * delta).ravel()
 
